@@ -1,0 +1,81 @@
+//! Resolved settings. clap reads the flags and `WALLET_*` variables; this is
+//! the only other code that reads the environment (`PORT`, as Fly.io sets it).
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+pub const BIND_DEFAULT: &str = "127.0.0.1:8080";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeSettings {
+    pub db_path: PathBuf,
+    pub bind: String,
+}
+
+/// `--bind` / `WALLET_BIND` when given; else `0.0.0.0:$PORT` when `PORT` is
+/// set; else `127.0.0.1:8080` (API.md, Command line).
+pub fn resolve_bind(explicit: Option<String>, port: Option<String>) -> anyhow::Result<String> {
+    let bind = match (explicit, port) {
+        (Some(bind), _) => bind,
+        (None, Some(port)) => {
+            let port: u16 = port.trim().parse().with_context(|| {
+                format!("PORT must be a port number from 0 to 65535, not {port:?}")
+            })?;
+            format!("0.0.0.0:{port}")
+        }
+        (None, None) => BIND_DEFAULT.to_owned(),
+    };
+    // Resolve now, so a malformed address fails as a bad setting, not later
+    // as a failure to listen.
+    let resolves = bind
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| addrs.next().is_some());
+    match resolves {
+        true => Ok(bind),
+        false => bail!("--bind must be HOST:PORT, such as 127.0.0.1:8080, not {bind:?}"),
+    }
+}
+
+impl ServeSettings {
+    pub fn resolve(db_path: PathBuf, bind: Option<String>) -> anyhow::Result<ServeSettings> {
+        let port = std::env::var("PORT").ok().filter(|port| !port.is_empty());
+        Ok(ServeSettings {
+            db_path,
+            bind: resolve_bind(bind, port)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_bind_wins_over_port() {
+        let bind = resolve_bind(Some("127.0.0.1:9000".into()), Some("7000".into())).unwrap();
+        assert_eq!(bind, "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn port_alone_binds_every_interface() {
+        assert_eq!(
+            resolve_bind(None, Some("7000".into())).unwrap(),
+            "0.0.0.0:7000"
+        );
+    }
+
+    #[test]
+    fn with_nothing_set_the_default_is_loopback_8080() {
+        assert_eq!(resolve_bind(None, None).unwrap(), BIND_DEFAULT);
+    }
+
+    #[test]
+    fn a_bad_port_or_bind_is_one_clear_error() {
+        assert!(resolve_bind(None, Some("80a".into())).is_err());
+        assert!(resolve_bind(None, Some("65536".into())).is_err());
+        assert!(resolve_bind(Some("nonsense".into()), None).is_err());
+        assert!(resolve_bind(Some("127.0.0.1:99999".into()), None).is_err());
+    }
+}

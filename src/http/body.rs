@@ -1,0 +1,186 @@
+//! Reading a request body: `Content-Type: application/json` (415 otherwise),
+//! at most `BODY_BYTES_MAX` bytes (413), valid JSON whose top level is an
+//! object with no key twice (400 INVALID_JSON). Fields are then parsed one by
+//! one by the handler, so every problem is reported, not only the first.
+
+use std::fmt;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, FieldError};
+use crate::limits::BODY_BYTES_MAX;
+
+/// A request body that is a JSON object.
+#[derive(Debug)]
+pub struct JsonObject(pub Map<String, Value>);
+
+impl FromRequest for JsonObject {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<JsonObject, ApiError>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(is_json_media_type);
+        let declared_length = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !is_json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            if declared_length.is_some_and(|length| length > BODY_BYTES_MAX as u64) {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            // Read chunk by chunk and stop at the limit: a body without a
+            // Content-Length (chunked) is bounded too.
+            let mut bytes = Vec::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|read_error| {
+                    ApiError::InvalidJson(format!("the body could not be read ({read_error})"))
+                })?;
+                if bytes.len() + chunk.len() > BODY_BYTES_MAX {
+                    return Err(ApiError::PayloadTooLarge);
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            parse_object(&bytes)
+        })
+    }
+}
+
+/// `application/json`, with any parameters (`; charset=utf-8`).
+fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+pub fn parse_object(bytes: &[u8]) -> Result<JsonObject, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::InvalidJson("the body is empty".into()));
+    }
+    serde_json::from_slice::<UniqueKeyObject>(bytes)
+        .map(|object| JsonObject(object.0))
+        .map_err(|error| ApiError::InvalidJson(error.to_string()))
+}
+
+/// A top-level JSON object that refuses a repeated key: `{"amount": 1,
+/// "amount": 1000}` is ambiguous, and a money service does not guess.
+struct UniqueKeyObject(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueKeyObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = UniqueKeyObject;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+                let mut object = Map::new();
+                while let Some((key, value)) = access.next_entry::<String, Value>()? {
+                    if object.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "the key {key:?} appears twice"
+                        )));
+                    }
+                    object.insert(key, value);
+                }
+                Ok(UniqueKeyObject(object))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// Collects field problems, so one response lists them all.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    pub fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    /// Keeps the value, or records why it was refused.
+    pub fn check<T>(&mut self, field: &str, parsed: Result<T, impl ToString>) -> Option<T> {
+        match parsed {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.push(field, error.to_string());
+                None
+            }
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_media_types_may_carry_parameters_and_any_case() {
+        assert!(is_json_media_type("application/json"));
+        assert!(is_json_media_type("application/json; charset=utf-8"));
+        assert!(is_json_media_type("Application/JSON"));
+        assert!(!is_json_media_type("text/plain"));
+        assert!(!is_json_media_type("application/jsonx"));
+        assert!(!is_json_media_type(""));
+    }
+
+    #[test]
+    fn only_an_object_is_accepted() {
+        assert!(parse_object(br#"{"a": 1}"#).is_ok());
+        for bad in [
+            &b"[]"[..],
+            b"1",
+            b"\"x\"",
+            b"null",
+            b"",
+            b"  ",
+            b"{",
+            b"{\"a\":1}x",
+        ] {
+            assert!(
+                matches!(parse_object(bad), Err(ApiError::InvalidJson(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused() {
+        let refused = parse_object(br#"{"amount": 1, "amount": 1000}"#);
+        assert!(
+            matches!(refused, Err(ApiError::InvalidJson(message)) if message.contains("twice"))
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_and_deep_nesting_are_refused_without_panicking() {
+        assert!(parse_object(b"{\"a\": \"\xff\"}").is_err());
+        let deep = format!("{{\"a\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_object(deep.as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,409 @@
+//! The routes of API.md and their handlers.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use rusqlite::Connection;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::body::{FieldErrors, JsonObject};
+use super::envelope::success;
+use super::json::{Asset, Balance, ReceiptJson, Transaction};
+use crate::domain::{
+    Amount, AssetRef, Cursor, EntryKind, IdempotencyKey, Note, PageLimit, ReferenceId, UserId,
+};
+use crate::error::ApiError;
+use crate::storage::reads::{self, HistoryQuery};
+use crate::storage::writer::WriterHandle;
+use crate::storage::{PostCommand, ReadPool, StorageError, WriteOutcome};
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(one_method("/health", web::get().to(get_health)))
+        .service(one_method("/assets", web::get().to(get_assets)))
+        .service(one_method(
+            "/wallets/{userId}/balance",
+            web::get().to(get_balance),
+        ))
+        .service(one_method(
+            "/wallets/{userId}/transactions",
+            web::get().to(get_transactions),
+        ))
+        .service(one_method(
+            "/wallets/{userId}/topup",
+            web::post().to(post_topup),
+        ))
+        .service(one_method(
+            "/wallets/{userId}/bonus",
+            web::post().to(post_bonus),
+        ))
+        .service(one_method(
+            "/wallets/{userId}/spend",
+            web::post().to(post_spend),
+        ));
+}
+
+/// A resource that answers one method, and 405 in the envelope to the others.
+fn one_method(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
+}
+
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// Runs a read on a pooled read-only connection, off the async workers:
+/// r2d2 and SQLite both block.
+async fn read<T, E>(
+    pool: &web::Data<ReadPool>,
+    query: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    let pool = pool.clone();
+    web::block(move || {
+        let mut conn = pool.get().map_err(StorageError::from)?;
+        query(&mut conn).map_err(Into::into)
+    })
+    .await
+    .map_err(|blocking| {
+        ApiError::Internal(anyhow::anyhow!("the blocking pool failed: {blocking}"))
+    })?
+}
+
+fn ok<T: Serialize>(data: T) -> HttpResponse {
+    success(StatusCode::OK, data)
+}
+
+/// API.md: GET /health
+async fn get_health(pool: web::Data<ReadPool>) -> Result<HttpResponse, ApiError> {
+    // Whatever keeps the database from answering, health reports as the database.
+    read(&pool, |conn| {
+        reads::health(conn).map_err(ApiError::DatabaseUnavailable)
+    })
+    .await?;
+    #[derive(Serialize)]
+    struct Health {
+        status: &'static str,
+        database: &'static str,
+        version: &'static str,
+    }
+    Ok(ok(Health {
+        status: "ok",
+        database: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// API.md: GET /assets
+async fn get_assets(pool: web::Data<ReadPool>) -> Result<HttpResponse, ApiError> {
+    let rows = read(&pool, reads::assets).await?;
+    Ok(ok(rows.into_iter().map(Asset::from).collect::<Vec<_>>()))
+}
+
+fn path_user(request: &HttpRequest, errors: &mut FieldErrors) -> Option<UserId> {
+    let raw = request.match_info().get("userId").unwrap_or_default();
+    errors.check("userId", UserId::parse(raw))
+}
+
+/// API.md: GET /wallets/{userId}/balance
+async fn get_balance(
+    request: HttpRequest,
+    pool: web::Data<ReadPool>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    let user = path_user(&request, &mut errors);
+    errors.into_result()?;
+    let user = user.expect("a user id that passed validation");
+    let user_for_query = user.clone();
+    let rows = read(&pool, move |conn| reads::balances(conn, &user_for_query)).await?;
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Balances {
+        user_id: String,
+        balances: Vec<Balance>,
+    }
+    Ok(ok(Balances {
+        user_id: user.as_str().to_owned(),
+        balances: rows.into_iter().map(Balance::from).collect(),
+    }))
+}
+
+/// API.md: GET /wallets/{userId}/transactions?asset=&type=&limit=&cursor=
+async fn get_transactions(
+    request: HttpRequest,
+    pool: web::Data<ReadPool>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    let user = path_user(&request, &mut errors);
+    let query = parse_history_query(request.query_string(), &mut errors);
+    errors.into_result()?;
+    let user = user.expect("a user id that passed validation");
+    let page = read(&pool, move |conn| reads::history(conn, &user, &query))
+        .await
+        .map_err(|error| match error {
+            // Here the asset is a filter the caller wrote, not a thing to act on.
+            ApiError::AssetNotFound => ApiError::field("asset", "no asset has this symbol or id"),
+            other => other,
+        })?;
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Page {
+        items: Vec<Transaction>,
+        next_cursor: Option<String>,
+    }
+    Ok(ok(Page {
+        items: page.items.into_iter().map(Transaction::from).collect(),
+        next_cursor: page.next_cursor.map(Cursor::encode),
+    }))
+}
+
+/// The query string of a history request. An empty value means "not given",
+/// as in API.md's own template `?asset=&type=&limit=&cursor=`; an unknown or
+/// repeated parameter is refused, so a typo never silently widens a filter.
+fn parse_history_query(raw: &str, errors: &mut FieldErrors) -> HistoryQuery {
+    let mut query = HistoryQuery {
+        asset: None,
+        kind: None,
+        limit: PageLimit::default(),
+        cursor: None,
+    };
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(raw) {
+        Ok(pairs) => pairs,
+        Err(_) => {
+            errors.push("query", "is not a valid query string");
+            return query;
+        }
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in &pairs {
+        if seen.contains(&name.as_str()) {
+            errors.push(name, "is given more than once");
+            continue;
+        }
+        seen.push(name);
+        if value.is_empty() && ["asset", "type", "limit", "cursor"].contains(&name.as_str()) {
+            continue;
+        }
+        match name.as_str() {
+            "asset" => query.asset = errors.check("asset", AssetRef::parse(value)),
+            "type" => query.kind = errors.check("type", EntryKind::parse(value)),
+            "limit" => {
+                if let Some(limit) = errors.check("limit", PageLimit::parse(value)) {
+                    query.limit = limit;
+                }
+            }
+            "cursor" => query.cursor = errors.check("cursor", Cursor::parse(value)),
+            _ => errors.push(
+                &truncate_for_echo(name),
+                "is not a known parameter (asset, type, limit, cursor)",
+            ),
+        }
+    }
+    query
+}
+
+/// API.md: POST /wallets/{userId}/topup
+async fn post_topup(
+    request: HttpRequest,
+    body: JsonObject,
+    writer: web::Data<WriterHandle>,
+) -> Result<HttpResponse, ApiError> {
+    post_entry(EntryKind::Topup, request, body, writer).await
+}
+
+/// API.md: POST /wallets/{userId}/bonus
+async fn post_bonus(
+    request: HttpRequest,
+    body: JsonObject,
+    writer: web::Data<WriterHandle>,
+) -> Result<HttpResponse, ApiError> {
+    post_entry(EntryKind::Bonus, request, body, writer).await
+}
+
+/// API.md: POST /wallets/{userId}/spend
+async fn post_spend(
+    request: HttpRequest,
+    body: JsonObject,
+    writer: web::Data<WriterHandle>,
+) -> Result<HttpResponse, ApiError> {
+    post_entry(EntryKind::Spend, request, body, writer).await
+}
+
+/// 201 with the receipt for a new entry; 200 with `Idempotent-Replayed: true`
+/// and the original receipt for a retry.
+async fn post_entry(
+    kind: EntryKind,
+    request: HttpRequest,
+    body: JsonObject,
+    writer: web::Data<WriterHandle>,
+) -> Result<HttpResponse, ApiError> {
+    let command = parse_post_command(kind, &request, body)?;
+    match writer.post(command).await.map_err(ApiError::from)? {
+        WriteOutcome::Created(receipt) => {
+            Ok(success(StatusCode::CREATED, ReceiptJson::from(receipt)))
+        }
+        WriteOutcome::Replayed(receipt) => {
+            let mut response = ok(ReceiptJson::from(receipt));
+            response.headers_mut().insert(
+                header::HeaderName::from_static("idempotent-replayed"),
+                header::HeaderValue::from_static("true"),
+            );
+            Ok(response)
+        }
+    }
+}
+
+const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// The path, the header and every body field, each checked, every problem
+/// reported together.
+fn parse_post_command(
+    kind: EntryKind,
+    request: &HttpRequest,
+    JsonObject(mut body): JsonObject,
+) -> Result<PostCommand, ApiError> {
+    let mut errors = FieldErrors::default();
+    let user = path_user(request, &mut errors);
+
+    let asset = match body.remove("asset") {
+        Some(Value::String(raw)) => errors.check("asset", AssetRef::parse(&raw)),
+        None | Some(Value::Null) => {
+            errors.push("asset", "is required");
+            None
+        }
+        Some(_) => {
+            errors.push("asset", "must be a string");
+            None
+        }
+    };
+    let amount = match body.remove("amount") {
+        Some(Value::Number(number)) => match number.as_u64() {
+            Some(raw) => errors.check("amount", Amount::parse(raw)),
+            None => {
+                errors.push("amount", "must be a positive integer");
+                None
+            }
+        },
+        None | Some(Value::Null) => {
+            errors.push("amount", "is required");
+            None
+        }
+        Some(_) => {
+            errors.push(
+                "amount",
+                "must be a JSON integer, not a string or other type",
+            );
+            None
+        }
+    };
+    let idempotency_key =
+        parse_idempotency_key(request, body.remove("idempotencyKey"), &mut errors);
+    let reference_id = optional_text(&mut body, "referenceId", ReferenceId::parse, &mut errors);
+    let note = optional_text(&mut body, "note", Note::parse, &mut errors);
+    for unknown in body.keys() {
+        errors.push(&truncate_for_echo(unknown), "is not a known field");
+    }
+    errors.into_result()?;
+    match (user, asset, amount, idempotency_key) {
+        (Some(user), Some(asset), Some(amount), Some(idempotency_key)) => Ok(PostCommand {
+            user,
+            kind,
+            asset,
+            amount,
+            idempotency_key,
+            reference_id: reference_id.flatten(),
+            note: note.flatten(),
+        }),
+        _ => Err(ApiError::Internal(anyhow::anyhow!(
+            "a field was missing although validation passed"
+        ))),
+    }
+}
+
+/// The key from the body field or the `Idempotency-Key` header: one of them is
+/// required, and when both are given they must agree.
+fn parse_idempotency_key(
+    request: &HttpRequest,
+    from_body: Option<Value>,
+    errors: &mut FieldErrors,
+) -> Option<IdempotencyKey> {
+    let mut headers = request.headers().get_all(IDEMPOTENCY_KEY_HEADER);
+    let from_header = headers.next();
+    if headers.next().is_some() {
+        errors.push("Idempotency-Key", "must be sent once");
+        return None;
+    }
+    let from_header = match from_header.map(|value| value.to_str()) {
+        None => None,
+        Some(Ok(text)) => Some(errors.check("Idempotency-Key", IdempotencyKey::parse(text))?),
+        Some(Err(_)) => {
+            errors.push("Idempotency-Key", "must be visible ASCII");
+            return None;
+        }
+    };
+    let from_body = match from_body {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => {
+            Some(errors.check("idempotencyKey", IdempotencyKey::parse(&text))?)
+        }
+        Some(_) => {
+            errors.push("idempotencyKey", "must be a string");
+            return None;
+        }
+    };
+    match (from_body, from_header) {
+        (Some(body), Some(header)) if body != header => {
+            errors.push(
+                "idempotencyKey",
+                "differs from the Idempotency-Key header; send one, or the same in both",
+            );
+            None
+        }
+        (Some(key), _) | (None, Some(key)) => Some(key),
+        (None, None) => {
+            errors.push(
+                "idempotencyKey",
+                "is required, as this field or as the Idempotency-Key header",
+            );
+            None
+        }
+    }
+}
+
+/// An optional string field: absent or null is `Some(None)`; a problem is `None`.
+fn optional_text<T>(
+    body: &mut serde_json::Map<String, Value>,
+    field: &str,
+    parse: impl Fn(&str) -> Result<T, crate::domain::ParseError>,
+    errors: &mut FieldErrors,
+) -> Option<Option<T>> {
+    match body.remove(field) {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(text)) => errors.check(field, parse(&text)).map(Some),
+        Some(_) => {
+            errors.push(field, "must be a string or null");
+            None
+        }
+    }
+}
+
+/// A caller's own field name, echoed back in an error, cut to a sane length.
+fn truncate_for_echo(name: &str) -> String {
+    const ECHO_CHARS_MAX: usize = 64;
+    if name.chars().count() <= ECHO_CHARS_MAX {
+        name.to_owned()
+    } else {
+        let mut cut: String = name.chars().take(ECHO_CHARS_MAX).collect();
+        cut.push('…');
+        cut
+    }
+}

@@ -1,0 +1,83 @@
+//! The HTTP face of the service: routes, the envelope, request ids, body
+//! parsing and the handlers. Handlers parse input into domain types and hand
+//! it to storage; they hold no SQL and no balance logic.
+
+pub mod body;
+pub mod envelope;
+mod handlers;
+mod json;
+mod request_context;
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::limits::{
+    HTTP_BACKLOG, HTTP_CLIENT_DISCONNECT_TIMEOUT, HTTP_CLIENT_REQUEST_TIMEOUT,
+    HTTP_CONNECTIONS_PER_WORKER_MAX, HTTP_KEEP_ALIVE, HTTP_SHUTDOWN_TIMEOUT_SECONDS, HTTP_WORKERS,
+};
+use crate::storage::Storage;
+
+pub use request_context::REQUEST_ID_HEADER;
+
+/// The server, bound and ready to run.
+pub struct Application {
+    server: Server,
+    local_addr: SocketAddr,
+    storage: Storage,
+}
+
+impl Application {
+    /// Binds `bind` and builds the server over `storage`. Must run inside an
+    /// actix system.
+    pub fn build(storage: Storage, bind: &str) -> anyhow::Result<Application> {
+        let listener =
+            TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
+        let local_addr = listener.local_addr()?;
+        let writer = web::Data::new(storage.writer.handle());
+        let pool = web::Data::new(storage.pool.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(writer.clone())
+                .app_data(pool.clone())
+                .wrap(from_fn(request_context::request_context))
+                .configure(handlers::routes)
+                .default_service(web::to(handlers::not_found))
+        })
+        .workers(HTTP_WORKERS)
+        .max_connections(HTTP_CONNECTIONS_PER_WORKER_MAX)
+        .backlog(HTTP_BACKLOG)
+        .client_request_timeout(HTTP_CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(HTTP_CLIENT_DISCONNECT_TIMEOUT)
+        .keep_alive(HTTP_KEEP_ALIVE)
+        .shutdown_timeout(HTTP_SHUTDOWN_TIMEOUT_SECONDS)
+        .listen(listener)
+        .with_context(|| format!("cannot listen on {bind}"))?
+        .run();
+        Ok(Application {
+            server,
+            local_addr,
+            storage,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until SIGTERM or SIGINT: then stops accepting, lets requests in
+    /// flight finish, drains the writer and closes the database.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await.context("the HTTP server failed")?;
+        // The writer's queue holds nothing new now: every handler has
+        // finished. Stopping it applies what is queued and closes the file.
+        let storage = self.storage;
+        web::block(move || storage.close())
+            .await
+            .context("closing the database failed")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! Middleware around every request: the request id (the caller's, when valid,
+//! or a fresh one) on the response and in the logs, one access-log line, and
+//! the one place a 5xx's cause is logged.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::HttpMessage;
+use log::{error, info};
+
+use crate::domain::RequestId;
+use crate::error::ApiError;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+pub async fn request_context(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| RequestId::parse(value).ok())
+        .unwrap_or_else(RequestId::fresh);
+    request.extensions_mut().insert(request_id.clone());
+    let method = request.method().clone();
+    let path = request.path().to_owned();
+    // Handlers turn their errors into responses themselves, so an error here
+    // would come from actix's routing machinery: logged, and passed to actix.
+    let mut response = match next.call(request).await {
+        Ok(response) => response.map_into_boxed_body(),
+        Err(failure) => {
+            error!(
+                "request_id={} {method} {path} failed in the server: {failure}",
+                request_id.as_str()
+            );
+            return Err(failure);
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
+    let status = response.status();
+    if status.is_server_error() {
+        let cause = response
+            .response()
+            .error()
+            .map(|failure| match failure.as_error::<ApiError>() {
+                Some(api_error) => error_chain(api_error),
+                None => failure.to_string(),
+            })
+            .unwrap_or_default();
+        error!(
+            "request_id={} {method} {path} failed with {}: {cause}",
+            request_id.as_str(),
+            status.as_u16()
+        );
+    }
+    info!(
+        target: "wallet::access",
+        "request_id={} {method} {path} {} {:.3}ms",
+        request_id.as_str(),
+        status.as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(response)
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

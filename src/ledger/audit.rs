@@ -1,0 +1,408 @@
+//! The audit behind `wallet verify`: it replays every entry in order, recomputes
+//! every balance from the amounts alone, and compares it with the figures the
+//! writer stored. Storage feeds it entries in batches, so memory is bounded by
+//! the number of accounts, not the length of the ledger.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use crate::limits::{AMOUNT_MAX, AUDIT_PROBLEMS_SHOWN_MAX};
+
+/// An account as the audit needs to know it.
+#[derive(Debug, Clone)]
+pub struct AuditAccount {
+    pub id: i64,
+    pub is_user: bool,
+    pub asset_type_id: String,
+}
+
+/// One stored posting: an account's signed change and the balance after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditPosting {
+    pub delta: i64,
+    pub balance_after: i64,
+}
+
+/// One entry as stored, with the two postings stored for it (if any: a file
+/// changed behind the service's back may lack them).
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub kind: String,
+    pub asset_type_id: String,
+    pub amount: i64,
+    pub debit_account: i64,
+    pub credit_account: i64,
+    pub debit_posting: Option<AuditPosting>,
+    pub credit_posting: Option<AuditPosting>,
+}
+
+/// What `verify` prints, and whether the ledger holds.
+#[derive(Debug, Clone)]
+pub struct AuditReport {
+    pub entries: u64,
+    pub accounts: usize,
+    /// Per asset: (asset_type_id, symbol, total held by users, sum of all balances).
+    pub assets: Vec<AssetTotals>,
+    pub problems: Vec<String>,
+    pub problem_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetTotals {
+    pub symbol: String,
+    pub held_by_users: i128,
+    pub sum_of_balances: i128,
+}
+
+impl AuditReport {
+    pub fn is_clean(&self) -> bool {
+        self.problem_count == 0
+    }
+}
+
+impl fmt::Display for AuditReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "entries checked: {}; accounts: {}",
+            self.entries, self.accounts
+        )?;
+        for asset in &self.assets {
+            writeln!(
+                f,
+                "asset {}: held by users {}, sum of all balances {}",
+                asset.symbol, asset.held_by_users, asset.sum_of_balances
+            )?;
+        }
+        for problem in &self.problems {
+            writeln!(f, "PROBLEM: {problem}")?;
+        }
+        let unshown = self.problem_count - self.problems.len() as u64;
+        if unshown > 0 {
+            writeln!(f, "... and {unshown} more problems")?;
+        }
+        if self.is_clean() {
+            write!(f, "verify: OK: every balance matches the ledger")
+        } else {
+            write!(f, "verify: FAILED: {} problems", self.problem_count)
+        }
+    }
+}
+
+/// Replays entries in sequence order; see the module comment.
+pub struct Auditor {
+    accounts: HashMap<i64, AuditAccount>,
+    /// Asset id to symbol, for the report.
+    asset_symbols: BTreeMap<String, String>,
+    recomputed: HashMap<i64, i64>,
+    entries: u64,
+    last_seq: i64,
+    problems: Vec<String>,
+    problem_count: u64,
+}
+
+impl Auditor {
+    pub fn new(accounts: Vec<AuditAccount>, asset_symbols: BTreeMap<String, String>) -> Auditor {
+        Auditor {
+            accounts: accounts.into_iter().map(|a| (a.id, a)).collect(),
+            asset_symbols,
+            recomputed: HashMap::new(),
+            entries: 0,
+            last_seq: 0,
+            problems: Vec::new(),
+            problem_count: 0,
+        }
+    }
+
+    fn problem(&mut self, text: String) {
+        self.problem_count += 1;
+        if self.problems.len() < AUDIT_PROBLEMS_SHOWN_MAX {
+            self.problems.push(text);
+        }
+    }
+
+    /// Checks one entry; entries must come in increasing `seq`.
+    pub fn check(&mut self, entry: &AuditEntry) {
+        self.entries += 1;
+        let seq = entry.seq;
+        if seq <= self.last_seq {
+            self.problem(format!(
+                "entry {seq}: out of order after entry {}",
+                self.last_seq
+            ));
+        }
+        self.last_seq = seq;
+        if entry.amount <= 0 || entry.amount as u64 > AMOUNT_MAX {
+            self.problem(format!("entry {seq}: amount {} out of range", entry.amount));
+        }
+        if entry.debit_account == entry.credit_account {
+            self.problem(format!("entry {seq}: debits and credits the same account"));
+        }
+        let (debit_is_user, credit_is_user) = match (
+            self.accounts.get(&entry.debit_account).cloned(),
+            self.accounts.get(&entry.credit_account).cloned(),
+        ) {
+            (Some(debit), Some(credit)) => {
+                for account in [&debit, &credit] {
+                    if account.asset_type_id != entry.asset_type_id {
+                        self.problem(format!(
+                            "entry {seq}: account {} holds another asset",
+                            account.id
+                        ));
+                    }
+                }
+                (debit.is_user, credit.is_user)
+            }
+            _ => {
+                self.problem(format!("entry {seq}: names an account that does not exist"));
+                return;
+            }
+        };
+        let expected_sides = match entry.kind.as_str() {
+            "TOPUP" | "BONUS" => Some((false, true)),
+            "SPEND" => Some((true, false)),
+            _ => None,
+        };
+        match expected_sides {
+            None => self.problem(format!("entry {seq}: unknown type {:?}", entry.kind)),
+            Some(sides) if sides != (debit_is_user, credit_is_user) => self.problem(format!(
+                "entry {seq}: a {} must move value between the Treasury and a user, the right way round",
+                entry.kind
+            )),
+            Some(_) => {}
+        }
+        self.replay_posting(
+            seq,
+            entry.debit_account,
+            entry.amount.checked_neg(),
+            entry.debit_posting,
+            debit_is_user,
+        );
+        self.replay_posting(
+            seq,
+            entry.credit_account,
+            Some(entry.amount),
+            entry.credit_posting,
+            credit_is_user,
+        );
+    }
+
+    fn replay_posting(
+        &mut self,
+        seq: i64,
+        account: i64,
+        expected_delta: Option<i64>,
+        stored: Option<AuditPosting>,
+        is_user: bool,
+    ) {
+        let before = self.recomputed.get(&account).copied().unwrap_or(0);
+        let Some(delta) = expected_delta else {
+            self.problem(format!("entry {seq}: amount cannot be negated"));
+            return;
+        };
+        let Some(after) = before.checked_add(delta) else {
+            self.problem(format!(
+                "entry {seq}: account {account} leaves the i64 range"
+            ));
+            return;
+        };
+        self.recomputed.insert(account, after);
+        if is_user && after < 0 {
+            self.problem(format!(
+                "entry {seq}: user account {account} goes negative ({after})"
+            ));
+        }
+        match stored {
+            None => self.problem(format!(
+                "entry {seq}: no posting stored for account {account}"
+            )),
+            Some(posting) => {
+                if posting.delta != delta {
+                    self.problem(format!(
+                        "entry {seq}: account {account} posting moves {} but the entry says {delta}",
+                        posting.delta
+                    ));
+                }
+                if posting.balance_after != after {
+                    self.problem(format!(
+                        "entry {seq}: account {account} stored balance {} but the entries give {after}",
+                        posting.balance_after
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Ends the audit. `postings_stored` is the count of stored postings, which
+    /// must be exactly two per entry.
+    pub fn finish(mut self, postings_stored: u64) -> AuditReport {
+        if postings_stored != self.entries * 2 {
+            self.problem(format!(
+                "{postings_stored} postings stored for {} entries (two per entry expected)",
+                self.entries
+            ));
+        }
+        let mut totals: BTreeMap<String, (i128, i128)> = self
+            .asset_symbols
+            .keys()
+            .map(|id| (id.clone(), (0, 0)))
+            .collect();
+        for (account, balance) in &self.recomputed {
+            if let Some(info) = self.accounts.get(account) {
+                let entry = totals.entry(info.asset_type_id.clone()).or_default();
+                entry.1 += i128::from(*balance);
+                if info.is_user {
+                    entry.0 += i128::from(*balance);
+                }
+            }
+        }
+        let mut assets = Vec::new();
+        for (asset_id, (held_by_users, sum_of_balances)) in totals {
+            let symbol = self
+                .asset_symbols
+                .get(&asset_id)
+                .cloned()
+                .unwrap_or_else(|| asset_id.clone());
+            if sum_of_balances != 0 {
+                self.problem(format!(
+                    "asset {symbol}: balances sum to {sum_of_balances}, not zero"
+                ));
+            }
+            assets.push(AssetTotals {
+                symbol,
+                held_by_users,
+                sum_of_balances,
+            });
+        }
+        assets.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        AuditReport {
+            entries: self.entries,
+            accounts: self.accounts.len(),
+            assets,
+            problems: self.problems,
+            problem_count: self.problem_count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TREASURY: i64 = 1;
+    const ALICE: i64 = 2;
+
+    fn auditor() -> Auditor {
+        let accounts = vec![
+            AuditAccount {
+                id: TREASURY,
+                is_user: false,
+                asset_type_id: "gold".into(),
+            },
+            AuditAccount {
+                id: ALICE,
+                is_user: true,
+                asset_type_id: "gold".into(),
+            },
+        ];
+        Auditor::new(
+            accounts,
+            BTreeMap::from([("gold".to_owned(), "GOLD".to_owned())]),
+        )
+    }
+
+    fn entry(
+        seq: i64,
+        kind: &str,
+        amount: i64,
+        debit: (i64, i64),
+        credit: (i64, i64),
+    ) -> AuditEntry {
+        AuditEntry {
+            seq,
+            kind: kind.into(),
+            asset_type_id: "gold".into(),
+            amount,
+            debit_account: debit.0,
+            credit_account: credit.0,
+            debit_posting: Some(AuditPosting {
+                delta: -amount,
+                balance_after: debit.1,
+            }),
+            credit_posting: Some(AuditPosting {
+                delta: amount,
+                balance_after: credit.1,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_consistent_ledger_passes_and_sums_to_zero() {
+        let mut audit = auditor();
+        audit.check(&entry(1, "TOPUP", 100, (TREASURY, -100), (ALICE, 100)));
+        audit.check(&entry(2, "SPEND", 30, (ALICE, 70), (TREASURY, -70)));
+        let report = audit.finish(4);
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(
+            report.assets,
+            vec![AssetTotals {
+                symbol: "GOLD".into(),
+                held_by_users: 70,
+                sum_of_balances: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn a_stored_balance_that_disagrees_with_the_amounts_is_found() {
+        let mut audit = auditor();
+        audit.check(&entry(1, "TOPUP", 100, (TREASURY, -100), (ALICE, 1000)));
+        let report = audit.finish(2);
+        assert!(!report.is_clean());
+        assert!(
+            report.problems[0].contains("stored balance 1000"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_user_going_negative_is_found() {
+        let mut audit = auditor();
+        audit.check(&entry(1, "SPEND", 5, (ALICE, -5), (TREASURY, 5)));
+        let report = audit.finish(2);
+        assert!(
+            report.problems.iter().any(|p| p.contains("goes negative")),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_missing_posting_and_a_wrong_posting_count_are_found() {
+        let mut audit = auditor();
+        let mut bare = entry(1, "TOPUP", 10, (TREASURY, -10), (ALICE, 10));
+        bare.credit_posting = None;
+        audit.check(&bare);
+        let report = audit.finish(1);
+        assert_eq!(report.problem_count, 2, "{report}");
+    }
+
+    #[test]
+    fn a_spend_the_wrong_way_round_is_found() {
+        let mut audit = auditor();
+        audit.check(&entry(1, "SPEND", 10, (TREASURY, -10), (ALICE, 10)));
+        assert!(!audit.finish(2).is_clean());
+    }
+
+    #[test]
+    fn problems_past_the_shown_maximum_are_counted() {
+        let mut audit = auditor();
+        for seq in 1..=(AUDIT_PROBLEMS_SHOWN_MAX as i64 + 5) {
+            audit.check(&entry(seq, "REFUND", 1, (TREASURY, -seq), (ALICE, seq)));
+        }
+        let report = audit.finish(2 * (AUDIT_PROBLEMS_SHOWN_MAX as u64 + 5));
+        assert_eq!(report.problems.len(), AUDIT_PROBLEMS_SHOWN_MAX);
+        assert_eq!(report.problem_count, AUDIT_PROBLEMS_SHOWN_MAX as u64 + 5);
+        assert!(report.to_string().contains("and 5 more problems"));
+    }
+}

@@ -1,0 +1,19 @@
+//! The wallet service: a double-entry, append-only ledger of virtual
+//! currencies on one SQLite file, served over HTTP.
+
+/// The command line: serve, migrate, seed, verify.
+pub mod cli;
+/// Resolved settings; the only reader of the environment besides clap.
+pub mod config;
+/// Domain types, valid by construction.
+pub mod domain;
+/// `ApiError`: the one mapping from failure to HTTP status and error code.
+pub mod error;
+/// Routes, the envelope, request ids, body parsing, handlers.
+pub mod http;
+/// Posting rules and the audit; pure.
+pub mod ledger;
+/// Every bound in the service, with its reason.
+pub mod limits;
+/// The only SQL: open, migrate, read pool, writer thread, queries, seed.
+pub mod storage;

@@ -1,0 +1,75 @@
+//! Every bound in the service, each with its reason. API.md states the ones
+//! callers can see; when one changes here it changes there in the same commit.
+
+use std::time::Duration;
+
+/// Largest amount one request may move: 2^53 - 1, so JavaScript clients, whose
+/// numbers are doubles, never lose precision (API.md, Conventions).
+pub const AMOUNT_MAX: u64 = 9_007_199_254_740_991;
+
+/// A request body larger than this is refused with 413 before it is parsed.
+/// The largest valid body (key 255 + reference 255 + note 1024 characters, at up
+/// to 4 bytes each) is about 6.2 KiB, so 16 KiB never refuses a valid request.
+pub const BODY_BYTES_MAX: usize = 16 * 1024;
+
+/// `userId`: 1-128 characters of `A-Z a-z 0-9 _ . : @ -` (API.md).
+pub const USER_ID_CHARS_MAX: usize = 128;
+/// Idempotency keys: 1-255 visible ASCII characters (API.md).
+pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
+/// `referenceId`: at most 255 characters (API.md).
+pub const REFERENCE_ID_CHARS_MAX: usize = 255;
+/// `note`: at most 1024 characters (API.md).
+pub const NOTE_CHARS_MAX: usize = 1024;
+/// An asset symbol: short upper-case names such as `GOLD`; the bound keeps a
+/// hostile query string from being carried into SQL at any length.
+pub const ASSET_SYMBOL_CHARS_MAX: usize = 32;
+/// A caller's `X-Request-Id`: 1-128 visible ASCII characters (API.md); past it
+/// a fresh id is used instead.
+pub const REQUEST_ID_CHARS_MAX: usize = 128;
+/// A cursor is one entry's sequence number in decimal: i64::MAX has 19 digits.
+pub const CURSOR_CHARS_MAX: usize = 19;
+
+/// Page size of `GET /wallets/{userId}/transactions` (API.md).
+pub const PAGE_LIMIT_DEFAULT: usize = 50;
+pub const PAGE_LIMIT_MAX: usize = 200;
+const _: () = assert!(PAGE_LIMIT_DEFAULT <= PAGE_LIMIT_MAX);
+
+/// Commands waiting for the writer. Past this the service is saturated and
+/// answers 503 at once rather than letting latency grow without bound. At a few
+/// thousand commands a second this is well under a second of work.
+pub const WRITE_QUEUE_DEPTH_MAX: usize = 1024;
+/// Commands the writer applies in one transaction (group commit): one fsync
+/// covers them all, while a batch still finishes in a few milliseconds.
+pub const WRITE_BATCH_MAX: usize = 128;
+const _: () = assert!(WRITE_BATCH_MAX <= WRITE_QUEUE_DEPTH_MAX);
+/// `Retry-After` sent with 503, in seconds.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
+
+/// How long a connection waits for a lock held by another process (a CLI
+/// command on the same file, a backup) before the request fails with 503.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-only connections: two per core keeps both cores busy while one
+/// connection waits on the disk.
+pub const READ_POOL_SIZE: u32 = 4;
+/// How long a read waits for a free read connection before answering 503.
+pub const READ_POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Entries `verify` holds in memory at once; it reads the ledger in batches.
+pub const AUDIT_BATCH_ENTRIES: usize = 10_000;
+/// Problems `verify` prints in full; it counts the rest.
+pub const AUDIT_PROBLEMS_SHOWN_MAX: usize = 50;
+
+/// HTTP worker threads: one per core of the 2-core machines we deploy on.
+pub const HTTP_WORKERS: usize = 2;
+/// Open connections per worker; more are not accepted until one closes.
+pub const HTTP_CONNECTIONS_PER_WORKER_MAX: usize = 1024;
+/// Pending connections in the kernel's accept queue.
+pub const HTTP_BACKLOG: u32 = 1024;
+/// Time a client has to send a request's head, so a slow client cannot hold a
+/// connection open for ever.
+pub const HTTP_CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a closing connection has to shut down cleanly.
+pub const HTTP_CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// An idle keep-alive connection is closed after this.
+pub const HTTP_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// On SIGTERM/SIGINT, requests in flight get this long to finish.
+pub const HTTP_SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;

@@ -1,0 +1,107 @@
+//! Parses the command line, starts logging and dispatches; no logic of its own.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use log::info;
+
+use wallet::cli::{Cli, Command, DbArgs, ServeArgs};
+use wallet::config::ServeSettings;
+use wallet::http::Application;
+use wallet::storage::{self, Storage};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version.
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            let rendered = error.render().to_string();
+            let first_line = rendered.lines().next().unwrap_or("invalid arguments");
+            let reason = first_line.trim_start_matches("error: ");
+            eprintln!("wallet: {reason} (see `wallet --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("wallet: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Migrate(args)) => migrate(args),
+        Some(Command::Seed(args)) => seed(args),
+        Some(Command::Verify(args)) => verify(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let settings = ServeSettings::resolve(args.db.db, args.bind)?;
+    let storage = Storage::open(&settings.db_path)?;
+    actix_web::rt::System::new().block_on(async move {
+        let app = match Application::build(storage, &settings.bind) {
+            Ok(app) => app,
+            Err(error) => return Err(error),
+        };
+        info!(
+            "listening on http://{} with database {}",
+            app.local_addr(),
+            settings.db_path.display()
+        );
+        app.run_until_stopped().await
+    })?;
+    info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrate(args: DbArgs) -> anyhow::Result<ExitCode> {
+    let mut conn = storage::open::open_read_write(&args.db)?;
+    storage::migrate::migrate(&mut conn)?;
+    println!(
+        "{}: schema at version {}",
+        args.db.display(),
+        storage::migrate::SCHEMA_VERSION
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn seed(args: DbArgs) -> anyhow::Result<ExitCode> {
+    let mut conn = storage::open::open_read_write(&args.db)?;
+    storage::migrate::migrate(&mut conn)?;
+    let grants = storage::seed::apply_catalogue(&mut conn)?;
+    let writer = storage::writer::Writer::start(conn).context("cannot start the writer")?;
+    let summary = storage::seed::post_grants(&writer.handle(), &grants);
+    writer.stop();
+    let summary = summary?;
+    println!(
+        "{}: seed applied: {} entries created, {} already present",
+        args.db.display(),
+        summary.created,
+        summary.already_present
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(args: DbArgs) -> anyhow::Result<ExitCode> {
+    let mut conn = storage::open::open_read_only(&args.db)?;
+    storage::migrate::check_current(&conn)?;
+    let report = storage::verify::audit(&mut conn).context("reading the ledger failed")?;
+    println!("{report}");
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

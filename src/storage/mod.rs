@@ -1,0 +1,176 @@
+//! The only code that speaks SQL: opening the file, migrations, the read pool,
+//! the writer thread, queries, the seed and the audit's reading of the ledger.
+
+pub mod migrate;
+pub mod open;
+pub mod reads;
+pub mod seed;
+pub mod verify;
+pub mod writer;
+
+use crate::domain::Amount;
+use crate::domain::{AssetRef, Direction, EntryKind, IdempotencyKey, Note, ReferenceId, UserId};
+use crate::ledger::Rejection;
+use rusqlite::ErrorCode;
+
+pub type ReadPool = r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>;
+
+/// Failures below the ledger's rules: the file, the locks, the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database cannot be used right now (busy past `busy_timeout`, disk
+    /// full, read-only, I/O error); the same request may succeed later.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] rusqlite::Error),
+    #[error("no read connection could be had")]
+    ReadPool(#[source] r2d2::Error),
+    /// The write queue is full: the service is saturated.
+    #[error("the write queue is full")]
+    Overloaded,
+    #[error("the writer has stopped")]
+    WriterStopped,
+    /// A storage failure sank the write batch this command was in; nothing of
+    /// it was committed. The writer logged the cause.
+    #[error("the write was rolled back")]
+    BatchRolledBack,
+    /// Anything else SQLite says: a defect on our side.
+    #[error("database error")]
+    Sqlite(#[source] rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(error: rusqlite::Error) -> Self {
+        let transient = matches!(
+            error.sqlite_error_code(),
+            Some(
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::DiskFull
+                    | ErrorCode::ReadOnly
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::DatabaseCorrupt
+                    | ErrorCode::NotADatabase
+                    | ErrorCode::OutOfMemory
+                    | ErrorCode::FileLockingProtocolFailed
+            )
+        );
+        if transient {
+            StorageError::Unavailable(error)
+        } else {
+            StorageError::Sqlite(error)
+        }
+    }
+}
+
+impl From<r2d2::Error> for StorageError {
+    fn from(error: r2d2::Error) -> Self {
+        StorageError::ReadPool(error)
+    }
+}
+
+/// A ledger operation's failure: refused by the rules, or by storage.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<rusqlite::Error> for LedgerError {
+    fn from(error: rusqlite::Error) -> Self {
+        LedgerError::Storage(error.into())
+    }
+}
+
+/// A request to move value, parsed and valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostCommand {
+    pub user: UserId,
+    pub kind: EntryKind,
+    pub asset: AssetRef,
+    pub amount: Amount,
+    pub idempotency_key: IdempotencyKey,
+    pub reference_id: Option<ReferenceId>,
+    pub note: Option<Note>,
+}
+
+/// An entry seen from the user's side: what API.md calls a Transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEntry {
+    pub seq: i64,
+    pub id: String,
+    pub kind: EntryKind,
+    pub asset_symbol: String,
+    pub amount: i64,
+    pub direction: Direction,
+    pub balance_after: i64,
+    pub idempotency_key: String,
+    pub reference_id: Option<String>,
+    pub note: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// The answer to a write: the entry and the user's balance right after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub transaction: UserEntry,
+    pub balance: i64,
+}
+
+/// A write either appended a new entry or found the one its key already names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Created(Receipt),
+    Replayed(Receipt),
+}
+
+fn parse_stored_kind(raw: &str) -> rusqlite::Result<EntryKind> {
+    EntryKind::parse(raw).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
+    })
+}
+
+/// Milliseconds since the Unix epoch: how every time is stored.
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The database as the server holds it: the writer with the only read-write
+/// connection, and the pool of read-only ones.
+pub struct Storage {
+    pub writer: writer::Writer,
+    pub pool: ReadPool,
+}
+
+impl Storage {
+    /// Opens the file for serving: creates it if needed, migrates it, seeds it
+    /// when it has no asset types yet, starts the writer and the read pool.
+    /// Blocking: call it before the async runtime starts.
+    pub fn open(path: &std::path::Path) -> anyhow::Result<Storage> {
+        let mut conn = open::open_read_write(path)?;
+        migrate::migrate(&mut conn)?;
+        let grants = if reads::is_unseeded(&conn)? {
+            seed::apply_catalogue(&mut conn)?
+        } else {
+            Vec::new()
+        };
+        let writer = writer::Writer::start(conn)?;
+        if let Err(error) = seed::post_grants(&writer.handle(), &grants) {
+            writer.stop();
+            return Err(error);
+        }
+        let pool = open::read_pool(path)?;
+        Ok(Storage { writer, pool })
+    }
+
+    /// Applies every queued write, then closes the file.
+    pub fn close(self) {
+        drop(self.pool);
+        self.writer.stop();
+    }
+}

@@ -1,0 +1,94 @@
+//! Opening the database file: the pragmas every connection needs, the one
+//! read-write connection, and the pool of read-only ones.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+
+use super::ReadPool;
+use crate::limits::{READ_POOL_CHECKOUT_TIMEOUT, READ_POOL_SIZE, SQLITE_BUSY_TIMEOUT};
+
+/// Opens (creating if needed) the file for the writer. Its folder must exist:
+/// creating folders is the operator's decision, not ours.
+pub fn open_read_write(path: &Path) -> anyhow::Result<Connection> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        bail!(
+            "cannot open database {}: folder {} does not exist",
+            path.display(),
+            folder.display()
+        );
+    }
+    if path.is_dir() {
+        bail!("cannot open database {}: it is a folder", path.display());
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .with_context(|| format!("cannot open database {}", path.display()))?;
+    configure_read_write(&conn)
+        .with_context(|| format!("cannot use database {}", path.display()))?;
+    Ok(conn)
+}
+
+fn configure_read_write(conn: &Connection) -> anyhow::Result<()> {
+    configure_common(conn)?;
+    // journal_mode must be set outside a transaction, where it silently keeps
+    // the old mode; it returns the mode now in force, so read it back.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!("the database would not switch to WAL mode (it is in {mode} mode)");
+    }
+    // FULL: a commit is fsynced before it returns, so an entry acknowledged
+    // with 201 survives a power cut.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+/// Opens the file read-only, for `verify` and the read pool. The file must exist.
+pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
+    if !path.is_file() {
+        bail!("cannot open database {}: no such file", path.display());
+    }
+    let conn = Connection::open_with_flags(path, read_only_flags())
+        .with_context(|| format!("cannot open database {}", path.display()))?;
+    configure_common(&conn).with_context(|| format!("cannot use database {}", path.display()))?;
+    Ok(conn)
+}
+
+fn read_only_flags() -> OpenFlags {
+    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+}
+
+/// Per connection, whatever its use: SQLite keeps these per connection.
+fn configure_common(conn: &Connection) -> rusqlite::Result<()> {
+    // A lock held by another process (a CLI command, a backup) is waited for,
+    // up to a bound, instead of failing at once.
+    conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Touches the file, so a file that is not a database fails here, at
+    // start-up, with SQLite's own words for it.
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+    Ok(())
+}
+
+/// The pool of read-only connections. Reads run beside the writer: WAL lets a
+/// reader see the last committed state while a write is in progress.
+pub fn read_pool(path: &Path) -> anyhow::Result<ReadPool> {
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(read_only_flags())
+        .with_init(|conn| configure_common(conn));
+    r2d2::Pool::builder()
+        .max_size(READ_POOL_SIZE)
+        .min_idle(Some(1))
+        .connection_timeout(READ_POOL_CHECKOUT_TIMEOUT)
+        .test_on_check_out(false)
+        .build(manager)
+        .with_context(|| format!("cannot open read connections to {}", path.display()))
+}

@@ -1,0 +1,84 @@
+//! The seed data of API.md. `seed.sql` holds it all: the asset types and
+//! Treasuries it inserts directly, and the users' initial balances it lists in
+//! a temporary table, which are then posted as ordinary TOPUP entries through
+//! the writer, each with the key `seed:<userId>:<SYMBOL>`. Seeding twice
+//! therefore changes nothing: the second run's entries are replays.
+
+use anyhow::Context;
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::writer::WriterHandle;
+use super::{LedgerError, PostCommand, WriteOutcome};
+use crate::domain::{Amount, AssetRef, EntryKind, IdempotencyKey, UserId};
+
+const SEED_SQL: &str = include_str!("../../seed.sql");
+
+/// An initial balance to post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub user: String,
+    pub symbol: String,
+    pub amount: i64,
+}
+
+/// What seeding did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeedSummary {
+    pub created: usize,
+    pub already_present: usize,
+}
+
+/// Applies the asset types and Treasuries, and returns the grants to post.
+/// Runs on the read-write connection before the writer takes it.
+pub fn apply_catalogue(conn: &mut Connection) -> anyhow::Result<Vec<Grant>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(SEED_SQL)
+        .context("applying seed.sql failed")?;
+    let grants = tx
+        .prepare("SELECT user_id, symbol, amount FROM temp.seed_grants ORDER BY rowid")?
+        .query_map([], |row| {
+            Ok(Grant {
+                user: row.get(0)?,
+                symbol: row.get(1)?,
+                amount: row.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    tx.execute_batch("DROP TABLE temp.seed_grants")?;
+    tx.commit()?;
+    Ok(grants)
+}
+
+/// Posts the grants through the writer, the same path as `POST /topup`.
+pub fn post_grants(writer: &WriterHandle, grants: &[Grant]) -> anyhow::Result<SeedSummary> {
+    let mut summary = SeedSummary::default();
+    for grant in grants {
+        let command = grant_command(grant)
+            .with_context(|| format!("seed.sql has an invalid grant {grant:?}"))?;
+        match writer.post_blocking(command) {
+            Ok(WriteOutcome::Created(_)) => summary.created += 1,
+            Ok(WriteOutcome::Replayed(_)) => summary.already_present += 1,
+            Err(LedgerError::Rejected(rejection)) => {
+                anyhow::bail!("seeding {grant:?} was refused: {rejection}")
+            }
+            Err(LedgerError::Storage(error)) => {
+                return Err(anyhow::Error::new(error).context(format!("seeding {grant:?} failed")))
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn grant_command(grant: &Grant) -> anyhow::Result<PostCommand> {
+    let user = UserId::parse(&grant.user)?;
+    let amount = Amount::parse(u64::try_from(grant.amount)?)?;
+    Ok(PostCommand {
+        idempotency_key: IdempotencyKey::for_seed(&user, &grant.symbol)?,
+        user,
+        kind: EntryKind::Topup,
+        asset: AssetRef::parse(&grant.symbol)?,
+        amount,
+        reference_id: None,
+        note: None,
+    })
+}

@@ -1,0 +1,74 @@
+//! Feeds the ledger to `ledger::audit`, in batches, inside one read
+//! transaction so the audit sees one committed state even while the service
+//! writes.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
+use crate::ledger::audit::{AuditAccount, AuditEntry, AuditPosting, AuditReport, Auditor};
+use crate::limits::AUDIT_BATCH_ENTRIES;
+
+pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
+    let tx = conn.transaction()?;
+    let asset_symbols: BTreeMap<String, String> = tx
+        .prepare("SELECT id, symbol FROM asset_types")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let accounts: Vec<AuditAccount> = tx
+        .prepare("SELECT id, owner_type = 'USER', asset_type_id FROM accounts")?
+        .query_map([], |row| {
+            Ok(AuditAccount {
+                id: row.get(0)?,
+                is_user: row.get(1)?,
+                asset_type_id: row.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut auditor = Auditor::new(accounts, asset_symbols);
+    // Each entry with the postings stored for its debit and its credit
+    // account, found through the postings primary key.
+    let mut statement = tx.prepare(
+        "SELECT e.seq, e.kind, e.asset_type_id, e.amount, e.debit_account_id, e.credit_account_id,
+                d.delta, d.balance_after, c.delta, c.balance_after
+           FROM ledger_entries e
+           LEFT JOIN postings d ON d.account_id = e.debit_account_id AND d.entry_seq = e.seq
+           LEFT JOIN postings c ON c.account_id = e.credit_account_id AND c.entry_seq = e.seq
+          WHERE e.seq > ?1
+          ORDER BY e.seq
+          LIMIT ?2",
+    )?;
+    let mut after_seq = 0_i64;
+    loop {
+        let batch: Vec<AuditEntry> = statement
+            .query_map([after_seq, AUDIT_BATCH_ENTRIES as i64], |row| {
+                let posting = |delta: Option<i64>, balance_after: Option<i64>| {
+                    Some(AuditPosting {
+                        delta: delta?,
+                        balance_after: balance_after?,
+                    })
+                };
+                Ok(AuditEntry {
+                    seq: row.get(0)?,
+                    kind: row.get(1)?,
+                    asset_type_id: row.get(2)?,
+                    amount: row.get(3)?,
+                    debit_account: row.get(4)?,
+                    credit_account: row.get(5)?,
+                    debit_posting: posting(row.get(6)?, row.get(7)?),
+                    credit_posting: posting(row.get(8)?, row.get(9)?),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some(last) = batch.last() else { break };
+        after_seq = last.seq;
+        for entry in &batch {
+            auditor.check(entry);
+        }
+    }
+    drop(statement);
+    let postings_stored: i64 =
+        tx.query_row("SELECT count(*) FROM postings", [], |row| row.get(0))?;
+    tx.commit()?;
+    Ok(auditor.finish(postings_stored as u64))
+}

@@ -1,0 +1,470 @@
+//! The writer: one thread that owns the only read-write connection and applies
+//! every write. Handlers hand it commands over a bounded queue and await the
+//! reply.
+//!
+//! Why one writer: our own writes never contend for SQLite's lock, and
+//! concurrent retries of one idempotency key line up behind each other, so the
+//! second finds the first's entry. Every batch runs inside `BEGIN IMMEDIATE`,
+//! so the balance check and the entry it guards are one atomic step.
+//!
+//! Group commit: the writer takes every command already queued (up to
+//! `WRITE_BATCH_MAX`) into one transaction, each inside its own SAVEPOINT so a
+//! rejected command is rolled back alone, then commits once: one fsync for the
+//! whole batch. Replies are sent only after COMMIT returns, so a write that is
+//! acknowledged is on disk.
+
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::thread::JoinHandle;
+
+use log::error;
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{
+    now_ms, parse_stored_kind, LedgerError, PostCommand, Receipt, StorageError, UserEntry,
+    WriteOutcome,
+};
+use crate::domain::{AssetRef, Direction, EntryKind};
+use crate::ledger::{self, BalancesBefore, Rejection};
+use crate::limits::{WRITE_BATCH_MAX, WRITE_QUEUE_DEPTH_MAX};
+
+type Reply = oneshot::Sender<Result<WriteOutcome, LedgerError>>;
+
+enum Message {
+    Post { command: PostCommand, reply: Reply },
+    Stop,
+}
+
+/// The running writer thread; whoever started it stops it.
+pub struct Writer {
+    sender: SyncSender<Message>,
+    thread: JoinHandle<()>,
+}
+
+/// A cheap, cloneable way to hand the writer commands.
+#[derive(Clone)]
+pub struct WriterHandle {
+    sender: SyncSender<Message>,
+}
+
+impl Writer {
+    /// Starts the writer on `conn`, which must be the only read-write
+    /// connection to the file.
+    pub fn start(conn: Connection) -> std::io::Result<Writer> {
+        let (sender, receiver) = mpsc::sync_channel(WRITE_QUEUE_DEPTH_MAX);
+        let thread = std::thread::Builder::new()
+            .name("wallet-writer".into())
+            .spawn(move || {
+                // A panic here is a defect in the writer. Its transaction is
+                // uncommitted and so lost, which is safe; serving on without a
+                // writer is not, so end the process.
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(conn, receiver)));
+                if outcome.is_err() {
+                    error!("the writer thread panicked; stopping the process");
+                    std::process::abort();
+                }
+            })?;
+        Ok(Writer { sender, thread })
+    }
+
+    pub fn handle(&self) -> WriterHandle {
+        WriterHandle {
+            sender: self.sender.clone(),
+        }
+    }
+
+    /// Applies everything queued so far, then ends the thread and closes the
+    /// connection (checkpointing the WAL).
+    pub fn stop(self) {
+        // A blocking send: the stop waits its turn behind queued commands.
+        let _ = self.sender.send(Message::Stop);
+        if self.thread.join().is_err() {
+            error!("the writer thread ended with a panic");
+        }
+    }
+}
+
+impl WriterHandle {
+    /// Queues a command without waiting: a full queue fails at once.
+    fn submit(
+        &self,
+        command: PostCommand,
+    ) -> Result<oneshot::Receiver<Result<WriteOutcome, LedgerError>>, StorageError> {
+        let (reply, receiver) = oneshot::channel();
+        match self.sender.try_send(Message::Post { command, reply }) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(StorageError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(StorageError::WriterStopped),
+        }
+    }
+
+    /// Posts a command from async code. If the caller goes away the command
+    /// still completes, and a retry with the same key replays it.
+    pub async fn post(&self, command: PostCommand) -> Result<WriteOutcome, LedgerError> {
+        let receiver = self.submit(command)?;
+        receiver
+            .await
+            .map_err(|_| LedgerError::Storage(StorageError::WriterStopped))?
+    }
+
+    /// Posts a command from a plain thread (the CLI's seed).
+    pub fn post_blocking(&self, command: PostCommand) -> Result<WriteOutcome, LedgerError> {
+        let receiver = self.submit(command)?;
+        receiver
+            .blocking_recv()
+            .map_err(|_| LedgerError::Storage(StorageError::WriterStopped))?
+    }
+}
+
+struct Job {
+    command: PostCommand,
+    reply: Reply,
+}
+
+fn run(conn: Connection, receiver: Receiver<Message>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(WRITE_BATCH_MAX);
+    let mut stopping = false;
+    while !stopping {
+        match receiver.recv() {
+            Ok(Message::Post { command, reply }) => batch.push(Job { command, reply }),
+            Ok(Message::Stop) | Err(_) => break,
+        }
+        while batch.len() < WRITE_BATCH_MAX {
+            match receiver.try_recv() {
+                Ok(Message::Post { command, reply }) => batch.push(Job { command, reply }),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        apply_batch(&conn, &mut batch);
+    }
+    // Nothing should follow a stop, but whatever did is applied, not dropped.
+    while let Ok(message) = receiver.try_recv() {
+        if let Message::Post { command, reply } = message {
+            batch.push(Job { command, reply });
+            apply_batch(&conn, &mut batch);
+        }
+    }
+    if let Err(close_error) = conn.close() {
+        error!("closing the write connection failed: {}", close_error.1);
+    }
+}
+
+/// Applies `batch` in one transaction and replies to every job in it.
+fn apply_batch(conn: &Connection, batch: &mut Vec<Job>) {
+    match apply_in_one_transaction(conn, batch) {
+        Ok(results) => {
+            for (job, result) in batch.drain(..).zip(results) {
+                // The caller may have gone; the entry stands either way.
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(storage_error) => {
+            // Nothing of this batch was committed: every caller is told the
+            // database is unavailable, and may retry with the same key.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            error!(
+                "a write batch of {} was rolled back: {}",
+                batch.len(),
+                error_chain(&storage_error)
+            );
+            for job in batch.drain(..) {
+                let _ = job
+                    .reply
+                    .send(Err(LedgerError::Storage(StorageError::BatchRolledBack)));
+            }
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Returns each job's result, or the storage failure that sank the batch.
+fn apply_in_one_transaction(
+    conn: &Connection,
+    batch: &[Job],
+) -> Result<Vec<Result<WriteOutcome, LedgerError>>, StorageError> {
+    // IMMEDIATE: take the write lock now; a deferred transaction that reads
+    // first can hit SQLITE_BUSY when it upgrades.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let created_at_ms = now_ms();
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        conn.execute_batch("SAVEPOINT job")?;
+        match post_entry(conn, &job.command, created_at_ms) {
+            Ok(outcome) => {
+                conn.execute_batch("RELEASE job")?;
+                results.push(Ok(outcome));
+            }
+            Err(LedgerError::Rejected(rejection)) => {
+                // Undo whatever this job wrote (an account opened for it), so
+                // a rejection leaves no trace and its key stays unused.
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                results.push(Err(LedgerError::Rejected(rejection)));
+            }
+            Err(LedgerError::Storage(storage)) => {
+                // A failed statement may have rolled back the whole transaction
+                // (SQLite does so on a full disk or an I/O error): the batch
+                // can no longer be trusted, so it fails as a whole.
+                return Err(storage);
+            }
+        }
+    }
+    conn.execute_batch("COMMIT")?;
+    Ok(results)
+}
+
+/// The asset a command names, with its Treasury.
+struct ResolvedAsset {
+    id: String,
+    symbol: String,
+    treasury_account: i64,
+}
+
+/// Applies one command inside the open transaction. See the module comment.
+fn post_entry(
+    conn: &Connection,
+    command: &PostCommand,
+    created_at_ms: i64,
+) -> Result<WriteOutcome, LedgerError> {
+    if let Some(stored) = find_by_key(conn, command.idempotency_key.as_str())? {
+        return if stored.is_same_request(command) {
+            Ok(WriteOutcome::Replayed(stored.receipt))
+        } else {
+            Err(Rejection::IdempotencyKeyReused.into())
+        };
+    }
+    let asset = resolve_asset(conn, &command.asset)?.ok_or(Rejection::AssetNotFound)?;
+    let user_account = find_user_account(conn, command.user.as_str(), &asset.id)?;
+    if user_account.is_none() && command.kind == EntryKind::Spend {
+        let has_wallet = user_has_wallet(conn, command.user.as_str())?;
+        return Err(if has_wallet {
+            Rejection::InsufficientFunds {
+                balance: 0,
+                requested: command.amount.get(),
+            }
+        } else {
+            Rejection::WalletNotFound
+        }
+        .into());
+    }
+    let before = BalancesBefore {
+        user: match user_account {
+            Some(account) => latest_balance(conn, account)?,
+            None => 0,
+        },
+        treasury: latest_balance(conn, asset.treasury_account)?,
+    };
+    let posting = ledger::decide(command.kind, command.amount, before)?;
+    let user_account = match user_account {
+        Some(account) => account,
+        None => open_user_account(conn, command.user.as_str(), &asset.id, created_at_ms)?,
+    };
+    let direction = command.kind.user_direction();
+    let (debit_account, credit_account) = match direction {
+        Direction::Credit => (asset.treasury_account, user_account),
+        Direction::Debit => (user_account, asset.treasury_account),
+    };
+    let entry_id = Uuid::new_v4().to_string();
+    let reference_id = command.reference_id.as_ref().map(|r| r.as_str());
+    let note = command.note.as_ref().map(|n| n.as_str());
+    conn.prepare_cached(
+        "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id, credit_account_id,
+                                     amount, idempotency_key, reference_id, note, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        entry_id,
+        command.kind.as_str(),
+        asset.id,
+        debit_account,
+        credit_account,
+        command.amount.as_i64(),
+        command.idempotency_key.as_str(),
+        reference_id,
+        note,
+        created_at_ms,
+    ])?;
+    let seq = conn.last_insert_rowid();
+    let mut insert_posting = conn.prepare_cached(
+        "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    insert_posting.execute(params![
+        user_account,
+        seq,
+        posting.user_delta,
+        posting.user_balance_after
+    ])?;
+    insert_posting.execute(params![
+        asset.treasury_account,
+        seq,
+        posting.treasury_delta(),
+        posting.treasury_balance_after
+    ])?;
+    Ok(WriteOutcome::Created(Receipt {
+        transaction: UserEntry {
+            seq,
+            id: entry_id,
+            kind: command.kind,
+            asset_symbol: asset.symbol,
+            amount: command.amount.as_i64(),
+            direction,
+            balance_after: posting.user_balance_after,
+            idempotency_key: command.idempotency_key.as_str().to_owned(),
+            reference_id: reference_id.map(str::to_owned),
+            note: note.map(str::to_owned),
+            created_at_ms,
+        },
+        balance: posting.user_balance_after,
+    }))
+}
+
+/// An entry found by its idempotency key, with what the original request said.
+struct StoredRequest {
+    user_id: String,
+    asset_type_id: String,
+    receipt: Receipt,
+}
+
+impl StoredRequest {
+    /// Same user, operation, asset, amount, referenceId and note (API.md). The
+    /// asset counts as the same whether named by symbol or by id.
+    fn is_same_request(&self, command: &PostCommand) -> bool {
+        let entry = &self.receipt.transaction;
+        let same_asset = match &command.asset {
+            AssetRef::Symbol(symbol) => *symbol == entry.asset_symbol,
+            AssetRef::Id(id) => id.to_string() == self.asset_type_id,
+        };
+        self.user_id == command.user.as_str()
+            && entry.kind == command.kind
+            && same_asset
+            && entry.amount == command.amount.as_i64()
+            && entry.reference_id.as_deref() == command.reference_id.as_ref().map(|r| r.as_str())
+            && entry.note.as_deref() == command.note.as_ref().map(|n| n.as_str())
+    }
+}
+
+fn find_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<StoredRequest>> {
+    // The user's account is the credit side of a TOPUP or BONUS and the debit
+    // side of a SPEND; its posting holds the balance the original answer gave.
+    conn.prepare_cached(
+        "SELECT e.seq, e.id, e.kind, e.asset_type_id, t.symbol, e.amount, e.reference_id,
+                e.note, e.created_at, a.owner_id, p.balance_after
+           FROM ledger_entries e
+           JOIN asset_types t ON t.id = e.asset_type_id
+           JOIN accounts a ON a.id = CASE e.kind WHEN 'SPEND' THEN e.debit_account_id
+                                                 ELSE e.credit_account_id END
+           JOIN postings p ON p.account_id = a.id AND p.entry_seq = e.seq
+          WHERE e.idempotency_key = ?1",
+    )?
+    .query_row([key], |row| {
+        let kind = parse_stored_kind(&row.get::<_, String>(2)?)?;
+        let balance_after: i64 = row.get(10)?;
+        Ok(StoredRequest {
+            user_id: row.get(9)?,
+            asset_type_id: row.get(3)?,
+            receipt: Receipt {
+                transaction: UserEntry {
+                    seq: row.get(0)?,
+                    id: row.get(1)?,
+                    kind,
+                    asset_symbol: row.get(4)?,
+                    amount: row.get(5)?,
+                    direction: kind.user_direction(),
+                    balance_after,
+                    idempotency_key: key.to_owned(),
+                    reference_id: row.get(6)?,
+                    note: row.get(7)?,
+                    created_at_ms: row.get(8)?,
+                },
+                balance: balance_after,
+            },
+        })
+    })
+    .optional()
+}
+
+fn resolve_asset(conn: &Connection, asset: &AssetRef) -> rusqlite::Result<Option<ResolvedAsset>> {
+    let (sql, value) = match asset {
+        AssetRef::Symbol(symbol) => (
+            "SELECT t.id, t.symbol, a.id FROM asset_types t
+               JOIN accounts a ON a.asset_type_id = t.id AND a.owner_type = 'SYSTEM'
+              WHERE t.symbol = ?1",
+            symbol.clone(),
+        ),
+        AssetRef::Id(id) => (
+            "SELECT t.id, t.symbol, a.id FROM asset_types t
+               JOIN accounts a ON a.asset_type_id = t.id AND a.owner_type = 'SYSTEM'
+              WHERE t.id = ?1",
+            id.to_string(),
+        ),
+    };
+    conn.prepare_cached(sql)?
+        .query_row([value], |row| {
+            Ok(ResolvedAsset {
+                id: row.get(0)?,
+                symbol: row.get(1)?,
+                treasury_account: row.get(2)?,
+            })
+        })
+        .optional()
+}
+
+fn find_user_account(
+    conn: &Connection,
+    user: &str,
+    asset_id: &str,
+) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT id FROM accounts WHERE owner_type = 'USER' AND owner_id = ?1 AND asset_type_id = ?2",
+    )?
+    .query_row([user, asset_id], |row| row.get(0))
+    .optional()
+}
+
+fn user_has_wallet(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM accounts WHERE owner_type = 'USER' AND owner_id = ?1)",
+    )?
+    .query_row([user], |row| row.get(0))
+}
+
+/// The balance after the account's latest posting: one descent of the
+/// postings primary key, however long the history.
+pub(super) fn latest_balance(conn: &Connection, account: i64) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT balance_after FROM postings WHERE account_id = ?1 ORDER BY entry_seq DESC LIMIT 1",
+    )?
+    .query_row([account], |row| row.get(0))
+    .optional()
+    .map(|balance| balance.unwrap_or(0))
+}
+
+fn open_user_account(
+    conn: &Connection,
+    user: &str,
+    asset_id: &str,
+    created_at_ms: i64,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO accounts (owner_type, owner_id, asset_type_id, created_at) VALUES ('USER', ?1, ?2, ?3)",
+    )?
+    .execute(params![user, asset_id, created_at_ms])?;
+    Ok(conn.last_insert_rowid())
+}
