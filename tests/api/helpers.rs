@@ -1,0 +1,305 @@
+//! The harness every API test uses: the real `wallet` binary, started on a
+//! random loopback port against a database file in a temporary folder, and
+//! driven over real HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `wallet` binary cargo built for these tests.
+pub fn wallet_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wallet"))
+}
+
+/// Runs a CLI command to completion: (exit status, stdout, stderr).
+pub fn run_wallet(args: &[&str]) -> (ExitStatus, String, String) {
+    let output = wallet_command()
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("WALLET_DB")
+        .env_remove("WALLET_BIND")
+        .env_remove("PORT")
+        .output()
+        .expect("the wallet binary runs");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A response, read whole: status, headers and the JSON body.
+#[derive(Debug)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl ApiResponse {
+    fn read(response: reqwest::blocking::Response) -> ApiResponse {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().expect("a readable body");
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("the body of a {status} is not JSON: {text:?}"));
+        ApiResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// `data` of a success envelope; panics (failing the test) on anything else.
+    pub fn data(&self) -> &Value {
+        assert_eq!(self.body["success"], true, "not a success: {:?}", self.body);
+        assert!(self.body["error"].is_null(), "{:?}", self.body);
+        &self.body["data"]
+    }
+
+    /// `error.code` of a failure envelope; panics on anything else.
+    pub fn error_code(&self) -> &str {
+        assert_eq!(self.body["success"], false, "not a failure: {:?}", self.body);
+        assert!(self.body["data"].is_null(), "{:?}", self.body);
+        self.body["error"]["code"].as_str().expect("error.code is a string")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The field names listed in `error.details.fields`.
+    pub fn invalid_fields(&self) -> Vec<String> {
+        self.body["error"]["details"]["fields"]
+            .as_array()
+            .map(|fields| {
+                fields
+                    .iter()
+                    .map(|field| field["field"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A running `wallet serve` on its own database.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    pub db_path: PathBuf,
+    pub client: Client,
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    dir: Option<TempDir>,
+}
+
+impl TestApp {
+    /// A fresh, seeded database in a new temporary folder.
+    pub fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let db_path = dir.path().join("wallet.db");
+        let mut app = TestApp::spawn_on(&db_path);
+        app.dir = Some(dir);
+        app
+    }
+
+    /// A server on an existing path (for restarts); the caller keeps the folder.
+    pub fn spawn_on(db_path: &Path) -> TestApp {
+        let mut child = wallet_command()
+            .args(["serve", "--bind", "127.0.0.1:0", "--db"])
+            .arg(db_path)
+            .env("RUST_LOG", "info")
+            .env_remove("WALLET_DB")
+            .env_remove("WALLET_BIND")
+            .env_remove("PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the wallet binary starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (address_sender, address_receiver) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log_sink = Arc::clone(&logs);
+        // Drain stderr for the server's whole life: a full pipe would block
+        // its logging, and so the server.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let address = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = address_sender.send(format!("http://{address}"));
+                }
+                log_sink.lock().unwrap().push(line);
+            }
+        });
+        let address = match address_receiver.recv_timeout(START_TIMEOUT) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the server did not start; its log:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let client = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("an HTTP client");
+        let app = TestApp {
+            address,
+            db_path: db_path.to_owned(),
+            client,
+            child,
+            logs,
+            dir: None,
+        };
+        app.wait_until_healthy();
+        app
+    }
+
+    fn wait_until_healthy(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let healthy = self
+                .client
+                .get(format!("{}/health", self.address))
+                .send()
+                .is_ok_and(|response| response.status().is_success());
+            if healthy {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the server never became healthy");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn get(&self, path: &str) -> ApiResponse {
+        ApiResponse::read(self.client.get(self.url(path)).send().expect("GET is answered"))
+    }
+
+    /// POSTs `body` as JSON.
+    pub fn post(&self, path: &str, body: &Value) -> ApiResponse {
+        ApiResponse::read(
+            self.client
+                .post(self.url(path))
+                .json(body)
+                .send()
+                .expect("POST is answered"),
+        )
+    }
+
+    /// POST /wallets/{user}/{operation} with the usual fields.
+    pub fn post_entry(
+        &self,
+        operation: &str,
+        user: &str,
+        asset: &str,
+        amount: u64,
+        key: &str,
+    ) -> ApiResponse {
+        self.post(
+            &format!("/wallets/{user}/{operation}"),
+            &json!({"asset": asset, "amount": amount, "idempotencyKey": key}),
+        )
+    }
+
+    pub fn post_topup(&self, user: &str, asset: &str, amount: u64, key: &str) -> ApiResponse {
+        self.post_entry("topup", user, asset, amount, key)
+    }
+
+    pub fn post_bonus(&self, user: &str, asset: &str, amount: u64, key: &str) -> ApiResponse {
+        self.post_entry("bonus", user, asset, amount, key)
+    }
+
+    pub fn post_spend(&self, user: &str, asset: &str, amount: u64, key: &str) -> ApiResponse {
+        self.post_entry("spend", user, asset, amount, key)
+    }
+
+    /// The user's balance in one asset, from GET /wallets/{user}/balance.
+    pub fn balance(&self, user: &str, asset: &str) -> i64 {
+        let response = self.get(&format!("/wallets/{user}/balance"));
+        response.data()["balances"]
+            .as_array()
+            .expect("balances is a list")
+            .iter()
+            .find(|row| row["asset"] == asset)
+            .and_then(|row| row["balance"].as_i64())
+            .unwrap_or_else(|| panic!("no {asset} row in {:?}", response.body))
+    }
+
+    /// Every line the server has logged so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process dies at once, mid-write if it was writing.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the process to exit and returns its status.
+    pub fn terminate(mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The folder holding the database, kept alive by this app.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_ref().map(|dir| dir.path())
+    }
+
+    /// Opens the database file directly, to check what the API cannot show.
+    pub fn open_db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            &self.db_path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("the database opens")
+    }
+
+    /// The number of ledger entries in the file.
+    pub fn entry_count(&self) -> i64 {
+        self.open_db()
+            .query_row("SELECT count(*) FROM ledger_entries", [], |row| row.get(0))
+            .expect("entries can be counted")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
