@@ -188,7 +188,7 @@ pub fn history(
         }
     }
     tx.commit()?;
-    items.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+    items.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.seq));
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
         items.last().map(|last| Cursor::after_entry(last.seq))
