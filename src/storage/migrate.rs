@@ -58,3 +58,155 @@ fn schema_version(conn: &Connection) -> anyhow::Result<i64> {
     }
     Ok(version)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The schema's own defences, exercised with raw SQL as a buggy writer or
+    //! a hand edit would: each must be refused by SQLite itself.
+    use super::*;
+    use crate::storage::{open, seed};
+
+    const GOLD: &str = "6f1d8b52-3c0e-4d7a-9a43-0d5e2b7c9a01";
+    const DIAMOND: &str = "6f1d8b52-3c0e-4d7a-9a43-0d5e2b7c9a02";
+
+    /// A catalogue, a user account in GOLD (id 100) and one in DIAMOND (101),
+    /// and one valid topup of 10 GOLD (entry 1) with its postings.
+    fn ledger() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open::open_read_write(&dir.path().join("wallet.db")).unwrap();
+        migrate(&mut conn).unwrap();
+        seed::apply_catalogue(&mut conn).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO accounts (id, owner_type, owner_id, asset_type_id, created_at)
+                  VALUES (100, 'USER', 'u', '{GOLD}', 0), (101, 'USER', 'u', '{DIAMOND}', 0);
+             INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
+                                         credit_account_id, amount, idempotency_key, created_at)
+                  VALUES (1, 'e1', 'TOPUP', '{GOLD}', {treasury}, 100, 10, 'k1', 0);
+             INSERT INTO postings VALUES (100, 1, 10, 10), ({treasury}, 1, -10, -10);",
+            treasury = treasury(&conn, GOLD),
+        ))
+        .unwrap();
+        (dir, conn)
+    }
+
+    fn treasury(conn: &Connection, asset: &str) -> i64 {
+        conn.query_row(
+            "SELECT id FROM accounts WHERE owner_type = 'SYSTEM' AND asset_type_id = ?1",
+            [asset],
+            |row| row.get(0),
+        )
+        .unwrap()
+    }
+
+    fn refused(conn: &Connection, sql: &str) -> String {
+        match conn.execute_batch(sql) {
+            Ok(()) => panic!("the database accepted: {sql}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn entries_and_postings_cannot_be_updated_or_deleted() {
+        let (_dir, conn) = ledger();
+        for sql in [
+            "UPDATE ledger_entries SET amount = 11",
+            "DELETE FROM ledger_entries",
+            "UPDATE postings SET balance_after = 99",
+            "DELETE FROM postings",
+        ] {
+            assert!(refused(&conn, sql).contains("append-only"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn an_entry_needs_a_positive_safe_amount_and_two_different_accounts() {
+        let (_dir, conn) = ledger();
+        let t = treasury(&conn, GOLD);
+        let insert = |amount: i64, debit: i64, credit: i64| {
+            format!(
+                "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
+                        credit_account_id, amount, idempotency_key, created_at)
+                 VALUES ('x', 'TOPUP', '{GOLD}', {debit}, {credit}, {amount}, 'kx', 0)"
+            )
+        };
+        refused(&conn, &insert(0, t, 100));
+        refused(&conn, &insert(-5, t, 100));
+        refused(&conn, &insert(9_007_199_254_740_992, t, 100));
+        refused(&conn, &insert(5, 100, 100));
+        // Both accounts must hold the entry's asset: 101 is a DIAMOND account.
+        refused(&conn, &insert(5, t, 101));
+        conn.execute_batch(&insert(5, t, 100)).unwrap();
+    }
+
+    #[test]
+    fn an_idempotency_key_names_one_entry_only() {
+        let (_dir, conn) = ledger();
+        let t = treasury(&conn, GOLD);
+        let error = refused(
+            &conn,
+            &format!(
+                "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
+                        credit_account_id, amount, idempotency_key, created_at)
+                 VALUES ('e2', 'TOPUP', '{GOLD}', {t}, 100, 1, 'k1', 0)"
+            ),
+        );
+        assert!(error.contains("UNIQUE"), "{error}");
+    }
+
+    #[test]
+    fn a_posting_must_follow_its_entry_and_the_running_balance() {
+        let (_dir, conn) = ledger();
+        let t = treasury(&conn, GOLD);
+        conn.execute_batch(&format!(
+            "INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
+                    credit_account_id, amount, idempotency_key, created_at)
+             VALUES (2, 'e2', 'SPEND', '{GOLD}', 100, {t}, 4, 'k2', 0)"
+        ))
+        .unwrap();
+        // Wrong sign, wrong account, wrong balance.
+        refused(&conn, "INSERT INTO postings VALUES (100, 2, 4, 14)");
+        refused(&conn, "INSERT INTO postings VALUES (101, 2, -4, -4)");
+        let error = refused(&conn, "INSERT INTO postings VALUES (100, 2, -4, 7)");
+        assert!(error.contains("continue"), "{error}");
+        conn.execute_batch("INSERT INTO postings VALUES (100, 2, -4, 6)")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_user_posting_below_zero_is_refused_by_the_database() {
+        let (_dir, conn) = ledger();
+        let t = treasury(&conn, GOLD);
+        conn.execute_batch(&format!(
+            "INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
+                    credit_account_id, amount, idempotency_key, created_at)
+             VALUES (2, 'e2', 'SPEND', '{GOLD}', 100, {t}, 11, 'k2', 0)"
+        ))
+        .unwrap();
+        let error = refused(&conn, "INSERT INTO postings VALUES (100, 2, -11, -1)");
+        assert!(error.contains("below zero"), "{error}");
+    }
+
+    #[test]
+    fn migrating_twice_changes_nothing_and_a_newer_file_is_refused() {
+        let (dir, mut conn) = ledger();
+        migrate(&mut conn).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let error = migrate(&mut conn).unwrap_err().to_string();
+        assert!(error.contains("newer"), "{error}");
+        assert!(check_current(&conn).is_err());
+        drop(dir);
+    }
+
+    #[test]
+    fn a_database_with_foreign_tables_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open::open_read_write(&dir.path().join("other.db")).unwrap();
+        conn.execute_batch("CREATE TABLE invoices (id INTEGER)")
+            .unwrap();
+        let error = migrate(&mut conn).unwrap_err().to_string();
+        assert!(error.contains("not a wallet"), "{error}");
+        assert_eq!(schema_version(&conn).unwrap(), 0);
+    }
+}

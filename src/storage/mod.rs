@@ -11,7 +11,7 @@ pub mod writer;
 use crate::domain::Amount;
 use crate::domain::{AssetRef, Direction, EntryKind, IdempotencyKey, Note, ReferenceId, UserId};
 use crate::ledger::Rejection;
-use rusqlite::ErrorCode;
+use rusqlite::{ErrorCode, OptionalExtension};
 
 pub type ReadPool = r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>;
 
@@ -130,6 +130,17 @@ fn parse_stored_kind(raw: &str) -> rusqlite::Result<EntryKind> {
     EntryKind::parse(raw).map_err(|error| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
     })
+}
+
+/// The balance after the account's latest posting: one descent of the
+/// postings primary key, however long the history.
+pub(crate) fn latest_balance(conn: &rusqlite::Connection, account: i64) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT balance_after FROM postings WHERE account_id = ?1 ORDER BY entry_seq DESC LIMIT 1",
+    )?
+    .query_row([account], |row| row.get(0))
+    .optional()
+    .map(|balance| balance.unwrap_or(0))
 }
 
 /// Milliseconds since the Unix epoch: how every time is stored.

@@ -75,7 +75,7 @@ pub fn balances(conn: &mut Connection, user: &UserId) -> Result<Vec<BalanceRow>,
     let mut rows = Vec::with_capacity(accounts.len());
     for account in accounts {
         let balance = match account.account_id {
-            Some(id) => super::writer::latest_balance(&tx, id)?,
+            Some(id) => super::latest_balance(&tx, id)?,
             None => 0,
         };
         rows.push(BalanceRow {

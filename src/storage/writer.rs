@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    now_ms, parse_stored_kind, LedgerError, PostCommand, Receipt, StorageError, UserEntry,
-    WriteOutcome,
+    latest_balance, now_ms, parse_stored_kind, LedgerError, PostCommand, Receipt, StorageError,
+    UserEntry, WriteOutcome,
 };
 use crate::domain::{AssetRef, Direction, EntryKind};
 use crate::ledger::{self, BalancesBefore, Rejection};
@@ -171,9 +171,9 @@ fn apply_batch(conn: &Connection, batch: &mut Vec<Job>) {
                 let _ = conn.execute_batch("ROLLBACK");
             }
             error!(
-                "a write batch of {} was rolled back: {}",
+                "a write batch of {} was rolled back: {:#}",
                 batch.len(),
-                error_chain(&storage_error)
+                anyhow::Error::from(storage_error)
             );
             for job in batch.drain(..) {
                 let _ = job
@@ -182,17 +182,6 @@ fn apply_batch(conn: &Connection, batch: &mut Vec<Job>) {
             }
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Returns each job's result, or the storage failure that sank the batch.
@@ -445,17 +434,6 @@ fn user_has_wallet(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
     .query_row([user], |row| row.get(0))
 }
 
-/// The balance after the account's latest posting: one descent of the
-/// postings primary key, however long the history.
-pub(super) fn latest_balance(conn: &Connection, account: i64) -> rusqlite::Result<i64> {
-    conn.prepare_cached(
-        "SELECT balance_after FROM postings WHERE account_id = ?1 ORDER BY entry_seq DESC LIMIT 1",
-    )?
-    .query_row([account], |row| row.get(0))
-    .optional()
-    .map(|balance| balance.unwrap_or(0))
-}
-
 fn open_user_account(
     conn: &Connection,
     user: &str,
@@ -467,4 +445,153 @@ fn open_user_account(
     )?
     .execute(params![user, asset_id, created_at_ms])?;
     Ok(conn.last_insert_rowid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Amount, IdempotencyKey, UserId};
+    use crate::storage::{migrate, open, seed, verify};
+
+    fn command(kind: EntryKind, user: &str, amount: u64, key: &str) -> PostCommand {
+        PostCommand {
+            user: UserId::parse(user).unwrap(),
+            kind,
+            asset: AssetRef::parse("GOLD").unwrap(),
+            amount: Amount::parse(amount).unwrap(),
+            idempotency_key: IdempotencyKey::parse(key).unwrap(),
+            reference_id: None,
+            note: None,
+        }
+    }
+
+    /// A migrated database with the asset catalogue and no entries.
+    fn empty_ledger() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open::open_read_write(&dir.path().join("wallet.db")).unwrap();
+        migrate::migrate(&mut conn).unwrap();
+        seed::apply_catalogue(&mut conn).unwrap();
+        (dir, conn)
+    }
+
+    fn entries(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM ledger_entries", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_refused_command_in_a_batch_is_rolled_back_alone() {
+        let (_dir, mut conn) = empty_ledger();
+        let commands = [
+            command(EntryKind::Topup, "alice", 50, "k1"),
+            command(EntryKind::Spend, "carol", 1, "k2"),
+            command(EntryKind::Spend, "alice", 51, "k3"),
+            command(EntryKind::Spend, "alice", 20, "k4"),
+            command(EntryKind::Topup, "alice", 50, "k1"),
+            command(EntryKind::Topup, "alice", 51, "k1"),
+            command(EntryKind::Bonus, "dave", 7, "k5"),
+        ];
+        let mut receivers = Vec::new();
+        let jobs: Vec<Job> = commands
+            .into_iter()
+            .map(|command| {
+                let (reply, receiver) = oneshot::channel();
+                receivers.push(receiver);
+                Job { command, reply }
+            })
+            .collect();
+        // All seven in one transaction, as the writer batches them.
+        let results = apply_in_one_transaction(&conn, &jobs).unwrap();
+
+        let created_id = |result: &Result<WriteOutcome, LedgerError>| match result {
+            Ok(WriteOutcome::Created(receipt)) => receipt.transaction.id.clone(),
+            other => panic!("expected a new entry, got {other:?}"),
+        };
+        let first_id = created_id(&results[0]);
+        assert!(matches!(
+            results[1],
+            Err(LedgerError::Rejected(Rejection::WalletNotFound))
+        ));
+        assert!(matches!(
+            results[2],
+            Err(LedgerError::Rejected(Rejection::InsufficientFunds {
+                balance: 50,
+                requested: 51
+            }))
+        ));
+        match &results[3] {
+            Ok(WriteOutcome::Created(receipt)) => assert_eq!(receipt.balance, 30),
+            other => panic!("expected the spend of 20 to pass, got {other:?}"),
+        }
+        match &results[4] {
+            Ok(WriteOutcome::Replayed(receipt)) => {
+                assert_eq!(receipt.transaction.id, first_id);
+                assert_eq!(
+                    receipt.balance, 50,
+                    "a replay answers the balance as it was then"
+                );
+            }
+            other => panic!("expected a replay, got {other:?}"),
+        }
+        assert!(matches!(
+            results[5],
+            Err(LedgerError::Rejected(Rejection::IdempotencyKeyReused))
+        ));
+        created_id(&results[6]);
+        assert_eq!(entries(&conn), 3);
+        // Refused commands left no account behind: carol never got one.
+        let carol: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM accounts WHERE owner_id = 'carol'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(carol, 0);
+        assert!(verify::audit(&mut conn).unwrap().is_clean());
+    }
+
+    #[test]
+    fn a_full_queue_answers_overloaded_at_once_and_loses_nothing_it_accepted() {
+        let (dir, conn) = empty_ledger();
+        // Another connection holds the write lock, so the writer stalls in
+        // BEGIN IMMEDIATE (within busy_timeout) and the queue fills up.
+        let blocker = open::open_read_write(&dir.path().join("wallet.db")).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let writer = Writer::start(conn).unwrap();
+        let handle = writer.handle();
+        let mut accepted = Vec::new();
+        let started = std::time::Instant::now();
+        let overloaded_at = loop {
+            let key = format!("k{}", accepted.len());
+            match handle.submit(command(EntryKind::Topup, "alice", 1, &key)) {
+                Ok(receiver) => accepted.push(receiver),
+                Err(StorageError::Overloaded) => break accepted.len(),
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+            assert!(accepted.len() <= WRITE_QUEUE_DEPTH_MAX + WRITE_BATCH_MAX + 1);
+        };
+        // The queue holds WRITE_QUEUE_DEPTH_MAX; the writer may have taken
+        // one batch off it before it stalled.
+        assert!(overloaded_at >= WRITE_QUEUE_DEPTH_MAX, "{overloaded_at}");
+        assert!(
+            overloaded_at <= WRITE_QUEUE_DEPTH_MAX + WRITE_BATCH_MAX + 1,
+            "{overloaded_at}"
+        );
+        assert!(
+            started.elapsed() < crate::limits::SQLITE_BUSY_TIMEOUT,
+            "it did not wait"
+        );
+        blocker.execute_batch("ROLLBACK").unwrap();
+        for receiver in accepted {
+            let outcome = receiver.blocking_recv().unwrap();
+            assert!(
+                matches!(outcome, Ok(WriteOutcome::Created(_))),
+                "{outcome:?}"
+            );
+        }
+        writer.stop();
+        let conn = open::open_read_only(&dir.path().join("wallet.db")).unwrap();
+        assert_eq!(entries(&conn), overloaded_at as i64);
+    }
 }
