@@ -14,7 +14,8 @@ fn probe() {
             let app = &app;
             s.spawn(move || {
                 for n in 0..100 {
-                    let r = app.post_topup("u2", "DIAMOND", 9007199254740991, &format!("p-{w}-{n}"));
+                    let r =
+                        app.post_topup("u2", "DIAMOND", 9007199254740991, &format!("p-{w}-{n}"));
                     assert_eq!(r.status, 201);
                 }
             });

@@ -69,9 +69,15 @@ impl ApiResponse {
 
     /// `error.code` of a failure envelope; panics on anything else.
     pub fn error_code(&self) -> &str {
-        assert_eq!(self.body["success"], false, "not a failure: {:?}", self.body);
+        assert_eq!(
+            self.body["success"], false,
+            "not a failure: {:?}",
+            self.body
+        );
         assert!(self.body["data"].is_null(), "{:?}", self.body);
-        self.body["error"]["code"].as_str().expect("error.code is a string")
+        self.body["error"]["code"]
+            .as_str()
+            .expect("error.code is a string")
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -190,7 +196,12 @@ impl TestApp {
     }
 
     pub fn get(&self, path: &str) -> ApiResponse {
-        ApiResponse::read(self.client.get(self.url(path)).send().expect("GET is answered"))
+        ApiResponse::read(
+            self.client
+                .get(self.url(path))
+                .send()
+                .expect("GET is answered"),
+        )
     }
 
     /// POSTs `body` as JSON.
@@ -270,7 +281,10 @@ impl TestApp {
             if let Some(status) = self.child.try_wait().expect("wait works") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
