@@ -34,6 +34,7 @@ impl Application {
     /// Binds `bind` and builds the server over `storage`. Must run inside an
     /// actix system.
     pub fn build(storage: Storage, bind: &str) -> anyhow::Result<Application> {
+        let stop_requested = stop_requested().context("cannot install signal handlers")?;
         let listener =
             TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
         let local_addr = listener.local_addr()?;
@@ -54,6 +55,7 @@ impl Application {
         .client_disconnect_timeout(HTTP_CLIENT_DISCONNECT_TIMEOUT)
         .keep_alive(HTTP_KEEP_ALIVE)
         .shutdown_timeout(HTTP_SHUTDOWN_TIMEOUT_SECONDS)
+        .shutdown_signal(stop_requested)
         .listen(listener)
         .with_context(|| format!("cannot listen on {bind}"))?
         .run();
@@ -80,4 +82,25 @@ impl Application {
             .context("closing the database failed")?;
         Ok(())
     }
+}
+
+/// Resolves on SIGTERM or SIGINT. actix-server on its own treats SIGINT as a
+/// forced stop that drops requests in flight; API.md wants both signals to
+/// drain, so both lead to its graceful shutdown.
+fn stop_requested() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = match futures_util::future::select(
+            Box::pin(terminate.recv()),
+            Box::pin(interrupt.recv()),
+        )
+        .await
+        {
+            futures_util::future::Either::Left(_) => "SIGTERM",
+            futures_util::future::Either::Right(_) => "SIGINT",
+        };
+        log::info!("{name} received: finishing requests in flight, then stopping");
+    })
 }
