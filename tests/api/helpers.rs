@@ -259,10 +259,6 @@ impl TestApp {
         self.logs.lock().unwrap().clone()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// SIGKILL: the process dies at once, mid-write if it was writing.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -287,11 +283,6 @@ impl TestApp {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// The folder holding the database, kept alive by this app.
-    pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_ref().map(|dir| dir.path())
     }
 
     /// Opens the database file directly, to check what the API cannot show.
