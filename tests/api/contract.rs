@@ -983,3 +983,51 @@ fn every_response_success_or_failure_carries_a_request_id() {
         .collect();
     assert_eq!(ids.len(), responses.len(), "every request has its own id");
 }
+
+// ---------------------------------------------------------------------------
+// The database out of reach
+
+/// Goal: when another process holds SQLite's write lock for longer than the
+/// service's busy timeout (5 s), a write is refused with 503
+/// DATABASE_UNAVAILABLE and `Retry-After`, nothing is written, reads are still
+/// served (WAL lets them run beside the lock), and the same request succeeds
+/// with the same key once the lock is gone.
+#[test]
+fn a_write_blocked_past_the_busy_timeout_is_503_and_succeeds_on_retry() {
+    let app = TestApp::spawn();
+    let blocker = rusqlite::Connection::open(&app.db_path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let blocked = app.post_topup("user_alice", "GOLD", 5, "blocked-write");
+    assert_eq!(blocked.status, 503, "{:?}", blocked.body);
+    assert_eq!(blocked.error_code(), "DATABASE_UNAVAILABLE");
+    assert_eq!(blocked.header("retry-after"), Some("1"));
+    // The cause goes to the log, with the request id; not to the client.
+    let request_id = blocked.header("x-request-id").unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !app.logs().iter().any(|line| {
+        line.contains(&request_id)
+            && line.contains("failed with 503")
+            && line.contains("rolled back")
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "no 503 cause logged: {:?}",
+            app.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !blocked.body.to_string().contains("busy"),
+        "{:?}",
+        blocked.body
+    );
+    assert_eq!(app.balance("user_alice", "GOLD"), 1000);
+    assert_eq!(app.get("/health").status, 200);
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let retried = app.post_topup("user_alice", "GOLD", 5, "blocked-write");
+    assert_eq!(retried.status, 201, "{:?}", retried.body);
+    assert_eq!(retried.data()["balance"], 1005);
+    assert_eq!(app.entry_count(), SEED_ENTRIES + 1);
+}
