@@ -330,52 +330,64 @@ fn parse_post_command(
 }
 
 /// The key from the body field or the `Idempotency-Key` header: one of them is
-/// required, and when both are given they must agree.
+/// required, and when both are given they must agree. Problems with both are
+/// reported together.
 fn parse_idempotency_key(
     request: &HttpRequest,
     from_body: Option<Value>,
     errors: &mut FieldErrors,
 ) -> Option<IdempotencyKey> {
-    let mut headers = request.headers().get_all(IDEMPOTENCY_KEY_HEADER);
-    let from_header = headers.next();
-    if headers.next().is_some() {
-        errors.push("Idempotency-Key", "must be sent once");
-        return None;
+    /// One source of the key: not given, given but refused, or given and valid.
+    enum Given {
+        Absent,
+        Refused,
+        Valid(IdempotencyKey),
     }
-    let from_header = match from_header.map(|value| value.to_str()) {
-        None => None,
-        Some(Ok(text)) => Some(errors.check("Idempotency-Key", IdempotencyKey::parse(text))?),
-        Some(Err(_)) => {
-            errors.push("Idempotency-Key", "must be visible ASCII");
-            return None;
+    let checked = |parsed: Option<IdempotencyKey>| parsed.map_or(Given::Refused, Given::Valid);
+    let header_values: Vec<_> = request.headers().get_all(IDEMPOTENCY_KEY_HEADER).collect();
+    let from_header = match header_values.as_slice() {
+        [] => Given::Absent,
+        [value] => match value.to_str() {
+            Ok(text) => checked(errors.check("Idempotency-Key", IdempotencyKey::parse(text))),
+            Err(_) => {
+                errors.push("Idempotency-Key", "must be visible ASCII");
+                Given::Refused
+            }
+        },
+        _ => {
+            errors.push("Idempotency-Key", "must be sent once");
+            Given::Refused
         }
     };
     let from_body = match from_body {
-        None | Some(Value::Null) => None,
+        None | Some(Value::Null) => Given::Absent,
         Some(Value::String(text)) => {
-            Some(errors.check("idempotencyKey", IdempotencyKey::parse(&text))?)
+            checked(errors.check("idempotencyKey", IdempotencyKey::parse(&text)))
         }
         Some(_) => {
             errors.push("idempotencyKey", "must be a string");
-            return None;
+            Given::Refused
         }
     };
     match (from_body, from_header) {
-        (Some(body), Some(header)) if body != header => {
+        (Given::Valid(body), Given::Valid(header)) if body != header => {
             errors.push(
                 "idempotencyKey",
                 "differs from the Idempotency-Key header; send one, or the same in both",
             );
             None
         }
-        (Some(key), _) | (None, Some(key)) => Some(key),
-        (None, None) => {
+        (Given::Valid(key), Given::Valid(_) | Given::Absent)
+        | (Given::Absent, Given::Valid(key)) => Some(key),
+        (Given::Absent, Given::Absent) => {
             errors.push(
                 "idempotencyKey",
                 "is required, as this field or as the Idempotency-Key header",
             );
             None
         }
+        // A refused source has already said why.
+        (Given::Refused, _) | (_, Given::Refused) => None,
     }
 }
 

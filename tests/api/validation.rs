@@ -499,3 +499,27 @@ fn a_bad_key_header_and_a_bad_amount_are_both_listed() {
     );
     assert_eq!(app.entry_count(), SEED_ENTRIES);
 }
+
+#[test]
+fn an_invalid_key_in_both_header_and_body_is_reported_for_both() {
+    let app = TestApp::spawn();
+    let response = app
+        .client
+        .post(app.url("/wallets/user_alice/topup"))
+        .header("Idempotency-Key", "has space")
+        .header("Content-Type", "application/json")
+        .body(r#"{"asset": "GOLD", "amount": 5, "idempotencyKey": ""}"#)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: serde_json::Value = response.json().unwrap();
+    let mut fields: Vec<&str> = body["error"]["details"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|field| field["field"].as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["Idempotency-Key", "idempotencyKey"], "{body}");
+    assert_eq!(app.entry_count(), SEED_ENTRIES);
+}
