@@ -7,9 +7,11 @@ use std::time::Duration;
 /// numbers are doubles, never lose precision (API.md, Conventions).
 pub const AMOUNT_MAX: u64 = 9_007_199_254_740_991;
 
-/// A request body larger than this is refused with 413 before it is parsed.
-/// The largest valid body (key 255 + reference 255 + note 1024 characters, at up
-/// to 4 bytes each) is about 6.2 KiB, so 16 KiB never refuses a valid request.
+/// A request body larger than this is refused with 413 before it is parsed
+/// (API.md). A valid body fits even at its most verbose: a 1024-character
+/// note and a 255-character reference written wholly as escaped surrogate
+/// pairs (12 bytes a character) and a 255-character key of escaped quotes
+/// (2 bytes each) come to about 15.9 KiB with the other fields.
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
 
 /// `userId`: 1-128 characters of `A-Z a-z 0-9 _ . : @ -` (API.md).
