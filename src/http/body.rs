@@ -138,6 +138,7 @@ impl FieldErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::{IDEMPOTENCY_KEY_CHARS_MAX, NOTE_CHARS_MAX, REFERENCE_ID_CHARS_MAX};
 
     #[test]
     fn json_media_types_may_carry_parameters_and_any_case() {
@@ -182,5 +183,24 @@ mod tests {
         assert!(parse_object(b"{\"a\": \"\xff\"}").is_err());
         let deep = format!("{{\"a\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(parse_object(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_most_verbose_valid_body_fits_under_the_body_limit() {
+        // Every character of note and referenceId an escaped surrogate pair,
+        // every key character an escaped quote, the longest asset name.
+        let astral = r"\ud83d\ude00";
+        let body = format!(
+            r#"{{"asset": "6f1d8b52-3c0e-4d7a-9a43-0d5e2b7c9a01", "amount": 9007199254740991, "idempotencyKey": "{}", "referenceId": "{}", "note": "{}"}}"#,
+            r#"\""#.repeat(IDEMPOTENCY_KEY_CHARS_MAX),
+            astral.repeat(REFERENCE_ID_CHARS_MAX),
+            astral.repeat(NOTE_CHARS_MAX),
+        );
+        assert!(body.len() < BODY_BYTES_MAX, "{} bytes", body.len());
+        let JsonObject(object) = parse_object(body.as_bytes()).unwrap();
+        assert_eq!(
+            object["note"].as_str().unwrap().chars().count(),
+            NOTE_CHARS_MAX
+        );
     }
 }
