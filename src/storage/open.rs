@@ -92,3 +92,62 @@ pub fn read_pool(path: &Path) -> anyhow::Result<ReadPool> {
         .build(manager)
         .with_context(|| format!("cannot open read connections to {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma(conn: &Connection, name: &str) -> i64 {
+        conn.pragma_query_value(None, name, |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_write_connection_is_wal_fully_synchronous_with_foreign_keys_and_a_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_read_write(&dir.path().join("wallet.db")).unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(pragma(&conn, "synchronous"), 2, "2 is FULL");
+        assert_eq!(pragma(&conn, "foreign_keys"), 1);
+        assert_eq!(
+            pragma(&conn, "busy_timeout"),
+            SQLITE_BUSY_TIMEOUT.as_millis() as i64
+        );
+    }
+
+    #[test]
+    fn pooled_connections_are_read_only_with_foreign_keys_and_a_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wallet.db");
+        let _writer = open_read_write(&path).unwrap();
+        let pool = read_pool(&path).unwrap();
+        let conn = pool.get().unwrap();
+        assert_eq!(pragma(&conn, "foreign_keys"), 1);
+        assert_eq!(
+            pragma(&conn, "busy_timeout"),
+            SQLITE_BUSY_TIMEOUT.as_millis() as i64
+        );
+        let refused = conn
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap_err();
+        assert_eq!(
+            refused.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ReadOnly)
+        );
+        assert_eq!(pool.max_size(), READ_POOL_SIZE);
+    }
+
+    #[test]
+    fn a_missing_folder_or_a_folder_as_the_file_is_one_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = open_read_write(&dir.path().join("no/such/wallet.db")).unwrap_err();
+        assert!(missing.to_string().contains("does not exist"), "{missing}");
+        let folder = open_read_write(dir.path()).unwrap_err();
+        assert!(folder.to_string().contains("is a folder"), "{folder}");
+        let absent = open_read_only(&dir.path().join("absent.db")).unwrap_err();
+        assert!(absent.to_string().contains("no such file"), "{absent}");
+    }
+}
