@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::crash::{
     assert_all_replay, assert_balances_match, assert_verify_passes, open_wallets, send, users,
-    Workload, SEED_ENTRIES,
+    Workload,
 };
-use crate::helpers::{run_wallet, wallet_command, TestApp};
+use crate::helpers::{run_wallet, wallet_command, TestApp, SEED_ENTRIES};
 
 /// A command that should end on its own is killed, and the test failed, after this.
 const EXIT_TIME_MAX: Duration = Duration::from_secs(20);

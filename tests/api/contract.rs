@@ -7,48 +7,21 @@ use std::io::{Cursor, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::{Body, RequestBuilder};
+use reqwest::blocking::Body;
 use reqwest::Method;
 use serde_json::{json, Value};
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use crate::helpers::{ApiResponse, TestApp};
+use crate::helpers::{post_text, send, ApiResponse, TestApp, SEED_ENTRIES};
 
 /// API.md: the largest amount, 2^53 - 1.
 const AMOUNT_MAX: u64 = 9_007_199_254_740_991;
 /// API.md: request bodies are at most 16 KiB.
 const BODY_BYTES_MAX: usize = 16 * 1024;
-/// Entries on a fresh database: six seed topups.
-const SEED_ENTRIES: i64 = 6;
 
 // ---------------------------------------------------------------------------
 // Helpers of this file.
-
-/// Sends a request built by hand and reads the answer like the harness does.
-fn send(request: RequestBuilder) -> ApiResponse {
-    let response = request.send().expect("the request is answered");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().expect("a readable body");
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|_| panic!("the body of a {status} is not JSON: {text:?}"));
-    ApiResponse {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// A POST of `body`, sent as is, with `Content-Type: application/json`.
-fn post_json_text(app: &TestApp, path: &str, body: impl Into<Body>) -> ApiResponse {
-    send(
-        app.client
-            .post(app.url(path))
-            .header("content-type", "application/json")
-            .body(body),
-    )
-}
 
 fn object_keys(value: &Value) -> BTreeSet<String> {
     value
@@ -92,20 +65,6 @@ fn now_timestamp() -> String {
     let format =
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     OffsetDateTime::now_utc().format(&format).unwrap()
-}
-
-/// Symbol -> id, from GET /assets.
-fn asset_id(app: &TestApp, symbol: &str) -> String {
-    let response = app.get("/assets");
-    response
-        .data()
-        .as_array()
-        .expect("a list of assets")
-        .iter()
-        .find(|asset| asset["symbol"] == symbol)
-        .and_then(|asset| asset["id"].as_str())
-        .unwrap_or_else(|| panic!("no asset {symbol}"))
-        .to_owned()
 }
 
 /// Every field of a Transaction, and the formats of its id and time.
@@ -258,7 +217,7 @@ fn assert_balances(app: &TestApp, user: &str, expected: [(&str, &str, i64); 3]) 
         .map(|(symbol, name, balance)| {
             json!({
                 "asset": symbol,
-                "assetTypeId": asset_id(app, symbol),
+                "assetTypeId": app.asset_id(symbol),
                 "name": name,
                 "balance": balance,
             })
@@ -456,8 +415,8 @@ fn every_write_gets_its_own_transaction_id() {
 #[test]
 fn an_asset_named_by_its_id_works_like_its_symbol_and_is_answered_by_symbol() {
     let app = TestApp::spawn();
-    let gold = asset_id(&app, "GOLD");
-    let diamond = asset_id(&app, "DIAMOND");
+    let gold = app.asset_id("GOLD");
+    let diamond = app.asset_id("DIAMOND");
 
     let topup = app.post_topup("user_alice", &gold, 10, "k-1");
     assert_eq!(topup.status, 201, "{:?}", topup.body);
@@ -658,20 +617,20 @@ fn a_wrong_method_on_a_known_route_is_405_method_not_allowed_in_the_envelope() {
 #[test]
 fn a_body_of_16_kib_is_accepted_and_one_byte_more_is_413_payload_too_large() {
     let app = TestApp::spawn();
-    let accepted = post_json_text(
+    let accepted = post_text(
         &app,
         "/wallets/user_alice/topup",
         padded_topup_body("k-max", BODY_BYTES_MAX),
     );
     assert_eq!(accepted.status, 201, "{:?}", accepted.body);
 
-    let refused = post_json_text(
+    let refused = post_text(
         &app,
         "/wallets/user_alice/topup",
         padded_topup_body("k-over", BODY_BYTES_MAX + 1),
     );
     assert_failure(&refused, 413, "PAYLOAD_TOO_LARGE");
-    let refused = post_json_text(
+    let refused = post_text(
         &app,
         "/wallets/user_alice/topup",
         padded_topup_body("k-far-over", 1024 * 1024),
@@ -687,20 +646,20 @@ fn a_chunked_body_without_content_length_is_held_to_16_kib_too() {
     // A reader of unknown length is sent with Transfer-Encoding: chunked.
     let chunked = |text: String| Body::new(Cursor::new(text.into_bytes()));
 
-    let accepted = post_json_text(
+    let accepted = post_text(
         &app,
         "/wallets/user_alice/topup",
         chunked(padded_topup_body("k-max", BODY_BYTES_MAX)),
     );
     assert_eq!(accepted.status, 201, "{:?}", accepted.body);
 
-    let refused = post_json_text(
+    let refused = post_text(
         &app,
         "/wallets/user_alice/topup",
         chunked(padded_topup_body("k-over", BODY_BYTES_MAX + 1)),
     );
     assert_failure(&refused, 413, "PAYLOAD_TOO_LARGE");
-    let refused = post_json_text(
+    let refused = post_text(
         &app,
         "/wallets/user_alice/topup",
         chunked(padded_topup_body("k-far-over", 256 * 1024)),
@@ -756,12 +715,12 @@ fn a_body_that_is_not_valid_json_is_400_invalid_json() {
         r#"{'asset': 'GOLD'}"#,
         "not json at all",
     ] {
-        let response = post_json_text(&app, "/wallets/user_alice/topup", body);
+        let response = post_text(&app, "/wallets/user_alice/topup", body);
         assert_failure(&response, 400, "INVALID_JSON");
     }
     // API.md: JSON in is UTF-8.
     let not_utf8 = b"{\"asset\": \"GOLD\", \"amount\": 5, \"idempotencyKey\": \"k-\xff\"}".to_vec();
-    let response = post_json_text(&app, "/wallets/user_alice/topup", not_utf8);
+    let response = post_text(&app, "/wallets/user_alice/topup", not_utf8);
     assert_failure(&response, 400, "INVALID_JSON");
     assert_eq!(app.entry_count(), SEED_ENTRIES);
 }
@@ -776,7 +735,7 @@ fn a_json_body_that_is_not_an_object_is_400_invalid_json() {
         "true",
         "null",
     ] {
-        let response = post_json_text(&app, "/wallets/user_alice/topup", body);
+        let response = post_text(&app, "/wallets/user_alice/topup", body);
         assert_failure(&response, 400, "INVALID_JSON");
     }
     assert_eq!(app.entry_count(), SEED_ENTRIES);
@@ -786,7 +745,7 @@ fn a_json_body_that_is_not_an_object_is_400_invalid_json() {
 fn an_empty_body_is_400_invalid_json() {
     let app = TestApp::spawn();
     for body in ["", "   \n"] {
-        let response = post_json_text(&app, "/wallets/user_alice/spend", body);
+        let response = post_text(&app, "/wallets/user_alice/spend", body);
         assert_failure(&response, 400, "INVALID_JSON");
     }
     assert_eq!(app.entry_count(), SEED_ENTRIES);
@@ -795,7 +754,7 @@ fn an_empty_body_is_400_invalid_json() {
 #[test]
 fn a_body_with_a_key_given_twice_is_400_invalid_json() {
     let app = TestApp::spawn();
-    let response = post_json_text(
+    let response = post_text(
         &app,
         "/wallets/user_alice/topup",
         r#"{"asset": "GOLD", "amount": 1, "amount": 1000, "idempotencyKey": "k-1"}"#,
@@ -960,13 +919,13 @@ fn every_response_success_or_failure_carries_a_request_id() {
         app.get("/wallets/nobody/balance"),
         app.get("/no/such/route"),
         send(app.client.delete(app.url("/health"))),
-        post_json_text(&app, "/wallets/user_alice/topup", "{"),
+        post_text(&app, "/wallets/user_alice/topup", "{"),
         send(
             app.client
                 .post(app.url("/wallets/user_alice/topup"))
                 .body("{}"),
         ),
-        post_json_text(
+        post_text(
             &app,
             "/wallets/user_alice/topup",
             padded_topup_body("k-5", BODY_BYTES_MAX + 1),

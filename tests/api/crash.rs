@@ -15,10 +15,8 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-use crate::helpers::{run_wallet, TestApp};
+use crate::helpers::{run_wallet, TestApp, SEED_ENTRIES};
 
-/// Entries a fresh server seeds (API.md, "Seed data").
-pub(crate) const SEED_ENTRIES: i64 = 6;
 /// Every workload user starts with this much GOLD, so no spend of the
 /// workload is ever short and every request it sends can succeed.
 const OPENING_BALANCE: u64 = 1_000_000;

@@ -9,12 +9,15 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::Client;
+use reqwest::blocking::{Body, Client, RequestBuilder};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Entries on a freshly seeded database: six seed topups (API.md).
+pub const SEED_ENTRIES: i64 = 6;
 
 /// The `wallet` binary cargo built for these tests.
 pub fn wallet_command() -> Command {
@@ -47,7 +50,7 @@ pub struct ApiResponse {
 }
 
 impl ApiResponse {
-    fn read(response: reqwest::blocking::Response) -> ApiResponse {
+    pub fn read(response: reqwest::blocking::Response) -> ApiResponse {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().expect("a readable body");
@@ -96,6 +99,21 @@ impl ApiResponse {
             })
             .unwrap_or_default()
     }
+}
+
+/// Sends a request built by hand and reads the answer whole.
+pub fn send(request: RequestBuilder) -> ApiResponse {
+    ApiResponse::read(request.send().expect("the request is answered"))
+}
+
+/// A POST of `body`, sent exactly as written, with `Content-Type: application/json`.
+pub fn post_text(app: &TestApp, path: &str, body: impl Into<Body>) -> ApiResponse {
+    send(
+        app.client
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .body(body),
+    )
 }
 
 /// A running `wallet serve` on its own database.
@@ -252,6 +270,20 @@ impl TestApp {
             .find(|row| row["asset"] == asset)
             .and_then(|row| row["balance"].as_i64())
             .unwrap_or_else(|| panic!("no {asset} row in {:?}", response.body))
+    }
+
+    /// The id of the asset with this symbol, from GET /assets.
+    pub fn asset_id(&self, symbol: &str) -> String {
+        let response = self.get("/assets");
+        response
+            .data()
+            .as_array()
+            .expect("a list of assets")
+            .iter()
+            .find(|asset| asset["symbol"] == symbol)
+            .and_then(|asset| asset["id"].as_str())
+            .unwrap_or_else(|| panic!("no asset {symbol}"))
+            .to_owned()
     }
 
     /// Every line the server has logged so far.

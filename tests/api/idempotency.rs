@@ -5,10 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{ApiResponse, TestApp};
-
-/// Entries on a fresh database: six seed topups.
-const SEED_ENTRIES: i64 = 6;
+use crate::helpers::{ApiResponse, TestApp, SEED_ENTRIES};
 
 // ---------------------------------------------------------------------------
 // Helpers of this file.
@@ -30,19 +27,6 @@ fn assert_key_reused(app: &TestApp, response: &ApiResponse, entries: i64) {
     assert_eq!(response.status, 422, "{:?}", response.body);
     assert_eq!(response.error_code(), "IDEMPOTENCY_KEY_REUSED");
     assert_eq!(app.entry_count(), entries, "a refused request wrote");
-}
-
-fn asset_id(app: &TestApp, symbol: &str) -> String {
-    let response = app.get("/assets");
-    response
-        .data()
-        .as_array()
-        .expect("a list of assets")
-        .iter()
-        .find(|asset| asset["symbol"] == symbol)
-        .and_then(|asset| asset["id"].as_str())
-        .unwrap_or_else(|| panic!("no asset {symbol}"))
-        .to_owned()
 }
 
 /// The original request of the "same key, different request" tests.
@@ -182,8 +166,8 @@ fn a_replayed_first_topup_of_a_new_user_replays_without_writing() {
 #[test]
 fn an_asset_named_by_id_or_by_symbol_is_the_same_request() {
     let app = TestApp::spawn();
-    let gold = asset_id(&app, "GOLD");
-    let diamond = asset_id(&app, "DIAMOND");
+    let gold = app.asset_id("GOLD");
+    let diamond = app.asset_id("DIAMOND");
 
     let by_symbol = app.post_topup("user_alice", "GOLD", 10, "k-1");
     let by_symbol = created(&by_symbol).clone();
@@ -263,7 +247,7 @@ fn the_same_key_for_a_different_asset_is_idempotency_key_reused() {
             ),
             (
                 "/wallets/user_alice/topup",
-                original_with("asset", json!(asset_id(app, "DIAMOND"))),
+                original_with("asset", json!(app.asset_id("DIAMOND"))),
             ),
         ]
     });

@@ -107,19 +107,6 @@ fn assert_refused(response: &ApiResponse, field: &str) {
     assert_eq!(response.invalid_fields(), [field], "{:?}", response.body);
 }
 
-fn asset_id(app: &TestApp, symbol: &str) -> String {
-    let response = app.get("/assets");
-    response
-        .data()
-        .as_array()
-        .expect("a list of assets")
-        .iter()
-        .find(|asset| asset["symbol"] == symbol)
-        .and_then(|asset| asset["id"].as_str())
-        .unwrap_or_else(|| panic!("no asset {symbol}"))
-        .to_owned()
-}
-
 // ---------------------------------------------------------------------------
 // Items and order
 
@@ -311,7 +298,7 @@ fn history_filters_by_asset_named_by_symbol_or_by_id() {
     assert_eq!(gold.len(), 6);
     let (by_symbol, _) = page(&app, "pia", "?asset=GOLD");
     assert_eq!(by_symbol, gold);
-    let (by_id, _) = page(&app, "pia", &format!("?asset={}", asset_id(&app, "GOLD")));
+    let (by_id, _) = page(&app, "pia", &format!("?asset={}", app.asset_id("GOLD")));
     assert_eq!(by_id, gold);
     // An asset the user holds no account in is an empty history, not an error.
     let (loyalty, next_cursor) = page(&app, "pia", "?asset=LOYALTY");

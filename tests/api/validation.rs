@@ -3,41 +3,13 @@
 //! VALIDATION_ERROR` naming the field in `details.fields`, lists every problem
 //! at once, and writes nothing.
 
-use reqwest::blocking::RequestBuilder;
 use reqwest::header::HeaderValue;
 use serde_json::{json, Value};
 
-use crate::helpers::{ApiResponse, TestApp};
-
-/// Entries on a fresh database: six seed topups.
-const SEED_ENTRIES: i64 = 6;
+use crate::helpers::{post_text, send, ApiResponse, TestApp, SEED_ENTRIES};
 
 // ---------------------------------------------------------------------------
 // Helpers of this file.
-
-fn send(request: RequestBuilder) -> ApiResponse {
-    let response = request.send().expect("the request is answered");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().expect("a readable body");
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|_| panic!("the body of a {status} is not JSON: {text:?}"));
-    ApiResponse {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// POSTs `body` as JSON text, exactly as written.
-fn post_text(app: &TestApp, path: &str, body: &str) -> ApiResponse {
-    send(
-        app.client
-            .post(app.url(path))
-            .header("content-type", "application/json")
-            .body(body.to_owned()),
-    )
-}
 
 /// POSTs `body` as JSON with an `Idempotency-Key` header.
 fn post_with_key_header(
@@ -125,12 +97,12 @@ fn each_invalid_amount_of_api_md_is_a_validation_error_naming_amount() {
             n += 1;
             let body =
                 format!(r#"{{"asset": "GOLD", "amount": {amount}, "idempotencyKey": "k-{n}"}}"#);
-            let response = post_text(&app, &format!("/wallets/user_alice/{operation}"), &body);
+            let response = post_text(&app, &format!("/wallets/user_alice/{operation}"), body);
             assert_refused(&app, &response, &["amount"], SEED_ENTRIES);
         }
         n += 1;
         let missing = format!(r#"{{"asset": "GOLD", "idempotencyKey": "k-{n}"}}"#);
-        let response = post_text(&app, &format!("/wallets/user_alice/{operation}"), &missing);
+        let response = post_text(&app, &format!("/wallets/user_alice/{operation}"), missing);
         assert_refused(&app, &response, &["amount"], SEED_ENTRIES);
     }
     assert_eq!(app.balance("user_alice", "GOLD"), 1000);
