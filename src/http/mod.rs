@@ -21,8 +21,6 @@ use crate::limits::{
 };
 use crate::storage::Storage;
 
-pub use request_context::REQUEST_ID_HEADER;
-
 /// The server, bound and ready to run.
 pub struct Application {
     server: Server,

@@ -8,13 +8,12 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::HttpMessage;
 use log::{error, info};
 
 use crate::domain::RequestId;
 use crate::error::ApiError;
 
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+const REQUEST_ID_HEADER: &str = "x-request-id";
 
 pub async fn request_context(
     request: ServiceRequest,
@@ -27,7 +26,6 @@ pub async fn request_context(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| RequestId::parse(value).ok())
         .unwrap_or_else(RequestId::fresh);
-    request.extensions_mut().insert(request_id.clone());
     let method = request.method().clone();
     let path = request.path().to_owned();
     // Handlers turn their errors into responses themselves, so an error here

@@ -205,13 +205,6 @@ fn names_asset(asset: &AssetRef, account: &UserAccount) -> bool {
     }
 }
 
-/// The count of ledger entries: for tests and reports.
-pub fn entry_count(conn: &Connection) -> Result<i64, StorageError> {
-    Ok(conn
-        .prepare_cached("SELECT count(*) FROM ledger_entries")?
-        .query_row([], |row| row.get(0))?)
-}
-
 /// Whether the file holds no asset types: a new database, to be seeded.
 pub fn is_unseeded(conn: &Connection) -> Result<bool, StorageError> {
     let any: Option<i64> = conn
