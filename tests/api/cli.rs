@@ -13,7 +13,7 @@ use crate::crash::{
     assert_all_replay, assert_balances_match, assert_verify_passes, open_wallets, send, users,
     Workload,
 };
-use crate::helpers::{run_wallet, wallet_command, TestApp, SEED_ENTRIES};
+use crate::helpers::{run_wallet, wallet_command, TestApp, SEED_BALANCES, SEED_ENTRIES};
 
 /// A command that should end on its own is killed, and the test failed, after this.
 const EXIT_TIME_MAX: Duration = Duration::from_secs(20);
@@ -374,14 +374,7 @@ fn seeding_twice_writes_the_seed_once_with_the_balances_of_api_md() {
         ]
     );
     let app = TestApp::spawn_on(&db_path);
-    let seeded = [
-        ("user_alice", "GOLD", 1000),
-        ("user_alice", "DIAMOND", 100),
-        ("user_alice", "LOYALTY", 500),
-        ("user_bob", "GOLD", 500),
-        ("user_bob", "DIAMOND", 25),
-        ("user_bob", "LOYALTY", 100),
-    ];
+    let seeded = SEED_BALANCES;
     for (user, asset, balance) in seeded {
         assert_eq!(app.balance(user, asset), balance, "{user} {asset}");
     }

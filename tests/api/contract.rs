@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use crate::helpers::{post_text, send, ApiResponse, TestApp, SEED_ENTRIES};
+use crate::helpers::{post_text, send, ApiResponse, TestApp, SEED_ENTRIES, TRANSACTION_FIELDS};
 
 /// API.md: the largest amount, 2^53 - 1.
 const AMOUNT_MAX: u64 = 9_007_199_254_740_991;
@@ -71,18 +71,7 @@ fn now_timestamp() -> String {
 fn assert_transaction_shape(transaction: &Value) {
     assert_eq!(
         object_keys(transaction),
-        key_set(&[
-            "id",
-            "type",
-            "asset",
-            "amount",
-            "direction",
-            "balanceAfter",
-            "idempotencyKey",
-            "referenceId",
-            "note",
-            "createdAt",
-        ]),
+        key_set(&TRANSACTION_FIELDS),
         "{transaction:?}"
     );
     let id = transaction["id"].as_str().expect("id is a string");

@@ -19,6 +19,30 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Entries on a freshly seeded database: six seed topups (API.md).
 pub const SEED_ENTRIES: i64 = 6;
 
+/// The seed balances of API.md: (user, asset, balance), one topup each.
+pub const SEED_BALANCES: [(&str, &str, i64); 6] = [
+    ("user_alice", "GOLD", 1000),
+    ("user_alice", "DIAMOND", 100),
+    ("user_alice", "LOYALTY", 500),
+    ("user_bob", "GOLD", 500),
+    ("user_bob", "DIAMOND", 25),
+    ("user_bob", "LOYALTY", 100),
+];
+
+/// Every field of API.md's Transaction object.
+pub const TRANSACTION_FIELDS: [&str; 10] = [
+    "id",
+    "type",
+    "asset",
+    "amount",
+    "direction",
+    "balanceAfter",
+    "idempotencyKey",
+    "referenceId",
+    "note",
+    "createdAt",
+];
+
 /// The `wallet` binary cargo built for these tests.
 pub fn wallet_command() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wallet"))

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{ApiResponse, TestApp, SEED_ENTRIES};
+use crate::helpers::{ApiResponse, TestApp, SEED_BALANCES, SEED_ENTRIES};
 
 // ---------------------------------------------------------------------------
 // Helpers of this file.
@@ -352,14 +352,8 @@ fn the_seed_entries_hold_their_keys() {
     let entries = SEED_ENTRIES + 1;
     assert_eq!(app.entry_count(), entries);
 
-    for (user, symbol, amount) in [
-        ("user_alice", "GOLD", 1000),
-        ("user_alice", "DIAMOND", 100),
-        ("user_alice", "LOYALTY", 500),
-        ("user_bob", "GOLD", 500),
-        ("user_bob", "DIAMOND", 25),
-        ("user_bob", "LOYALTY", 100),
-    ] {
+    for (user, symbol, balance) in SEED_BALANCES {
+        let amount = u64::try_from(balance).unwrap();
         let key = format!("seed:{user}:{symbol}");
         let response = app.post_topup(user, symbol, amount + 1, &key);
         assert_key_reused(&app, &response, entries);

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{ApiResponse, TestApp};
+use crate::helpers::{ApiResponse, TestApp, TRANSACTION_FIELDS};
 
 // ---------------------------------------------------------------------------
 // Helpers of this file.
@@ -155,21 +155,7 @@ fn history_items_have_every_field_of_a_transaction() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(
-        fields,
-        BTreeSet::from([
-            "id",
-            "type",
-            "asset",
-            "amount",
-            "direction",
-            "balanceAfter",
-            "idempotencyKey",
-            "referenceId",
-            "note",
-            "createdAt",
-        ])
-    );
+    assert_eq!(fields, BTreeSet::from(TRANSACTION_FIELDS));
     let mut rest = item.clone();
     let id = rest.as_object_mut().unwrap().remove("id").unwrap();
     let created_at = rest.as_object_mut().unwrap().remove("createdAt").unwrap();
