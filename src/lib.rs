@@ -1,7 +1,9 @@
 //! The wallet service: a double-entry, append-only ledger of virtual
 //! currencies on one SQLite file, served over HTTP.
 
-/// The command line: serve, migrate, seed, verify.
+/// `wallet bench`: the load generator the project measures itself with.
+pub mod bench;
+/// The command line: serve, migrate, seed, verify, bench.
 pub mod cli;
 /// Resolved settings; the only reader of the environment besides clap.
 pub mod config;

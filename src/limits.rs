@@ -40,8 +40,9 @@ const _: () = assert!(PAGE_LIMIT_DEFAULT <= PAGE_LIMIT_MAX);
 /// answers 503 at once rather than letting latency grow without bound. At a few
 /// thousand commands a second this is well under a second of work.
 pub const WRITE_QUEUE_DEPTH_MAX: usize = 1024;
-/// Commands the writer applies in one transaction (group commit): one fsync
-/// covers them all, while a batch still finishes in a few milliseconds.
+/// Default of `--write-batch-max`: commands the writer applies in one
+/// transaction (group commit). One fsync covers them all, while a batch still
+/// finishes in a few milliseconds.
 pub const WRITE_BATCH_MAX: usize = 128;
 const _: () = assert!(WRITE_BATCH_MAX <= WRITE_QUEUE_DEPTH_MAX);
 /// `Retry-After` sent with 503, in seconds.
@@ -75,3 +76,12 @@ pub const HTTP_CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const HTTP_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// On SIGTERM/SIGINT, requests in flight get this long to finish.
 pub const HTTP_SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
+
+/// `wallet bench`: keep-alive connections it drives at once.
+pub const BENCH_CONNECTIONS_MAX: u16 = 1024;
+/// `wallet bench`: users its load is spread over.
+pub const BENCH_USERS_MAX: u32 = 1_000_000;
+/// `wallet bench --entries`: enough to show cost at tens of millions.
+pub const BENCH_ENTRIES_MAX: u64 = 100_000_000;
+/// `wallet bench --duration`: the longest one scenario runs.
+pub const BENCH_DURATION_MAX: Duration = Duration::from_secs(3600);

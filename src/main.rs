@@ -44,12 +44,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Migrate(args)) => migrate(args),
         Some(Command::Seed(args)) => seed(args),
         Some(Command::Verify(args)) => verify(args),
+        Some(Command::Bench(args)) => wallet::bench::run(args),
     }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = ServeSettings::resolve(args.db.db, args.bind)?;
-    let storage = Storage::open(&settings.db_path)?;
+    let storage = Storage::open(&settings.db_path, args.writer.write_batch_max)?;
     actix_web::rt::System::new().block_on(async move {
         let app = match Application::build(storage, &settings.bind) {
             Ok(app) => app,
@@ -81,7 +82,8 @@ fn seed(args: DbArgs) -> anyhow::Result<ExitCode> {
     let mut conn = storage::open::open_read_write(&args.db)?;
     storage::migrate::migrate(&mut conn)?;
     let grants = storage::seed::apply_catalogue(&mut conn)?;
-    let writer = storage::writer::Writer::start(conn).context("cannot start the writer")?;
+    let writer = storage::writer::Writer::start(conn, wallet::limits::WRITE_BATCH_MAX)
+        .context("cannot start the writer")?;
     let summary = storage::seed::post_grants(&writer.handle(), &grants);
     writer.stop();
     let summary = summary?;

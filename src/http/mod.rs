@@ -68,6 +68,11 @@ impl Application {
         self.local_addr
     }
 
+    /// Stops the server from code (the bench) as a signal would.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves until SIGTERM or SIGINT: then stops accepting, lets requests in
     /// flight finish, drains the writer and closes the database.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {

@@ -161,8 +161,9 @@ pub struct Storage {
 impl Storage {
     /// Opens the file for serving: creates it if needed, migrates it, seeds it
     /// when it has no asset types yet, starts the writer and the read pool.
+    /// The writer commits up to `write_batch_max` queued writes together.
     /// Blocking: call it before the async runtime starts.
-    pub fn open(path: &std::path::Path) -> anyhow::Result<Storage> {
+    pub fn open(path: &std::path::Path, write_batch_max: usize) -> anyhow::Result<Storage> {
         let mut conn = open::open_read_write(path)?;
         migrate::migrate(&mut conn)?;
         let grants = if reads::is_unseeded(&conn)? {
@@ -170,7 +171,7 @@ impl Storage {
         } else {
             Vec::new()
         };
-        let writer = writer::Writer::start(conn)?;
+        let writer = writer::Writer::start(conn, write_batch_max)?;
         if let Err(error) = seed::post_grants(&writer.handle(), &grants) {
             writer.stop();
             return Err(error);

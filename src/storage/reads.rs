@@ -45,6 +45,14 @@ pub fn health(conn: &Connection) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Entries in the ledger: what `wallet bench` checks its 201s against.
+pub fn entry_count(conn: &Connection) -> Result<u64, StorageError> {
+    let count: i64 = conn
+        .prepare_cached("SELECT count(*) FROM ledger_entries")?
+        .query_row([], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
 pub fn assets(conn: &mut Connection) -> Result<Vec<AssetRow>, StorageError> {
     let tx = conn.transaction()?;
     let rows = {
