@@ -1,7 +1,9 @@
 //! The wallet service: a double-entry, append-only ledger of virtual
 //! currencies on one SQLite file, served over HTTP.
 
-/// The command line: serve, migrate, seed, verify.
+/// API keys, scopes and rate limits: who may call, checked in memory.
+pub mod auth;
+/// The command line: serve, migrate, seed, verify, keys.
 pub mod cli;
 /// Resolved settings; the only reader of the environment besides clap.
 pub mod config;
