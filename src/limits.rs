@@ -76,11 +76,14 @@ pub const HTTP_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// On SIGTERM/SIGINT, requests in flight get this long to finish.
 pub const HTTP_SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
 /// Largest request head (request line and headers) actix-http's parser
-/// buffers; past it the request is refused with a bare 431 or 400 before the
-/// service sees it (README, the one exception to the envelope). actix-web 4
-/// offers no setting for it, so the number is stated here and a test holds
-/// the server to it.
-pub const HTTP_HEAD_BYTES_MAX: usize = 32 * 1024;
+/// buffers; past it the request is refused with a bare 431 before the service
+/// sees it (README, the one exception to the envelope). actix-web 4 offers no
+/// setting for it (it is actix-http's `MAX_BUFFER_SIZE`), so the number is
+/// stated here and a test holds the server to it.
+pub const HTTP_HEAD_BYTES_MAX: usize = 128 * 1024;
+/// Most header lines in one request, actix-http's `MAX_HEADERS`; past it the
+/// request is refused with a bare 431, like an oversized head.
+pub const HTTP_HEADERS_MAX: usize = 96;
 
 /// An API key's name: short enough to read in a log line or a table.
 pub const API_KEY_NAME_CHARS_MAX: usize = 64;
