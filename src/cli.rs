@@ -4,7 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::limits::{WRITE_BATCH_MAX, WRITE_QUEUE_DEPTH_MAX};
+use crate::domain::{KeyName, ParseError, Scopes};
+use crate::limits::{
+    RATE_LIMIT_BURST_DEFAULT, RATE_LIMIT_PER_SECOND_DEFAULT, RATE_LIMIT_SETTING_MAX,
+    WRITE_BATCH_MAX, WRITE_QUEUE_DEPTH_MAX,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,9 +35,60 @@ pub enum Command {
     Seed(DbArgs),
     /// Audit the ledger: recompute every balance from the entries; exit 0 only when all hold.
     Verify(DbArgs),
+    /// Manage API keys: create, list, revoke.
+    Keys(KeysArgs),
     /// Drive HTTP load at a server (by default one started in-process on a
     /// temporary database), report throughput, latency and memory, then audit.
     Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its secret, once: only a digest of it is stored.
+    Create(KeysCreateArgs),
+    /// List every key: name, scopes, created, last used, revoked; never secrets.
+    List(DbArgs),
+    /// Revoke a key; running servers refuse it within a fraction of a second.
+    Revoke(KeysRevokeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysCreateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The key's name: 1-64 characters of A-Z a-z 0-9 _ . -; never reused.
+    #[arg(long, value_name = "NAME", value_parser = KeyName::parse)]
+    pub name: KeyName,
+    /// What the key may do: a comma-separated list of read, spend, grant, admin.
+    #[arg(long, value_name = "SCOPES", value_parser = Scopes::parse)]
+    pub scopes: Scopes,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysRevokeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The name of the key to revoke.
+    #[arg(value_name = "NAME", value_parser = KeyName::parse)]
+    pub name: KeyName,
+}
+
+/// A rate-limit setting: 1 to `RATE_LIMIT_SETTING_MAX`.
+fn rate_limit_setting(raw: &str) -> Result<u32, ParseError> {
+    raw.parse::<u32>()
+        .ok()
+        .filter(|value| (1..=RATE_LIMIT_SETTING_MAX).contains(value))
+        .ok_or_else(|| {
+            ParseError::new(format!(
+                "must be a whole number from 1 to {RATE_LIMIT_SETTING_MAX}"
+            ))
+        })
 }
 
 #[derive(Debug, Clone, Args)]
@@ -55,6 +110,18 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080, or 0.0.0.0:$PORT when only PORT is set].
     #[arg(long, env = "WALLET_BIND", value_name = "ADDR")]
     pub bind: Option<String>,
+    /// Serve an address other machines can reach without any API key. Without
+    /// it, such a server with no active key refuses to start.
+    #[arg(long, env = "WALLET_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Requests a second each API key may make, sustained.
+    #[arg(long, env = "WALLET_RATE_LIMIT_PER_SECOND", value_name = "N",
+          default_value_t = RATE_LIMIT_PER_SECOND_DEFAULT, value_parser = rate_limit_setting)]
+    pub rate_limit_per_second: u32,
+    /// Requests each API key may make at once above the sustained rate.
+    #[arg(long, env = "WALLET_RATE_LIMIT_BURST", value_name = "N",
+          default_value_t = RATE_LIMIT_BURST_DEFAULT, value_parser = rate_limit_setting)]
+    pub rate_limit_burst: u32,
     #[command(flatten)]
     pub writer: WriterArgs,
 }

@@ -6,12 +6,16 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
+use crate::auth::{AccessPolicy, RateLimit};
+use crate::cli::ServeArgs;
+
 pub const BIND_DEFAULT: &str = "127.0.0.1:8080";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeSettings {
     pub db_path: PathBuf,
     pub bind: String,
+    pub access: AccessPolicy,
 }
 
 /// `--bind` / `WALLET_BIND` when given; else `0.0.0.0:$PORT` when `PORT` is
@@ -38,12 +42,31 @@ pub fn resolve_bind(explicit: Option<String>, port: Option<String>) -> anyhow::R
     }
 }
 
+/// Whether every address `bind` resolves to is a loopback one, so only this
+/// machine can connect. Anything that does not resolve counts as exposed.
+pub fn is_loopback(bind: &str) -> bool {
+    bind.to_socket_addrs().is_ok_and(|addrs| {
+        let addrs: Vec<_> = addrs.collect();
+        !addrs.is_empty() && addrs.iter().all(|addr| addr.ip().is_loopback())
+    })
+}
+
 impl ServeSettings {
-    pub fn resolve(db_path: PathBuf, bind: Option<String>) -> anyhow::Result<ServeSettings> {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         let port = std::env::var("PORT").ok().filter(|port| !port.is_empty());
+        let bind = resolve_bind(args.bind, port)?;
         Ok(ServeSettings {
-            db_path,
-            bind: resolve_bind(bind, port)?,
+            db_path: args.db.db,
+            access: AccessPolicy {
+                bind_is_loopback: is_loopback(&bind),
+                bind: bind.clone(),
+                insecure_no_auth: args.insecure_no_auth,
+                rate_limit: RateLimit {
+                    per_second: args.rate_limit_per_second,
+                    burst: args.rate_limit_burst,
+                },
+            },
+            bind,
         })
     }
 }
@@ -69,6 +92,16 @@ mod tests {
     #[test]
     fn with_nothing_set_the_default_is_loopback_8080() {
         assert_eq!(resolve_bind(None, None).unwrap(), BIND_DEFAULT);
+    }
+
+    #[test]
+    fn only_loopback_addresses_count_as_private() {
+        assert!(is_loopback("127.0.0.1:8080"));
+        assert!(is_loopback("[::1]:8080"));
+        assert!(!is_loopback("0.0.0.0:8080"));
+        assert!(!is_loopback("[::]:8080"));
+        assert!(!is_loopback("192.0.2.7:8080"));
+        assert!(!is_loopback("nonsense"));
     }
 
     #[test]

@@ -7,6 +7,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::auth::Denial;
+use crate::domain::Scope;
 use crate::http::envelope::error_envelope;
 use crate::ledger::Rejection;
 use crate::limits::{BODY_BYTES_MAX, RETRY_AFTER_SECONDS};
@@ -52,6 +54,12 @@ pub enum ApiError {
     BalanceOverflow,
     #[error("This idempotency key was already used for a different request.")]
     IdempotencyKeyReused,
+    #[error("A valid API key is required, sent as `Authorization: Bearer <key>`.")]
+    Unauthorized,
+    #[error("This API key lacks the scope this route needs.")]
+    Forbidden { required_scope: Scope },
+    #[error("This API key has made too many requests; retry after the time given.")]
+    RateLimited { retry_after_seconds: u64 },
     #[error("The service is saturated; retry with the same idempotency key shortly.")]
     ServiceOverloaded,
     #[error("The database is unavailable; retry shortly.")]
@@ -81,6 +89,9 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED")
             }
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "FORBIDDEN"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ApiError::ServiceOverloaded => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_OVERLOADED"),
             ApiError::DatabaseUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE")
@@ -95,6 +106,12 @@ impl ApiError {
             ApiError::InsufficientFunds { balance, requested } => {
                 Some(json!({ "balance": balance, "requested": requested }))
             }
+            ApiError::Forbidden { required_scope } => {
+                Some(json!({ "requiredScope": required_scope.as_str() }))
+            }
+            ApiError::RateLimited {
+                retry_after_seconds,
+            } => Some(json!({ "retryAfterSeconds": retry_after_seconds })),
             _ => None,
         }
     }
@@ -112,8 +129,20 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let (status, code) = self.status_and_code();
         let mut response = HttpResponse::build(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
+        match self {
+            ApiError::RateLimited {
+                retry_after_seconds,
+            } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
+            }
+            // RFC 6750: a 401 names the scheme the caller should use.
+            ApiError::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
         }
         response.json(error_envelope(code, &self.to_string(), self.details()))
     }
@@ -129,6 +158,20 @@ impl From<Rejection> for ApiError {
             }
             Rejection::BalanceOverflow => ApiError::BalanceOverflow,
             Rejection::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+        }
+    }
+}
+
+impl From<Denial> for ApiError {
+    fn from(denial: Denial) -> Self {
+        match denial {
+            Denial::Unauthenticated => ApiError::Unauthorized,
+            Denial::MissingScope(required_scope) => ApiError::Forbidden { required_scope },
+            Denial::RateLimited {
+                retry_after_seconds,
+            } => ApiError::RateLimited {
+                retry_after_seconds,
+            },
         }
     }
 }
@@ -176,6 +219,13 @@ mod tests {
             },
             ApiError::BalanceOverflow,
             ApiError::IdempotencyKeyReused,
+            ApiError::Unauthorized,
+            ApiError::Forbidden {
+                required_scope: Scope::Grant,
+            },
+            ApiError::RateLimited {
+                retry_after_seconds: 3,
+            },
             ApiError::ServiceOverloaded,
             ApiError::DatabaseUnavailable(StorageError::WriterStopped),
             ApiError::Internal(anyhow::anyhow!("secret cause")),
@@ -201,6 +251,9 @@ mod tests {
             (422, "INSUFFICIENT_FUNDS"),
             (422, "BALANCE_OVERFLOW"),
             (422, "IDEMPOTENCY_KEY_REUSED"),
+            (401, "UNAUTHORIZED"),
+            (403, "FORBIDDEN"),
+            (429, "RATE_LIMITED"),
             (503, "SERVICE_OVERLOADED"),
             (503, "DATABASE_UNAVAILABLE"),
             (500, "INTERNAL_ERROR"),
@@ -256,5 +309,23 @@ mod tests {
             let response = error.error_response();
             assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
         }
+    }
+
+    #[test]
+    fn a_401_asks_for_a_bearer_key_and_a_429_says_when_to_retry() {
+        let response = ApiError::Unauthorized.error_response();
+        assert_eq!(
+            response.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+            "Bearer"
+        );
+        let response = ApiError::RateLimited {
+            retry_after_seconds: 3,
+        }
+        .error_response();
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "3");
+        let body = body_of(&ApiError::Forbidden {
+            required_scope: Scope::Grant,
+        });
+        assert_eq!(body["error"]["details"], json!({"requiredScope": "grant"}));
     }
 }

@@ -1,9 +1,11 @@
 //! The wallet service: a double-entry, append-only ledger of virtual
 //! currencies on one SQLite file, served over HTTP.
 
+/// API keys, scopes and rate limits: who may call, checked in memory.
+pub mod auth;
 /// `wallet bench`: the load generator the project measures itself with.
 pub mod bench;
-/// The command line: serve, migrate, seed, verify, bench.
+/// The command line: serve, migrate, seed, verify, keys, bench.
 pub mod cli;
 /// Resolved settings; the only reader of the environment besides clap.
 pub mod config;

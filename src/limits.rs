@@ -85,3 +85,47 @@ pub const BENCH_USERS_MAX: u32 = 1_000_000;
 pub const BENCH_ENTRIES_MAX: u64 = 100_000_000;
 /// `wallet bench --duration`: the longest one scenario runs.
 pub const BENCH_DURATION_MAX: Duration = Duration::from_secs(3600);
+/// Largest request head (request line and headers) actix-http's parser
+/// buffers; past it the request is refused with a bare 431 before the service
+/// sees it (README, the one exception to the envelope). actix-web 4 offers no
+/// setting for it (it is actix-http's `MAX_BUFFER_SIZE`), so the number is
+/// stated here and a test holds the server to it.
+pub const HTTP_HEAD_BYTES_MAX: usize = 128 * 1024;
+/// Most header lines in one request, actix-http's `MAX_HEADERS`; past it the
+/// request is refused with a bare 431, like an oversized head.
+pub const HTTP_HEADERS_MAX: usize = 96;
+
+/// An API key's name: short enough to read in a log line or a table.
+pub const API_KEY_NAME_CHARS_MAX: usize = 64;
+/// Random bytes in a key's secret: 192 bits from the operating system's
+/// CSPRNG, well past the 128 that put guessing out of reach, and what lets a
+/// plain SHA-256 stand in for a password hash.
+pub const API_KEY_SECRET_BYTES: usize = 24;
+/// Keys in use at once. A wallet has a handful of callers (game servers,
+/// payment webhooks, back office); every active key lives in each server's
+/// memory, so the bound keeps that small.
+pub const API_KEYS_ACTIVE_MAX: usize = 100;
+/// Keys ever created, revoked ones included (they are kept: the entries they
+/// wrote name them). Bounds the table `wallet keys list` prints.
+pub const API_KEYS_TOTAL_MAX: usize = 10_000;
+/// How often a running server looks for new and revoked keys: one read of a
+/// one-row counter, so a revocation by `wallet keys revoke` in another
+/// process takes effect within this, with no per-request database cost.
+pub const API_KEYS_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a key's last use is written: coarse on purpose, so use costs no
+/// write per request; `wallet keys list` is at most this stale.
+pub const API_KEY_LAST_USED_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Requests a second one API key may make, sustained (token bucket refill).
+/// Well above what one game server or webhook sends, so it bites only a
+/// runaway or abusive client, and below what the service does in all, so one
+/// key cannot take all of it. `--rate-limit-per-second`.
+pub const RATE_LIMIT_PER_SECOND_DEFAULT: u32 = 5_000;
+/// Requests one API key may make in a burst above the sustained rate (token
+/// bucket size): two seconds' worth. `--rate-limit-burst`.
+pub const RATE_LIMIT_BURST_DEFAULT: u32 = 10_000;
+/// The largest value either rate-limit setting accepts: beyond it the limit
+/// would mean nothing on the machines we deploy on.
+pub const RATE_LIMIT_SETTING_MAX: u32 = 1_000_000;
+const _: () = assert!(RATE_LIMIT_PER_SECOND_DEFAULT <= RATE_LIMIT_BURST_DEFAULT);
+const _: () = assert!(RATE_LIMIT_BURST_DEFAULT <= RATE_LIMIT_SETTING_MAX);

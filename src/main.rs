@@ -6,9 +6,11 @@ use anyhow::Context;
 use clap::Parser;
 use log::info;
 
-use wallet::cli::{Cli, Command, DbArgs, ServeArgs};
+use wallet::auth::{self, Access};
+use wallet::cli::{Cli, Command, DbArgs, KeysCommand, ServeArgs};
 use wallet::config::ServeSettings;
-use wallet::http::Application;
+use wallet::http::{format_timestamp, Application};
+use wallet::limits::API_KEYS_RELOAD_INTERVAL;
 use wallet::storage::{self, Storage};
 
 fn main() -> ExitCode {
@@ -44,15 +46,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Migrate(args)) => migrate(args),
         Some(Command::Seed(args)) => seed(args),
         Some(Command::Verify(args)) => verify(args),
+        Some(Command::Keys(args)) => keys(args.command),
         Some(Command::Bench(args)) => wallet::bench::run(args),
     }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let settings = ServeSettings::resolve(args.db.db, args.bind)?;
-    let storage = Storage::open(&settings.db_path, args.writer.write_batch_max)?;
+    let write_batch_max = args.writer.write_batch_max;
+    let settings = ServeSettings::resolve(args)?;
+    let storage = Storage::open(&settings.db_path, write_batch_max)?;
+    let access = match Access::start(&settings.db_path, &settings.access) {
+        Ok(access) => access,
+        Err(error) => {
+            storage.close();
+            return Err(error);
+        }
+    };
     actix_web::rt::System::new().block_on(async move {
-        let app = match Application::build(storage, &settings.bind) {
+        let app = match Application::build(storage, access, &settings.bind) {
             Ok(app) => app,
             Err(error) => return Err(error),
         };
@@ -106,4 +117,65 @@ fn verify(args: DbArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        KeysCommand::Create(args) => {
+            let mut conn = storage::open::open_read_write(&args.db.db)?;
+            storage::migrate::migrate(&mut conn)?;
+            let (secret, digest) = auth::secret::generate()?;
+            storage::keys::create(
+                &mut conn,
+                &args.name,
+                args.scopes,
+                &digest,
+                storage::now_ms(),
+            )?;
+            // The secret alone on stdout, so a script can capture it; the
+            // rest on stderr.
+            println!("{secret}");
+            eprintln!(
+                "created key {} with scopes {}: send it as `Authorization: Bearer <key>`; this is the only time it is shown",
+                args.name.as_str(),
+                args.scopes
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::List(args) => {
+            let conn = storage::open::open_read_only(&args.db)?;
+            storage::migrate::check_current(&conn)?;
+            let keys = storage::keys::list(&conn)?;
+            println!("NAME\tSCOPES\tCREATED\tLAST USED\tSTATUS");
+            for key in keys {
+                let status = match key.revoked_at_ms {
+                    Some(revoked) => format!("revoked {}", format_timestamp(revoked)),
+                    None => "active".to_owned(),
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    key.name,
+                    key.scopes,
+                    format_timestamp(key.created_at_ms),
+                    key.last_used_at_ms
+                        .map_or_else(|| "never".to_owned(), format_timestamp),
+                    status
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Revoke(args) => {
+            let mut conn = storage::open::open_read_write(&args.db.db)?;
+            storage::migrate::check_current(&conn)?;
+            if !storage::keys::revoke(&mut conn, &args.name, storage::now_ms())? {
+                anyhow::bail!("no active key is named {}", args.name.as_str());
+            }
+            println!(
+                "revoked key {}: running servers refuse it within {} ms",
+                args.name.as_str(),
+                API_KEYS_RELOAD_INTERVAL.as_millis()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

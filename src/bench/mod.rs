@@ -21,11 +21,13 @@ use uuid::Uuid;
 
 use self::client::Connection;
 use self::report::{Latency, Report, ScenarioResult, Startup};
+use crate::auth::{Access, AccessPolicy, RateLimit};
 use crate::cli::parse_write_batch_max;
-use crate::domain::{Amount, AssetRef, EntryKind, IdempotencyKey, UserId};
+use crate::domain::{Amount, AssetRef, Caller, EntryKind, IdempotencyKey, UserId};
 use crate::http::Application;
 use crate::limits::{
-    BENCH_CONNECTIONS_MAX, BENCH_DURATION_MAX, BENCH_ENTRIES_MAX, BENCH_USERS_MAX, WRITE_BATCH_MAX,
+    BENCH_CONNECTIONS_MAX, BENCH_DURATION_MAX, BENCH_ENTRIES_MAX, BENCH_USERS_MAX,
+    RATE_LIMIT_BURST_DEFAULT, RATE_LIMIT_PER_SECOND_DEFAULT, WRITE_BATCH_MAX,
     WRITE_QUEUE_DEPTH_MAX,
 };
 use crate::storage::{self, Storage, WriteOutcome};
@@ -160,7 +162,7 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
             fill(&storage, &users, args.entries)?;
         }
         let entries_before = count_entries(&db)?;
-        let server = InProcessServer::start(storage)?;
+        let server = InProcessServer::start(storage, &db)?;
         let result = drive(args, server.addr, &users, Some(batch_max), &mut failures);
         server.stop()?;
         let results = result?;
@@ -524,6 +526,7 @@ fn fill(storage: &Storage, users: &Users, entries: u64) -> anyhow::Result<()> {
                     .expect("a UUID is a valid key"),
                 reference_id: None,
                 note: None,
+                caller: Caller::Anonymous,
             }
         });
         // At most a queue's worth in flight, so the queue never refuses one.
@@ -555,13 +558,32 @@ struct InProcessServer {
 }
 
 impl InProcessServer {
-    fn start(storage: Storage) -> anyhow::Result<InProcessServer> {
+    fn start(storage: Storage, db: &Path) -> anyhow::Result<InProcessServer> {
+        // A fresh file on loopback: no keys, so the service runs open, as the
+        // quick start does.
+        let bind = "127.0.0.1:0";
+        let policy = AccessPolicy {
+            bind: bind.to_owned(),
+            bind_is_loopback: true,
+            insecure_no_auth: false,
+            rate_limit: RateLimit {
+                per_second: RATE_LIMIT_PER_SECOND_DEFAULT,
+                burst: RATE_LIMIT_BURST_DEFAULT,
+            },
+        };
+        let access = match Access::start(db, &policy) {
+            Ok(access) => access,
+            Err(error) => {
+                storage.close();
+                return Err(error);
+            }
+        };
         let (started, ready) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("wallet-bench-server".into())
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
-                    let app = match Application::build(storage, "127.0.0.1:0") {
+                    let app = match Application::build(storage, access, bind) {
                         Ok(app) => app,
                         Err(error) => {
                             let _ = started.send(Err(error));

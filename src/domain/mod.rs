@@ -1,11 +1,13 @@
 //! Domain types, valid by construction: a value that exists has passed its
 //! `parse`, so nothing past the HTTP edge validates again.
 
+mod access;
 mod amount;
 mod entry_kind;
 mod names;
 mod page;
 
+pub use access::{Caller, KeyName, Scope, Scopes};
 pub use amount::Amount;
 pub use entry_kind::{Direction, EntryKind};
 pub use names::{AssetRef, IdempotencyKey, Note, ReferenceId, RequestId, UserId};

@@ -1,16 +1,19 @@
 //! The routes of API.md and their handlers.
 
 use actix_web::http::{header, StatusCode};
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::auth::{authorize, caller_of, RouteAccess};
 use super::body::{FieldErrors, JsonObject};
 use super::envelope::success;
 use super::json::{Asset, Balance, ReceiptJson, Transaction};
 use crate::domain::{
-    Amount, AssetRef, Cursor, EntryKind, IdempotencyKey, Note, PageLimit, ReferenceId, UserId,
+    Amount, AssetRef, Cursor, EntryKind, IdempotencyKey, Note, PageLimit, ReferenceId, Scope,
+    UserId,
 };
 use crate::error::ApiError;
 use crate::storage::reads::{self, HistoryQuery};
@@ -19,35 +22,55 @@ use crate::storage::{PostCommand, ReadPool, StorageError, WriteOutcome};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .service(one_method("/health", web::get().to(get_health)))
-        .service(one_method("/assets", web::get().to(get_assets)))
+        .service(one_method(
+            "/health",
+            RouteAccess::Open,
+            web::get().to(get_health),
+        ))
+        .service(one_method(
+            "/assets",
+            RouteAccess::Needs(Scope::Read),
+            web::get().to(get_assets),
+        ))
         .service(one_method(
             "/wallets/{userId}/balance",
+            RouteAccess::Needs(Scope::Read),
             web::get().to(get_balance),
         ))
         .service(one_method(
             "/wallets/{userId}/transactions",
+            RouteAccess::Needs(Scope::Read),
             web::get().to(get_transactions),
         ))
         .service(one_method(
             "/wallets/{userId}/topup",
+            RouteAccess::Needs(Scope::Grant),
             web::post().to(post_topup),
         ))
         .service(one_method(
             "/wallets/{userId}/bonus",
+            RouteAccess::Needs(Scope::Grant),
             web::post().to(post_bonus),
         ))
         .service(one_method(
             "/wallets/{userId}/spend",
+            RouteAccess::Needs(Scope::Spend),
             web::post().to(post_spend),
         ));
 }
 
-/// A resource that answers one method, and 405 in the envelope to the others.
-fn one_method(path: &str, route: actix_web::Route) -> actix_web::Resource {
+/// A resource that answers one method, and 405 in the envelope to the others,
+/// behind the access check for `access`.
+fn one_method(
+    path: &str,
+    access: RouteAccess,
+    route: actix_web::Route,
+) -> impl actix_web::dev::HttpServiceFactory {
     web::resource(path)
+        .app_data(access)
         .route(route)
         .default_service(web::to(method_not_allowed))
+        .wrap(from_fn(authorize))
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -271,6 +294,7 @@ fn parse_post_command(
     request: &HttpRequest,
     JsonObject(mut body): JsonObject,
 ) -> Result<PostCommand, ApiError> {
+    let caller = caller_of(request)?;
     let mut errors = FieldErrors::default();
     let user = path_user(request, &mut errors);
 
@@ -315,6 +339,7 @@ fn parse_post_command(
     errors.into_result()?;
     match (user, asset, amount, idempotency_key) {
         (Some(user), Some(asset), Some(amount), Some(idempotency_key)) => Ok(PostCommand {
+            caller,
             user,
             kind,
             asset,

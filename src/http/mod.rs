@@ -2,11 +2,14 @@
 //! parsing and the handlers. Handlers parse input into domain types and hand
 //! it to storage; they hold no SQL and no balance logic.
 
+mod auth;
 pub mod body;
 pub mod envelope;
 mod handlers;
 mod json;
 mod request_context;
+
+pub use json::format_timestamp;
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -15,6 +18,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
+use crate::auth::Access;
 use crate::limits::{
     HTTP_BACKLOG, HTTP_CLIENT_DISCONNECT_TIMEOUT, HTTP_CLIENT_REQUEST_TIMEOUT,
     HTTP_CONNECTIONS_PER_WORKER_MAX, HTTP_KEEP_ALIVE, HTTP_SHUTDOWN_TIMEOUT_SECONDS, HTTP_WORKERS,
@@ -26,22 +30,25 @@ pub struct Application {
     server: Server,
     local_addr: SocketAddr,
     storage: Storage,
+    access: Access,
 }
 
 impl Application {
-    /// Binds `bind` and builds the server over `storage`. Must run inside an
-    /// actix system.
-    pub fn build(storage: Storage, bind: &str) -> anyhow::Result<Application> {
+    /// Binds `bind` and builds the server over `storage`, letting in whom
+    /// `access` allows. Must run inside an actix system.
+    pub fn build(storage: Storage, access: Access, bind: &str) -> anyhow::Result<Application> {
         let stop_requested = stop_requested().context("cannot install signal handlers")?;
         let listener =
             TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
         let local_addr = listener.local_addr()?;
         let writer = web::Data::new(storage.writer.handle());
         let pool = web::Data::new(storage.pool.clone());
+        let keyring = web::Data::from(access.keyring.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(writer.clone())
                 .app_data(pool.clone())
+                .app_data(keyring.clone())
                 .wrap(from_fn(request_context::request_context))
                 .configure(handlers::routes)
                 .default_service(web::to(handlers::not_found))
@@ -61,6 +68,7 @@ impl Application {
             server,
             local_addr,
             storage,
+            access,
         })
     }
 
@@ -80,9 +88,13 @@ impl Application {
         // The writer's queue holds nothing new now: every handler has
         // finished. Stopping it applies what is queued and closes the file.
         let storage = self.storage;
-        web::block(move || storage.close())
-            .await
-            .context("closing the database failed")?;
+        let access = self.access;
+        web::block(move || {
+            access.stop();
+            storage.close();
+        })
+        .await
+        .context("closing the database failed")?;
         Ok(())
     }
 }

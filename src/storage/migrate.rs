@@ -1,11 +1,14 @@
-//! The schema's versions. `schema.sql` is version 1; a later change comes as a
-//! numbered migration appended to `MIGRATIONS`, never as an edit to a released
-//! one, so a file migrated step by step matches a fresh one.
+//! The schema's versions. `schema.sql` is version 1; each later change comes as
+//! a numbered file in `migrations/` appended to `MIGRATIONS`, never as an edit
+//! to a released one, so a file migrated step by step matches a fresh one.
 
 use anyhow::{bail, Context};
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema.sql"),
+    include_str!("../../migrations/002_api_keys.sql"),
+];
 
 /// The version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -13,6 +16,18 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Brings the file up to `SCHEMA_VERSION` in one IMMEDIATE transaction, so a
 /// crash leaves the old version or the new one, never a mixture.
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    // A migration may rebuild a table that others reference (SQLite's
+    // documented way to change a constraint), which an enforced foreign key
+    // would refuse half-way; so enforcement is off while it runs and the
+    // whole file is checked before COMMIT instead. The pragma is a no-op
+    // inside a transaction, hence here.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let migrated = migrate_unchecked(conn);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrated
+}
+
+fn migrate_unchecked(conn: &mut Connection) -> anyhow::Result<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .context("cannot lock the database to migrate it")?;
@@ -30,6 +45,16 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)
             .with_context(|| format!("migration to schema version {} failed", index + 1))?;
+    }
+    let broken_reference: Option<String> = tx
+        .query_row(
+            "SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(table) = broken_reference {
+        bail!("migration left a broken foreign key in table {table}; nothing was changed");
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit().context("cannot commit the migration")?;

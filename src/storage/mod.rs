@@ -1,6 +1,7 @@
 //! The only code that speaks SQL: opening the file, migrations, the read pool,
 //! the writer thread, queries, the seed and the audit's reading of the ledger.
 
+pub mod keys;
 pub mod migrate;
 pub mod open;
 pub mod reads;
@@ -9,7 +10,9 @@ pub mod verify;
 pub mod writer;
 
 use crate::domain::Amount;
-use crate::domain::{AssetRef, Direction, EntryKind, IdempotencyKey, Note, ReferenceId, UserId};
+use crate::domain::{
+    AssetRef, Caller, Direction, EntryKind, IdempotencyKey, Note, ReferenceId, UserId,
+};
 use crate::ledger::Rejection;
 use rusqlite::{ErrorCode, OptionalExtension};
 
@@ -87,6 +90,8 @@ impl From<rusqlite::Error> for LedgerError {
 /// A request to move value, parsed and valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostCommand {
+    /// Whose idempotency key this is: keys are unique per caller.
+    pub caller: Caller,
     pub user: UserId,
     pub kind: EntryKind,
     pub asset: AssetRef,

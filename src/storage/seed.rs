@@ -9,7 +9,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::writer::WriterHandle;
 use super::{LedgerError, PostCommand, WriteOutcome};
-use crate::domain::{Amount, AssetRef, EntryKind, IdempotencyKey, UserId};
+use crate::domain::{Amount, AssetRef, Caller, EntryKind, IdempotencyKey, UserId};
 
 const SEED_SQL: &str = include_str!("../../seed.sql");
 
@@ -73,6 +73,9 @@ fn grant_command(grant: &Grant) -> anyhow::Result<PostCommand> {
     let user = UserId::parse(&grant.user)?;
     let amount = Amount::parse(u64::try_from(grant.amount)?)?;
     Ok(PostCommand {
+        // The seed's keys belong to the anonymous caller, as every entry of
+        // a version 1 file does.
+        caller: Caller::Anonymous,
         idempotency_key: IdempotencyKey::for_seed(&user, &grant.symbol)?,
         user,
         kind: EntryKind::Topup,

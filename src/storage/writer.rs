@@ -249,7 +249,7 @@ fn post_entry(
     command: &PostCommand,
     created_at_ms: i64,
 ) -> Result<WriteOutcome, LedgerError> {
-    if let Some(stored) = find_by_key(conn, command.idempotency_key.as_str())? {
+    if let Some(stored) = find_by_key(conn, command)? {
         return if stored.is_same_request(command) {
             Ok(WriteOutcome::Replayed(stored.receipt))
         } else {
@@ -294,8 +294,9 @@ fn post_entry(
     let note = command.note.as_ref().map(|n| n.as_str());
     conn.prepare_cached(
         "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id, credit_account_id,
-                                     amount, idempotency_key, reference_id, note, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                     amount, idempotency_key, reference_id, note, created_at,
+                                     caller_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         entry_id,
@@ -308,6 +309,7 @@ fn post_entry(
         reference_id,
         note,
         created_at_ms,
+        command.caller.stored_id(),
     ])?;
     let seq = conn.last_insert_rowid();
     let mut insert_posting = conn.prepare_cached(
@@ -368,7 +370,13 @@ impl StoredRequest {
     }
 }
 
-fn find_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<StoredRequest>> {
+/// The entry this caller already wrote under the command's key: keys are
+/// unique per caller, so another caller's entry is never found, or replayed.
+fn find_by_key(
+    conn: &Connection,
+    command: &PostCommand,
+) -> rusqlite::Result<Option<StoredRequest>> {
+    let key = command.idempotency_key.as_str();
     // The user's account is the credit side of a TOPUP or BONUS and the debit
     // side of a SPEND; its posting holds the balance the original answer gave.
     conn.prepare_cached(
@@ -379,9 +387,9 @@ fn find_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<StoredRe
            JOIN accounts a ON a.id = CASE e.kind WHEN 'SPEND' THEN e.debit_account_id
                                                  ELSE e.credit_account_id END
            JOIN postings p ON p.account_id = a.id AND p.entry_seq = e.seq
-          WHERE e.idempotency_key = ?1",
+          WHERE e.caller_id = ?1 AND e.idempotency_key = ?2",
     )?
-    .query_row([key], |row| {
+    .query_row(params![command.caller.stored_id(), key], |row| {
         let kind = parse_stored_kind(&row.get::<_, String>(2)?)?;
         let balance_after: i64 = row.get(10)?;
         Ok(StoredRequest {
@@ -531,6 +539,7 @@ mod tests {
 
     fn command(kind: EntryKind, user: &str, amount: u64, key: &str) -> PostCommand {
         PostCommand {
+            caller: crate::domain::Caller::Anonymous,
             user: UserId::parse(user).unwrap(),
             kind,
             asset: AssetRef::parse("GOLD").unwrap(),

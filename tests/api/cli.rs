@@ -13,7 +13,9 @@ use crate::crash::{
     assert_all_replay, assert_balances_match, assert_verify_passes, open_wallets, send, users,
     Workload,
 };
-use crate::helpers::{run_wallet, wallet_command, TestApp, SEED_BALANCES, SEED_ENTRIES};
+use crate::helpers::{
+    run_wallet, wallet_command, without_wallet_variables, TestApp, SEED_BALANCES, SEED_ENTRIES,
+};
 
 /// A command that should end on its own is killed, and the test failed, after this.
 const EXIT_TIME_MAX: Duration = Duration::from_secs(20);
@@ -21,11 +23,8 @@ const EXIT_TIME_MAX: Duration = Duration::from_secs(20);
 /// `wallet` with a clean environment: no `WALLET_*` or `PORT` from the caller.
 fn clean_wallet_command() -> Command {
     let mut command = wallet_command();
-    command
+    without_wallet_variables(&mut command)
         .env("RUST_LOG", "info")
-        .env_remove("WALLET_DB")
-        .env_remove("WALLET_BIND")
-        .env_remove("PORT")
         .stdin(Stdio::null());
     command
 }
@@ -33,7 +32,7 @@ fn clean_wallet_command() -> Command {
 /// Runs a command that must end by itself (a `serve` that should refuse to
 /// start, for one): (exit status, stdout, stderr). Killed and failed if it
 /// is still running after `EXIT_TIME_MAX`.
-fn run_to_exit(mut command: Command) -> (ExitStatus, String, String) {
+pub(crate) fn run_to_exit(mut command: Command) -> (ExitStatus, String, String) {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,7 +68,7 @@ fn wait_with_deadline(child: &mut Child, timeout: Duration) -> ExitStatus {
 
 /// The command failed with exactly one non-empty line on stderr and no panic;
 /// returns that line.
-fn assert_one_line_failure(status: ExitStatus, stdout: &str, stderr: &str) -> String {
+pub(crate) fn assert_one_line_failure(status: ExitStatus, stdout: &str, stderr: &str) -> String {
     assert!(!status.success(), "it succeeded:\n{stdout}\n{stderr}");
     assert!(status.code().is_some(), "it died of a signal: {status}");
     assert!(!stderr.contains("panicked"), "it panicked:\n{stderr}");
@@ -79,7 +78,7 @@ fn assert_one_line_failure(status: ExitStatus, stdout: &str, stderr: &str) -> St
     lines[0].to_owned()
 }
 
-fn serve_command(db_path: &Path) -> Command {
+pub(crate) fn serve_command(db_path: &Path) -> Command {
     let mut command = clean_wallet_command();
     command.arg("serve").arg("--db").arg(db_path);
     command
@@ -109,20 +108,20 @@ fn entry_count(db_path: &Path) -> i64 {
 }
 
 /// A port nothing listens on right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().unwrap().port()
 }
 
 /// A `wallet serve` this module starts and stops itself.
-struct Serving {
+pub(crate) struct Serving {
     child: Child,
     lines: mpsc::Receiver<String>,
     log: Vec<String>,
 }
 
 impl Serving {
-    fn start(mut command: Command) -> Serving {
+    pub(crate) fn start(mut command: Command) -> Serving {
         let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -147,7 +146,7 @@ impl Serving {
     }
 
     /// The address of the `listening on http://ADDR` line.
-    fn wait_until_listening(&mut self) -> String {
+    pub(crate) fn wait_until_listening(&mut self) -> String {
         let deadline = Instant::now() + EXIT_TIME_MAX;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
@@ -304,7 +303,7 @@ fn a_database_at_schema_version_99_is_refused_by_serve_migrate_seed_and_verify()
 }
 
 #[test]
-fn migrate_creates_the_schema_at_version_one_and_a_second_run_changes_nothing() {
+fn migrate_creates_the_schema_at_version_two_and_a_second_run_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("wallet.db");
     let schema = || -> Vec<(String, String)> {
@@ -319,10 +318,16 @@ fn migrate_creates_the_schema_at_version_one_and_a_second_run_changes_nothing() 
 
     let (status, stdout, stderr) = cli(&["migrate"], &db_path);
     assert!(status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("schema at version 1"), "{stdout}");
-    assert_eq!(user_version(&db_path), 1);
+    assert!(stdout.contains("schema at version 2"), "{stdout}");
+    assert_eq!(user_version(&db_path), 2);
     let first = schema();
-    for table in ["accounts", "asset_types", "ledger_entries", "postings"] {
+    for table in [
+        "accounts",
+        "api_keys",
+        "asset_types",
+        "ledger_entries",
+        "postings",
+    ] {
         assert!(
             first.contains(&("table".to_owned(), table.to_owned())),
             "no {table} in {first:?}"
@@ -336,7 +341,7 @@ fn migrate_creates_the_schema_at_version_one_and_a_second_run_changes_nothing() 
 
     let (status, stdout, stderr) = cli(&["migrate"], &db_path);
     assert!(status.success(), "{stdout}\n{stderr}");
-    assert_eq!(user_version(&db_path), 1);
+    assert_eq!(user_version(&db_path), 2);
     assert_eq!(schema(), first);
 }
 
@@ -417,7 +422,7 @@ fn the_wallet_db_variable_names_the_database_for_the_cli() {
 
     let migrated = run("migrate");
     assert!(migrated.contains("from-env.db"), "{migrated}");
-    assert_eq!(user_version(&db_path), 1);
+    assert_eq!(user_version(&db_path), 2);
     run("seed");
     assert_eq!(entry_count(&db_path), SEED_ENTRIES);
     assert!(run("verify").contains("verify: OK"));
@@ -433,7 +438,10 @@ fn port_alone_makes_serve_listen_on_every_interface_at_that_port() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut command = serve_command(&dir.path().join("wallet.db"));
-    command.env("PORT", port.to_string());
+    // Every interface and no key: allowed only when the operator says so.
+    command
+        .env("PORT", port.to_string())
+        .env("WALLET_INSECURE_NO_AUTH", "true");
     let mut server = Serving::start(command);
     let address = server.wait_until_listening();
     assert_eq!(address, format!("0.0.0.0:{port}"));

@@ -1,6 +1,7 @@
 //! The HTTP contract of API.md: the read endpoints, the three writes and their
 //! errors, the envelope on every failure (actix's own included), body limits
-//! and media types, and request ids.
+//! and media types, and request ids. Run with an `admin` API key configured,
+//! as a deployment runs; the other modules run the service open, without keys.
 
 use std::collections::BTreeSet;
 use std::io::{Cursor, Read, Write};
@@ -136,7 +137,7 @@ fn wait_for_log_line(app: &TestApp, wanted: impl Fn(&str) -> bool) -> String {
 
 #[test]
 fn health_reports_the_service_and_its_database_as_ok() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = app.get("/health");
     assert_eq!(response.status, 200);
     let data = response.data();
@@ -159,7 +160,7 @@ fn health_reports_the_service_and_its_database_as_ok() {
 
 #[test]
 fn assets_are_listed_by_symbol_with_their_id_name_and_creation_time() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = app.get("/assets");
     assert_eq!(response.status, 200);
     let assets = response.data().as_array().expect("data is a list");
@@ -220,7 +221,7 @@ fn assert_balances(app: &TestApp, user: &str, expected: [(&str, &str, i64); 3]) 
 
 #[test]
 fn alices_seeded_balances_are_one_row_per_asset_ordered_by_symbol() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     assert_balances(
         &app,
         "user_alice",
@@ -234,7 +235,7 @@ fn alices_seeded_balances_are_one_row_per_asset_ordered_by_symbol() {
 
 #[test]
 fn bobs_seeded_balances_are_one_row_per_asset_ordered_by_symbol() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     assert_balances(
         &app,
         "user_bob",
@@ -248,7 +249,7 @@ fn bobs_seeded_balances_are_one_row_per_asset_ordered_by_symbol() {
 
 #[test]
 fn a_user_with_an_account_in_one_asset_has_a_zero_row_for_each_other_asset() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     assert_eq!(app.post_topup("carol", "DIAMOND", 7, "k-1").status, 201);
     assert_balances(
         &app,
@@ -263,7 +264,7 @@ fn a_user_with_an_account_in_one_asset_has_a_zero_row_for_each_other_asset() {
 
 #[test]
 fn the_balance_of_a_user_with_no_account_is_wallet_not_found() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = app.get("/wallets/nobody/balance");
     assert_failure(&response, 404, "WALLET_NOT_FOUND");
 }
@@ -273,7 +274,7 @@ fn the_balance_of_a_user_with_no_account_is_wallet_not_found() {
 
 #[test]
 fn a_topup_credits_the_user_and_answers_201_with_the_whole_transaction() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let before = now_timestamp();
     let response = app.post(
         "/wallets/user_alice/topup",
@@ -317,7 +318,7 @@ fn a_topup_credits_the_user_and_answers_201_with_the_whole_transaction() {
 
 #[test]
 fn a_bonus_credits_the_user_like_a_topup() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = app.post_bonus("user_bob", "LOYALTY", 40, "k-bonus");
     assert_eq!(response.status, 201, "{:?}", response.body);
     let data = response.data();
@@ -341,7 +342,7 @@ fn a_bonus_credits_the_user_like_a_topup() {
 
 #[test]
 fn a_spend_debits_the_user_and_answers_with_the_balance_left() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = app.post(
         "/wallets/user_alice/spend",
         &json!({
@@ -377,7 +378,7 @@ fn a_spend_debits_the_user_and_answers_with_the_balance_left() {
 
 #[test]
 fn a_spend_of_the_whole_balance_leaves_zero() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = app.post_spend("user_bob", "DIAMOND", 25, "k-1");
     assert_eq!(response.status, 201, "{:?}", response.body);
     assert_eq!(response.data()["balance"], 0);
@@ -387,7 +388,7 @@ fn a_spend_of_the_whole_balance_leaves_zero() {
 
 #[test]
 fn every_write_gets_its_own_transaction_id() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let ids: BTreeSet<String> = (0..5)
         .map(|n| {
             let response = app.post_topup("user_alice", "GOLD", 1, &format!("k-{n}"));
@@ -403,7 +404,7 @@ fn every_write_gets_its_own_transaction_id() {
 
 #[test]
 fn an_asset_named_by_its_id_works_like_its_symbol_and_is_answered_by_symbol() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let gold = app.asset_id("GOLD");
     let diamond = app.asset_id("DIAMOND");
 
@@ -428,7 +429,7 @@ fn an_asset_named_by_its_id_works_like_its_symbol_and_is_answered_by_symbol() {
 
 #[test]
 fn a_first_topup_opens_a_wallet_for_a_new_user() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     assert_failure(&app.get("/wallets/dave/balance"), 404, "WALLET_NOT_FOUND");
     let response = app.post_topup("dave", "GOLD", 42, "k-1");
     assert_eq!(response.status, 201, "{:?}", response.body);
@@ -440,7 +441,7 @@ fn a_first_topup_opens_a_wallet_for_a_new_user() {
 
 #[test]
 fn a_first_bonus_opens_a_wallet_for_a_new_user() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = app.post_bonus("erin", "LOYALTY", 3, "k-1");
     assert_eq!(response.status, 201, "{:?}", response.body);
     assert_eq!(response.data()["balance"], 3);
@@ -452,7 +453,7 @@ fn a_first_bonus_opens_a_wallet_for_a_new_user() {
 
 #[test]
 fn a_spend_of_one_more_than_the_balance_is_insufficient_funds_and_writes_nothing() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = app.post_spend("user_alice", "GOLD", 1001, "k-1");
     assert_failure(&response, 422, "INSUFFICIENT_FUNDS");
     assert_eq!(
@@ -465,7 +466,7 @@ fn a_spend_of_one_more_than_the_balance_is_insufficient_funds_and_writes_nothing
 
 #[test]
 fn a_spend_in_an_asset_the_user_holds_no_account_in_is_insufficient_funds_with_balance_zero() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     assert_eq!(app.post_topup("frank", "GOLD", 50, "k-1").status, 201);
     let response = app.post_spend("frank", "DIAMOND", 5, "k-2");
     assert_failure(&response, 422, "INSUFFICIENT_FUNDS");
@@ -479,7 +480,7 @@ fn a_spend_in_an_asset_the_user_holds_no_account_in_is_insufficient_funds_with_b
 
 #[test]
 fn a_spend_for_a_user_with_no_wallet_is_wallet_not_found_and_opens_nothing() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = app.post_spend("nobody", "GOLD", 1, "k-1");
     assert_failure(&response, 404, "WALLET_NOT_FOUND");
     assert_eq!(app.entry_count(), SEED_ENTRIES);
@@ -488,7 +489,7 @@ fn a_spend_for_a_user_with_no_wallet_is_wallet_not_found_and_opens_nothing() {
 
 #[test]
 fn an_unknown_asset_is_asset_not_found_for_every_write() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     // A well-formed id that names no asset.
     let unknown_id = "00000000-0000-4000-8000-000000000000";
     let mut n = 0;
@@ -519,7 +520,7 @@ fn an_unknown_asset_is_asset_not_found_for_every_write() {
 /// exactly M - 476 more.
 #[test]
 fn a_credit_past_what_a_64_bit_balance_holds_is_balance_overflow() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let threads: u64 = 4;
     let topups: u64 = 1023;
     std::thread::scope(|scope| {
@@ -571,7 +572,7 @@ fn a_credit_past_what_a_64_bit_balance_holds_is_balance_overflow() {
 
 #[test]
 fn an_unknown_route_is_404_not_found_in_the_envelope() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     for (method, path) in [
         (Method::GET, "/"),
         (Method::GET, "/nope"),
@@ -587,7 +588,7 @@ fn an_unknown_route_is_404_not_found_in_the_envelope() {
 
 #[test]
 fn a_wrong_method_on_a_known_route_is_405_method_not_allowed_in_the_envelope() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     for (method, path) in [
         (Method::POST, "/health"),
         (Method::DELETE, "/assets"),
@@ -605,7 +606,7 @@ fn a_wrong_method_on_a_known_route_is_405_method_not_allowed_in_the_envelope() {
 
 #[test]
 fn a_body_of_16_kib_is_accepted_and_one_byte_more_is_413_payload_too_large() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let accepted = post_text(
         &app,
         "/wallets/user_alice/topup",
@@ -631,7 +632,7 @@ fn a_body_of_16_kib_is_accepted_and_one_byte_more_is_413_payload_too_large() {
 
 #[test]
 fn a_chunked_body_without_content_length_is_held_to_16_kib_too() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     // A reader of unknown length is sent with Transfer-Encoding: chunked.
     let chunked = |text: String| Body::new(Cursor::new(text.into_bytes()));
 
@@ -659,7 +660,7 @@ fn a_chunked_body_without_content_length_is_held_to_16_kib_too() {
 
 #[test]
 fn a_body_not_sent_as_json_is_415_unsupported_media_type() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let body = r#"{"asset":"GOLD","amount":5,"idempotencyKey":"k-1"}"#;
     let url = app.url("/wallets/user_alice/topup");
 
@@ -683,7 +684,7 @@ fn a_body_not_sent_as_json_is_415_unsupported_media_type() {
 
 #[test]
 fn json_with_a_charset_parameter_is_accepted() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = send(
         app.client
             .post(app.url("/wallets/user_alice/topup"))
@@ -696,7 +697,7 @@ fn json_with_a_charset_parameter_is_accepted() {
 
 #[test]
 fn a_body_that_is_not_valid_json_is_400_invalid_json() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     for body in [
         r#"{"asset": "GOLD", "amount": 5,"#,
         r#"{"asset": "GOLD", "amount": 5, "idempotencyKey": "k-1"} trailing"#,
@@ -716,7 +717,7 @@ fn a_body_that_is_not_valid_json_is_400_invalid_json() {
 
 #[test]
 fn a_json_body_that_is_not_an_object_is_400_invalid_json() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     for body in [
         r#"[{"asset": "GOLD", "amount": 5, "idempotencyKey": "k-1"}]"#,
         r#""GOLD""#,
@@ -732,7 +733,7 @@ fn a_json_body_that_is_not_an_object_is_400_invalid_json() {
 
 #[test]
 fn an_empty_body_is_400_invalid_json() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     for body in ["", "   \n"] {
         let response = post_text(&app, "/wallets/user_alice/spend", body);
         assert_failure(&response, 400, "INVALID_JSON");
@@ -742,7 +743,7 @@ fn an_empty_body_is_400_invalid_json() {
 
 #[test]
 fn a_body_with_a_key_given_twice_is_400_invalid_json() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = post_text(
         &app,
         "/wallets/user_alice/topup",
@@ -761,7 +762,7 @@ fn a_body_with_a_key_given_twice_is_400_invalid_json() {
 /// (README, "API").
 #[test]
 fn a_request_with_malformed_http_framing_is_refused_and_the_server_serves_on() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let mut stream = TcpStream::connect(app.address.trim_start_matches("http://")).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -791,7 +792,7 @@ fn a_request_with_malformed_http_framing_is_refused_and_the_server_serves_on() {
 
 #[test]
 fn a_callers_valid_request_id_is_echoed() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let longest: String = (0..128u8).map(|n| (b'!' + n % 94) as char).collect();
     for id in ["req-1", "a", "trace:42/abc~!", longest.as_str()] {
         let response = send(
@@ -823,7 +824,7 @@ fn assert_fresh_request_id(id: Option<&str>) -> String {
 
 #[test]
 fn a_fresh_request_id_is_given_when_the_caller_sends_none() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let first = assert_fresh_request_id(app.get("/health").header("x-request-id"));
     let second = assert_fresh_request_id(app.get("/health").header("x-request-id"));
     assert_ne!(first, second, "each request gets its own id");
@@ -831,7 +832,7 @@ fn a_fresh_request_id_is_given_when_the_caller_sends_none() {
 
 #[test]
 fn an_invalid_request_id_is_replaced_by_a_fresh_one() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let too_long = "r".repeat(129);
     for invalid in [too_long.as_str(), "has space", "tab\there"] {
         let response = send(
@@ -855,7 +856,7 @@ fn an_invalid_request_id_is_replaced_by_a_fresh_one() {
 
 #[test]
 fn the_access_log_line_carries_the_request_id_method_path_and_status() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let response = send(
         app.client
             .post(app.url("/wallets/user_alice/topup"))
@@ -892,7 +893,7 @@ fn the_access_log_line_carries_the_request_id_method_path_and_status() {
 
 #[test]
 fn every_response_success_or_failure_carries_a_request_id() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let topup = json!({"asset": "GOLD", "amount": 5, "idempotencyKey": "k-1"});
     let responses = vec![
         app.get("/health"),
@@ -942,7 +943,7 @@ fn every_response_success_or_failure_carries_a_request_id() {
 /// with the same key once the lock is gone.
 #[test]
 fn a_write_blocked_past_the_busy_timeout_is_503_and_succeeds_on_retry() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with_key();
     let blocker = rusqlite::Connection::open(&app.db_path).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
 

@@ -48,14 +48,30 @@ pub fn wallet_command() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wallet"))
 }
 
+/// The environment variables the binary reads; a test sets the ones it
+/// means, never inherits them from whoever runs the tests.
+pub const WALLET_VARIABLES: [&str; 6] = [
+    "WALLET_DB",
+    "WALLET_BIND",
+    "PORT",
+    "WALLET_INSECURE_NO_AUTH",
+    "WALLET_RATE_LIMIT_PER_SECOND",
+    "WALLET_RATE_LIMIT_BURST",
+];
+
+/// `command` without any of `WALLET_VARIABLES` from the caller's environment.
+pub fn without_wallet_variables(command: &mut Command) -> &mut Command {
+    for variable in WALLET_VARIABLES {
+        command.env_remove(variable);
+    }
+    command
+}
+
 /// Runs a CLI command to completion: (exit status, stdout, stderr).
 pub fn run_wallet(args: &[&str]) -> (ExitStatus, String, String) {
-    let output = wallet_command()
+    let output = without_wallet_variables(&mut wallet_command())
         .args(args)
         .env("RUST_LOG", "warn")
-        .env_remove("WALLET_DB")
-        .env_remove("WALLET_BIND")
-        .env_remove("PORT")
         .output()
         .expect("the wallet binary runs");
     (
@@ -140,11 +156,40 @@ pub fn post_text(app: &TestApp, path: &str, body: impl Into<Body>) -> ApiRespons
     )
 }
 
+/// Creates an API key on the database at `db_path` with `wallet keys
+/// create`, and returns its secret.
+pub fn create_key(db_path: &Path, name: &str, scopes: &str) -> String {
+    let db = db_path.to_str().expect("a UTF-8 path");
+    let (status, stdout, stderr) = run_wallet(&[
+        "keys", "create", "--name", name, "--scopes", scopes, "--db", db,
+    ]);
+    assert!(status.success(), "keys create failed: {stdout}\n{stderr}");
+    stdout.trim().to_owned()
+}
+
+/// An HTTP client that sends `key`, when given, as `Authorization: Bearer`
+/// on every request.
+pub fn client_with_key(key: Option<&str>) -> Client {
+    let mut headers = HeaderMap::new();
+    if let Some(key) = key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .expect("a key is a valid header value");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
 /// A running `wallet serve` on its own database.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub address: String,
     pub db_path: PathBuf,
+    /// Sends the app's API key, if it has one, on every request.
     pub client: Client,
     child: Child,
     logs: Arc<Mutex<Vec<String>>>,
@@ -161,15 +206,42 @@ impl TestApp {
         app
     }
 
+    /// A fresh, seeded database with one `admin` key, which `client` sends
+    /// on every request: the contract as a keyed deployment sees it.
+    pub fn spawn_with_key() -> TestApp {
+        let (mut app, keys) = TestApp::spawn_with_keys(&[("acceptance", "admin")], &[]);
+        app.client = client_with_key(Some(&keys[0]));
+        app
+    }
+
+    /// A fresh, seeded database with a key for each `(name, scopes)`, made
+    /// before the server starts with `extra_args`; returns their secrets, in
+    /// order. `client` sends no key.
+    pub fn spawn_with_keys(keys: &[(&str, &str)], extra_args: &[&str]) -> (TestApp, Vec<String>) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let db_path = dir.path().join("wallet.db");
+        let secrets = keys
+            .iter()
+            .map(|(name, scopes)| create_key(&db_path, name, scopes))
+            .collect();
+        let mut app = TestApp::start(&db_path, extra_args, None);
+        app.dir = Some(dir);
+        (app, secrets)
+    }
+
     /// A server on an existing path (for restarts); the caller keeps the folder.
     pub fn spawn_on(db_path: &Path) -> TestApp {
-        let mut child = wallet_command()
+        TestApp::start(db_path, &[], None)
+    }
+
+    /// `wallet serve` on `db_path` with `extra_args`; `client` sends `key`.
+    /// The caller keeps the folder.
+    pub fn start(db_path: &Path, extra_args: &[&str], key: Option<&str>) -> TestApp {
+        let mut child = without_wallet_variables(&mut wallet_command())
             .args(["serve", "--bind", "127.0.0.1:0", "--db"])
             .arg(db_path)
+            .args(extra_args)
             .env("RUST_LOG", "info")
-            .env_remove("WALLET_DB")
-            .env_remove("WALLET_BIND")
-            .env_remove("PORT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -201,10 +273,7 @@ impl TestApp {
                 );
             }
         };
-        let client = Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("an HTTP client");
+        let client = client_with_key(key);
         let app = TestApp {
             address,
             db_path: db_path.to_owned(),

@@ -1,5 +1,6 @@
 //! API tests: the real binary over real HTTP, one database per test.
 
+mod auth;
 mod cli;
 mod concurrency;
 mod contract;

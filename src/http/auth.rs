@@ -1,0 +1,78 @@
+//! The check in front of every route: the route's access (open, or a scope),
+//! the caller's bearer key, their rate limit. It runs before the body is
+//! read, so a caller without the scope learns nothing from validation. The
+//! caller it finds is left in the request's extensions for the handler.
+//! Never logs the Authorization header or any part of it.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage};
+
+use crate::auth::Keyring;
+use crate::domain::{Caller, Scope};
+use crate::error::ApiError;
+use crate::storage::now_ms;
+
+/// What a route asks of its callers; set on each resource in `routes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteAccess {
+    /// Anyone, always: `GET /health`, for load balancers and probes.
+    Open,
+    /// A key holding this scope (or `admin`), once any key exists.
+    Needs(Scope),
+}
+
+pub async fn authorize(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let access = request.app_data::<RouteAccess>().copied();
+    let needed = match access {
+        Some(RouteAccess::Open) => return Ok(next.call(request).await?.map_into_boxed_body()),
+        Some(RouteAccess::Needs(scope)) => scope,
+        // A route registered without saying who may call it: a defect, and
+        // refused rather than served open.
+        None => {
+            let error = ApiError::Internal(anyhow::anyhow!(
+                "route {} declares no access",
+                request.path()
+            ));
+            return Ok(request.error_response(error));
+        }
+    };
+    let Some(keyring) = request.app_data::<web::Data<Keyring>>() else {
+        let error = ApiError::Internal(anyhow::anyhow!("no keyring in the application"));
+        return Ok(request.error_response(error));
+    };
+    let decision = keyring.authorize(bearer_token(&request), needed, now_ms());
+    match decision {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            Ok(next.call(request).await?.map_into_boxed_body())
+        }
+        Err(denial) => Ok(request.error_response(ApiError::from(denial))),
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`; the scheme is
+/// case-insensitive (RFC 7235). Anything else counts as no key.
+fn bearer_token(request: &ServiceRequest) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The caller `authorize` let through, for a handler.
+pub fn caller_of(request: &actix_web::HttpRequest) -> Result<Caller, ApiError> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .copied()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a handler ran without a caller")))
+}

@@ -1,0 +1,288 @@
+//! The `api_keys` table: creating, listing and revoking keys (the CLI), and
+//! loading the active ones and recording their last use (a running server).
+//! Secrets never reach this module: only their SHA-256 digests.
+
+use anyhow::{bail, Context};
+use log::error;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::domain::{KeyName, Scopes};
+use crate::limits::{API_KEYS_ACTIVE_MAX, API_KEYS_TOTAL_MAX};
+
+/// A key as `wallet keys list` shows it: everything but the digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyListing {
+    pub name: String,
+    pub scopes: String,
+    pub created_at_ms: i64,
+    pub last_used_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// A key a server accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveKeyRow {
+    pub id: i64,
+    pub name: String,
+    pub scopes: Scopes,
+    pub secret_sha256: [u8; 32],
+}
+
+/// Who may call, as of one generation of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySnapshot {
+    pub generation: i64,
+    /// Whether any key was ever created. Once one was, the service requires
+    /// a key on every route but health, even after the last is revoked:
+    /// revoking keys must never open the service.
+    pub any_key_exists: bool,
+    pub active: Vec<ActiveKeyRow>,
+}
+
+/// Adds a key. Refuses a name already used (revoked keys included) and more
+/// than `API_KEYS_ACTIVE_MAX` active or `API_KEYS_TOTAL_MAX` keys in all.
+pub fn create(
+    conn: &mut Connection,
+    name: &KeyName,
+    scopes: Scopes,
+    secret_sha256: &[u8; 32],
+    created_at_ms: i64,
+) -> anyhow::Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("cannot lock the database to add a key")?;
+    let (active, total): (i64, i64) = tx.query_row(
+        "SELECT count(*) FILTER (WHERE revoked_at IS NULL), count(*) FROM api_keys",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    let name_taken: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE name = ?1)",
+        [name.as_str()],
+        |row| row.get(0),
+    )?;
+    if name_taken {
+        bail!(
+            "a key named {} exists already (names are never reused, even once revoked); choose another name",
+            name.as_str()
+        );
+    }
+    if usize::try_from(active).unwrap_or(usize::MAX) >= API_KEYS_ACTIVE_MAX {
+        bail!("{API_KEYS_ACTIVE_MAX} keys are active already, the most allowed; revoke one first");
+    }
+    if usize::try_from(total).unwrap_or(usize::MAX) >= API_KEYS_TOTAL_MAX {
+        bail!("{API_KEYS_TOTAL_MAX} keys were created already, the most one database holds");
+    }
+    tx.execute(
+        "INSERT INTO api_keys (name, secret_sha256, scopes, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            name.as_str(),
+            &secret_sha256[..],
+            scopes.to_string(),
+            created_at_ms
+        ],
+    )?;
+    tx.commit().context("cannot commit the new key")?;
+    Ok(())
+}
+
+/// Every key, revoked ones included, by name.
+pub fn list(conn: &Connection) -> rusqlite::Result<Vec<KeyListing>> {
+    conn.prepare(
+        "SELECT name, scopes, created_at, last_used_at, revoked_at FROM api_keys
+          ORDER BY name LIMIT ?1",
+    )?
+    .query_map([API_KEYS_TOTAL_MAX as i64], |row| {
+        Ok(KeyListing {
+            name: row.get(0)?,
+            scopes: row.get(1)?,
+            created_at_ms: row.get(2)?,
+            last_used_at_ms: row.get(3)?,
+            revoked_at_ms: row.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+/// Revokes the active key named `name`; false when there is none.
+pub fn revoke(conn: &mut Connection, name: &KeyName, revoked_at_ms: i64) -> anyhow::Result<bool> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("cannot lock the database to revoke a key")?;
+    let changed = tx.execute(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+        params![name.as_str(), revoked_at_ms],
+    )?;
+    tx.commit().context("cannot commit the revocation")?;
+    Ok(changed == 1)
+}
+
+/// The table's generation: it changes whenever a key is added or revoked.
+pub fn generation(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT generation FROM api_keys_generation WHERE id = 1")?
+        .query_row([], |row| row.get(0))
+}
+
+/// The active keys and the generation they belong to, read in one
+/// transaction so the two agree.
+pub fn load(conn: &mut Connection) -> rusqlite::Result<KeySnapshot> {
+    let tx = conn.transaction()?;
+    let generation = generation(&tx)?;
+    let any_key_exists = tx
+        .query_row("SELECT 1 FROM api_keys LIMIT 1", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .optional()?
+        .is_some();
+    let rows: Vec<(i64, String, String, Vec<u8>)> = tx
+        .prepare(
+            "SELECT id, name, scopes, secret_sha256 FROM api_keys
+              WHERE revoked_at IS NULL ORDER BY id LIMIT ?1",
+        )?
+        .query_map([API_KEYS_ACTIVE_MAX as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    tx.commit()?;
+    let mut active = Vec::with_capacity(rows.len());
+    for (id, name, scopes, digest) in rows {
+        // The table's CHECKs admit what `create` never writes (a hand edit):
+        // such a key is left out, so it fails closed.
+        match (
+            Scopes::parse(&scopes),
+            <[u8; 32]>::try_from(digest.as_slice()),
+        ) {
+            (Ok(scopes), Ok(secret_sha256)) => active.push(ActiveKeyRow {
+                id,
+                name,
+                scopes,
+                secret_sha256,
+            }),
+            _ => error!("api key {name:?} has unreadable scopes {scopes:?}; it is not accepted"),
+        }
+    }
+    Ok(KeySnapshot {
+        generation,
+        any_key_exists,
+        active,
+    })
+}
+
+/// Records when keys were last used: `(key id, time)` pairs, in one
+/// transaction. A time never moves back.
+pub fn record_last_used(conn: &mut Connection, uses: &[(i64, i64)]) -> rusqlite::Result<()> {
+    if uses.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut update = tx.prepare_cached(
+            "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+        )?;
+        for (id, used_at_ms) in uses {
+            update.execute(params![id, used_at_ms])?;
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{migrate, open};
+
+    fn database() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open::open_read_write(&dir.path().join("wallet.db")).unwrap();
+        migrate::migrate(&mut conn).unwrap();
+        (dir, conn)
+    }
+
+    fn name(raw: &str) -> KeyName {
+        KeyName::parse(raw).unwrap()
+    }
+
+    /// Adds a key whose digest is made from its name, so each is distinct.
+    fn add(conn: &mut Connection, raw: &str) -> anyhow::Result<()> {
+        create(
+            conn,
+            &name(raw),
+            Scopes::parse("read,spend").unwrap(),
+            &crate::auth::secret::digest(raw),
+            1,
+        )
+    }
+
+    #[test]
+    fn adding_and_revoking_a_key_each_change_the_generation_and_a_last_use_does_not() {
+        let (_dir, mut conn) = database();
+        let empty = load(&mut conn).unwrap();
+        assert!(!empty.any_key_exists);
+        add(&mut conn, "game").unwrap();
+        let one = load(&mut conn).unwrap();
+        assert_ne!(one.generation, empty.generation);
+        assert!(one.any_key_exists);
+        assert_eq!(one.active.len(), 1);
+        record_last_used(&mut conn, &[(one.active[0].id, 5)]).unwrap();
+        assert_eq!(generation(&conn).unwrap(), one.generation);
+        assert_eq!(list(&conn).unwrap()[0].last_used_at_ms, Some(5));
+        assert!(revoke(&mut conn, &name("game"), 9).unwrap());
+        let revoked = load(&mut conn).unwrap();
+        assert_ne!(revoked.generation, one.generation);
+        assert!(revoked.active.is_empty());
+        assert!(
+            revoked.any_key_exists,
+            "revoking the last key keeps keys required"
+        );
+        assert!(!revoke(&mut conn, &name("game"), 10).unwrap());
+    }
+
+    #[test]
+    fn a_name_is_never_reused_and_active_keys_are_bounded() {
+        let (_dir, mut conn) = database();
+        for index in 0..API_KEYS_ACTIVE_MAX {
+            add(&mut conn, &format!("k{index}")).unwrap_or_else(|error| panic!("{error}"));
+        }
+        let error = add(&mut conn, "one-too-many").unwrap_err().to_string();
+        assert!(error.contains("revoke one first"), "{error}");
+        revoke(&mut conn, &name("k0"), 2).unwrap();
+        let error = add(&mut conn, "k0").unwrap_err().to_string();
+        assert!(error.contains("never reused"), "{error}");
+        add(&mut conn, "one-more").unwrap();
+    }
+
+    #[test]
+    fn the_database_refuses_to_delete_a_key_rename_it_or_undo_a_revocation() {
+        let (_dir, mut conn) = database();
+        add(&mut conn, "game").unwrap();
+        revoke(&mut conn, &name("game"), 9).unwrap();
+        for sql in [
+            "DELETE FROM api_keys",
+            "UPDATE api_keys SET name = 'other'",
+            "UPDATE api_keys SET scopes = 'admin'",
+            "UPDATE api_keys SET revoked_at = NULL",
+        ] {
+            assert!(conn.execute_batch(sql).is_err(), "{sql} was accepted");
+        }
+    }
+
+    #[test]
+    fn an_entry_may_name_only_a_known_caller() {
+        let (_dir, mut conn) = database();
+        crate::storage::seed::apply_catalogue(&mut conn).unwrap();
+        let insert = |caller: i64| {
+            format!(
+                "INSERT INTO accounts (id, owner_type, owner_id, asset_type_id, created_at)
+                      SELECT 100 + {caller}, 'USER', 'u{caller}', id, 0 FROM asset_types WHERE symbol = 'GOLD';
+                 INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
+                         credit_account_id, amount, idempotency_key, created_at, caller_id)
+                      SELECT 'e{caller}', 'TOPUP', t.id, a.id, 100 + {caller}, 1, 'k', 0, {caller}
+                        FROM asset_types t JOIN accounts a ON a.asset_type_id = t.id
+                       WHERE t.symbol = 'GOLD' AND a.owner_type = 'SYSTEM';"
+            )
+        };
+        let error = conn.execute_batch(&insert(7)).unwrap_err().to_string();
+        assert!(error.contains("caller"), "{error}");
+        conn.execute_batch(&insert(0)).unwrap();
+    }
+}
