@@ -6,7 +6,10 @@ pub mod body;
 pub mod envelope;
 mod handlers;
 mod json;
+pub mod openapi;
 mod request_context;
+
+pub use handlers::ROUTES;
 
 use std::net::{SocketAddr, TcpListener};
 
