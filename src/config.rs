@@ -7,6 +7,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 
 pub const BIND_DEFAULT: &str = "127.0.0.1:8080";
+/// The port to listen on when no address is given, as Fly.io sets it.
+pub const PORT_VAR: &str = "PORT";
+/// The log filter, read by env_logger.
+pub const LOG_VAR: &str = "RUST_LOG";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeSettings {
@@ -38,12 +42,28 @@ pub fn resolve_bind(explicit: Option<String>, port: Option<String>) -> anyhow::R
     }
 }
 
+/// Where `wallet health` asks by default: `/health` at the address `serve`
+/// would listen on, with the every-interface address read as loopback.
+pub fn health_url(explicit_bind: Option<String>) -> anyhow::Result<String> {
+    let bind = resolve_bind(explicit_bind, port_from_environment())?;
+    let local = match bind.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => bind,
+    };
+    Ok(format!("http://{local}/health"))
+}
+
+/// `PORT`, as Fly.io sets it; empty counts as unset.
+fn port_from_environment() -> Option<String> {
+    std::env::var(PORT_VAR).ok().filter(|port| !port.is_empty())
+}
+
 impl ServeSettings {
     pub fn resolve(db_path: PathBuf, bind: Option<String>) -> anyhow::Result<ServeSettings> {
-        let port = std::env::var("PORT").ok().filter(|port| !port.is_empty());
         Ok(ServeSettings {
             db_path,
-            bind: resolve_bind(bind, port)?,
+            bind: resolve_bind(bind, port_from_environment())?,
         })
     }
 }

@@ -75,3 +75,10 @@ pub const HTTP_CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const HTTP_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// On SIGTERM/SIGINT, requests in flight get this long to finish.
 pub const HTTP_SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
+
+/// `wallet health` gives up on a server that takes longer than this to accept
+/// or answer: a container health check must end, and a healthy server answers
+/// in milliseconds.
+pub const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bytes of the answer `wallet health` reads; the status line is at the start.
+pub const HEALTH_PROBE_RESPONSE_BYTES_MAX: u64 = 64 * 1024;

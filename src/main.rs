@@ -6,9 +6,10 @@ use anyhow::Context;
 use clap::Parser;
 use log::info;
 
-use wallet::cli::{Cli, Command, DbArgs, ServeArgs};
-use wallet::config::ServeSettings;
+use wallet::cli::{BackupArgs, Cli, Command, DbArgs, HealthArgs, ServeArgs};
+use wallet::config::{self, ServeSettings};
 use wallet::http::Application;
+use wallet::storage::backup::BackupOutcome;
 use wallet::storage::{self, Storage};
 
 fn main() -> ExitCode {
@@ -27,7 +28,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().filter_or(config::LOG_VAR, "info"))
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -44,6 +46,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Migrate(args)) => migrate(args),
         Some(Command::Seed(args)) => seed(args),
         Some(Command::Verify(args)) => verify(args),
+        Some(Command::Backup(args)) => backup(args),
+        Some(Command::Health(args)) => health(args),
     }
 }
 
@@ -104,4 +108,35 @@ fn verify(args: DbArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    match storage::backup::backup(&args.db.db, &args.dest)? {
+        BackupOutcome::Written(report) => {
+            println!("{report}");
+            println!(
+                "{}: backup of {} written and verified",
+                args.dest.display(),
+                args.db.db.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        BackupOutcome::FailedAudit(report) => {
+            println!("{report}");
+            eprintln!(
+                "wallet: the copy of {} failed its audit and was deleted; run `wallet verify` on it",
+                args.db.db.display()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let url = match args.url {
+        Some(url) => url,
+        None => config::health_url(args.bind)?,
+    };
+    println!("{}", wallet::http::probe::check(&url)?);
+    Ok(ExitCode::SUCCESS)
 }

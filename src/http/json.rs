@@ -42,7 +42,10 @@ pub struct Transaction {
     /// The user's balance in this asset right after this entry.
     balance_after: i64,
     idempotency_key: String,
+    // Always sent, as null when absent (API.md).
+    #[schema(required = true)]
     reference_id: Option<String>,
+    #[schema(required = true)]
     note: Option<String>,
     /// RFC 3339, UTC, millisecond precision.
     created_at: String,
@@ -170,6 +173,7 @@ pub struct Balances {
 pub struct TransactionPage {
     pub items: Vec<Transaction>,
     /// Pass back as `cursor` for the next page; null on the last one.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

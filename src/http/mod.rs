@@ -7,6 +7,7 @@ pub mod envelope;
 mod handlers;
 mod json;
 pub mod openapi;
+pub mod probe;
 mod request_context;
 
 pub use handlers::ROUTES;

@@ -1,11 +1,14 @@
 //! API tests: the real binary over real HTTP, one database per test.
 
+mod backup;
 mod cli;
 mod concurrency;
 mod contract;
 mod crash;
+mod deploy;
 mod helpers;
 mod idempotency;
+mod openapi;
 mod smoke;
 mod transactions;
 mod validation;
