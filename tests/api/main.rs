@@ -9,6 +9,7 @@ mod deploy;
 mod helpers;
 mod idempotency;
 mod openapi;
+mod readme;
 mod smoke;
 mod transactions;
 mod validation;
