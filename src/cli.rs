@@ -40,6 +40,30 @@ pub enum Command {
     /// Drive HTTP load at a server (by default one started in-process on a
     /// temporary database), report throughput, latency and memory, then audit.
     Bench(crate::bench::BenchArgs),
+    /// Copy the database, consistently even while it serves, to a new file, then audit the copy.
+    Backup(BackupArgs),
+    /// Ask a running server's /health; exit 0 only when it answers 200 (for container health checks).
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The copy to write; refused if it exists already. Its folder must exist.
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// The health URL, plain http [default: /health at the address `serve` would listen on,
+    /// with 0.0.0.0 read as 127.0.0.1].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The address `serve` listens on, to find the default URL.
+    #[arg(long, env = "WALLET_BIND", value_name = "ADDR")]
+    pub bind: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

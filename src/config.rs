@@ -10,6 +10,10 @@ use crate::auth::{AccessPolicy, RateLimit};
 use crate::cli::ServeArgs;
 
 pub const BIND_DEFAULT: &str = "127.0.0.1:8080";
+/// The port to listen on when no address is given, as Fly.io sets it.
+pub const PORT_VAR: &str = "PORT";
+/// The log filter, read by env_logger.
+pub const LOG_VAR: &str = "RUST_LOG";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeSettings {
@@ -42,6 +46,23 @@ pub fn resolve_bind(explicit: Option<String>, port: Option<String>) -> anyhow::R
     }
 }
 
+/// Where `wallet health` asks by default: `/health` at the address `serve`
+/// would listen on, with the every-interface address read as loopback.
+pub fn health_url(explicit_bind: Option<String>) -> anyhow::Result<String> {
+    let bind = resolve_bind(explicit_bind, port_from_environment())?;
+    let local = match bind.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => bind,
+    };
+    Ok(format!("http://{local}/health"))
+}
+
+/// `PORT`, as Fly.io sets it; empty counts as unset.
+fn port_from_environment() -> Option<String> {
+    std::env::var(PORT_VAR).ok().filter(|port| !port.is_empty())
+}
+
 /// Whether every address `bind` resolves to is a loopback one, so only this
 /// machine can connect. Anything that does not resolve counts as exposed.
 pub fn is_loopback(bind: &str) -> bool {
@@ -53,8 +74,7 @@ pub fn is_loopback(bind: &str) -> bool {
 
 impl ServeSettings {
     pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeSettings> {
-        let port = std::env::var("PORT").ok().filter(|port| !port.is_empty());
-        let bind = resolve_bind(args.bind, port)?;
+        let bind = resolve_bind(args.bind, port_from_environment())?;
         Ok(ServeSettings {
             db_path: args.db.db,
             access: AccessPolicy {

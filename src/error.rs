@@ -68,35 +68,131 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// Declares every error code once: its variant, HTTP status, wire name and
+/// what it means. `ErrorCode::ALL`, the OpenAPI document and the envelope all
+/// come from this one table, so none of them can list a code the others lack.
+macro_rules! error_codes {
+    ($($variant:ident => $status:ident, $code:literal, $meaning:literal;)+) => {
+        /// The `error.code` of a failure envelope (API.md).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code the service can answer with.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)+
+                }
+            }
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)+
+                }
+            }
+
+            /// When the service answers with this code, for the API documents.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $meaning,)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    Validation => BAD_REQUEST, "VALIDATION_ERROR",
+        "An input is invalid; `details.fields` lists every problem found.";
+    InvalidJson => BAD_REQUEST, "INVALID_JSON",
+        "The body is not valid JSON, or not a JSON object.";
+    PayloadTooLarge => PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE",
+        "The body is larger than 16 KiB.";
+    UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE",
+        "The body was not sent with `Content-Type: application/json`.";
+    NotFound => NOT_FOUND, "NOT_FOUND",
+        "There is no such route.";
+    MethodNotAllowed => METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED",
+        "The route exists but does not answer this method.";
+    WalletNotFound => NOT_FOUND, "WALLET_NOT_FOUND",
+        "The user has no account at all.";
+    AssetNotFound => NOT_FOUND, "ASSET_NOT_FOUND",
+        "No asset has this symbol or id.";
+    InsufficientFunds => UNPROCESSABLE_ENTITY, "INSUFFICIENT_FUNDS",
+        "The balance is short; `details` holds `balance` and `requested`.";
+    BalanceOverflow => UNPROCESSABLE_ENTITY, "BALANCE_OVERFLOW",
+        "The credit would take a balance past what a signed 64-bit integer holds.";
+    IdempotencyKeyReused => UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED",
+        "The idempotency key was already used for a different request.";
+    Unauthorized => UNAUTHORIZED, "UNAUTHORIZED",
+        "No API key, or one that is unknown or revoked, was sent as `Authorization: Bearer <key>`.";
+    Forbidden => FORBIDDEN, "FORBIDDEN",
+        "The API key lacks the scope this route needs; `details.requiredScope` names it.";
+    RateLimited => TOO_MANY_REQUESTS, "RATE_LIMITED",
+        "The API key sent more requests than its rate limit; retry after `Retry-After`.";
+    ServiceOverloaded => SERVICE_UNAVAILABLE, "SERVICE_OVERLOADED",
+        "The write queue is full; retry with the same key after `Retry-After`.";
+    DatabaseUnavailable => SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE",
+        "The database cannot be read or written now; retry after `Retry-After`.";
+    Internal => INTERNAL_SERVER_ERROR, "INTERNAL_ERROR",
+        "An unexpected failure; its cause is logged with the request id.";
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let meanings: Vec<String> = ErrorCode::ALL
+            .iter()
+            .map(|code| {
+                format!(
+                    "- `{}` ({}): {}",
+                    code.as_str(),
+                    code.status().as_u16(),
+                    code.meaning()
+                )
+            })
+            .collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
+            .description(Some(meanings.join("\n")))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
+
 impl ApiError {
-    /// The one mapping from failure to status and code.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The one mapping from failure to code, and so to status.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Validation(_) => (StatusCode::BAD_REQUEST, "VALIDATION_ERROR"),
-            ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "INVALID_JSON"),
-            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
-            ApiError::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
-            }
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
-            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
-            ApiError::WalletNotFound => (StatusCode::NOT_FOUND, "WALLET_NOT_FOUND"),
-            ApiError::AssetNotFound => (StatusCode::NOT_FOUND, "ASSET_NOT_FOUND"),
-            ApiError::InsufficientFunds { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "INSUFFICIENT_FUNDS")
-            }
-            ApiError::BalanceOverflow => (StatusCode::UNPROCESSABLE_ENTITY, "BALANCE_OVERFLOW"),
-            ApiError::IdempotencyKeyReused => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED")
-            }
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
-            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "FORBIDDEN"),
-            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
-            ApiError::ServiceOverloaded => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_OVERLOADED"),
-            ApiError::DatabaseUnavailable(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE")
-            }
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+            ApiError::Validation(_) => ErrorCode::Validation,
+            ApiError::InvalidJson(_) => ErrorCode::InvalidJson,
+            ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ApiError::NotFound => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::WalletNotFound => ErrorCode::WalletNotFound,
+            ApiError::AssetNotFound => ErrorCode::AssetNotFound,
+            ApiError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
+            ApiError::BalanceOverflow => ErrorCode::BalanceOverflow,
+            ApiError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            ApiError::Unauthorized => ErrorCode::Unauthorized,
+            ApiError::Forbidden { .. } => ErrorCode::Forbidden,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::ServiceOverloaded => ErrorCode::ServiceOverloaded,
+            ApiError::DatabaseUnavailable(_) => ErrorCode::DatabaseUnavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -123,11 +219,12 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status_and_code().0
+        self.code().status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (status, code) = self.status_and_code();
+        let code = self.code();
+        let status = code.status();
         let mut response = HttpResponse::build(status);
         match self {
             ApiError::RateLimited {
@@ -144,7 +241,7 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(error_envelope(code, &self.to_string(), self.details()))
+        response.json(error_envelope(code, self.to_string(), self.details()))
     }
 }
 
@@ -260,6 +357,8 @@ mod tests {
         ];
         let variants = every_variant();
         assert_eq!(variants.len(), expected.len());
+        let codes: Vec<ErrorCode> = variants.iter().map(ApiError::code).collect();
+        assert_eq!(codes, ErrorCode::ALL, "every code is some variant's, once");
         for (error, (status, code)) in variants.iter().zip(expected) {
             assert_eq!(
                 error.error_response().status().as_u16(),

@@ -129,3 +129,9 @@ pub const RATE_LIMIT_BURST_DEFAULT: u32 = 10_000;
 pub const RATE_LIMIT_SETTING_MAX: u32 = 1_000_000;
 const _: () = assert!(RATE_LIMIT_PER_SECOND_DEFAULT <= RATE_LIMIT_BURST_DEFAULT);
 const _: () = assert!(RATE_LIMIT_BURST_DEFAULT <= RATE_LIMIT_SETTING_MAX);
+/// `wallet health` gives up on a server that takes longer than this to accept
+/// or answer: a container health check must end, and a healthy server answers
+/// in milliseconds.
+pub const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bytes of the answer `wallet health` reads; the status line is at the start.
+pub const HEALTH_PROBE_RESPONSE_BYTES_MAX: u64 = 64 * 1024;

@@ -7,10 +7,11 @@ use clap::Parser;
 use log::info;
 
 use wallet::auth::{self, Access};
-use wallet::cli::{Cli, Command, DbArgs, KeysCommand, ServeArgs};
-use wallet::config::ServeSettings;
+use wallet::cli::{BackupArgs, Cli, Command, DbArgs, HealthArgs, KeysCommand, ServeArgs};
+use wallet::config::{self, ServeSettings};
 use wallet::http::{format_timestamp, Application};
 use wallet::limits::API_KEYS_RELOAD_INTERVAL;
+use wallet::storage::backup::BackupOutcome;
 use wallet::storage::{self, Storage};
 
 fn main() -> ExitCode {
@@ -29,7 +30,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().filter_or(config::LOG_VAR, "info"))
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -48,6 +50,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Verify(args)) => verify(args),
         Some(Command::Keys(args)) => keys(args.command),
         Some(Command::Bench(args)) => wallet::bench::run(args),
+        Some(Command::Backup(args)) => backup(args),
+        Some(Command::Health(args)) => health(args),
     }
 }
 
@@ -178,4 +182,35 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    match storage::backup::backup(&args.db.db, &args.dest)? {
+        BackupOutcome::Written(report) => {
+            println!("{report}");
+            println!(
+                "{}: backup of {} written and verified",
+                args.dest.display(),
+                args.db.db.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        BackupOutcome::FailedAudit(report) => {
+            println!("{report}");
+            eprintln!(
+                "wallet: the copy of {} failed its audit and was deleted; run `wallet verify` on it",
+                args.db.db.display()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let url = match args.url {
+        Some(url) => url,
+        None => config::health_url(args.bind)?,
+    };
+    println!("{}", wallet::http::probe::check(&url)?);
+    Ok(ExitCode::SUCCESS)
 }

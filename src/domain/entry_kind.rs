@@ -44,6 +44,8 @@ pub enum Direction {
 }
 
 impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Debit, Direction::Credit];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::Debit => "DEBIT",

@@ -10,7 +10,10 @@ use serde_json::Value;
 use super::auth::{authorize, caller_of, RouteAccess};
 use super::body::{FieldErrors, JsonObject};
 use super::envelope::success;
-use super::json::{Asset, Balance, ReceiptJson, Transaction};
+#[allow(unused_imports)] // Named only by the OpenAPI attributes.
+use super::json::EntryRequest;
+use super::json::{Asset, Balance, Balances, Health, ReceiptJson, Transaction, TransactionPage};
+use super::openapi::{HistoryParams, IdempotencyKeyParam, UserIdParam};
 use crate::domain::{
     Amount, AssetRef, Cursor, EntryKind, IdempotencyKey, Note, PageLimit, ReferenceId, Scope,
     UserId,
@@ -20,43 +23,32 @@ use crate::storage::reads::{self, HistoryQuery};
 use crate::storage::writer::WriterHandle;
 use crate::storage::{PostCommand, ReadPool, StorageError, WriteOutcome};
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .service(one_method(
-            "/health",
-            RouteAccess::Open,
-            web::get().to(get_health),
-        ))
-        .service(one_method(
-            "/assets",
-            RouteAccess::Needs(Scope::Read),
-            web::get().to(get_assets),
-        ))
-        .service(one_method(
-            "/wallets/{userId}/balance",
-            RouteAccess::Needs(Scope::Read),
-            web::get().to(get_balance),
-        ))
-        .service(one_method(
-            "/wallets/{userId}/transactions",
-            RouteAccess::Needs(Scope::Read),
-            web::get().to(get_transactions),
-        ))
-        .service(one_method(
-            "/wallets/{userId}/topup",
-            RouteAccess::Needs(Scope::Grant),
-            web::post().to(post_topup),
-        ))
-        .service(one_method(
-            "/wallets/{userId}/bonus",
-            RouteAccess::Needs(Scope::Grant),
-            web::post().to(post_bonus),
-        ))
-        .service(one_method(
-            "/wallets/{userId}/spend",
-            RouteAccess::Needs(Scope::Spend),
-            web::post().to(post_spend),
-        ));
+/// Declares every route once: the server registers exactly these, and
+/// `ROUTES` lists them for the OpenAPI document's check against them.
+macro_rules! routes {
+    ($($method:ident $path:literal, $access:expr => $handler:ident,)+) => {
+        /// Every (method, path) the service serves, the path in OpenAPI's form.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path),)+];
+
+        /// What each route of `ROUTES` asks of its callers, for the document.
+        pub const ROUTE_ACCESS: &[(&str, &str, RouteAccess)] =
+            &[$((stringify!($method), $path, $access),)+];
+
+        pub fn routes(config: &mut web::ServiceConfig) {
+            $(config.service(one_method($path, $access, web::$method().to($handler)));)+
+        }
+    };
+}
+
+routes! {
+    get "/health", RouteAccess::Open => get_health,
+    get "/assets", RouteAccess::Needs(Scope::Read) => get_assets,
+    get "/wallets/{userId}/balance", RouteAccess::Needs(Scope::Read) => get_balance,
+    get "/wallets/{userId}/transactions", RouteAccess::Needs(Scope::Read) => get_transactions,
+    post "/wallets/{userId}/topup", RouteAccess::Needs(Scope::Grant) => post_topup,
+    post "/wallets/{userId}/bonus", RouteAccess::Needs(Scope::Grant) => post_bonus,
+    post "/wallets/{userId}/spend", RouteAccess::Needs(Scope::Spend) => post_spend,
+    get "/openapi.json", RouteAccess::Open => get_openapi,
 }
 
 /// A resource that answers one method, and 405 in the envelope to the others,
@@ -107,18 +99,15 @@ fn ok<T: Serialize>(data: T) -> HttpResponse {
 }
 
 /// API.md: GET /health
-async fn get_health(pool: web::Data<ReadPool>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/health", tag = "service",
+    summary = "Liveness and database reachability",
+    responses((status = 200, description = "The service and its database answer.", body = Health)))]
+pub(super) async fn get_health(pool: web::Data<ReadPool>) -> Result<HttpResponse, ApiError> {
     // Whatever keeps the database from answering, health reports as the database.
     read(&pool, |conn| {
         reads::health(conn).map_err(ApiError::DatabaseUnavailable)
     })
     .await?;
-    #[derive(Serialize)]
-    struct Health {
-        status: &'static str,
-        database: &'static str,
-        version: &'static str,
-    }
     Ok(ok(Health {
         status: "ok",
         database: "ok",
@@ -126,8 +115,24 @@ async fn get_health(pool: web::Data<ReadPool>) -> Result<HttpResponse, ApiError>
     }))
 }
 
+/// The OpenAPI 3.1 document of this API, itself generated from the code.
+/// Served as the document itself, not in the envelope, so that OpenAPI tools
+/// can read it as it is.
+#[utoipa::path(get, path = "/openapi.json", tag = "service",
+    summary = "This API's OpenAPI 3.1 document",
+    responses((status = 200, description = "The OpenAPI document, bare (no envelope).",
+        content_type = "application/json", body = Object)))]
+pub(super) async fn get_openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(super::openapi::document_json())
+}
+
 /// API.md: GET /assets
-async fn get_assets(pool: web::Data<ReadPool>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/assets", tag = "ledger",
+    summary = "The asset types, ordered by symbol",
+    responses((status = 200, description = "Every asset type.", body = Vec<Asset>)))]
+pub(super) async fn get_assets(pool: web::Data<ReadPool>) -> Result<HttpResponse, ApiError> {
     let rows = read(&pool, reads::assets).await?;
     Ok(ok(rows.into_iter().map(Asset::from).collect::<Vec<_>>()))
 }
@@ -138,7 +143,12 @@ fn path_user(request: &HttpRequest, errors: &mut FieldErrors) -> Option<UserId> 
 }
 
 /// API.md: GET /wallets/{userId}/balance
-async fn get_balance(
+#[utoipa::path(get, path = "/wallets/{userId}/balance", tag = "ledger",
+    summary = "A user's balance in every asset",
+    params(UserIdParam),
+    responses((status = 200, description = "One row per asset type, 0 where the user has no account.",
+        body = Balances)))]
+pub(super) async fn get_balance(
     request: HttpRequest,
     pool: web::Data<ReadPool>,
 ) -> Result<HttpResponse, ApiError> {
@@ -148,12 +158,6 @@ async fn get_balance(
     let user = user.expect("a user id that passed validation");
     let user_for_query = user.clone();
     let rows = read(&pool, move |conn| reads::balances(conn, &user_for_query)).await?;
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Balances {
-        user_id: String,
-        balances: Vec<Balance>,
-    }
     Ok(ok(Balances {
         user_id: user.as_str().to_owned(),
         balances: rows.into_iter().map(Balance::from).collect(),
@@ -161,7 +165,12 @@ async fn get_balance(
 }
 
 /// API.md: GET /wallets/{userId}/transactions?asset=&type=&limit=&cursor=
-async fn get_transactions(
+#[utoipa::path(get, path = "/wallets/{userId}/transactions", tag = "ledger",
+    summary = "A user's history, newest first, a page at a time",
+    params(UserIdParam, HistoryParams),
+    responses((status = 200, description = "A page of entries and the cursor of the next.",
+        body = TransactionPage)))]
+pub(super) async fn get_transactions(
     request: HttpRequest,
     pool: web::Data<ReadPool>,
 ) -> Result<HttpResponse, ApiError> {
@@ -177,13 +186,7 @@ async fn get_transactions(
             ApiError::AssetNotFound => ApiError::field("asset", "no asset has this symbol or id"),
             other => other,
         })?;
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Page {
-        items: Vec<Transaction>,
-        next_cursor: Option<String>,
-    }
-    Ok(ok(Page {
+    Ok(ok(TransactionPage {
         items: page.items.into_iter().map(Transaction::from).collect(),
         next_cursor: page.next_cursor.map(Cursor::encode),
     }))
@@ -235,7 +238,14 @@ fn parse_history_query(raw: &str, errors: &mut FieldErrors) -> HistoryQuery {
 }
 
 /// API.md: POST /wallets/{userId}/topup
-async fn post_topup(
+#[utoipa::path(post, path = "/wallets/{userId}/topup", tag = "ledger",
+    summary = "Credit a user from the Treasury (a purchase)",
+    params(UserIdParam, IdempotencyKeyParam), request_body = EntryRequest,
+    responses(
+        (status = 201, description = "Written: the new entry and the balance after it.", body = ReceiptJson),
+        (status = 200, description = "A retry of an earlier request with this key: its original answer, \
+            with `Idempotent-Replayed: true`; nothing written.", body = ReceiptJson)))]
+pub(super) async fn post_topup(
     request: HttpRequest,
     body: JsonObject,
     writer: web::Data<WriterHandle>,
@@ -244,7 +254,14 @@ async fn post_topup(
 }
 
 /// API.md: POST /wallets/{userId}/bonus
-async fn post_bonus(
+#[utoipa::path(post, path = "/wallets/{userId}/bonus", tag = "ledger",
+    summary = "Credit a user from the Treasury, as a BONUS",
+    params(UserIdParam, IdempotencyKeyParam), request_body = EntryRequest,
+    responses(
+        (status = 201, description = "Written: the new entry and the balance after it.", body = ReceiptJson),
+        (status = 200, description = "A retry of an earlier request with this key: its original answer, \
+            with `Idempotent-Replayed: true`; nothing written.", body = ReceiptJson)))]
+pub(super) async fn post_bonus(
     request: HttpRequest,
     body: JsonObject,
     writer: web::Data<WriterHandle>,
@@ -253,7 +270,14 @@ async fn post_bonus(
 }
 
 /// API.md: POST /wallets/{userId}/spend
-async fn post_spend(
+#[utoipa::path(post, path = "/wallets/{userId}/spend", tag = "ledger",
+    summary = "Debit a user back to the Treasury",
+    params(UserIdParam, IdempotencyKeyParam), request_body = EntryRequest,
+    responses(
+        (status = 201, description = "Written: the new entry and the balance after it.", body = ReceiptJson),
+        (status = 200, description = "A retry of an earlier request with this key: its original answer, \
+            with `Idempotent-Replayed: true`; nothing written.", body = ReceiptJson)))]
+pub(super) async fn post_spend(
     request: HttpRequest,
     body: JsonObject,
     writer: web::Data<WriterHandle>,

@@ -7,8 +7,11 @@ pub mod body;
 pub mod envelope;
 mod handlers;
 mod json;
+pub mod openapi;
+pub mod probe;
 mod request_context;
 
+pub use handlers::ROUTES;
 pub use json::format_timestamp;
 
 use std::net::{SocketAddr, TcpListener};

@@ -1,6 +1,8 @@
 //! The only code that speaks SQL: opening the file, migrations, the read pool,
-//! the writer thread, queries, the seed and the audit's reading of the ledger.
+//! the writer thread, queries, the seed, the audit's reading of the ledger and
+//! backups.
 
+pub mod backup;
 pub mod keys;
 pub mod migrate;
 pub mod open;

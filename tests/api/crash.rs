@@ -371,7 +371,7 @@ fn acknowledged_writes_survive_three_sigkills_and_retries_write_at_most_once() {
 
 /// A server's file with a little history, the server stopped; returns the
 /// path and the `seq` of a topup to `tamper-user`.
-fn stopped_ledger_with_history(dir: &Path) -> (PathBuf, i64) {
+pub(crate) fn stopped_ledger_with_history(dir: &Path) -> (PathBuf, i64) {
     let db_path = dir.join("wallet.db");
     let app = TestApp::spawn_on(&db_path);
     assert_eq!(
@@ -395,7 +395,7 @@ fn stopped_ledger_with_history(dir: &Path) -> (PathBuf, i64) {
     (db_path, seq)
 }
 
-fn open_read_write(db_path: &Path) -> rusqlite::Connection {
+pub(crate) fn open_read_write(db_path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(db_path).expect("the database opens read-write")
 }
 

@@ -1,0 +1,471 @@
+//! The OpenAPI 3.1 document served at `GET /openapi.json`, generated from the
+//! code: the paths from the handlers' `#[utoipa::path]`, the payloads from
+//! `json.rs`, the error codes from `ErrorCode`, the bounds from `limits.rs`.
+//! It describes; it never decides anything a request gets.
+//!
+//! Three modifiers finish the document, each in one place: `Envelopes` wraps
+//! every success payload in the envelope, `ErrorResponses` adds each
+//! operation's failures, and `ApiKeys` adds the bearer scheme, each guarded
+//! operation's scope and the failures of the key check.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde_json::json;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{
+    example::ExampleBuilder, Content, OpenApi as Document, Ref, RefOr, Required, Response,
+    ResponseBuilder,
+};
+use utoipa::{IntoParams, Modify, OpenApi};
+
+use super::auth::RouteAccess;
+use super::envelope::ErrorBody;
+use super::handlers;
+use super::json::{Asset, Balance, Balances, EntryRequest, Health, Transaction, TransactionPage};
+use crate::domain::EntryKind;
+use crate::error::ErrorCode;
+use crate::limits::{
+    ASSET_SYMBOL_CHARS_MAX, CURSOR_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, PAGE_LIMIT_DEFAULT,
+    PAGE_LIMIT_MAX, USER_ID_CHARS_MAX,
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "wallet",
+        description = "A double-entry, append-only ledger of virtual currencies. Every response \
+            but this document is the envelope `{\"success\", \"data\", \"error\"}` and carries \
+            `X-Request-Id` (the caller's own when valid, 1-128 visible ASCII characters). \
+            Amounts are integers in the asset's smallest unit."
+    ),
+    paths(
+        handlers::get_health,
+        handlers::get_assets,
+        handlers::get_balance,
+        handlers::get_transactions,
+        handlers::post_topup,
+        handlers::post_bonus,
+        handlers::post_spend,
+        handlers::get_openapi,
+    ),
+    components(schemas(
+        Asset, Balance, Balances, Transaction, TransactionPage, Health, EntryRequest, ErrorBody,
+        ErrorCode
+    )),
+    modifiers(&Envelopes, &ErrorResponses, &ApiKeys),
+    tags(
+        (name = "ledger", description = "Assets, balances, history and the writes that move value."),
+        (name = "service", description = "Health and this document."),
+    )
+)]
+struct ApiDoc;
+
+/// The document, built once.
+pub fn document() -> &'static Document {
+    static DOCUMENT: OnceLock<Document> = OnceLock::new();
+    DOCUMENT.get_or_init(ApiDoc::openapi)
+}
+
+/// The document as served.
+pub fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        serde_json::to_string_pretty(document())
+            .unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"))
+    })
+}
+
+/// Paths answered bare, outside the envelope.
+const BARE_PATHS: [&str; 1] = ["/openapi.json"];
+
+/// Failures any operation can answer with. An authentication layer adds its
+/// codes here.
+const ANY_OPERATION: &[ErrorCode] = &[ErrorCode::Internal];
+
+/// Failures of a write beyond its own rules: the body, the queue, the file.
+const WRITE: &[ErrorCode] = &[
+    ErrorCode::Validation,
+    ErrorCode::InvalidJson,
+    ErrorCode::PayloadTooLarge,
+    ErrorCode::UnsupportedMediaType,
+    ErrorCode::AssetNotFound,
+    ErrorCode::IdempotencyKeyReused,
+    ErrorCode::ServiceOverloaded,
+    ErrorCode::DatabaseUnavailable,
+];
+
+/// The failures of each operation beyond `ANY_OPERATION`, by operation id (the
+/// handler's name). `None` for an operation this table does not know.
+fn operation_errors(operation_id: &str) -> Option<Vec<ErrorCode>> {
+    use ErrorCode::*;
+    let read_of_a_wallet = [Validation, WalletNotFound, DatabaseUnavailable];
+    Some(match operation_id {
+        "get_health" | "get_assets" => vec![DatabaseUnavailable],
+        "get_openapi" => vec![],
+        "get_balance" | "get_transactions" => read_of_a_wallet.to_vec(),
+        "post_topup" | "post_bonus" => [WRITE, &[BalanceOverflow]].concat(),
+        "post_spend" => [WRITE, &[WalletNotFound, InsufficientFunds]].concat(),
+        _ => return None,
+    })
+}
+
+/// Failures of the key check, on every route that needs a key.
+const KEY_CHECK: [ErrorCode; 3] = [
+    ErrorCode::Unauthorized,
+    ErrorCode::Forbidden,
+    ErrorCode::RateLimited,
+];
+
+/// The name of the bearer scheme in `components.securitySchemes`.
+const BEARER_SCHEME: &str = "apiKey";
+
+/// Failures no single operation answers with: they are about the route.
+const ROUTE_ERRORS: [ErrorCode; 2] = [ErrorCode::NotFound, ErrorCode::MethodNotAllowed];
+
+/// Every operation of the document with its path.
+fn operations_mut(document: &mut Document) -> Vec<(String, &mut Operation)> {
+    let mut operations = Vec::new();
+    for (path, item) in document.paths.paths.iter_mut() {
+        let methods = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in methods.into_iter().flatten() {
+            operations.push((path.clone(), operation));
+        }
+    }
+    operations
+}
+
+fn schema_ref(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
+}
+
+/// `success`, which is always `value` in its kind of envelope.
+fn success_is(value: bool) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([value]))
+        .build()
+}
+
+/// Wraps each success payload in `{"success": true, "data": ..., "error": null}`,
+/// as `envelope::success` does.
+struct Envelopes;
+
+impl Modify for Envelopes {
+    fn modify(&self, document: &mut Document) {
+        for (path, operation) in operations_mut(document) {
+            if BARE_PATHS.contains(&path.as_str()) {
+                continue;
+            }
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if !status.starts_with('2') {
+                    continue;
+                }
+                for content in response.content.values_mut() {
+                    let RefOr::T(content) = content else { continue };
+                    let data = content.schema.take();
+                    let mut envelope = ObjectBuilder::new()
+                        .property("success", success_is(true))
+                        .property("error", ObjectBuilder::new().schema_type(Type::Null))
+                        .required("success")
+                        .required("data")
+                        .required("error");
+                    if let Some(data) = data {
+                        envelope = envelope.property("data", data);
+                    }
+                    content.schema = Some(RefOr::T(Schema::Object(envelope.build())));
+                }
+            }
+        }
+    }
+}
+
+/// Adds each operation's failures, grouped by status, with one example per
+/// code, and the route failures as shared responses.
+struct ErrorResponses;
+
+impl ErrorResponses {
+    fn envelope_schema() -> Object {
+        ObjectBuilder::new()
+            .property("success", success_is(false))
+            .property("data", ObjectBuilder::new().schema_type(Type::Null))
+            .property("error", schema_ref("Error"))
+            .required("success")
+            .required("data")
+            .required("error")
+            .build()
+    }
+
+    /// One response for every code of one status.
+    fn response(codes: &[ErrorCode]) -> Response {
+        let description = codes
+            .iter()
+            .map(|code| format!("`{}`: {}", code.as_str(), code.meaning()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let examples = codes.iter().map(|code| {
+            let example = ExampleBuilder::new().value(Some(json!({
+                "success": false,
+                "data": null,
+                "error": {"code": code.as_str(), "message": code.meaning()},
+            })));
+            (code.as_str(), example)
+        });
+        let content = Content::builder()
+            .schema(Some(schema_ref("ErrorEnvelope")))
+            .examples_from_iter(examples)
+            .build();
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", content)
+            .build()
+    }
+
+    fn by_status(codes: &[ErrorCode]) -> BTreeMap<u16, Vec<ErrorCode>> {
+        let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
+        for &code in codes {
+            let same_status = by_status.entry(code.status().as_u16()).or_default();
+            if !same_status.contains(&code) {
+                same_status.push(code);
+            }
+        }
+        by_status
+    }
+}
+
+/// The bearer scheme, and on each operation whose route needs a key (the
+/// routes table of `handlers` says which): the scope, and the key check's
+/// failures.
+struct ApiKeys;
+
+impl Modify for ApiKeys {
+    fn modify(&self, document: &mut Document) {
+        use utoipa::openapi::security::{
+            Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+        };
+        for (path, item) in document.paths.paths.iter_mut() {
+            for (method, operation) in [("get", &mut item.get), ("post", &mut item.post)] {
+                let Some(operation) = operation else { continue };
+                let access = handlers::ROUTE_ACCESS
+                    .iter()
+                    .find(|(m, p, _)| *m == method && p == path)
+                    .map(|(_, _, access)| *access);
+                let Some(RouteAccess::Needs(scope)) = access else {
+                    continue;
+                };
+                operation.security = Some(vec![SecurityRequirement::new(
+                    BEARER_SCHEME,
+                    [scope.as_str()],
+                )]);
+                let needs = format!(
+                    "Needs an API key with the `{}` scope (or `admin`) once any key exists.",
+                    scope.as_str()
+                );
+                operation.description = Some(match operation.description.take() {
+                    Some(text) => format!("{text}\n\n{needs}"),
+                    None => needs,
+                });
+                for (status, codes) in ErrorResponses::by_status(&KEY_CHECK) {
+                    operation.responses.responses.insert(
+                        status.to_string(),
+                        RefOr::T(ErrorResponses::response(&codes)),
+                    );
+                }
+            }
+        }
+        let components = document.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some(
+            "`Authorization: Bearer wk_...`, a key made by `wallet keys create`. A server with \
+             no key yet, bound to loopback, serves without one."
+                .to_owned(),
+        );
+        components.security_schemes.insert(
+            BEARER_SCHEME.to_owned(),
+            RefOr::T(SecurityScheme::Http(scheme)),
+        );
+    }
+}
+
+impl Modify for ErrorResponses {
+    fn modify(&self, document: &mut Document) {
+        for (_, operation) in operations_mut(document) {
+            let id = operation.operation_id.clone().unwrap_or_default();
+            // An operation missing from the table documents only the common
+            // failures; a unit test names it.
+            let own = operation_errors(&id).unwrap_or_default();
+            let codes = [own.as_slice(), ANY_OPERATION].concat();
+            for (status, codes) in Self::by_status(&codes) {
+                operation
+                    .responses
+                    .responses
+                    .insert(status.to_string(), RefOr::T(Self::response(&codes)));
+            }
+        }
+        let components = document.components.get_or_insert_with(Default::default);
+        components.schemas.insert(
+            "ErrorEnvelope".to_owned(),
+            RefOr::T(Schema::Object(Self::envelope_schema())),
+        );
+        for code in ROUTE_ERRORS {
+            components
+                .responses
+                .insert(code.as_str().to_owned(), RefOr::T(Self::response(&[code])));
+        }
+    }
+}
+
+fn string_schema(chars_max: usize) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(chars_max))
+}
+
+fn parameter(name: &str, place: ParameterIn, description: &str, schema: Object) -> Parameter {
+    let required = match place {
+        ParameterIn::Path => Required::True,
+        _ => Required::False,
+    };
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(place)
+        .required(required)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// An asset id is a hyphenated UUID: 36 characters.
+const UUID_CHARS: usize = 36;
+
+/// `{userId}` in a path.
+pub struct UserIdParam;
+
+impl IntoParams for UserIdParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "userId",
+            ParameterIn::Path,
+            "The user: characters of `A-Z a-z 0-9 _ . : @ -`.",
+            string_schema(USER_ID_CHARS_MAX)
+                .pattern(Some("^[A-Za-z0-9_.:@-]+$"))
+                .build(),
+        )]
+    }
+}
+
+/// The query of `GET /wallets/{userId}/transactions`. An empty value means
+/// "not given"; an unknown parameter is refused.
+pub struct HistoryParams;
+
+impl IntoParams for HistoryParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let kinds = EntryKind::ALL.map(EntryKind::as_str);
+        vec![
+            parameter(
+                "asset",
+                ParameterIn::Query,
+                "Only this asset: a symbol or an id.",
+                string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
+            ),
+            parameter(
+                "type",
+                ParameterIn::Query,
+                "Only entries of this type.",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(kinds))
+                    .build(),
+            ),
+            parameter(
+                "limit",
+                ParameterIn::Query,
+                "Entries per page.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(PAGE_LIMIT_MAX as f64))
+                    .default(Some(json!(PAGE_LIMIT_DEFAULT)))
+                    .build(),
+            ),
+            parameter(
+                "cursor",
+                ParameterIn::Query,
+                "The `nextCursor` of the previous page.",
+                string_schema(CURSOR_CHARS_MAX).build(),
+            ),
+        ]
+    }
+}
+
+/// The `Idempotency-Key` header of a write.
+pub struct IdempotencyKeyParam;
+
+impl IntoParams for IdempotencyKeyParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "Idempotency-Key",
+            ParameterIn::Header,
+            "The idempotency key, when not given as the body's `idempotencyKey`: \
+             1-255 visible ASCII characters.",
+            string_schema(IDEMPOTENCY_KEY_CHARS_MAX)
+                .pattern(Some("^[!-~]+$"))
+                .build(),
+        )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_has_its_failures_listed() {
+        let mut document = ApiDoc::openapi();
+        for (path, operation) in operations_mut(&mut document) {
+            let id = operation.operation_id.clone().unwrap_or_default();
+            assert!(
+                operation_errors(&id).is_some(),
+                "{path} ({id}) has no entry in operation_errors"
+            );
+        }
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_lists_exactly_the_served_routes() {
+        let document: serde_json::Value = serde_json::from_str(document_json()).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        let mut documented: Vec<(String, String)> = document["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |method| (method.clone(), path.clone()))
+            })
+            .collect();
+        let mut served: Vec<(String, String)> = handlers::ROUTES
+            .iter()
+            .map(|(method, path)| (method.to_string(), path.to_string()))
+            .collect();
+        documented.sort();
+        served.sort();
+        assert_eq!(documented, served);
+    }
+}

@@ -1,0 +1,82 @@
+//! `wallet backup`: a consistent copy of a database that may be serving, made
+//! with `VACUUM INTO` and audited before it takes its final name. Never
+//! writes to the source, and never overwrites an existing file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::{migrate, open, verify};
+use crate::ledger::audit::AuditReport;
+
+/// What a finished backup found when it audited the copy.
+pub enum BackupOutcome {
+    /// The copy passed the audit and is at its destination.
+    Written(AuditReport),
+    /// The copy failed the audit and was deleted; the source needs `verify`.
+    FailedAudit(AuditReport),
+}
+
+/// Copies `source` to `dest`, audits the copy, and only then gives it the
+/// name `dest`. Refuses a `dest` that exists.
+pub fn backup(source: &Path, dest: &Path) -> anyhow::Result<BackupOutcome> {
+    if dest.exists() {
+        bail!(
+            "{} exists already; refusing to overwrite it",
+            dest.display()
+        );
+    }
+    let folder = match dest.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        bail!(
+            "cannot write {}: folder {} does not exist",
+            dest.display(),
+            folder.display()
+        );
+    }
+    let source_conn = open::open_read_only(source)?;
+    migrate::check_current(&source_conn)?;
+    // The copy is written beside its destination under a name of its own, so
+    // a copy that is cut short or fails its audit never bears the final name.
+    let partial = partial_path(dest);
+    if partial.exists() {
+        bail!("{} exists already; remove it and retry", partial.display());
+    }
+    let result = copy_and_audit(&source_conn, &partial);
+    let outcome = match result {
+        Ok(report) if report.is_clean() => {
+            // A hard link, unlike a rename, fails if `dest` appeared meanwhile.
+            std::fs::hard_link(&partial, dest)
+                .with_context(|| format!("cannot create {}", dest.display()))
+                .map(|()| BackupOutcome::Written(report))
+        }
+        Ok(report) => Ok(BackupOutcome::FailedAudit(report)),
+        Err(error) => Err(error),
+    };
+    let _ = std::fs::remove_file(&partial);
+    outcome
+}
+
+fn partial_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".partial-{}", std::process::id()));
+    dest.with_file_name(name)
+}
+
+fn copy_and_audit(source: &rusqlite::Connection, copy: &Path) -> anyhow::Result<AuditReport> {
+    let copy_name = copy
+        .to_str()
+        .with_context(|| format!("the path {} is not UTF-8", copy.display()))?;
+    // VACUUM INTO reads the source inside one read transaction, so the copy is
+    // one committed state however the writer moves on meanwhile; in WAL mode
+    // it blocks no writer, and it takes no write lock on the source.
+    source
+        .execute("VACUUM INTO ?1", [copy_name])
+        .with_context(|| format!("cannot copy the database to {}", copy.display()))?;
+    let mut copy_conn = open::open_read_only(copy)?;
+    migrate::check_current(&copy_conn)?;
+    verify::audit(&mut copy_conn).context("reading the copy failed")
+}

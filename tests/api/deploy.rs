@@ -1,0 +1,302 @@
+//! The deployment files stay in step with the code and with CI. No Docker
+//! engine runs here, so the Dockerfile, docker-compose.yml and fly.toml are
+//! parsed and checked against what the binary really reads and serves: its
+//! name, port, environment variables, health route, and the build command
+//! `.ci/run` proves.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use clap::CommandFactory;
+use serde_json::Value;
+
+use crate::helpers::{wallet_command, TestApp};
+use wallet::cli::Cli;
+use wallet::config::{LOG_VAR, PORT_VAR};
+use wallet::limits::HTTP_SHUTDOWN_TIMEOUT_SECONDS;
+
+const BUILD_COMMAND: &str = "cargo build --release --locked";
+const DB_PATH: &str = "/data/wallet.db";
+const DATA_DIR: &str = "/data";
+
+fn project_file(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is readable", path.display()))
+}
+
+/// The Dockerfile's instructions, `(KEYWORD, arguments)`, continuation lines
+/// joined and comments dropped.
+fn dockerfile() -> Vec<(String, String)> {
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in project_file("Dockerfile").lines() {
+        let line = line.trim();
+        if line.starts_with('#') || (line.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(line);
+                let (keyword, arguments) = current.split_once(' ').unwrap_or((&current, ""));
+                instructions.push((keyword.to_uppercase(), arguments.trim().to_owned()));
+                current.clear();
+            }
+        }
+    }
+    instructions
+}
+
+fn arguments_of(keyword: &str) -> Vec<String> {
+    dockerfile()
+        .into_iter()
+        .filter(|(word, _)| word == keyword)
+        .map(|(_, arguments)| arguments)
+        .collect()
+}
+
+/// `ENV A=1 B=2` lines of the Dockerfile, as pairs.
+fn dockerfile_env() -> Vec<(String, String)> {
+    arguments_of("ENV")
+        .iter()
+        .flat_map(|arguments| {
+            arguments
+                .split_whitespace()
+                .map(|pair| {
+                    let (name, value) = pair.split_once('=').expect("ENV NAME=value");
+                    (name.to_owned(), value.trim_matches('"').to_owned())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn env_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+fn fly() -> toml::Table {
+    project_file("fly.toml")
+        .parse()
+        .expect("fly.toml is valid TOML")
+}
+
+fn compose() -> Value {
+    yaml_serde::from_str(&project_file("docker-compose.yml"))
+        .expect("docker-compose.yml is valid YAML")
+}
+
+fn compose_service() -> Value {
+    compose()["services"]["wallet"].clone()
+}
+
+fn json_array(value: &str) -> Vec<String> {
+    serde_json::from_str(value).unwrap_or_else(|_| panic!("exec form expected: {value}"))
+}
+
+/// Every variable the binary reads: clap's `env` settings, `PORT` and the
+/// log filter.
+fn variables_the_binary_reads() -> BTreeSet<String> {
+    fn collect(command: &clap::Command, names: &mut BTreeSet<String>) {
+        for argument in command.get_arguments() {
+            if let Some(name) = argument.get_env() {
+                names.insert(name.to_string_lossy().into_owned());
+            }
+        }
+        for subcommand in command.get_subcommands() {
+            collect(subcommand, names);
+        }
+    }
+    let mut names = BTreeSet::from([PORT_VAR.to_owned(), LOG_VAR.to_owned()]);
+    collect(&Cli::command(), &mut names);
+    names
+}
+
+#[test]
+fn the_image_builds_with_the_command_ci_runs_and_ships_the_wallet_binary() {
+    let builds: Vec<String> = arguments_of("RUN")
+        .into_iter()
+        .filter(|run| run.contains("cargo build"))
+        .collect();
+    assert!(!builds.is_empty(), "the Dockerfile builds nothing");
+    for build in &builds {
+        assert!(build.contains(BUILD_COMMAND), "{build}");
+    }
+    let ci = project_file(".ci/run");
+    assert!(
+        ci.lines().any(|line| line.trim() == BUILD_COMMAND),
+        ".ci/run does not run `{BUILD_COMMAND}`"
+    );
+
+    let binary = Path::new(env!("CARGO_BIN_EXE_wallet"))
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let release_binary = format!("/target/release/{binary}");
+    let installed = format!("/usr/local/bin/{binary}");
+    assert!(
+        arguments_of("COPY").iter().any(|copy| copy
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .ends_with(&[&format!("/src{release_binary}"), &installed])),
+        "no COPY of {release_binary} to {installed}"
+    );
+    assert_eq!(json_array(&arguments_of("ENTRYPOINT")[0]), [installed]);
+    assert_eq!(json_array(&arguments_of("CMD")[0]), ["serve"]);
+
+    // The builder's toolchain is at least the crate's rust-version.
+    let manifest: toml::Table = project_file("Cargo.toml").parse().unwrap();
+    let rust_version = manifest["package"]["rust-version"].as_str().unwrap();
+    let builder = &arguments_of("FROM")[0];
+    let image_version = builder
+        .strip_prefix("rust:")
+        .and_then(|rest| rest.split('-').next())
+        .unwrap_or_else(|| panic!("the builder is not a rust image: {builder}"));
+    let as_numbers = |version: &str| -> Vec<u32> {
+        version
+            .split('.')
+            .map(|part| part.parse().unwrap())
+            .collect()
+    };
+    assert!(as_numbers(image_version) >= as_numbers(rust_version));
+}
+
+#[test]
+fn the_image_runs_as_a_non_root_user_with_the_database_on_the_data_volume() {
+    let users = arguments_of("USER");
+    let user = users.last().expect("a USER instruction");
+    assert!(!["root", "0", "root:root", "0:0"].contains(&user.as_str()));
+
+    let env = dockerfile_env();
+    assert_eq!(env_value(&env, "WALLET_DB"), Some(DB_PATH));
+    assert_eq!(json_array(&arguments_of("VOLUME")[0]), [DATA_DIR]);
+    assert_eq!(Path::new(DB_PATH).parent().unwrap(), Path::new(DATA_DIR));
+
+    let fly = fly();
+    let mounts = fly["mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 1);
+    assert_eq!(mounts[0]["destination"].as_str(), Some(DATA_DIR));
+    assert_eq!(fly["env"]["WALLET_DB"].as_str(), Some(DB_PATH));
+
+    let service = compose_service();
+    assert_eq!(service["environment"]["WALLET_DB"], DB_PATH);
+    let volume = service["volumes"][0].as_str().unwrap();
+    let (name, target) = volume.split_once(':').unwrap();
+    assert_eq!(target, DATA_DIR);
+    assert!(
+        compose()["volumes"].get(name).is_some(),
+        "{name} is not a named volume"
+    );
+}
+
+#[test]
+fn the_port_is_the_same_in_the_image_compose_and_fly() {
+    let env = dockerfile_env();
+    let port = env_value(&env, PORT_VAR).expect("the image sets PORT");
+    assert_eq!(arguments_of("EXPOSE"), [port]);
+    // No WALLET_BIND: PORT alone makes the service listen on every interface.
+    assert_eq!(env_value(&env, "WALLET_BIND"), None);
+
+    let fly = fly();
+    assert_eq!(fly["env"][PORT_VAR].as_str(), Some(port));
+    assert_eq!(
+        fly["http_service"]["internal_port"].as_integer(),
+        Some(port.parse().unwrap())
+    );
+
+    let service = compose_service();
+    assert_eq!(service["environment"][PORT_VAR], port);
+    let mapping = service["ports"][0].as_str().unwrap();
+    assert_eq!(mapping.rsplit(':').next(), Some(port));
+}
+
+#[test]
+fn every_variable_the_files_set_is_one_the_binary_reads() {
+    let known = variables_the_binary_reads();
+    let mut set: Vec<String> = dockerfile_env().into_iter().map(|(name, _)| name).collect();
+    set.extend(fly()["env"].as_table().unwrap().keys().cloned());
+    set.extend(
+        compose_service()["environment"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned(),
+    );
+    for line in project_file(".env.example").lines() {
+        let line = line.trim().trim_start_matches('#').trim();
+        if let Some((name, _)) = line.split_once('=') {
+            if !name.contains(' ') {
+                set.push(name.to_owned());
+            }
+        }
+    }
+    assert!(set.len() > 6);
+    for name in &set {
+        assert!(known.contains(name), "{name} is set but never read");
+    }
+    // .env.example names every variable the binary reads.
+    let example = project_file(".env.example");
+    for name in &known {
+        assert!(
+            example.contains(&format!("{name}=")),
+            ".env.example lacks {name}"
+        );
+    }
+}
+
+#[test]
+fn fly_runs_one_machine_checked_on_the_health_route_and_stops_gracefully() {
+    let fly = fly();
+    let service = &fly["http_service"];
+    assert_eq!(service["min_machines_running"].as_integer(), Some(1));
+    assert_eq!(service["auto_stop_machines"].as_str(), Some("off"));
+    let checks = service["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0]["path"].as_str(), Some("/health"));
+    assert!(wallet::http::ROUTES.contains(&("get", "/health")));
+    assert!(project_file("fly.toml").contains("fly scale count 2"));
+
+    let seconds = |text: &str| -> u64 { text.trim_end_matches('s').parse().unwrap() };
+    assert_eq!(fly["kill_signal"].as_str(), Some("SIGTERM"));
+    assert!(seconds(fly["kill_timeout"].as_str().unwrap()) > HTTP_SHUTDOWN_TIMEOUT_SECONDS);
+    let grace = compose_service()["stop_grace_period"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(seconds(&grace) > HTTP_SHUTDOWN_TIMEOUT_SECONDS);
+}
+
+#[test]
+fn the_images_health_check_command_passes_against_a_live_server_and_fails_without_one() {
+    let healthcheck = &arguments_of("HEALTHCHECK")[0];
+    let command = healthcheck
+        .split_once("CMD ")
+        .map(|(_, command)| json_array(command))
+        .expect("HEALTHCHECK ... CMD [...]");
+    assert_eq!(command[0], "/usr/local/bin/wallet");
+    let app = TestApp::spawn();
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    // As in the container: only PORT set, and the command's own arguments.
+    let run = |port: &str| {
+        wallet_command()
+            .args(&command[1..])
+            .env_remove("WALLET_BIND")
+            .env(PORT_VAR, port)
+            .output()
+            .unwrap()
+    };
+    let healthy = run(&port);
+    assert!(healthy.status.success(), "{healthy:?}");
+    assert!(String::from_utf8_lossy(&healthy.stdout).contains("200"));
+
+    drop(app);
+    let down = run(&port);
+    assert!(!down.status.success());
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

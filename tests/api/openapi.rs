@@ -1,0 +1,191 @@
+//! `GET /openapi.json`: the document lists exactly the routes the server
+//! answers, every method it answers on them, and exactly the error codes the
+//! code can return.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{TestApp, TRANSACTION_FIELDS};
+use wallet::error::ErrorCode;
+
+fn document(app: &TestApp) -> Value {
+    let response = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .expect("the document is served");
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    response.json().expect("the document is JSON")
+}
+
+/// (method, path) of every documented operation.
+fn documented_routes(document: &Value) -> BTreeSet<(String, String)> {
+    document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_document_is_openapi_3_1_and_lists_exactly_the_routes_the_server_registers() {
+    let app = TestApp::spawn();
+    let document = document(&app);
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
+    let served: BTreeSet<(String, String)> = wallet::http::ROUTES
+        .iter()
+        .map(|(method, path)| (method.to_string(), path.to_string()))
+        .collect();
+    assert_eq!(documented_routes(&document), served);
+}
+
+#[test]
+fn each_documented_path_answers_its_documented_methods_and_refuses_the_others() {
+    let app = TestApp::spawn();
+    let document = document(&app);
+    let documented = documented_routes(&document);
+    let paths: BTreeSet<&String> = documented.iter().map(|(_, path)| path).collect();
+    for path in paths {
+        let url = app.url(&path.replace("{userId}", "user_alice"));
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let request = app
+                .client
+                .request(method.to_uppercase().parse().unwrap(), &url)
+                .header("content-type", "application/json")
+                .body("{}");
+            let response = request.send().expect("answered");
+            let status = response.status().as_u16();
+            let body: Value = response.json().unwrap_or(Value::Null);
+            let code = body["error"]["code"].as_str().unwrap_or_default();
+            if documented.contains(&(method.to_owned(), path.clone())) {
+                assert!(
+                    ![404, 405].contains(&status) || code == "WALLET_NOT_FOUND",
+                    "{method} {path} is documented but answered {status} {code}"
+                );
+            } else {
+                assert_eq!(
+                    (status, code),
+                    (405, "METHOD_NOT_ALLOWED"),
+                    "{method} {path} is served but not documented"
+                );
+            }
+        }
+    }
+    let unknown = app.get("/wallets/user_alice/unknown");
+    assert_eq!((unknown.status, unknown.error_code()), (404, "NOT_FOUND"));
+}
+
+#[test]
+fn the_documented_error_codes_are_exactly_those_the_code_can_return_with_their_statuses() {
+    let app = TestApp::spawn();
+    let document = document(&app);
+    let all: BTreeSet<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+
+    let schema_codes: BTreeSet<&str> = document["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|code| code.as_str().unwrap())
+        .collect();
+    assert_eq!(schema_codes, all);
+
+    // Every example of every error response, with the status it is under.
+    let mut responses: Vec<(String, Value)> = Vec::new();
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                responses.push((status.clone(), response.clone()));
+            }
+        }
+    }
+    for response in document["components"]["responses"]
+        .as_object()
+        .unwrap()
+        .values()
+    {
+        let code = response["content"]["application/json"]["examples"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .next()
+            .unwrap()
+            .clone();
+        let status = ErrorCode::ALL
+            .iter()
+            .find(|known| known.as_str() == code)
+            .map(|known| known.status().as_u16().to_string())
+            .unwrap_or_default();
+        responses.push((status, response.clone()));
+    }
+    let mut documented = BTreeSet::new();
+    for (status, response) in &responses {
+        let Some(examples) = response["content"]["application/json"]["examples"].as_object() else {
+            continue;
+        };
+        for (name, example) in examples {
+            let code = example["value"]["error"]["code"].as_str().unwrap();
+            assert_eq!(name, code);
+            let known = ErrorCode::ALL
+                .iter()
+                .find(|known| known.as_str() == code)
+                .unwrap_or_else(|| panic!("{code} is documented but the code has no such code"));
+            assert_eq!(status, &known.status().as_u16().to_string(), "{code}");
+            documented.insert(code.to_owned());
+        }
+    }
+    let documented: BTreeSet<&str> = documented.iter().map(String::as_str).collect();
+    assert_eq!(documented, all);
+}
+
+#[test]
+fn a_write_with_every_documented_body_field_is_accepted_and_no_other_field_is() {
+    let app = TestApp::spawn();
+    let document = document(&app);
+    let request = &document["components"]["schemas"]["EntryRequest"];
+    assert_eq!(request["additionalProperties"], false);
+    let example = |field: &str| match field {
+        "asset" => json!("GOLD"),
+        "amount" => json!(5),
+        "idempotencyKey" => json!("openapi-every-field"),
+        "referenceId" => json!("order-1"),
+        "note" => json!("a note"),
+        other => panic!("no example value for the documented field {other}"),
+    };
+    let body: serde_json::Map<String, Value> = request["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|field| (field.clone(), example(field)))
+        .collect();
+    let created = app.post("/wallets/user_alice/topup", &Value::Object(body));
+    assert_eq!(created.status, 201, "{:?}", created.body);
+
+    // And the documented Transaction is the one of API.md, field for field.
+    let transaction = &document["components"]["schemas"]["Transaction"];
+    let mut fields: Vec<&str> = transaction["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|field| field.as_str().unwrap())
+        .collect();
+    fields.sort();
+    let mut expected = TRANSACTION_FIELDS.to_vec();
+    expected.sort();
+    assert_eq!(fields, expected);
+    let actual = created.data()["transaction"].as_object().unwrap().clone();
+    let mut returned: Vec<&str> = actual.keys().map(String::as_str).collect();
+    returned.sort();
+    assert_eq!(returned, expected);
+}
