@@ -4,6 +4,7 @@ mod cli;
 mod concurrency;
 mod contract;
 mod crash;
+mod crash_loop;
 mod helpers;
 mod idempotency;
 mod smoke;
