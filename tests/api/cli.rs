@@ -33,7 +33,7 @@ fn clean_wallet_command() -> Command {
 /// Runs a command that must end by itself (a `serve` that should refuse to
 /// start, for one): (exit status, stdout, stderr). Killed and failed if it
 /// is still running after `EXIT_TIME_MAX`.
-fn run_to_exit(mut command: Command) -> (ExitStatus, String, String) {
+pub(crate) fn run_to_exit(mut command: Command) -> (ExitStatus, String, String) {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,7 +69,7 @@ fn wait_with_deadline(child: &mut Child, timeout: Duration) -> ExitStatus {
 
 /// The command failed with exactly one non-empty line on stderr and no panic;
 /// returns that line.
-fn assert_one_line_failure(status: ExitStatus, stdout: &str, stderr: &str) -> String {
+pub(crate) fn assert_one_line_failure(status: ExitStatus, stdout: &str, stderr: &str) -> String {
     assert!(!status.success(), "it succeeded:\n{stdout}\n{stderr}");
     assert!(status.code().is_some(), "it died of a signal: {status}");
     assert!(!stderr.contains("panicked"), "it panicked:\n{stderr}");
@@ -79,7 +79,7 @@ fn assert_one_line_failure(status: ExitStatus, stdout: &str, stderr: &str) -> St
     lines[0].to_owned()
 }
 
-fn serve_command(db_path: &Path) -> Command {
+pub(crate) fn serve_command(db_path: &Path) -> Command {
     let mut command = clean_wallet_command();
     command.arg("serve").arg("--db").arg(db_path);
     command

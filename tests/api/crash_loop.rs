@@ -24,7 +24,9 @@ const KILL_DELAY_MAX: Duration = Duration::from_millis(300);
 const THREADS: usize = 6;
 
 fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|value| value.parse().ok())
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
 }
 
 /// xorshift64: enough to spread kill moments, and replayable from its seed.
@@ -88,7 +90,9 @@ fn crash_loop() {
         // or then, never twice.
         for op in tally.unanswered {
             match send(&app.client, &app.address, &op) {
-                Ok(reply) if matches!((reply.status, reply.replayed), (201, false) | (200, true)) => {
+                Ok(reply)
+                    if matches!((reply.status, reply.replayed), (201, false) | (200, true)) =>
+                {
                     acked.push((op, reply.data()));
                 }
                 other => problems.push(format!("the retry of {op:?} got {other:?}")),

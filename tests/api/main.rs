@@ -5,6 +5,7 @@ mod concurrency;
 mod contract;
 mod crash;
 mod crash_loop;
+mod faults;
 mod helpers;
 mod idempotency;
 mod smoke;
