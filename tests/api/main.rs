@@ -7,6 +7,7 @@ mod crash;
 mod crash_loop;
 mod faults;
 mod helpers;
+mod hostile;
 mod idempotency;
 mod smoke;
 mod transactions;
