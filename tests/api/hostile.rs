@@ -18,14 +18,16 @@ use crate::helpers::{post_text, TestApp, SEED_ENTRIES};
 
 /// A response read off the wire by hand.
 #[derive(Debug)]
-struct RawResponse {
-    status: u16,
-    body: Vec<u8>,
+pub(crate) struct RawResponse {
+    pub status: u16,
+    /// The status line and headers.
+    pub head: String,
+    pub body: Vec<u8>,
 }
 
 impl RawResponse {
     /// The answer as the crash module reads one, to check its envelope.
-    fn reply(&self) -> Reply {
+    pub fn reply(&self) -> Reply {
         let text = String::from_utf8_lossy(&self.body).into_owned();
         Reply {
             status: self.status,
@@ -42,7 +44,7 @@ impl RawResponse {
     }
 }
 
-fn host(app: &TestApp) -> &str {
+pub(crate) fn host(app: &TestApp) -> &str {
     app.address.trim_start_matches("http://")
 }
 
@@ -57,10 +59,15 @@ fn exchange(app: &TestApp, request: &[u8]) -> RawResponse {
     let _ = stream.write_all(request);
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
+    parse_response(&answer)
+}
+
+/// A whole response, as read until the server closed the connection.
+pub(crate) fn parse_response(answer: &[u8]) -> RawResponse {
     let split = answer
         .windows(4)
         .position(|window| window == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&answer)));
+        .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(answer)));
     let head = String::from_utf8_lossy(&answer[..split]).into_owned();
     let status = head
         .split_whitespace()
@@ -69,6 +76,7 @@ fn exchange(app: &TestApp, request: &[u8]) -> RawResponse {
         .unwrap_or_else(|| panic!("no status in {head:?}"));
     RawResponse {
         status,
+        head,
         body: answer[split + 4..].to_vec(),
     }
 }
@@ -90,7 +98,7 @@ fn request(method: &str, target: &[u8], headers: impl AsRef<[u8]>, body: &[u8]) 
     bytes
 }
 
-fn json_post(target: &[u8], body: &[u8]) -> Vec<u8> {
+pub(crate) fn json_post(target: &[u8], body: &[u8]) -> Vec<u8> {
     request("POST", target, "Content-Type: application/json\r\n", body)
 }
 

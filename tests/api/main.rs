@@ -9,6 +9,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod idempotency;
+mod overload;
 mod smoke;
 mod transactions;
 mod validation;
