@@ -220,7 +220,7 @@ fn huge_headers_invalid_utf8_and_path_traversal_are_refused_and_the_server_serve
             request(
                 "POST",
                 b"/wallets/user_alice/topup",
-                &format!("Content-Type: application/json\r\n{big_header}"),
+                format!("Content-Type: application/json\r\n{big_header}"),
                 body,
             ),
         ),
@@ -233,7 +233,7 @@ fn huge_headers_invalid_utf8_and_path_traversal_are_refused_and_the_server_serve
             request(
                 "POST",
                 b"/wallets/user_alice/topup",
-                &format!(
+                format!(
                     "Content-Type: application/json\r\nIdempotency-Key: {}\r\n",
                     "k".repeat(64 * 1024)
                 ),
@@ -463,7 +463,7 @@ fn random_request() -> impl Strategy<Value = Vec<u8>> {
             let mut bytes = request(
                 &method,
                 &target,
-                &format!("Content-Type: {content_type}\r\n"),
+                format!("Content-Type: {content_type}\r\n"),
                 &body,
             );
             if let Some(key) = key {
