@@ -258,43 +258,70 @@ pub(crate) fn open_wallets(app: &TestApp, users: &[String]) -> Vec<(Op, Value)> 
 /// answer, whole (API.md, Idempotency).
 pub(crate) fn assert_all_replay(app: &TestApp, acked: &[(Op, Value)]) {
     for (op, original) in acked {
-        let reply = send(&app.client, &app.address, op).expect("a replay is answered");
-        assert_eq!(
-            (reply.status, reply.replayed),
-            (200, true),
-            "the acknowledged {op:?} did not replay: {reply:?}"
-        );
-        assert_eq!(
-            &reply.data(),
-            original,
-            "the replay of {op:?} differs from its original answer"
-        );
+        if let Some(problem) = replay_problem(app, op, original) {
+            panic!("{problem}");
+        }
     }
+}
+
+/// What is wrong with the replay of an acknowledged request, if anything.
+pub(crate) fn replay_problem(app: &TestApp, op: &Op, original: &Value) -> Option<String> {
+    let reply = match send(&app.client, &app.address, op) {
+        Ok(reply) => reply,
+        Err(error) => return Some(format!("the replay of {op:?} got no answer: {error}")),
+    };
+    if (reply.status, reply.replayed) != (200, true) {
+        return Some(format!("the acknowledged {op:?} did not replay: {reply:?}"));
+    }
+    if &reply.data() != original {
+        return Some(format!(
+            "the replay of {op:?} differs from its original answer: {reply:?}"
+        ));
+    }
+    None
 }
 
 /// Each user's GOLD balance is its opening balance moved by every applied request.
 pub(crate) fn assert_balances_match(app: &TestApp, users: &[String], applied: &[(Op, Value)]) {
+    let mismatches = balance_mismatches(app, users, applied);
+    assert!(
+        mismatches.is_empty(),
+        "balances are not the sum of their acknowledged writes: {mismatches:?}"
+    );
+}
+
+/// Users whose GOLD balance is not the sum of the applied requests, described.
+pub(crate) fn balance_mismatches(
+    app: &TestApp,
+    users: &[String],
+    applied: &[(Op, Value)],
+) -> Vec<String> {
     let mut expected: HashMap<&str, i64> = users.iter().map(|user| (user.as_str(), 0)).collect();
     for (op, _) in applied {
         *expected.get_mut(op.user.as_str()).expect("a workload user") += op.signed_amount();
     }
-    for user in users {
-        assert_eq!(
-            app.balance(user, "GOLD"),
-            expected[user.as_str()],
-            "{user}'s balance is not the sum of its acknowledged writes"
-        );
-    }
+    users
+        .iter()
+        .filter_map(|user| {
+            let balance = app.balance(user, "GOLD");
+            (balance != expected[user.as_str()])
+                .then(|| format!("{user}: {balance}, expected {}", expected[user.as_str()]))
+        })
+        .collect()
 }
 
 pub(crate) fn assert_verify_passes(db_path: &Path) {
+    if let Some(failure) = verify_failure(db_path) {
+        panic!("{failure}");
+    }
+}
+
+/// `wallet verify`'s output when it does not pass.
+pub(crate) fn verify_failure(db_path: &Path) -> Option<String> {
     let db = db_path.to_str().expect("a UTF-8 path");
     let (status, stdout, stderr) = run_wallet(&["verify", "--db", db]);
-    assert!(
-        status.success(),
-        "verify failed: {status}\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("verify: OK"), "{stdout}");
+    (!status.success() || !stdout.contains("verify: OK"))
+        .then(|| format!("verify failed: {status}\n{stdout}\n{stderr}"))
 }
 
 pub(crate) fn users(prefix: &str, count: usize) -> Vec<String> {

@@ -1,0 +1,20 @@
+//! Property tests: the real storage layer against a plain model of the
+//! ledger, and every parser of caller input against arbitrary input.
+//!
+//! Each runs a few dozen cases in `cargo test`; `PROPTEST_CASES=N` runs N.
+
+mod input;
+mod ledger_model;
+
+/// Cases per property: `PROPTEST_CASES` when set, else `default`, which keeps
+/// `cargo test` quick while a long run is one environment variable away.
+pub fn config(default: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default);
+    proptest::test_runner::Config {
+        cases,
+        ..proptest::test_runner::Config::default()
+    }
+}
