@@ -32,6 +32,12 @@ fn migrate_unchecked(conn: &mut Connection) -> anyhow::Result<()> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .context("cannot lock the database to migrate it")?;
     let version = schema_version(&tx)?;
+    if version == SCHEMA_VERSION {
+        // Current already: nothing to apply, and nothing to check. The
+        // foreign-key check below reads the whole file, which must not be
+        // paid on every start of a large ledger.
+        return Ok(());
+    }
     if version == 0 {
         let tables: i64 = tx.query_row(
             "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'",
