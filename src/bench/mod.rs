@@ -60,9 +60,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=BENCH_USERS_MAX as i64))]
     pub users: u32,
     /// Entries to put in the ledger first, through the writer in large
-    /// batches, to measure cost as history grows (in-process only).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=BENCH_ENTRIES_MAX))]
-    pub entries: u64,
+    /// batches, to measure cost as history grows: `0,10000000` runs every
+    /// scenario on an empty ledger and on one of ten million entries, each
+    /// on a fresh database (in-process only).
+    #[arg(long, value_delimiter = ',', default_values_t = [0u64], value_parser = clap::value_parser!(u64).range(0..=BENCH_ENTRIES_MAX))]
+    pub entries: Vec<u64>,
     /// Group commit sizes to compare, each on a fresh database: `1,128`
     /// measures committing every write alone against batching (in-process
     /// only).
@@ -126,13 +128,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn bench_remote(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
-    if args.entries > 0 || args.write_batch_max != [WRITE_BATCH_MAX] {
+    if args.entries != [0] || args.write_batch_max != [WRITE_BATCH_MAX] {
         bail!("--entries and --write-batch-max need the in-process server; drop --url");
     }
     let addr = parse_url(url)?;
     let users = Users::new(args.users);
     let mut failures = Vec::new();
-    let scenarios = drive(args, addr, &users, None, &mut failures)?;
+    let run = Run {
+        addr,
+        batch_max: None,
+        ledger_entries_before: None,
+    };
+    let scenarios = drive(args, &run, &users, &mut failures)?;
     Ok(Report {
         target: format!("{url} (verify not run here: run `wallet verify` on its file)"),
         scenarios,
@@ -150,20 +157,34 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
     let mut scenarios = Vec::new();
     let mut failures = Vec::new();
     let mut last_db = None;
-    for &batch_max in &args.write_batch_max {
+    let runs = args
+        .entries
+        .iter()
+        .flat_map(|&fill| args.write_batch_max.iter().map(move |&batch| (fill, batch)));
+    for (fill_entries, batch_max) in runs {
         let dir = tempfile::Builder::new()
             .prefix("wallet-bench-")
             .tempdir_in(&parent)
             .with_context(|| format!("cannot create a folder in {}", parent.display()))?;
         let db = dir.path().join("wallet.db");
         let users = Users::new(args.users);
-        let storage = Storage::open(&db, batch_max)?;
-        if args.entries > 0 {
-            fill(&storage, &users, args.entries)?;
+        if fill_entries > 0 {
+            // The largest batches the writer takes, whatever the batch size
+            // being measured: the fill is set-up, not the measurement.
+            let storage = Storage::open(&db, WRITE_QUEUE_DEPTH_MAX)?;
+            let filled = fill(&storage, &users, fill_entries);
+            storage.close();
+            filled?;
         }
+        let storage = Storage::open(&db, batch_max)?;
         let entries_before = count_entries(&db)?;
         let server = InProcessServer::start(storage, &db)?;
-        let result = drive(args, server.addr, &users, Some(batch_max), &mut failures);
+        let run = Run {
+            addr: server.addr,
+            batch_max: Some(batch_max),
+            ledger_entries_before: Some(entries_before),
+        };
+        let result = drive(args, &run, &users, &mut failures);
         server.stop()?;
         let results = result?;
         // One entry per funding top-up and one per write answered 201.
@@ -213,21 +234,27 @@ impl Users {
     }
 }
 
+/// One server the scenarios run against, and what is known of it.
+struct Run {
+    addr: SocketAddr,
+    batch_max: Option<usize>,
+    ledger_entries_before: Option<u64>,
+}
+
 /// Funds every user, runs each scenario, then checks every balance.
 fn drive(
     args: &BenchArgs,
-    addr: SocketAddr,
+    run: &Run,
     users: &Users,
-    batch_max: Option<usize>,
     failures: &mut Vec<String>,
 ) -> anyhow::Result<Vec<ScenarioResult>> {
+    let addr = run.addr;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let connections = usize::from(args.connections);
         let mut expected = fund(addr, users, connections, failures).await?;
-        let entries_before = (args.entries > 0).then_some(args.entries);
         let mut results = Vec::new();
         for &scenario in &args.scenarios {
             let load = Load {
@@ -267,8 +294,8 @@ fn drive(
             let requests: u64 = total.statuses.values().sum();
             results.push(ScenarioResult {
                 scenario: scenario.name().to_owned(),
-                write_batch_max: batch_max,
-                ledger_entries_before: entries_before,
+                write_batch_max: run.batch_max,
+                ledger_entries_before: run.ledger_entries_before,
                 connections,
                 seconds: report::seconds(elapsed),
                 requests,
