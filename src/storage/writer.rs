@@ -8,10 +8,14 @@
 //! so the balance check and the entry it guards are one atomic step.
 //!
 //! Group commit: the writer takes every command already queued (up to its
-//! batch size, `--write-batch-max`) into one transaction, each inside its own SAVEPOINT so a
-//! rejected command is rolled back alone, then commits once: one fsync for the
-//! whole batch. Replies are sent only after COMMIT returns, so a write that is
-//! acknowledged is on disk.
+//! batch size, `--write-batch-max`) into one transaction, then commits once:
+//! one fsync for the whole batch. Replies are sent only after COMMIT returns,
+//! so a write that is acknowledged is on disk.
+//!
+//! Each command is decided from reads alone (`decide_command`: every
+//! rejection happens there) and only then written (`append_entry`, which can
+//! fail only as storage). So a rejected command has written nothing and
+//! needs no savepoint to undo, and a storage failure sinks the whole batch.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -201,26 +205,21 @@ fn apply_in_one_transaction(
     let created_at_ms = now_ms();
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        run_cached(conn, "SAVEPOINT job")?;
-        match post_entry(conn, assets, &job.command, created_at_ms) {
-            Ok(outcome) => {
-                run_cached(conn, "RELEASE job")?;
-                results.push(Ok(outcome));
-            }
-            Err(LedgerError::Rejected(rejection)) => {
-                // Undo whatever this job wrote (an account opened for it), so
-                // a rejection leaves no trace and its key stays unused.
-                run_cached(conn, "ROLLBACK TO job")?;
-                run_cached(conn, "RELEASE job")?;
-                results.push(Err(LedgerError::Rejected(rejection)));
-            }
-            Err(LedgerError::Storage(storage)) => {
-                // A failed statement may have rolled back the whole transaction
-                // (SQLite does so on a full disk or an I/O error): the batch
-                // can no longer be trusted, so it fails as a whole.
-                return Err(storage);
-            }
-        }
+        // A failed statement may have rolled back the whole transaction
+        // (SQLite does so on a full disk or an I/O error): the batch can no
+        // longer be trusted, so a storage failure fails it as a whole.
+        let result = match decide_command(conn, assets, &job.command) {
+            Ok(Decision::Replay(receipt)) => Ok(WriteOutcome::Replayed(receipt)),
+            Ok(Decision::Append(plan)) => Ok(WriteOutcome::Created(append_entry(
+                conn,
+                &plan,
+                &job.command,
+                created_at_ms,
+            )?)),
+            Err(LedgerError::Rejected(rejection)) => Err(LedgerError::Rejected(rejection)),
+            Err(LedgerError::Storage(storage)) => return Err(storage),
+        };
+        results.push(result);
     }
     run_cached(conn, "COMMIT")?;
     Ok(results)
@@ -242,16 +241,32 @@ struct ResolvedAsset {
     treasury_account: i64,
 }
 
-/// Applies one command inside the open transaction. See the module comment.
-fn post_entry(
+/// What a command comes to, decided before anything is written.
+enum Decision<'a> {
+    /// Its key names an entry already made by the same request.
+    Replay(Receipt),
+    /// A new entry, to be written by `append_entry`.
+    Append(Plan<'a>),
+}
+
+/// A new entry, decided: its asset, the user's account (None: to be opened),
+/// and the balances after it.
+struct Plan<'a> {
+    asset: &'a ResolvedAsset,
+    user_account: Option<i64>,
+    posting: ledger::Posting,
+}
+
+/// Decides a command from reads alone: every rejection happens here, before
+/// anything is written. See the module comment.
+fn decide_command<'a>(
     conn: &Connection,
-    assets: &mut AssetCache,
+    assets: &'a mut AssetCache,
     command: &PostCommand,
-    created_at_ms: i64,
-) -> Result<WriteOutcome, LedgerError> {
+) -> Result<Decision<'a>, LedgerError> {
     if let Some(stored) = find_by_key(conn, command)? {
         return if stored.is_same_request(command) {
-            Ok(WriteOutcome::Replayed(stored.receipt))
+            Ok(Decision::Replay(stored.receipt))
         } else {
             Err(Rejection::IdempotencyKeyReused.into())
         };
@@ -277,8 +292,28 @@ fn post_entry(
         treasury: latest_balance(conn, asset.treasury_account)?,
     };
     let posting = ledger::decide(command.kind, command.amount, before)?;
-    let user_account = match user_account {
-        Some(account) => account.id,
+    Ok(Decision::Append(Plan {
+        asset,
+        user_account: user_account.map(|account| account.id),
+        posting,
+    }))
+}
+
+/// Writes a decided entry: the user's account if it has none yet, the entry
+/// and its two postings. Only storage can fail here.
+fn append_entry(
+    conn: &Connection,
+    plan: &Plan<'_>,
+    command: &PostCommand,
+    created_at_ms: i64,
+) -> Result<Receipt, StorageError> {
+    let Plan {
+        asset,
+        user_account,
+        posting,
+    } = plan;
+    let user_account = match *user_account {
+        Some(account) => account,
         None => open_user_account(conn, command.user.as_str(), &asset.id, created_at_ms)?,
     };
     let direction = command.kind.user_direction();
@@ -327,7 +362,7 @@ fn post_entry(
         posting.treasury_delta(),
         posting.treasury_balance_after
     ])?;
-    Ok(WriteOutcome::Created(Receipt {
+    Ok(Receipt {
         transaction: UserEntry {
             seq,
             id: entry_id,
@@ -342,7 +377,7 @@ fn post_entry(
             created_at_ms,
         },
         balance: posting.user_balance_after,
-    }))
+    })
 }
 
 /// An entry found by its idempotency key, with what the original request said.
