@@ -3,6 +3,7 @@
 //! backups.
 
 pub mod backup;
+pub mod checkpointer;
 pub mod keys;
 pub mod migrate;
 pub mod open;
