@@ -18,6 +18,7 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src
 COPY schema.sql seed.sql ./
+COPY migrations ./migrations
 COPY src ./src
 # The command CI runs too (.ci/run), so CI proves this step. touch: the
 # placeholder build above is newer than the copied sources.

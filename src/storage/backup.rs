@@ -26,17 +26,7 @@ pub fn backup(source: &Path, dest: &Path) -> anyhow::Result<BackupOutcome> {
             dest.display()
         );
     }
-    let folder = match dest.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    if !folder.is_dir() {
-        bail!(
-            "cannot write {}: folder {} does not exist",
-            dest.display(),
-            folder.display()
-        );
-    }
+    open::existing_folder_of(dest).with_context(|| format!("cannot write {}", dest.display()))?;
     let source_conn = open::open_read_only(source)?;
     migrate::check_current(&source_conn)?;
     // The copy is written beside its destination under a name of its own, so

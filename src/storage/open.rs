@@ -13,17 +13,7 @@ use crate::limits::{READ_POOL_CHECKOUT_TIMEOUT, READ_POOL_SIZE, SQLITE_BUSY_TIME
 /// Opens (creating if needed) the file for the writer. Its folder must exist:
 /// creating folders is the operator's decision, not ours.
 pub fn open_read_write(path: &Path) -> anyhow::Result<Connection> {
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    if !folder.is_dir() {
-        bail!(
-            "cannot open database {}: folder {} does not exist",
-            path.display(),
-            folder.display()
-        );
-    }
+    existing_folder_of(path).with_context(|| format!("cannot open database {}", path.display()))?;
     if path.is_dir() {
         bail!("cannot open database {}: it is a folder", path.display());
     }
@@ -35,6 +25,19 @@ pub fn open_read_write(path: &Path) -> anyhow::Result<Connection> {
     configure_read_write(&conn)
         .with_context(|| format!("cannot use database {}", path.display()))?;
     Ok(conn)
+}
+
+/// The folder `path` is in, which must exist: creating folders is the
+/// operator's decision, not ours.
+pub fn existing_folder_of(path: &Path) -> anyhow::Result<&Path> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        bail!("folder {} does not exist", folder.display());
+    }
+    Ok(folder)
 }
 
 fn configure_read_write(conn: &Connection) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@
 //! `.ci/run` proves.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 use serde_json::Value;
@@ -164,6 +164,65 @@ fn the_image_builds_with_the_command_ci_runs_and_ships_the_wallet_binary() {
             .collect()
     };
     assert!(as_numbers(image_version) >= as_numbers(rust_version));
+}
+
+/// Every file the sources compile in with `include_str!`, relative to the
+/// project.
+fn files_compiled_in() -> BTreeSet<PathBuf> {
+    fn walk(folder: &Path, found: &mut BTreeSet<PathBuf>) {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).unwrap_or_default();
+            for (_, rest) in source
+                .match_indices("include_str!(\"")
+                .map(|(at, _)| source.split_at(at + 14))
+            {
+                let relative = rest.split('"').next().unwrap();
+                let file = path.parent().unwrap().join(relative);
+                let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+                let file = file.canonicalize().unwrap();
+                found.insert(
+                    file.strip_prefix(root.canonicalize().unwrap())
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    let mut found = BTreeSet::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut found,
+    );
+    found
+}
+
+#[test]
+fn the_build_stage_copies_every_file_the_binary_compiles_in() {
+    let copied: Vec<String> = arguments_of("COPY")
+        .iter()
+        .filter(|copy| !copy.starts_with("--from"))
+        .flat_map(|copy| {
+            let words: Vec<String> = copy.split_whitespace().map(str::to_owned).collect();
+            // Every word but the last (the destination) is a source.
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    let compiled_in = files_compiled_in();
+    assert!(
+        compiled_in.contains(Path::new("schema.sql")),
+        "{compiled_in:?}"
+    );
+    for file in compiled_in {
+        let covered = copied
+            .iter()
+            .any(|source| file.starts_with(source.trim_end_matches('/')));
+        assert!(covered, "the Dockerfile never copies {}", file.display());
+    }
 }
 
 #[test]

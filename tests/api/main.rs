@@ -2,6 +2,7 @@
 
 mod auth;
 mod backup;
+mod bench;
 mod cli;
 mod concurrency;
 mod contract;

@@ -1,0 +1,150 @@
+//! `wallet bench` in its short form: it runs every scenario, counts every
+//! answer, checks the ledger afterwards, and reports in JSON; against a
+//! running server (`--url`) its writes land and the ledger stays exact. Speed
+//! itself is never asserted: these machines are shared.
+
+use serde_json::Value;
+
+use crate::cli::assert_one_line_failure;
+use crate::crash::assert_verify_passes;
+use crate::helpers::{run_wallet, TestApp};
+
+/// Runs `wallet bench` with `args` and returns its JSON report.
+fn bench(args: &[&str]) -> Value {
+    let mut all = vec!["bench", "--json"];
+    all.extend_from_slice(args);
+    let (status, stdout, stderr) = run_wallet(&all);
+    assert!(status.success(), "wallet bench failed:\n{stdout}\n{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("not JSON:\n{stdout}"))
+}
+
+fn count(result: &Value, status: &str) -> u64 {
+    result["statuses"][status].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn every_scenario_runs_is_counted_and_checked_in_process() {
+    let report = bench(&[
+        "--duration",
+        "300ms",
+        "--users",
+        "8",
+        "--connections",
+        "4",
+        "--startup-runs",
+        "1",
+    ]);
+    assert_eq!(report["failures"], Value::Array(vec![]), "{report:#}");
+    let scenarios = report["scenarios"].as_array().unwrap();
+    let names: Vec<&str> = scenarios
+        .iter()
+        .map(|result| result["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["spend", "topup", "hot", "read", "history", "mixed"]);
+    for result in scenarios {
+        let name = result["scenario"].as_str().unwrap();
+        let requests = result["requests"].as_u64().unwrap();
+        assert!(requests > 0, "{name} sent nothing");
+        let (ok, created) = (count(result, "200"), count(result, "201"));
+        assert_eq!(ok + created, requests, "{name}: {result:#}");
+        match name {
+            "spend" | "topup" | "hot" => assert_eq!(created, requests, "{name}"),
+            "read" | "history" => assert_eq!(ok, requests, "{name}"),
+            _ => assert!(ok > 0 && created > 0, "mixed reads and writes: {result:#}"),
+        }
+        let latency = &result["latency"];
+        let p50 = latency["p50_us"].as_u64().unwrap();
+        let p99 = latency["p99_us"].as_u64().unwrap();
+        assert!(p50 <= p99 && p99 <= latency["max_us"].as_u64().unwrap());
+        assert_eq!(result["write_batch_max"], 128);
+    }
+    assert!(report["peak_rss_kib"].as_u64().unwrap() > 0);
+    assert_eq!(report["startup"]["runs"], 1);
+    assert!(report["startup"]["median_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn group_commit_sizes_and_ledger_sizes_are_compared_in_one_run() {
+    let report = bench(&[
+        "--duration",
+        "200ms",
+        "--users",
+        "4",
+        "--connections",
+        "2",
+        "--scenarios",
+        "spend",
+        "--write-batch-max",
+        "1,128",
+        "--entries",
+        "0,500",
+        "--startup-runs",
+        "0",
+    ]);
+    assert_eq!(report["failures"], Value::Array(vec![]), "{report:#}");
+    let runs: Vec<(u64, u64)> = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| {
+            (
+                result["ledger_entries_before"].as_u64().unwrap(),
+                result["write_batch_max"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // The seed's 6 entries, then the 500 filled on top of them.
+    assert_eq!(runs, [(6, 1), (6, 128), (506, 1), (506, 128)]);
+    assert!(report["startup"].is_null());
+}
+
+#[test]
+fn against_a_running_server_every_write_lands_and_the_ledger_stays_exact() {
+    let app = TestApp::spawn();
+    let before = app.entry_count();
+    let report = bench(&[
+        "--url",
+        &app.address,
+        "--duration",
+        "300ms",
+        "--users",
+        "5",
+        "--connections",
+        "3",
+        "--scenarios",
+        "spend,read",
+    ]);
+    assert_eq!(report["failures"], Value::Array(vec![]), "{report:#}");
+    assert!(
+        report["peak_rss_kib"].is_null(),
+        "not this process's server"
+    );
+    let created: u64 = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| count(result, "201"))
+        .sum();
+    assert!(created > 0);
+    // One funding top-up per user, then one entry per 201.
+    assert_eq!(app.entry_count() - before, 5 + created as i64);
+    // verify reads a consistent snapshot while the server runs.
+    assert_verify_passes(&app.db_path);
+}
+
+#[test]
+fn bad_bench_settings_fail_in_one_line() {
+    for args in [
+        &["bench", "--duration", "0s"][..],
+        &["bench", "--duration", "soon"],
+        &["bench", "--connections", "0"],
+        &["bench", "--scenarios", "teleport"],
+        &["bench", "--write-batch-max", "0"],
+        &["bench", "--url", "localhost:8080"],
+        &["bench", "--url", "http://127.0.0.1:9", "--entries", "10"],
+    ] {
+        let (status, stdout, stderr) = run_wallet(args);
+        let line = assert_one_line_failure(status, &stdout, &stderr);
+        assert!(line.starts_with("wallet: "), "{args:?}: {line}");
+    }
+}
