@@ -45,15 +45,6 @@ pub const WRITE_QUEUE_DEPTH_MAX: usize = 1024;
 /// finishes in a few milliseconds.
 pub const WRITE_BATCH_MAX: usize = 128;
 const _: () = assert!(WRITE_BATCH_MAX <= WRITE_QUEUE_DEPTH_MAX);
-/// How often the checkpointer copies the WAL into the database file: often
-/// enough that each checkpoint is small.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
-/// WAL frames (pages) past which the writer checkpoints itself between
-/// batches, because the checkpointer has not caught up with steady writes:
-/// 65536 frames of 4 KiB bound the WAL near 256 MiB. At 8192 the writer's
-/// own checkpoints came often enough to double p99 latency of top-ups
-/// (`wallet bench`).
-pub const WAL_FRAMES_MAX: u64 = 65536;
 /// `Retry-After` sent with 503, in seconds.
 pub const RETRY_AFTER_SECONDS: u64 = 1;
 

@@ -3,7 +3,6 @@
 //! backups.
 
 pub mod backup;
-pub mod checkpointer;
 pub mod keys;
 pub mod migrate;
 pub mod open;

@@ -26,8 +26,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::checkpointer::{self, Checkpointer, WalLength};
-use super::open;
 use super::{
     latest_balance, now_ms, parse_stored_kind, LedgerError, PostCommand, Receipt, StorageError,
     UserEntry, WriteOutcome,
@@ -47,7 +45,6 @@ enum Message {
 pub struct Writer {
     sender: SyncSender<Message>,
     thread: JoinHandle<()>,
-    checkpointer: Option<Checkpointer>,
 }
 
 /// A cheap, cloneable way to hand the writer commands.
@@ -60,20 +57,8 @@ impl Writer {
     /// Starts the writer on `conn`, which must be the only read-write
     /// connection to the file. It commits up to `batch_max` queued commands
     /// together; 1 commits each alone.
-    ///
-    /// Checkpoints run on a thread of their own (see `checkpointer`), on a
-    /// second connection to the same file.
-    pub fn start(conn: Connection, batch_max: usize) -> anyhow::Result<Writer> {
+    pub fn start(conn: Connection, batch_max: usize) -> std::io::Result<Writer> {
         let batch_max = batch_max.clamp(1, WRITE_QUEUE_DEPTH_MAX);
-        let wal_length = WalLength::default();
-        let checkpointer = match conn.path().filter(|path| !path.is_empty()) {
-            Some(path) => {
-                let checkpoint_conn = open::open_read_write(std::path::Path::new(path))?;
-                conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-                Some(Checkpointer::start(checkpoint_conn, wal_length.clone())?)
-            }
-            None => None,
-        };
         let (sender, receiver) = mpsc::sync_channel(WRITE_QUEUE_DEPTH_MAX);
         let thread = std::thread::Builder::new()
             .name("wallet-writer".into())
@@ -82,18 +67,14 @@ impl Writer {
                 // uncommitted and so lost, which is safe; serving on without a
                 // writer is not, so end the process.
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(conn, receiver, batch_max, &wal_length)
+                    run(conn, receiver, batch_max)
                 }));
                 if outcome.is_err() {
                     error!("the writer thread panicked; stopping the process");
                     std::process::abort();
                 }
             })?;
-        Ok(Writer {
-            sender,
-            thread,
-            checkpointer,
-        })
+        Ok(Writer { sender, thread })
     }
 
     pub fn handle(&self) -> WriterHandle {
@@ -105,11 +86,6 @@ impl Writer {
     /// Applies everything queued so far, then ends the thread and closes the
     /// connection (checkpointing the WAL).
     pub fn stop(self) {
-        // First, so the writer's connection is the last one and closing it
-        // checkpoints the whole WAL.
-        if let Some(checkpointer) = self.checkpointer {
-            checkpointer.stop();
-        }
         // A blocking send: the stop waits its turn behind queued commands.
         let _ = self.sender.send(Message::Stop);
         if self.thread.join().is_err() {
@@ -155,7 +131,7 @@ struct Job {
     reply: Reply,
 }
 
-fn run(conn: Connection, receiver: Receiver<Message>, batch_max: usize, wal_length: &WalLength) {
+fn run(conn: Connection, receiver: Receiver<Message>, batch_max: usize) {
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
     let mut assets = AssetCache::default();
     let mut stopping = false;
@@ -175,9 +151,6 @@ fn run(conn: Connection, receiver: Receiver<Message>, batch_max: usize, wal_leng
             }
         }
         apply_batch(&conn, &mut assets, &mut batch);
-        if wal_length.is_over_bound() {
-            checkpointer::checkpoint(&conn, wal_length);
-        }
     }
     // Nothing should follow a stop, but whatever did is applied, not dropped.
     while let Ok(message) = receiver.try_recv() {
