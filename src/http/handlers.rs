@@ -175,7 +175,8 @@ pub(super) async fn get_transactions(
     let query = parse_history_query(request.query_string(), &mut errors);
     errors.into_result()?;
     let user = user.expect("a user id that passed validation");
-    let page = read(&pool, |conn| reads::history(conn, &user, &query)).map_err(|error| match error {
+    let page =
+        read(&pool, |conn| reads::history(conn, &user, &query)).map_err(|error| match error {
             // Here the asset is a filter the caller wrote, not a thing to act on.
             ApiError::AssetNotFound => ApiError::field("asset", "no asset has this symbol or id"),
             other => other,

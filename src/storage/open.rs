@@ -147,7 +147,10 @@ mod tests {
     fn a_missing_folder_or_a_folder_as_the_file_is_one_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let missing = open_read_write(&dir.path().join("no/such/wallet.db")).unwrap_err();
-        assert!(format!("{missing:#}").contains("does not exist"), "{missing:#}");
+        assert!(
+            format!("{missing:#}").contains("does not exist"),
+            "{missing:#}"
+        );
         let folder = open_read_write(dir.path()).unwrap_err();
         assert!(folder.to_string().contains("is a folder"), "{folder}");
         let absent = open_read_only(&dir.path().join("absent.db")).unwrap_err();
