@@ -7,12 +7,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use clap::CommandFactory;
 use serde_json::Value;
 
-use crate::helpers::{wallet_command, TestApp};
-use wallet::cli::Cli;
-use wallet::config::{LOG_VAR, PORT_VAR};
+use crate::helpers::{variables_the_binary_reads, wallet_command, TestApp};
+use wallet::config::PORT_VAR;
 use wallet::limits::HTTP_SHUTDOWN_TIMEOUT_SECONDS;
 
 const BUILD_COMMAND: &str = "cargo build --release --locked";
@@ -95,24 +93,6 @@ fn compose_service() -> Value {
 
 fn json_array(value: &str) -> Vec<String> {
     serde_json::from_str(value).unwrap_or_else(|_| panic!("exec form expected: {value}"))
-}
-
-/// Every variable the binary reads: clap's `env` settings, `PORT` and the
-/// log filter.
-fn variables_the_binary_reads() -> BTreeSet<String> {
-    fn collect(command: &clap::Command, names: &mut BTreeSet<String>) {
-        for argument in command.get_arguments() {
-            if let Some(name) = argument.get_env() {
-                names.insert(name.to_string_lossy().into_owned());
-            }
-        }
-        for subcommand in command.get_subcommands() {
-            collect(subcommand, names);
-        }
-    }
-    let mut names = BTreeSet::from([PORT_VAR.to_owned(), LOG_VAR.to_owned()]);
-    collect(&Cli::command(), &mut names);
-    names
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! random loopback port against a database file in a temporary folder, and
 //! driven over real HTTP.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -9,10 +10,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::CommandFactory;
 use reqwest::blocking::{Body, Client, RequestBuilder};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use tempfile::TempDir;
+use wallet::config::{LOG_VAR, PORT_VAR};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -48,21 +51,32 @@ pub fn wallet_command() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wallet"))
 }
 
-/// The environment variables the binary reads; a test sets the ones it
-/// means, never inherits them from whoever runs the tests.
-pub const WALLET_VARIABLES: [&str; 6] = [
-    "WALLET_DB",
-    "WALLET_BIND",
-    "PORT",
-    "WALLET_INSECURE_NO_AUTH",
-    "WALLET_RATE_LIMIT_PER_SECOND",
-    "WALLET_RATE_LIMIT_BURST",
-];
+/// Every variable the binary reads: clap's `env` settings, `PORT` and the
+/// log filter.
+pub fn variables_the_binary_reads() -> BTreeSet<String> {
+    fn collect(command: &clap::Command, names: &mut BTreeSet<String>) {
+        for argument in command.get_arguments() {
+            if let Some(name) = argument.get_env() {
+                names.insert(name.to_string_lossy().into_owned());
+            }
+        }
+        for subcommand in command.get_subcommands() {
+            collect(subcommand, names);
+        }
+    }
+    let mut names = BTreeSet::from([PORT_VAR.to_owned(), LOG_VAR.to_owned()]);
+    collect(&wallet::cli::Cli::command(), &mut names);
+    names
+}
 
-/// `command` without any of `WALLET_VARIABLES` from the caller's environment.
+/// `command` without any variable the binary reads but the log filter (the
+/// caller sets that): a test sets the settings it means, never inherits them
+/// from whoever runs the tests.
 pub fn without_wallet_variables(command: &mut Command) -> &mut Command {
-    for variable in WALLET_VARIABLES {
-        command.env_remove(variable);
+    for variable in variables_the_binary_reads() {
+        if variable != LOG_VAR {
+            command.env_remove(variable);
+        }
     }
     command
 }
