@@ -649,13 +649,13 @@ fn count_entries(db: &Path) -> anyhow::Result<u64> {
 
 /// After the server has closed the file: the entry count and the audit.
 fn check_file(db: &Path, expected_entries: u64, failures: &mut Vec<String>) -> anyhow::Result<()> {
-    let entries = count_entries(db)?;
+    let mut conn = storage::open::open_read_only(db)?;
+    let entries = storage::reads::entry_count(&conn)?;
     if entries != expected_entries {
         failures.push(format!(
             "the ledger holds {entries} entries; the funding and the 201 answers account for {expected_entries}"
         ));
     }
-    let mut conn = storage::open::open_read_only(db)?;
     let audit = storage::verify::audit(&mut conn).context("the audit could not read the ledger")?;
     if !audit.is_clean() {
         failures.push(format!("verify failed:\n{audit}"));

@@ -184,16 +184,21 @@ mod tests {
         assert!(error.contains("UNIQUE"), "{error}");
     }
 
-    #[test]
-    fn a_posting_must_follow_its_entry_and_the_running_balance() {
-        let (_dir, conn) = ledger();
-        let t = treasury(&conn, GOLD);
+    /// Entry 2: user account 100 spends `amount` GOLD, with no postings yet.
+    fn spend_entry_2(conn: &Connection, amount: i64) {
+        let t = treasury(conn, GOLD);
         conn.execute_batch(&format!(
             "INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
                     credit_account_id, amount, idempotency_key, created_at)
-             VALUES (2, 'e2', 'SPEND', '{GOLD}', 100, {t}, 4, 'k2', 0)"
+             VALUES (2, 'e2', 'SPEND', '{GOLD}', 100, {t}, {amount}, 'k2', 0)"
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn a_posting_must_follow_its_entry_and_the_running_balance() {
+        let (_dir, conn) = ledger();
+        spend_entry_2(&conn, 4);
         // Wrong sign, wrong account, wrong balance.
         refused(&conn, "INSERT INTO postings VALUES (100, 2, 4, 14)");
         refused(&conn, "INSERT INTO postings VALUES (101, 2, -4, -4)");
@@ -206,13 +211,7 @@ mod tests {
     #[test]
     fn a_user_posting_below_zero_is_refused_by_the_database() {
         let (_dir, conn) = ledger();
-        let t = treasury(&conn, GOLD);
-        conn.execute_batch(&format!(
-            "INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
-                    credit_account_id, amount, idempotency_key, created_at)
-             VALUES (2, 'e2', 'SPEND', '{GOLD}', 100, {t}, 11, 'k2', 0)"
-        ))
-        .unwrap();
+        spend_entry_2(&conn, 11);
         let error = refused(&conn, "INSERT INTO postings VALUES (100, 2, -11, -1)");
         assert!(error.contains("below zero"), "{error}");
     }
