@@ -11,7 +11,7 @@ use crate::auth::Denial;
 use crate::domain::Scope;
 use crate::http::envelope::error_envelope;
 use crate::ledger::Rejection;
-use crate::limits::{BODY_BYTES_MAX, RETRY_AFTER_SECONDS};
+use crate::limits::{BODY_BYTES_MAX, HTTP_REQUEST_TIMEOUT, RETRY_AFTER_SECONDS};
 use crate::storage::{LedgerError, StorageError};
 
 /// One problem with one input field, for `details.fields`.
@@ -44,6 +44,8 @@ pub enum ApiError {
     NotFound,
     #[error("This route does not accept that method.")]
     MethodNotAllowed,
+    #[error("The request did not arrive whole within {} seconds; nothing was written.", HTTP_REQUEST_TIMEOUT.as_secs())]
+    RequestTimeout,
     #[error("The user has no wallet.")]
     WalletNotFound,
     #[error("There is no such asset.")]
@@ -117,7 +119,9 @@ error_codes! {
     NotFound => NOT_FOUND, "NOT_FOUND",
         "There is no such route.";
     MethodNotAllowed => METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED",
-        "The route exists but does not answer this method.";
+        "The route exists but does not answer this method; `Allow` lists the ones it does.";
+    RequestTimeout => REQUEST_TIMEOUT, "REQUEST_TIMEOUT",
+        "The request (head and body) did not arrive within 10 seconds; the connection is closed and nothing was written.";
     WalletNotFound => NOT_FOUND, "WALLET_NOT_FOUND",
         "The user has no account at all.";
     AssetNotFound => NOT_FOUND, "ASSET_NOT_FOUND",
@@ -182,6 +186,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::RequestTimeout => ErrorCode::RequestTimeout,
             ApiError::WalletNotFound => ErrorCode::WalletNotFound,
             ApiError::AssetNotFound => ErrorCode::AssetNotFound,
             ApiError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
@@ -235,6 +240,11 @@ impl ResponseError for ApiError {
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
             }
+            // The rest of the body may still be on its way: the connection
+            // cannot be reused.
+            ApiError::RequestTimeout => {
+                response.force_close();
+            }
             // RFC 6750: a 401 names the scheme the caller should use.
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
@@ -281,7 +291,10 @@ impl From<StorageError> for ApiError {
             StorageError::Unavailable(_)
             | StorageError::ReadPool(_)
             | StorageError::WriterStopped
-            | StorageError::BatchRolledBack => ApiError::DatabaseUnavailable(error),
+            | StorageError::BatchRolledBack
+            | StorageError::ClockBeforeEpoch
+            | StorageError::FilesLost
+            | StorageError::WritesFailing => ApiError::DatabaseUnavailable(error),
         }
     }
 }
@@ -308,6 +321,7 @@ mod tests {
             ApiError::UnsupportedMediaType,
             ApiError::NotFound,
             ApiError::MethodNotAllowed,
+            ApiError::RequestTimeout,
             ApiError::WalletNotFound,
             ApiError::AssetNotFound,
             ApiError::InsufficientFunds {
@@ -343,6 +357,7 @@ mod tests {
             (415, "UNSUPPORTED_MEDIA_TYPE"),
             (404, "NOT_FOUND"),
             (405, "METHOD_NOT_ALLOWED"),
+            (408, "REQUEST_TIMEOUT"),
             (404, "WALLET_NOT_FOUND"),
             (404, "ASSET_NOT_FOUND"),
             (422, "INSUFFICIENT_FUNDS"),

@@ -31,10 +31,28 @@ pub const REQUEST_ID_CHARS_MAX: usize = 128;
 /// A cursor is one entry's sequence number in decimal: i64::MAX has 19 digits.
 pub const CURSOR_CHARS_MAX: usize = 19;
 
+/// Problems one query string is reported for; past it the rest are not
+/// looked at, so a hostile 64 KiB query costs little and echoes little.
+pub const QUERY_PROBLEMS_MAX: usize = 20;
+
 /// Page size of `GET /wallets/{userId}/transactions` (API.md).
 pub const PAGE_LIMIT_DEFAULT: usize = 50;
 pub const PAGE_LIMIT_MAX: usize = 200;
 const _: () = assert!(PAGE_LIMIT_DEFAULT <= PAGE_LIMIT_MAX);
+
+/// Postings one account's scan examines for a filtered history page before
+/// it stops and hands back a cursor: a page costs a few milliseconds however
+/// rare the matching entries are (a full scan of a 1M-entry history took
+/// 0.25 s, on one of two HTTP workers).
+pub const HISTORY_ROWS_EXAMINED_MAX: usize = 2_000;
+const _: () = assert!(PAGE_LIMIT_MAX < HISTORY_ROWS_EXAMINED_MAX);
+/// Longest a read may run before SQLite interrupts it (a progress handler):
+/// a bounded read takes milliseconds; one that does not is stopped and
+/// answered 503 rather than holding a read connection.
+pub const READ_TIME_MAX: Duration = Duration::from_secs(2);
+/// Read-only connections for reads that run off the HTTP workers (history
+/// pages), so that a slow one never stalls health checks and writes.
+pub const READ_POOL_OFF_WORKER_SIZE: u32 = 2;
 
 /// Commands waiting for the writer. Past this the service is saturated and
 /// answers 503 at once rather than letting latency grow without bound. At a few
@@ -57,6 +75,9 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const READ_POOL_SIZE: u32 = HTTP_WORKERS as u32;
 /// How long a read waits for a free read connection before answering 503.
 pub const READ_POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Files up to this size get SQLite's whole `quick_check` at start-up
+/// (about a second at most); larger ones the cheap length check.
+pub const INTEGRITY_CHECK_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Entries `verify` holds in memory at once; it reads the ledger in batches.
 pub const AUDIT_BATCH_ENTRIES: usize = 10_000;
 /// Problems `verify` prints in full; it counts the rest.
@@ -64,17 +85,58 @@ pub const AUDIT_PROBLEMS_SHOWN_MAX: usize = 50;
 
 /// HTTP worker threads: one per core of the 2-core machines we deploy on.
 pub const HTTP_WORKERS: usize = 2;
-/// Open connections per worker; more are not accepted until one closes.
-pub const HTTP_CONNECTIONS_PER_WORKER_MAX: usize = 1024;
+/// Open connections per worker; past it (or past the process's file
+/// descriptors, whichever is lower) a new connection gets a canned 503 and is
+/// closed. An idle connection costs a few KiB, so 16,384 in all fit a small
+/// machine's memory, and an attacker needs far more than one address to fill
+/// them (`HTTP_CONNECTIONS_PER_ADDRESS_MAX`).
+pub const HTTP_CONNECTIONS_PER_WORKER_MAX: usize = 8192;
+/// Connections one client address (an IPv4 address, an IPv6 /64) may hold at
+/// once: twice what `wallet bench` drives at most from one machine, and an
+/// eighth of the slots, so one address cannot lock others out.
+pub const HTTP_CONNECTIONS_PER_ADDRESS_MAX: u32 = 2048;
+/// How long a refused connection is kept open for its client to read the
+/// 503, and how many may wait so at once (file descriptors beyond the
+/// slots): past the number, refused connections are closed at once.
+pub const HTTP_REFUSED_LINGER: Duration = Duration::from_millis(500);
+pub const HTTP_REFUSED_LINGERING_MAX: usize = 1024;
+/// File descriptors kept back from connections for the database, its WAL,
+/// the lock file, logs and refused connections lingering.
+pub const HTTP_FILE_DESCRIPTORS_RESERVED: usize = 1280;
+const _: () = assert!(HTTP_REFUSED_LINGERING_MAX < HTTP_FILE_DESCRIPTORS_RESERVED);
 /// Pending connections in the kernel's accept queue.
 pub const HTTP_BACKLOG: u32 = 1024;
 /// Time a client has to send a request's head, so a slow client cannot hold a
-/// connection open for ever.
+/// connection open for ever. actix-http times only a connection's first
+/// head; the accept layer (`http/connection.rs`) times every later one too.
 pub const HTTP_CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to send a whole request, head and body, from its first
+/// byte: past it a 408, the connection closed, and nothing written. A body
+/// is at most 64 KiB, seconds of upload even on a poor mobile link; a client
+/// that trickles it can no longer park a write for ever (or past a key's
+/// revocation).
+pub const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const _: () = assert!(HTTP_CLIENT_REQUEST_TIMEOUT.as_millis() < HTTP_REQUEST_TIMEOUT.as_millis());
+/// Answers a connection may leave unread (held by the dispatcher while the
+/// socket takes no more) before it is closed. Meanwhile the connection is not
+/// read, so no new request is parsed. Well above any one answer of this API
+/// (a history page of 200 verbose entries), far below what pipelining without
+/// reading could otherwise pile up (18 MB a connection, measured).
+pub const HTTP_UNSENT_BYTES_MAX: usize = 1024 * 1024;
+/// Bytes handed to the HTTP/1.1 dispatcher in one read: a request head or
+/// a body's worth at a time, so pipelined requests are parsed a few at a
+/// time as they are answered, not thousands at once.
+pub const HTTP_READ_CHUNK_BYTES: usize = 16 * 1024;
+/// How long a connection may go without the client taking any of its
+/// answers before it is closed.
+pub const HTTP_WRITE_STALL_MAX: Duration = Duration::from_secs(10);
 /// Time a closing connection has to shut down cleanly.
 pub const HTTP_CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// An idle keep-alive connection is closed after this.
+/// An idle keep-alive connection is closed after this while at most half the
+/// connection slots are taken; past that it shrinks with the free slots.
 pub const HTTP_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// The shortest keep-alive, when every slot is taken.
+pub const HTTP_KEEP_ALIVE_MIN: Duration = Duration::from_secs(1);
 /// On SIGTERM/SIGINT, requests in flight get this long to finish.
 pub const HTTP_SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
 

@@ -78,6 +78,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         app.run_until_stopped().await
     })?;
+    if storage::writer::files_lost() {
+        anyhow::bail!(
+            "stopped: the database files changed under the server (see the log); run `wallet verify` before serving again"
+        );
+    }
     info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }

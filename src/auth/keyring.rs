@@ -88,6 +88,8 @@ struct KeySet {
     /// compared in constant time. Two keys sharing those bytes (about one
     /// chance in 2^57 among the keys allowed) share a slot.
     by_digest_prefix: HashMap<u64, Vec<Arc<ActiveKey>>>,
+    /// The same keys by id, for the check at the moment of a write.
+    by_id: HashMap<i64, Arc<ActiveKey>>,
 }
 
 fn digest_prefix(digest: &[u8; 32]) -> u64 {
@@ -153,10 +155,16 @@ impl Keyring {
                 .or_default()
                 .push(key);
         }
+        let by_id = by_digest_prefix
+            .values()
+            .flatten()
+            .map(|key| (key.row.id, Arc::clone(key)))
+            .collect();
         let next = Arc::new(KeySet {
             generation: snapshot.generation,
             enforced: snapshot.any_key_exists,
             by_digest_prefix,
+            by_id,
         });
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = next;
     }
@@ -200,6 +208,27 @@ impl Keyring {
             return Err(Denial::MissingScope(needed));
         }
         Ok(Caller::Key(key.row.id))
+    }
+
+    /// Checks again, once a request's body has arrived and just before its
+    /// command goes to the writer, that `caller` may still use a route that
+    /// needs `needed`: a key revoked (or a service closed by its first key)
+    /// while the body was on its way is refused, so nothing it sent is
+    /// written. An in-memory look-up; no rate-limit token is taken again.
+    pub fn confirm(&self, caller: Caller, needed: Scope) -> Result<(), Denial> {
+        let set = self.current();
+        match caller {
+            Caller::Anonymous if set.enforced => Err(Denial::Unauthenticated),
+            Caller::Anonymous => Ok(()),
+            Caller::Key(id) => {
+                let key = set.by_id.get(&id).ok_or(Denial::Unauthenticated)?;
+                if key.row.scopes.allow(needed) {
+                    Ok(())
+                } else {
+                    Err(Denial::MissingScope(needed))
+                }
+            }
+        }
     }
 
     /// Last uses not yet written: `(key id, time)`; marks them written.
@@ -355,5 +384,45 @@ mod tests {
         ));
         assert_eq!(keyring.take_unrecorded_uses(), vec![(7, 5_000)]);
         assert_eq!(keyring.take_unrecorded_uses(), Vec::new());
+    }
+
+    #[test]
+    fn a_key_revoked_after_it_was_let_in_is_refused_at_the_write() {
+        let (webhook, _) = secret::generate().unwrap();
+        let (reader, _) = secret::generate().unwrap();
+        let keyring = Keyring::new(
+            snapshot(1, vec![row(1, &webhook, "grant"), row(2, &reader, "read")]),
+            GENEROUS,
+        );
+        let caller = keyring.authorize(Some(&webhook), Scope::Grant, 0).unwrap();
+        assert_eq!(keyring.confirm(caller, Scope::Grant), Ok(()));
+        keyring.replace(snapshot(2, vec![row(2, &reader, "read")]));
+        assert_eq!(
+            keyring.confirm(caller, Scope::Grant),
+            Err(Denial::Unauthenticated)
+        );
+        assert_eq!(
+            keyring.confirm(Caller::Key(2), Scope::Grant),
+            Err(Denial::MissingScope(Scope::Grant))
+        );
+    }
+
+    #[test]
+    fn an_anonymous_write_is_refused_once_the_first_key_exists() {
+        let keyring = Keyring::new(
+            KeySnapshot {
+                generation: 0,
+                any_key_exists: false,
+                active: Vec::new(),
+            },
+            GENEROUS,
+        );
+        assert_eq!(keyring.confirm(Caller::Anonymous, Scope::Grant), Ok(()));
+        let (webhook, _) = secret::generate().unwrap();
+        keyring.replace(snapshot(1, vec![row(1, &webhook, "grant")]));
+        assert_eq!(
+            keyring.confirm(Caller::Anonymous, Scope::Grant),
+            Err(Denial::Unauthenticated)
+        );
     }
 }

@@ -24,6 +24,11 @@ impl UserId {
                 "may contain only A-Z, a-z, 0-9 and the characters _ . : @ -",
             ));
         }
+        // URL handling (clients, proxies, our own router) rewrites these
+        // path segments, so such a wallet could never be named reliably.
+        if raw == "." || raw == ".." {
+            return Err(ParseError::new("may not be . or .."));
+        }
         Ok(UserId(raw.to_owned()))
     }
 
@@ -153,6 +158,14 @@ impl RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dot_segments_are_not_user_ids_but_names_with_dots_are() {
+        assert!(UserId::parse(".").is_err());
+        assert!(UserId::parse("..").is_err());
+        assert!(UserId::parse("...").is_ok());
+        assert!(UserId::parse(".alice").is_ok());
+    }
 
     #[test]
     fn a_user_id_of_128_allowed_characters_passes_and_129_fails() {

@@ -28,6 +28,14 @@ pub async fn authorize(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // A method the route does not answer goes straight to its 405: the
+    // answer is the same for every caller, so it needs no key.
+    let wrong_method = request
+        .app_data::<super::handlers::RouteMethod>()
+        .is_some_and(|method| !method.accepts(request.method()));
+    if wrong_method {
+        return Ok(next.call(request).await?.map_into_boxed_body());
+    }
     let access = request.app_data::<RouteAccess>().copied();
     let needed = match access {
         Some(RouteAccess::Open) => return Ok(next.call(request).await?.map_into_boxed_body()),
@@ -66,6 +74,24 @@ fn bearer_token(request: &ServiceRequest) -> Option<&str> {
         .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The caller `authorize` let through, checked again now: a write calls this
+/// after its body has arrived and just before its command goes to the
+/// writer, so a key revoked in between writes nothing (API.md,
+/// Authentication).
+pub fn caller_still_allowed(request: &actix_web::HttpRequest) -> Result<Caller, ApiError> {
+    let caller = caller_of(request)?;
+    let Some(RouteAccess::Needs(needed)) = request.app_data::<RouteAccess>().copied() else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "a write route declares no scope"
+        )));
+    };
+    let keyring = request
+        .app_data::<web::Data<Keyring>>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no keyring in the application")))?;
+    keyring.confirm(caller, needed)?;
+    Ok(caller)
 }
 
 /// The caller `authorize` let through, for a handler.

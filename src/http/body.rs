@@ -7,14 +7,16 @@ use std::fmt;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::connection::ConnectionState;
+use super::request_context::RequestDeadline;
 use crate::error::{ApiError, FieldError};
-use crate::limits::BODY_BYTES_MAX;
+use crate::limits::{BODY_BYTES_MAX, HTTP_REQUEST_TIMEOUT};
 
 /// A request body that is a JSON object.
 #[derive(Debug)]
@@ -35,6 +37,11 @@ impl FromRequest for JsonObject {
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
+        let deadline = request
+            .extensions()
+            .get::<RequestDeadline>()
+            .map_or_else(|| std::time::Instant::now() + HTTP_REQUEST_TIMEOUT, |d| d.0);
+        let connection = request.conn_data::<std::rc::Rc<ConnectionState>>().cloned();
         let mut payload = payload.take();
         Box::pin(async move {
             if !is_json {
@@ -44,16 +51,27 @@ impl FromRequest for JsonObject {
                 return Err(ApiError::PayloadTooLarge);
             }
             // Read chunk by chunk and stop at the limit: a body without a
-            // Content-Length (chunked) is bounded too.
-            let mut bytes = Vec::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|read_error| {
-                    ApiError::InvalidJson(format!("the body could not be read ({read_error})"))
-                })?;
-                if bytes.len() + chunk.len() > BODY_BYTES_MAX {
-                    return Err(ApiError::PayloadTooLarge);
+            // Content-Length (chunked) is bounded too. The whole request has
+            // a deadline: a body trickled a byte at a time cannot hold a
+            // write open (nor outlive its key's revocation).
+            let read = async {
+                let mut bytes = Vec::new();
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk.map_err(|read_error| {
+                        ApiError::InvalidJson(format!("the body could not be read ({read_error})"))
+                    })?;
+                    if bytes.len() + chunk.len() > BODY_BYTES_MAX {
+                        return Err(ApiError::PayloadTooLarge);
+                    }
+                    bytes.extend_from_slice(&chunk);
                 }
-                bytes.extend_from_slice(&chunk);
+                Ok(bytes)
+            };
+            let bytes = tokio::time::timeout_at(deadline.into(), read)
+                .await
+                .map_err(|_| ApiError::RequestTimeout)??;
+            if let Some(state) = connection {
+                state.body_read();
             }
             parse_object(&bytes)
         })
@@ -111,6 +129,14 @@ impl<'de> Deserialize<'de> for UniqueKeyObject {
 pub struct FieldErrors(Vec<FieldError>);
 
 impl FieldErrors {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn push(&mut self, field: &str, message: impl Into<String>) {
         self.0.push(FieldError::new(field, message));
     }

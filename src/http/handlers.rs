@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::auth::{authorize, caller_of, RouteAccess};
+use super::auth::{authorize, caller_of, caller_still_allowed, RouteAccess};
 use super::body::{FieldErrors, JsonObject};
 use super::envelope::success;
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
@@ -19,9 +19,10 @@ use crate::domain::{
     UserId,
 };
 use crate::error::ApiError;
+use crate::limits::QUERY_PROBLEMS_MAX;
 use crate::storage::reads::{self, HistoryQuery};
 use crate::storage::writer::WriterHandle;
-use crate::storage::{PostCommand, ReadPool, StorageError, WriteOutcome};
+use crate::storage::{OffWorkerPool, PostCommand, ReadPool, StorageError, WriteOutcome};
 
 /// Declares every route once: the server registers exactly these, and
 /// `ROUTES` lists them for the OpenAPI document's check against them.
@@ -35,7 +36,16 @@ macro_rules! routes {
             &[$((stringify!($method), $path, $access),)+];
 
         pub fn routes(config: &mut web::ServiceConfig) {
-            $(config.service(one_method($path, $access, web::$method().to($handler)));)+
+            $(
+                let method = RouteMethod(stringify!($method));
+                let mut routes = vec![web::$method().to($handler)];
+                if method.answers_head() {
+                    // API.md: HEAD on every GET route; actix-http sends the
+                    // head of the GET answer without its body.
+                    routes.push(web::head().to($handler));
+                }
+                config.service(one_method($path, method, $access, routes));
+            )+
         }
     };
 }
@@ -51,16 +61,48 @@ routes! {
     get "/openapi.json", RouteAccess::Open => get_openapi,
 }
 
-/// A resource that answers one method, and 405 in the envelope to the others,
-/// behind the access check for `access`.
+/// The method a route answers (`get`, `post`), as the routes table names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteMethod(pub &'static str);
+
+impl RouteMethod {
+    fn answers_head(self) -> bool {
+        self.0 == "get"
+    }
+
+    /// Whether a request with `method` reaches the handler (and so needs the
+    /// access check) rather than the 405.
+    pub fn accepts(self, method: &actix_web::http::Method) -> bool {
+        method.as_str().eq_ignore_ascii_case(self.0)
+            || (self.answers_head() && method == actix_web::http::Method::HEAD)
+    }
+
+    /// The `Allow` header of a 405.
+    fn allow(self) -> &'static str {
+        match self.0 {
+            "get" => "GET, HEAD",
+            "post" => "POST",
+            "put" => "PUT",
+            "delete" => "DELETE",
+            _ => "",
+        }
+    }
+}
+
+/// A resource that answers one method (and HEAD, for a GET), and 405 in the
+/// envelope with `Allow` to the others, behind the access check for
+/// `access`. A wrong method is answered 405 before any key is looked at.
 fn one_method(
     path: &str,
+    method: RouteMethod,
     access: RouteAccess,
-    route: actix_web::Route,
+    routes: Vec<actix_web::Route>,
 ) -> impl actix_web::dev::HttpServiceFactory {
-    web::resource(path)
-        .app_data(access)
-        .route(route)
+    let resource = routes.into_iter().fold(
+        web::resource(path).app_data(access).app_data(method),
+        |resource, route| resource.route(route),
+    );
+    resource
         .default_service(web::to(method_not_allowed))
         .wrap(from_fn(authorize))
 }
@@ -69,8 +111,15 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
+    if let Some(method) = request.app_data::<RouteMethod>() {
+        response.headers_mut().insert(
+            header::ALLOW,
+            header::HeaderValue::from_static(method.allow()),
+        );
+    }
+    response
 }
 
 /// Runs a read on a pooled read-only connection, on the worker thread
@@ -100,8 +149,16 @@ fn ok<T: Serialize>(data: T) -> HttpResponse {
 #[utoipa::path(get, path = "/health", tag = "service",
     summary = "Liveness and database reachability",
     responses((status = 200, description = "The service and its database answer.", body = Health)))]
-pub(super) async fn get_health(pool: web::Data<ReadPool>) -> Result<HttpResponse, ApiError> {
-    // Whatever keeps the database from answering, health reports as the database.
+pub(super) async fn get_health(
+    pool: web::Data<ReadPool>,
+    writer: web::Data<WriterHandle>,
+) -> Result<HttpResponse, ApiError> {
+    // Whatever keeps the database from answering, health reports as the
+    // database: a read that fails, or writes that do (a full disk, files
+    // changed under the server).
+    if writer.is_failing() {
+        return Err(ApiError::DatabaseUnavailable(StorageError::WritesFailing));
+    }
     read(&pool, |conn| {
         reads::health(conn).map_err(ApiError::DatabaseUnavailable)
     })?;
@@ -168,19 +225,29 @@ pub(super) async fn get_balance(
         body = TransactionPage)))]
 pub(super) async fn get_transactions(
     request: HttpRequest,
-    pool: web::Data<ReadPool>,
+    pool: web::Data<OffWorkerPool>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::default();
     let user = path_user(&request, &mut errors);
     let query = parse_history_query(request.query_string(), &mut errors);
     errors.into_result()?;
     let user = user.expect("a user id that passed validation");
-    let page =
-        read(&pool, |conn| reads::history(conn, &user, &query)).map_err(|error| match error {
-            // Here the asset is a filter the caller wrote, not a thing to act on.
-            ApiError::AssetNotFound => ApiError::field("asset", "no asset has this symbol or id"),
-            other => other,
-        })?;
+    // A page is bounded work, but a cold page cache makes it disk reads:
+    // it runs on the blocking pool, under a time limit, so it can never
+    // stall an HTTP worker (health checks, writes) behind it.
+    let pool = pool.into_inner();
+    let page = web::block(move || {
+        let mut conn = pool.0.get().map_err(StorageError::from)?;
+        reads::within_time_limit(&mut conn, |conn| reads::history(conn, &user, &query))
+            .map_err(ApiError::from)
+    })
+    .await
+    .map_err(|error| ApiError::Internal(error.into()))?
+    .map_err(|error| match error {
+        // Here the asset is a filter the caller wrote, not a thing to act on.
+        ApiError::AssetNotFound => ApiError::field("asset", "no asset has this symbol or id"),
+        other => other,
+    })?;
     Ok(ok(TransactionPage {
         items: page.items.into_iter().map(Transaction::from).collect(),
         next_cursor: page.next_cursor.map(Cursor::encode),
@@ -204,13 +271,18 @@ fn parse_history_query(raw: &str, errors: &mut FieldErrors) -> HistoryQuery {
             return query;
         }
     };
-    let mut seen: Vec<&str> = Vec::new();
+    // Linear in the query's length: a set of the names seen, and no more
+    // than `QUERY_PROBLEMS_MAX` problems reported (each name echoed cut
+    // short), however long and repetitive a hostile query string is.
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (name, value) in &pairs {
-        if seen.contains(&name.as_str()) {
-            errors.push(name, "is given more than once");
+        if errors.len() >= QUERY_PROBLEMS_MAX {
+            break;
+        }
+        if !seen.insert(name.as_str()) {
+            errors.push(&truncate_for_echo(name), "is given more than once");
             continue;
         }
-        seen.push(name);
         if value.is_empty() && ["asset", "type", "limit", "cursor"].contains(&name.as_str()) {
             continue;
         }
@@ -288,7 +360,10 @@ async fn post_entry(
     body: JsonObject,
     writer: web::Data<WriterHandle>,
 ) -> Result<HttpResponse, ApiError> {
-    let command = parse_post_command(kind, &request, body)?;
+    let mut command = parse_post_command(kind, &request, body)?;
+    // The body has arrived: the key is checked again before anything is
+    // written, so one revoked while the body was on its way is refused.
+    command.caller = caller_still_allowed(&request)?;
     match writer.post(command).await.map_err(ApiError::from)? {
         WriteOutcome::Created(receipt) => {
             Ok(success(StatusCode::CREATED, ReceiptJson::from(receipt)))

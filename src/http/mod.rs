@@ -4,6 +4,7 @@
 
 mod auth;
 pub mod body;
+pub mod connection;
 pub mod envelope;
 mod handlers;
 mod json;
@@ -15,18 +16,25 @@ pub use handlers::ROUTES;
 pub use json::format_timestamp;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
-use actix_web::dev::Server;
+use actix_http::{HttpService, Protocol};
+use actix_server::Server;
+use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::AppConfig;
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use anyhow::Context;
+use log::warn;
 
 use crate::auth::Access;
 use crate::limits::{
     HTTP_BACKLOG, HTTP_CLIENT_DISCONNECT_TIMEOUT, HTTP_CLIENT_REQUEST_TIMEOUT,
-    HTTP_CONNECTIONS_PER_WORKER_MAX, HTTP_KEEP_ALIVE, HTTP_SHUTDOWN_TIMEOUT_SECONDS, HTTP_WORKERS,
+    HTTP_CONNECTIONS_PER_WORKER_MAX, HTTP_FILE_DESCRIPTORS_RESERVED, HTTP_KEEP_ALIVE,
+    HTTP_SHUTDOWN_TIMEOUT_SECONDS, HTTP_WORKERS,
 };
 use crate::storage::Storage;
+use connection::{ConnectionTable, GuardedStream};
 
 /// The server, bound and ready to run.
 pub struct Application {
@@ -39,6 +47,11 @@ pub struct Application {
 impl Application {
     /// Binds `bind` and builds the server over `storage`, letting in whom
     /// `access` allows. Must run inside an actix system.
+    ///
+    /// Built from actix-web's parts rather than `HttpServer`, so that every
+    /// connection passes through the accept layer (`connection.rs`) on its
+    /// way to the HTTP/1.1 dispatcher; routes, middleware and handlers are
+    /// actix-web's as usual.
     pub fn build(storage: Storage, access: Access, bind: &str) -> anyhow::Result<Application> {
         let stop_requested = stop_requested().context("cannot install signal handlers")?;
         let listener =
@@ -46,27 +59,70 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let writer = web::Data::new(storage.writer.handle());
         let pool = web::Data::new(storage.pool.clone());
+        let off_worker_pool = web::Data::new(storage.off_worker_pool.clone());
         let keyring = web::Data::from(access.keyring.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(writer.clone())
-                .app_data(pool.clone())
-                .app_data(keyring.clone())
-                .wrap(from_fn(request_context::request_context))
-                .configure(handlers::routes)
-                .default_service(web::to(handlers::not_found))
-        })
-        .workers(HTTP_WORKERS)
-        .max_connections(HTTP_CONNECTIONS_PER_WORKER_MAX)
-        .backlog(HTTP_BACKLOG)
-        .client_request_timeout(HTTP_CLIENT_REQUEST_TIMEOUT)
-        .client_disconnect_timeout(HTTP_CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(HTTP_KEEP_ALIVE)
-        .shutdown_timeout(HTTP_SHUTDOWN_TIMEOUT_SECONDS)
-        .shutdown_signal(stop_requested)
-        .listen(listener)
-        .with_context(|| format!("cannot listen on {bind}"))?
-        .run();
+        let per_worker = connections_per_worker();
+        let table = ConnectionTable::new(per_worker * HTTP_WORKERS);
+        let mut builder = Server::build();
+        let shutdown = builder.graceful_shutdown_signal();
+        builder = builder
+            .workers(HTTP_WORKERS)
+            .backlog(HTTP_BACKLOG)
+            .max_concurrent_connections(per_worker)
+            .shutdown_timeout(HTTP_SHUTDOWN_TIMEOUT_SECONDS)
+            .shutdown_signal(stop_requested)
+            .listen("wallet", listener, move || {
+                let app = App::new()
+                    .app_data(writer.clone())
+                    .app_data(pool.clone())
+                    .app_data(off_worker_pool.clone())
+                    .app_data(keyring.clone())
+                    .wrap(from_fn(request_context::request_context))
+                    .configure(handlers::routes)
+                    .default_service(web::to(handlers::not_found))
+                    .into_factory()
+                    .map_err(|error| error.error_response());
+                let shutdown = shutdown.clone();
+                let http = HttpService::build()
+                    // Tells the dispatchers to close idle keep-alive
+                    // connections once a stop begins, as HttpServer does.
+                    .graceful_shutdown_signal(move || {
+                        let shutdown = shutdown.clone();
+                        async move { shutdown.notified().await }
+                    })
+                    .keep_alive(HTTP_KEEP_ALIVE)
+                    .client_request_timeout(HTTP_CLIENT_REQUEST_TIMEOUT)
+                    .client_disconnect_timeout(HTTP_CLIENT_DISCONNECT_TIMEOUT)
+                    .local_addr(local_addr)
+                    .on_connect_ext(|io: &GuardedStream, extensions| {
+                        extensions.insert(io.state());
+                    })
+                    .finish(map_config(app, |_| AppConfig::default()));
+                let table = Arc::clone(&table);
+                fn_service(move |io: tokio::net::TcpStream| {
+                    let table = Arc::clone(&table);
+                    async move {
+                        let _ = io.set_nodelay(true);
+                        let peer = io.peer_addr().ok();
+                        match table.admit(peer.map(|address| address.ip())) {
+                            Ok(admission) => Ok((
+                                GuardedStream::new(io, table, admission),
+                                Protocol::Http1,
+                                peer,
+                            )),
+                            Err(refusal) => {
+                                connection::refuse(io).await;
+                                Err(actix_http::error::DispatchError::Io(std::io::Error::other(
+                                    format!("connection refused: {refusal:?}"),
+                                )))
+                            }
+                        }
+                    }
+                })
+                .and_then(http)
+            })
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        let server = builder.run();
         Ok(Application {
             server,
             local_addr,
@@ -80,7 +136,7 @@ impl Application {
     }
 
     /// Stops the server from code (the bench) as a signal would.
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+    pub fn handle(&self) -> actix_server::ServerHandle {
         self.server.handle()
     }
 
@@ -121,4 +177,45 @@ fn stop_requested() -> std::io::Result<impl std::future::Future<Output = ()> + S
         };
         log::info!("{name} received: finishing requests in flight, then stopping");
     })
+}
+
+/// Connection slots per worker: `HTTP_CONNECTIONS_PER_WORKER_MAX`, or fewer
+/// when the process may not open that many files. The open-file limit is
+/// raised to its hard ceiling first (often 1024 soft, far more hard).
+fn connections_per_worker() -> usize {
+    let wanted = HTTP_CONNECTIONS_PER_WORKER_MAX * HTTP_WORKERS + HTTP_FILE_DESCRIPTORS_RESERVED;
+    let allowed = raise_open_file_limit(wanted as u64) as usize;
+    let per_worker = (allowed.saturating_sub(HTTP_FILE_DESCRIPTORS_RESERVED) / HTTP_WORKERS)
+        .clamp(16, HTTP_CONNECTIONS_PER_WORKER_MAX);
+    if per_worker < HTTP_CONNECTIONS_PER_WORKER_MAX {
+        warn!(
+            "the open-file limit ({allowed}) allows {per_worker} connections per worker, not {HTTP_CONNECTIONS_PER_WORKER_MAX}; raise it (ulimit -n) for more"
+        );
+    }
+    per_worker
+}
+
+/// Raises the soft open-file limit towards `wanted` (never past the hard
+/// limit) and returns the limit in force.
+fn raise_open_file_limit(wanted: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < wanted {
+            let raised = libc::rlimit {
+                rlim_cur: wanted.min(limit.rlim_max),
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = raised.rlim_cur;
+            }
+        }
+    }
+    limit.rlim_cur
 }

@@ -89,6 +89,7 @@ const WRITE: &[ErrorCode] = &[
     ErrorCode::Validation,
     ErrorCode::InvalidJson,
     ErrorCode::PayloadTooLarge,
+    ErrorCode::RequestTimeout,
     ErrorCode::UnsupportedMediaType,
     ErrorCode::AssetNotFound,
     ErrorCode::IdempotencyKeyReused,

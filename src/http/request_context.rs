@@ -1,25 +1,71 @@
 //! Middleware around every request: the request id (the caller's, when valid,
 //! or a fresh one) on the response and in the logs, one access-log line, and
-//! the one place a 5xx's cause is logged.
+//! the one place a 5xx's cause is logged. It also tells the accept layer
+//! (`connection.rs`) when a request's head has arrived and when its answer
+//! is made, and leaves the request's deadline for the body reader.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::HttpMessage;
 use log::{error, info};
+
+use super::connection::ConnectionState;
+use crate::limits::HTTP_REQUEST_TIMEOUT;
 
 use crate::domain::RequestId;
 use crate::error::ApiError;
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The instant by which a request's body must have arrived whole.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestDeadline(pub Instant);
+
+/// Tells the connection the request is over, however the handler ends
+/// (answered, failed or dropped).
+struct RequestOnConnection(Option<Rc<ConnectionState>>);
+
+impl Drop for RequestOnConnection {
+    fn drop(&mut self) {
+        if let Some(state) = &self.0 {
+            state.request_ended(Instant::now());
+        }
+    }
+}
+
+fn has_body(request: &ServiceRequest) -> bool {
+    let headers = request.headers();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.trim() != "0");
+    declared.unwrap_or(false) || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
 pub async fn request_context(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
+    let connection = request.conn_data::<Rc<ConnectionState>>().cloned();
+    let deadline = match &connection {
+        Some(state) => {
+            let deadline = state.request_began(started);
+            if !has_body(&request) {
+                state.body_read();
+            }
+            deadline
+        }
+        None => started + HTTP_REQUEST_TIMEOUT,
+    };
+    request.extensions_mut().insert(RequestDeadline(deadline));
+    let _on_connection = RequestOnConnection(connection);
     let request_id = request
         .headers()
         .get(REQUEST_ID_HEADER)

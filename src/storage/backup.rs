@@ -31,6 +31,8 @@ pub fn backup(source: &Path, dest: &Path) -> anyhow::Result<BackupOutcome> {
     migrate::check_current(&source_conn)?;
     // The copy is written beside its destination under a name of its own, so
     // a copy that is cut short or fails its audit never bears the final name.
+    // Copies left by runs that were killed would fill the volume: gone first.
+    remove_partials_of_dead_runs(dest);
     let partial = partial_path(dest);
     if partial.exists() {
         bail!("{} exists already; remove it and retry", partial.display());
@@ -54,6 +56,49 @@ fn partial_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".partial-{}", std::process::id()));
     dest.with_file_name(name)
+}
+
+/// Deletes `*.partial-PID` files beside `dest` whose backup process no longer
+/// runs (a `wallet backup` killed mid-copy cannot clean up after itself). A
+/// live backup's copy, this one's included, is left alone.
+fn remove_partials_of_dead_runs(dest: &Path) {
+    let Ok(folder) = open::existing_folder_of(dest) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.rsplit_once(".partial-"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !is_running_backup(pid) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => log::info!(
+                    "removed {}, left by a backup that did not finish",
+                    entry.path().display()
+                ),
+                Err(error) => log::warn!("cannot remove {}: {error}", entry.path().display()),
+            }
+        }
+    }
+}
+
+/// Whether `pid` is a live `wallet` process (a pid reused by another program
+/// does not protect a stale copy).
+fn is_running_backup(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(command) => command.trim() == "wallet",
+        Err(_) => false,
+    }
 }
 
 fn copy_and_audit(source: &rusqlite::Connection, copy: &Path) -> anyhow::Result<AuditReport> {

@@ -3,6 +3,7 @@
 //! backups.
 
 pub mod backup;
+pub mod files;
 pub mod keys;
 pub mod migrate;
 pub mod open;
@@ -16,6 +17,7 @@ use crate::domain::{
     AssetRef, Caller, Direction, EntryKind, IdempotencyKey, Note, ReferenceId, UserId,
 };
 use crate::ledger::Rejection;
+use anyhow::Context;
 use rusqlite::{ErrorCode, OptionalExtension};
 
 pub type ReadPool = r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>;
@@ -38,6 +40,17 @@ pub enum StorageError {
     /// it was committed. The writer logged the cause.
     #[error("the write was rolled back")]
     BatchRolledBack,
+    /// The system clock reads before 1970: no entry can be timed, so no
+    /// write is applied until it is set.
+    #[error("the system clock reads before 1970; writes are refused until it is set")]
+    ClockBeforeEpoch,
+    /// The database or its WAL is no longer the file the writer opened:
+    /// nothing is acknowledged any more, and the process stops.
+    #[error("the database files were replaced, deleted or truncated under the server")]
+    FilesLost,
+    /// The writer's last batch failed as storage: health says so.
+    #[error("the last write to the database failed")]
+    WritesFailing,
     /// Anything else SQLite says: a defect on our side.
     #[error("database error")]
     Sqlite(#[source] rusqlite::Error),
@@ -58,6 +71,8 @@ impl From<rusqlite::Error> for StorageError {
                     | ErrorCode::NotADatabase
                     | ErrorCode::OutOfMemory
                     | ErrorCode::FileLockingProtocolFailed
+                    // A read stopped by its time limit (`reads::within_time_limit`).
+                    | ErrorCode::OperationInterrupted
             )
         );
         if transient {
@@ -161,9 +176,19 @@ pub fn now_ms() -> i64 {
 /// The database as the server holds it: the writer with the only read-write
 /// connection, and the pool of read-only ones.
 pub struct Storage {
+    /// Held while serving: one server per file.
+    _lock: open::ServeLock,
     pub writer: writer::Writer,
     pub pool: ReadPool,
+    /// For reads that run off the HTTP workers (`OffWorkerPool`).
+    pub off_worker_pool: OffWorkerPool,
 }
+
+/// Read-only connections for reads that may take long enough to matter
+/// (history pages): used from actix's blocking pool, never on an HTTP
+/// worker, and each read under `READ_TIME_MAX`.
+#[derive(Clone)]
+pub struct OffWorkerPool(pub ReadPool);
 
 impl Storage {
     /// Opens the file for serving: creates it if needed, migrates it, seeds it
@@ -171,7 +196,11 @@ impl Storage {
     /// The writer commits up to `write_batch_max` queued writes together.
     /// Blocking: call it before the async runtime starts.
     pub fn open(path: &std::path::Path, write_batch_max: usize) -> anyhow::Result<Storage> {
+        open::existing_folder_of(path)
+            .with_context(|| format!("cannot open database {}", path.display()))?;
+        let lock = open::lock_for_serving(path)?;
         let mut conn = open::open_read_write(path)?;
+        open::check_integrity(&conn, path)?;
         migrate::migrate(&mut conn)?;
         let grants = if reads::is_unseeded(&conn)? {
             seed::apply_catalogue(&mut conn)?
@@ -184,12 +213,24 @@ impl Storage {
             return Err(error);
         }
         let pool = open::read_pool(path)?;
-        Ok(Storage { writer, pool })
+        let off_worker_pool = OffWorkerPool(open::read_pool_of(
+            path,
+            crate::limits::READ_POOL_OFF_WORKER_SIZE,
+        )?);
+        Ok(Storage {
+            _lock: lock,
+            writer,
+            pool,
+            off_worker_pool,
+        })
     }
 
-    /// Applies every queued write, then closes the file.
+    /// Applies every queued write, then closes the file (and only then lets
+    /// go of the lock).
     pub fn close(self) {
         drop(self.pool);
+        drop(self.off_worker_pool);
         self.writer.stop();
+        drop(self._lock);
     }
 }

@@ -6,6 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{parse_stored_kind, LedgerError, StorageError, UserEntry};
 use crate::domain::{AssetRef, Cursor, EntryKind, PageLimit, UserId};
 use crate::ledger::Rejection;
+use crate::limits::HISTORY_ROWS_EXAMINED_MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssetRow {
@@ -36,6 +37,17 @@ pub struct HistoryQuery {
 pub struct HistoryPage {
     pub items: Vec<UserEntry>,
     pub next_cursor: Option<Cursor>,
+}
+
+/// Runs `read` with SQLite told to give up after `READ_TIME_MAX`: past it
+/// the statement fails as interrupted, which answers 503.
+pub fn within_time_limit<T>(conn: &mut Connection, read: impl FnOnce(&mut Connection) -> T) -> T {
+    let deadline = std::time::Instant::now() + crate::limits::READ_TIME_MAX;
+    // Every 1000 virtual-machine steps, a few microseconds apart.
+    let _ = conn.progress_handler(1000, Some(move || std::time::Instant::now() > deadline));
+    let result = read(conn);
+    let _ = conn.progress_handler(1000, None::<fn() -> bool>);
+    result
 }
 
 /// Proves the database answers: `GET /health`.
@@ -127,8 +139,13 @@ fn user_accounts(conn: &Connection, user: &UserId) -> rusqlite::Result<Vec<UserA
 /// One page of `user`'s history, newest first.
 ///
 /// Each of the user's accounts (one per asset) is read newest first through
-/// the postings primary key, at most `limit + 1` rows each, and the streams
-/// are merged by sequence number: a page costs the same however long the
+/// the postings primary key and the streams are merged by sequence number.
+/// Unfiltered, that is at most `limit + 1` rows an account. With a `type`
+/// filter the matching entries may be rare, so each account's scan stops
+/// after `HISTORY_ROWS_EXAMINED_MAX` rows: the page then holds the matches
+/// found down to where the scans stopped, and `nextCursor` resumes from
+/// there (a page may hold fewer than `limit` items, even none, and still
+/// have a next one). Either way a page costs the same however long the
 /// history is. The extra row tells whether another page follows.
 pub fn history(
     conn: &mut Connection,
@@ -149,17 +166,41 @@ pub fn history(
     let limit = query.limit.get();
     let before_seq = query.cursor.map_or(i64::MAX, Cursor::entry_seq);
     let kind = query.kind.map(EntryKind::as_str);
+    let window = if kind.is_some() {
+        HISTORY_ROWS_EXAMINED_MAX.max(limit + 1)
+    } else {
+        limit + 1
+    };
     let mut items: Vec<UserEntry> = Vec::new();
+    // Every entry at or above this sequence number was examined in every
+    // account; below it some account's scan stopped early.
+    let mut examined_down_to: i64 = 0;
     {
-        let mut statement = tx.prepare_cached(
+        let mut window_floor = tx.prepare_cached(
+            "SELECT count(*), min(entry_seq) FROM
+               (SELECT entry_seq FROM postings WHERE account_id = ?1 AND entry_seq < ?2
+                 ORDER BY entry_seq DESC LIMIT ?3)",
+        )?;
+        // Unfiltered: the newest `window` postings. Filtered: the matches
+        // among the newest `window` postings, never more rows examined.
+        let mut statement = tx.prepare_cached(if kind.is_some() {
+            "SELECT p.entry_seq, e.id, e.kind, e.amount, p.balance_after, e.idempotency_key,
+                    e.reference_id, e.note, e.created_at
+               FROM (SELECT entry_seq, balance_after FROM postings
+                      WHERE account_id = ?1 AND entry_seq < ?2
+                      ORDER BY entry_seq DESC LIMIT ?3) p
+               JOIN ledger_entries e ON e.seq = p.entry_seq
+              WHERE e.kind = ?4
+              ORDER BY p.entry_seq DESC"
+        } else {
             "SELECT p.entry_seq, e.id, e.kind, e.amount, p.balance_after, e.idempotency_key,
                     e.reference_id, e.note, e.created_at
                FROM postings p
                JOIN ledger_entries e ON e.seq = p.entry_seq
-              WHERE p.account_id = ?1 AND p.entry_seq < ?2 AND (?3 IS NULL OR e.kind = ?3)
+              WHERE p.account_id = ?1 AND p.entry_seq < ?2 AND ?4 IS NULL
               ORDER BY p.entry_seq DESC
-              LIMIT ?4",
-        )?;
+              LIMIT ?3"
+        })?;
         for account in &accounts {
             let Some(account_id) = account.account_id else {
                 continue;
@@ -171,8 +212,17 @@ pub fn history(
             {
                 continue;
             }
+            if kind.is_some() {
+                let (scanned, lowest): (i64, Option<i64>) = window_floor
+                    .query_row(params![account_id, before_seq, window as i64], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?;
+                if scanned as usize == window {
+                    examined_down_to = examined_down_to.max(lowest.unwrap_or(0));
+                }
+            }
             let rows = statement.query_map(
-                params![account_id, before_seq, kind, (limit + 1) as i64],
+                params![account_id, before_seq, window as i64, kind],
                 |row| {
                     let kind = parse_stored_kind(&row.get::<_, String>(2)?)?;
                     Ok(UserEntry {
@@ -196,10 +246,14 @@ pub fn history(
         }
     }
     tx.commit()?;
+    items.retain(|entry| entry.seq >= examined_down_to);
     items.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.seq));
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
         items.last().map(|last| Cursor::after_entry(last.seq))
+    } else if examined_down_to > 1 {
+        // The scans stopped before the history's start: resume below.
+        Some(Cursor::after_entry(examined_down_to))
     } else {
         None
     };

@@ -12,13 +12,21 @@
 //! one fsync for the whole batch. Replies are sent only after COMMIT returns,
 //! so a write that is acknowledged is on disk.
 //!
+//! Before a batch is acknowledged the writer checks that the database and
+//! its WAL are still the files it opened (`files.rs`). If they are not, it
+//! acknowledges nothing more (503), skips the shutdown checkpoint that would
+//! copy the damage into the database, logs once, and stops the process,
+//! which then exits non-zero.
+//!
 //! Each command is decided from reads alone (`decide_command`: every
 //! rejection happens there) and only then written (`append_entry`, which can
 //! fail only as storage). So a rejected command has written nothing and
 //! needs no savepoint to undo, and a storage failure sinks the whole batch.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use log::error;
@@ -26,9 +34,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::files::FileWatch;
 use super::{
-    latest_balance, now_ms, parse_stored_kind, LedgerError, PostCommand, Receipt, StorageError,
-    UserEntry, WriteOutcome,
+    latest_balance, parse_stored_kind, LedgerError, PostCommand, Receipt, StorageError, UserEntry,
+    WriteOutcome,
 };
 use crate::domain::{AssetRef, Direction, EntryKind};
 use crate::ledger::{self, BalancesBefore, Rejection};
@@ -41,16 +50,34 @@ enum Message {
     Stop,
 }
 
+/// Set once the writer finds its files replaced, deleted or truncated: the
+/// process must end, and exit non-zero.
+static FILES_LOST: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process's writer found its database files no longer its own.
+pub fn files_lost() -> bool {
+    FILES_LOST.load(Ordering::SeqCst)
+}
+
+/// How the writer's last batch went, for `GET /health`.
+#[derive(Debug, Default)]
+struct WriterStatus {
+    /// The last batch failed as storage (disk full, I/O error, files lost).
+    failing: AtomicBool,
+}
+
 /// The running writer thread; whoever started it stops it.
 pub struct Writer {
     sender: SyncSender<Message>,
     thread: JoinHandle<()>,
+    status: Arc<WriterStatus>,
 }
 
 /// A cheap, cloneable way to hand the writer commands.
 #[derive(Clone)]
 pub struct WriterHandle {
     sender: SyncSender<Message>,
+    status: Arc<WriterStatus>,
 }
 
 impl Writer {
@@ -60,6 +87,8 @@ impl Writer {
     pub fn start(conn: Connection, batch_max: usize) -> std::io::Result<Writer> {
         let batch_max = batch_max.clamp(1, WRITE_QUEUE_DEPTH_MAX);
         let (sender, receiver) = mpsc::sync_channel(WRITE_QUEUE_DEPTH_MAX);
+        let status = Arc::new(WriterStatus::default());
+        let thread_status = Arc::clone(&status);
         let thread = std::thread::Builder::new()
             .name("wallet-writer".into())
             .spawn(move || {
@@ -67,19 +96,41 @@ impl Writer {
                 // uncommitted and so lost, which is safe; serving on without a
                 // writer is not, so end the process.
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(conn, receiver, batch_max)
+                    // The WAL hook is per thread: installed on this one.
+                    let watch = match FileWatch::start(&conn) {
+                        Ok(watch) => watch,
+                        Err(failure) => {
+                            error!("cannot watch the database files: {failure:#}");
+                            None
+                        }
+                    };
+                    let mut writer = WriterState {
+                        conn,
+                        assets: AssetCache::default(),
+                        watch,
+                        status: thread_status,
+                        clock: WriterClock::default(),
+                        files_lost: false,
+                    };
+                    run(&mut writer, receiver, batch_max);
+                    writer.close();
                 }));
                 if outcome.is_err() {
                     error!("the writer thread panicked; stopping the process");
                     std::process::abort();
                 }
             })?;
-        Ok(Writer { sender, thread })
+        Ok(Writer {
+            sender,
+            thread,
+            status,
+        })
     }
 
     pub fn handle(&self) -> WriterHandle {
         WriterHandle {
             sender: self.sender.clone(),
+            status: Arc::clone(&self.status),
         }
     }
 
@@ -95,6 +146,12 @@ impl Writer {
 }
 
 impl WriterHandle {
+    /// Whether the writer's last batch failed as storage: `GET /health`
+    /// answers 503 while it does.
+    pub fn is_failing(&self) -> bool {
+        self.status.failing.load(Ordering::Relaxed)
+    }
+
     /// Queues a command without waiting: a full queue fails at once.
     fn submit(
         &self,
@@ -131,9 +188,93 @@ struct Job {
     reply: Reply,
 }
 
-fn run(conn: Connection, receiver: Receiver<Message>, batch_max: usize) {
+/// Everything the writer thread owns.
+struct WriterState {
+    conn: Connection,
+    assets: AssetCache,
+    watch: Option<FileWatch>,
+    status: Arc<WriterStatus>,
+    clock: WriterClock,
+    /// The files are no longer ours: nothing more is written or acknowledged.
+    files_lost: bool,
+}
+
+impl WriterState {
+    fn close(self) {
+        if let Err(close_error) = self.conn.close() {
+            error!("closing the write connection failed: {}", close_error.1);
+        }
+    }
+
+    /// The files under the writer are not the ones it opened. Once, loudly:
+    /// stop acknowledging, never checkpoint what may be damage into the
+    /// database, and stop the process (SIGTERM: the server drains, answering
+    /// every write 503, and `serve` exits non-zero).
+    fn lose_files(&mut self, lost: &super::files::FilesLost) {
+        error!(
+            "STOPPING: the database files changed under the running server: {lost}. \
+             No write is acknowledged from now on and the WAL is not checkpointed; \
+             the process exits. Check the volume, then run `wallet verify` before serving again."
+        );
+        self.files_lost = true;
+        self.status.failing.store(true, Ordering::Relaxed);
+        FILES_LOST.store(true, Ordering::SeqCst);
+        if lost.is_deleted_wal() {
+            // A deleted WAL lives on, whole, behind the writer's open file:
+            // copying it into the database (which is still ours) now keeps
+            // every write acknowledged so far. A truncated or replaced file
+            // is never copied from.
+            match self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(FULL)", [], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+                }) {
+                Ok((0, frames, copied)) if frames == copied => error!(
+                    "the deleted WAL's {frames} frames were copied into the database: nothing acknowledged is lost"
+                ),
+                Ok((busy, frames, copied)) => error!(
+                    "the deleted WAL was copied only in part ({copied} of {frames} frames, busy {busy})"
+                ),
+                Err(failure) => error!("the deleted WAL could not be copied: {failure}"),
+            }
+        }
+        let _ = self.conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        );
+        // SAFETY: kill on our own pid only delivers a signal.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGTERM);
+        }
+    }
+}
+
+/// The writer's clock: milliseconds since the epoch, never going backwards
+/// (a clock stepped back does not reorder entries), and no time at all while
+/// the system clock reads before 1970.
+#[derive(Default)]
+struct WriterClock {
+    last_ms: i64,
+}
+
+impl WriterClock {
+    fn now_ms(&mut self) -> Result<i64, StorageError> {
+        self.read(std::time::SystemTime::now())
+    }
+
+    fn read(&mut self, now: std::time::SystemTime) -> Result<i64, StorageError> {
+        let since_epoch = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| StorageError::ClockBeforeEpoch)?;
+        let ms =
+            i64::try_from(since_epoch.as_millis()).map_err(|_| StorageError::ClockBeforeEpoch)?;
+        self.last_ms = self.last_ms.max(ms);
+        Ok(self.last_ms)
+    }
+}
+
+fn run(writer: &mut WriterState, receiver: Receiver<Message>, batch_max: usize) {
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
-    let mut assets = AssetCache::default();
     let mut stopping = false;
     while !stopping {
         match receiver.recv() {
@@ -150,24 +291,54 @@ fn run(conn: Connection, receiver: Receiver<Message>, batch_max: usize) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        apply_batch(&conn, &mut assets, &mut batch);
+        apply_batch(writer, &mut batch);
     }
     // Nothing should follow a stop, but whatever did is applied, not dropped.
     while let Ok(message) = receiver.try_recv() {
         if let Message::Post { command, reply } = message {
             batch.push(Job { command, reply });
-            apply_batch(&conn, &mut assets, &mut batch);
+            apply_batch(writer, &mut batch);
         }
-    }
-    if let Err(close_error) = conn.close() {
-        error!("closing the write connection failed: {}", close_error.1);
     }
 }
 
 /// Applies `batch` in one transaction and replies to every job in it.
-fn apply_batch(conn: &Connection, assets: &mut AssetCache, batch: &mut Vec<Job>) {
-    match apply_in_one_transaction(conn, assets, batch) {
+fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Job>) {
+    if writer.files_lost {
+        for job in batch.drain(..) {
+            let _ = job
+                .reply
+                .send(Err(LedgerError::Storage(StorageError::FilesLost)));
+        }
+        return;
+    }
+    if let Some(lost) = writer
+        .watch
+        .as_mut()
+        .and_then(|watch| watch.check_before_write().err())
+    {
+        writer.lose_files(&lost);
+        for job in batch.drain(..) {
+            let _ = job
+                .reply
+                .send(Err(LedgerError::Storage(StorageError::FilesLost)));
+        }
+        return;
+    }
+    let conn = &writer.conn;
+    let outcome = apply_in_one_transaction(conn, &mut writer.assets, &mut writer.clock, batch);
+    match outcome {
         Ok(results) => {
+            if let Some(lost) = writer.watch.as_mut().and_then(|watch| watch.check().err()) {
+                writer.lose_files(&lost);
+                for job in batch.drain(..) {
+                    let _ = job
+                        .reply
+                        .send(Err(LedgerError::Storage(StorageError::FilesLost)));
+                }
+                return;
+            }
+            writer.status.failing.store(false, Ordering::Relaxed);
             for (job, result) in batch.drain(..).zip(results) {
                 // The caller may have gone; the entry stands either way.
                 let _ = job.reply.send(result);
@@ -179,6 +350,7 @@ fn apply_batch(conn: &Connection, assets: &mut AssetCache, batch: &mut Vec<Job>)
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
+            writer.status.failing.store(true, Ordering::Relaxed);
             error!(
                 "a write batch of {} was rolled back: {:#}",
                 batch.len(),
@@ -197,12 +369,13 @@ fn apply_batch(conn: &Connection, assets: &mut AssetCache, batch: &mut Vec<Job>)
 fn apply_in_one_transaction(
     conn: &Connection,
     assets: &mut AssetCache,
+    clock: &mut WriterClock,
     batch: &[Job],
 ) -> Result<Vec<Result<WriteOutcome, LedgerError>>, StorageError> {
+    let created_at_ms = clock.now_ms()?;
     // IMMEDIATE: take the write lock now; a deferred transaction that reads
     // first can hit SQLITE_BUSY when it upgrades.
     run_cached(conn, "BEGIN IMMEDIATE")?;
-    let created_at_ms = now_ms();
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         // A failed statement may have rolled back the whole transaction
@@ -324,7 +497,8 @@ fn append_entry(
     // Version 7: time-ordered, so each new id lands at the right edge of the
     // ids' unique index instead of on a random page of it; inserts stay
     // cheap however long the ledger grows.
-    let entry_id = Uuid::now_v7().to_string();
+    // From the writer's clock, not the system's: never before the epoch.
+    let entry_id = entry_id_at(created_at_ms);
     let reference_id = command.reference_id.as_ref().map(|r| r.as_str());
     let note = command.note.as_ref().map(|n| n.as_str());
     conn.prepare_cached(
@@ -378,6 +552,15 @@ fn append_entry(
         },
         balance: posting.user_balance_after,
     })
+}
+
+/// A version 7 UUID for an entry made at `created_at_ms` (not negative: the
+/// writer's clock refuses times before the epoch).
+fn entry_id_at(created_at_ms: i64) -> String {
+    let ms = u64::try_from(created_at_ms).unwrap_or(0);
+    let timestamp =
+        uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
+    Uuid::new_v7(timestamp).to_string()
 }
 
 /// An entry found by its idempotency key, with what the original request said.
@@ -621,7 +804,13 @@ mod tests {
             })
             .collect();
         // All seven in one transaction, as the writer batches them.
-        let results = apply_in_one_transaction(&conn, &mut AssetCache::default(), &jobs).unwrap();
+        let results = apply_in_one_transaction(
+            &conn,
+            &mut AssetCache::default(),
+            &mut WriterClock::default(),
+            &jobs,
+        )
+        .unwrap();
 
         let created_id = |result: &Result<WriteOutcome, LedgerError>| match result {
             Ok(WriteOutcome::Created(receipt)) => receipt.transaction.id.clone(),
@@ -669,6 +858,27 @@ mod tests {
             .unwrap();
         assert_eq!(carol, 0);
         assert!(verify::audit(&mut conn).unwrap().is_clean());
+    }
+
+    #[test]
+    fn the_writer_clock_never_goes_back_and_refuses_times_before_1970() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let mut clock = WriterClock::default();
+        let later = UNIX_EPOCH + Duration::from_millis(2_000);
+        assert_eq!(clock.read(later).unwrap(), 2_000);
+        assert_eq!(
+            clock
+                .read(UNIX_EPOCH + Duration::from_millis(1_000))
+                .unwrap(),
+            2_000,
+            "a clock stepped back does not move entries back"
+        );
+        assert!(matches!(
+            clock.read(UNIX_EPOCH - Duration::from_secs(1)),
+            Err(StorageError::ClockBeforeEpoch)
+        ));
+        assert_eq!(entry_id_at(2_000).len(), 36);
+        assert!(entry_id_at(1_000) < entry_id_at(2_000), "ids sort by time");
     }
 
     #[test]

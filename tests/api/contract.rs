@@ -972,11 +972,17 @@ fn a_write_blocked_past_the_busy_timeout_is_503_and_succeeds_on_retry() {
         blocked.body
     );
     assert_eq!(app.balance("user_alice", "GOLD"), 1000);
-    assert_eq!(app.get("/health").status, 200);
+    // Health reports the writer's last outcome: 503 while writes fail.
+    assert_eq!(app.get("/health").status, 503);
 
     blocker.execute_batch("ROLLBACK").unwrap();
     let retried = app.post_topup("user_alice", "GOLD", 5, "blocked-write");
     assert_eq!(retried.status, 201, "{:?}", retried.body);
+    assert_eq!(
+        app.get("/health").status,
+        200,
+        "a write that succeeds clears it"
+    );
     assert_eq!(retried.data()["balance"], 1005);
     assert_eq!(app.entry_count(), SEED_ENTRIES + 1);
 }

@@ -122,8 +122,11 @@ fn a_full_disk_is_503_without_a_partial_write_and_the_service_recovers_when_spac
     assert_database_unavailable(&refused);
     let again = app.post_topup("disk", "GOLD", 1, &refused_key);
     assert_database_unavailable(&again);
-    // Reads and health go on; nothing of the refused writes was kept.
-    assert_eq!(app.get("/health").status, 200);
+    // Reads go on, and health reports the failing writes (a load balancer
+    // sees the full disk); nothing of the refused writes was kept.
+    let health = app.get("/health");
+    assert_eq!(health.status, 503);
+    assert_eq!(health.error_code(), "DATABASE_UNAVAILABLE");
     assert_eq!(app.balance("disk", "GOLD"), 10 + acknowledged - 1);
     assert_eq!(app.entry_count(), SEED_ENTRIES + acknowledged);
     assert_verify_passes(&app.db_path);
@@ -132,6 +135,11 @@ fn a_full_disk_is_503_without_a_partial_write_and_the_service_recovers_when_spac
     let retried = app.post_topup("disk", "GOLD", 1, &refused_key);
     assert_eq!(retried.status, 201, "{:?}", retried.body);
     assert_eq!(retried.data()["balance"], 10 + acknowledged);
+    assert_eq!(
+        app.get("/health").status,
+        200,
+        "a write that succeeds clears it"
+    );
     assert_eq!(app.entry_count(), SEED_ENTRIES + acknowledged + 1);
     assert_verify_passes(&app.db_path);
     drop(app);
@@ -194,7 +202,8 @@ fn a_database_made_read_only_under_a_running_server_is_503_until_it_is_writable_
     for _ in 0..2 {
         assert_database_unavailable(&app.post_topup("ro", "GOLD", 5, "while-ro"));
     }
-    assert_eq!(app.get("/health").status, 200);
+    // Health reports the failing writes; reads go on.
+    assert_eq!(app.get("/health").status, 503);
     assert_eq!(app.balance("ro", "GOLD"), 10);
     assert_eq!(app.entry_count(), SEED_ENTRIES + 1);
 
@@ -202,6 +211,7 @@ fn a_database_made_read_only_under_a_running_server_is_503_until_it_is_writable_
     let retried = app.post_topup("ro", "GOLD", 5, "while-ro");
     assert_eq!(retried.status, 201, "{:?}", retried.body);
     assert_eq!(retried.data()["balance"], 15);
+    assert_eq!(app.get("/health").status, 200);
     assert_eq!(app.entry_count(), SEED_ENTRIES + 2);
     assert!(app.terminate().success());
     assert_verify_passes(&db_path);

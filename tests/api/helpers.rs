@@ -399,6 +399,31 @@ impl TestApp {
     }
 
     /// SIGKILL: the process dies at once, mid-write if it was writing.
+    /// Takes the temporary folder from the server, so that it outlives it
+    /// (for a restart on the same file).
+    pub fn keep_folder(&mut self) -> Option<TempDir> {
+        self.dir.take()
+    }
+
+    /// The server's process id, to read its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the server to exit on its own.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

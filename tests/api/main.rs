@@ -3,6 +3,7 @@
 mod auth;
 mod backup;
 mod bench;
+mod bounds;
 mod cli;
 mod concurrency;
 mod contract;

@@ -20,8 +20,10 @@ const README_ADDRESS: &str = "localhost:8080";
 
 /// Codes one request cannot provoke on a healthy server without API keys (the
 /// server these examples run against); the README shows them in words
-/// instead, and tests/api/auth.rs provokes the three of API keys.
-const SHOWN_WITHOUT_CURL: [ErrorCode; 7] = [
+/// instead, and tests/api/auth.rs provokes the three of API keys
+/// (tests/api/bounds.rs the request timeout, which takes ten seconds).
+const SHOWN_WITHOUT_CURL: [ErrorCode; 8] = [
+    ErrorCode::RequestTimeout,
     ErrorCode::Unauthorized,
     ErrorCode::Forbidden,
     ErrorCode::RateLimited,
