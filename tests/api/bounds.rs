@@ -240,6 +240,7 @@ fn thousands_of_idle_connections_neither_lock_out_a_new_client_nor_fill_every_sl
     // 2,200 idle keep-alive connections from one other machine, as in the
     // finding: each asks for /health once, then sits.
     let attacker = [127, 0, 0, 2];
+    let rss_before = rss_kib(app.pid());
     let mut held = Vec::new();
     let mut refused = 0;
     for _ in 0..2_200 {
@@ -275,9 +276,12 @@ fn thousands_of_idle_connections_neither_lock_out_a_new_client_nor_fill_every_sl
     let started = Instant::now();
     let health = app.get("/health");
     let took = started.elapsed();
+    let rss_held = rss_kib(app.pid());
     eprintln!(
-        "with {} idle connections held, a new client was served in {took:?}",
-        2_200 - refused
+        "with {} idle connections held ({refused} refused), a new client was served in {took:?}; RSS {} MiB before, {} MiB with them",
+        2_200 - refused,
+        rss_before / 1024,
+        rss_held / 1024
     );
     assert_eq!(health.status, 200);
     assert!(took < Duration::from_secs(5), "{took:?}");
