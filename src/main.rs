@@ -56,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    storage::check_clock()?;
     let write_batch_max = args.writer.write_batch_max;
     let settings = ServeSettings::resolve(args)?;
     let storage = Storage::open(&settings.db_path, write_batch_max)?;

@@ -351,18 +351,33 @@ fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Job>) {
                 let _ = conn.execute_batch("ROLLBACK");
             }
             writer.status.failing.store(true, Ordering::Relaxed);
+            let storage_error_kind = match storage_error {
+                StorageError::ClockBeforeEpoch => StorageErrorKind::Clock,
+                _ => StorageErrorKind::Other,
+            };
             error!(
                 "a write batch of {} was rolled back: {:#}",
                 batch.len(),
                 anyhow::Error::from(storage_error)
             );
+            let clock_wrong = matches!(storage_error_kind, StorageErrorKind::Clock);
             for job in batch.drain(..) {
-                let _ = job
-                    .reply
-                    .send(Err(LedgerError::Storage(StorageError::BatchRolledBack)));
+                let error = if clock_wrong {
+                    StorageError::ClockBeforeEpoch
+                } else {
+                    StorageError::BatchRolledBack
+                };
+                let _ = job.reply.send(Err(LedgerError::Storage(error)));
             }
         }
     }
+}
+
+/// Which failure sank a batch, kept for the replies once the error itself
+/// has been logged.
+enum StorageErrorKind {
+    Clock,
+    Other,
 }
 
 /// Returns each job's result, or the storage failure that sank the batch.

@@ -568,3 +568,48 @@ fn a_refused_connection_gets_an_answer_it_can_read() {
         "SERVICE_OVERLOADED"
     );
 }
+
+/// libfaketime, from Debian's `faketime` package (`.ci/run` installs it).
+const FAKETIME_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+#[test]
+fn a_clock_before_1970_is_refused_in_one_line_never_a_panic() {
+    if !std::path::Path::new(FAKETIME_LIBRARY).exists() {
+        eprintln!("SKIPPED: {FAKETIME_LIBRARY} is missing (apt-get install faketime)");
+        return;
+    }
+    let folder = tempfile::tempdir().unwrap();
+    let db = folder.path().join("wallet.db");
+    let db = db.to_str().unwrap();
+    let (status, _, stderr) = run_wallet(&["migrate", "--db", db]);
+    assert!(status.success(), "{stderr}");
+    let before_1970 = |args: &[&str]| {
+        let output =
+            crate::helpers::without_wallet_variables(&mut crate::helpers::wallet_command())
+                .args(args)
+                .env("LD_PRELOAD", FAKETIME_LIBRARY)
+                .env("FAKETIME", "@1969-06-01 00:00:00")
+                .env("RUST_LOG", "off")
+                .output()
+                .unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // The seed goes through the writer, which refuses to time an entry.
+    let (status, stderr) = before_1970(&["seed", "--db", db]);
+    assert!(!status.success());
+    assert!(stderr.contains("before 1970"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (status, stderr) = before_1970(&["serve", "--db", db, "--bind", "127.0.0.1:0"]);
+    assert!(!status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("before 1970"), "{stderr}");
+    // Nothing was written.
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let entries: i64 = conn
+        .query_row("SELECT count(*) FROM ledger_entries", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(entries, 0);
+}
