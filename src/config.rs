@@ -20,6 +20,10 @@ pub struct ServeSettings {
     pub db_path: PathBuf,
     pub bind: String,
     pub access: AccessPolicy,
+    /// Whether `serve` applies the demo seed to a database with no asset
+    /// types: on a loopback address (the quick start), or when asked with
+    /// `--seed-demo`. A production address starts with an empty ledger.
+    pub seed_demo_if_empty: bool,
 }
 
 /// `--bind` / `WALLET_BIND` when given; else `0.0.0.0:$PORT` when `PORT` is
@@ -75,10 +79,12 @@ pub fn is_loopback(bind: &str) -> bool {
 impl ServeSettings {
     pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         let bind = resolve_bind(args.bind, port_from_environment())?;
+        let bind_is_loopback = is_loopback(&bind);
         Ok(ServeSettings {
             db_path: args.db.db,
+            seed_demo_if_empty: bind_is_loopback || args.seed_demo,
             access: AccessPolicy {
-                bind_is_loopback: is_loopback(&bind),
+                bind_is_loopback,
                 bind: bind.clone(),
                 insecure_no_auth: args.insecure_no_auth,
                 rate_limit: RateLimit {

@@ -58,7 +58,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let write_batch_max = args.writer.write_batch_max;
     let settings = ServeSettings::resolve(args)?;
-    let storage = Storage::open(&settings.db_path, write_batch_max)?;
+    let storage = Storage::open(
+        &settings.db_path,
+        write_batch_max,
+        settings.seed_demo_if_empty,
+    )?;
     let access = match Access::start(&settings.db_path, &settings.access) {
         Ok(access) => access,
         Err(error) => {

@@ -171,12 +171,12 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
         if fill_entries > 0 {
             // The largest batches the writer takes, whatever the batch size
             // being measured: the fill is set-up, not the measurement.
-            let storage = Storage::open(&db, WRITE_QUEUE_DEPTH_MAX)?;
+            let storage = Storage::open(&db, WRITE_QUEUE_DEPTH_MAX, true)?;
             let filled = fill(&storage, &users, fill_entries);
             storage.close();
             filled?;
         }
-        let storage = Storage::open(&db, batch_max)?;
+        let storage = Storage::open(&db, batch_max, true)?;
         let entries_before = count_entries(&db)?;
         let server = InProcessServer::start(storage, &db)?;
         let run = Run {

@@ -166,14 +166,19 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens the file for serving: creates it if needed, migrates it, seeds it
-    /// when it has no asset types yet, starts the writer and the read pool.
-    /// The writer commits up to `write_batch_max` queued writes together.
-    /// Blocking: call it before the async runtime starts.
-    pub fn open(path: &std::path::Path, write_batch_max: usize) -> anyhow::Result<Storage> {
+    /// Opens the file for serving: creates it if needed, migrates it, applies
+    /// the demo seed when `seed_demo_if_empty` and it has no asset types yet,
+    /// starts the writer and the read pool. The writer commits up to
+    /// `write_batch_max` queued writes together. Blocking: call it before the
+    /// async runtime starts.
+    pub fn open(
+        path: &std::path::Path,
+        write_batch_max: usize,
+        seed_demo_if_empty: bool,
+    ) -> anyhow::Result<Storage> {
         let mut conn = open::open_read_write(path)?;
         migrate::migrate(&mut conn)?;
-        let grants = if reads::is_unseeded(&conn)? {
+        let grants = if seed_demo_if_empty && reads::is_unseeded(&conn)? {
             seed::apply_catalogue(&mut conn)?
         } else {
             Vec::new()
