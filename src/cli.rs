@@ -43,6 +43,8 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Copy the database, consistently even while it serves, to a new file, then audit the copy.
     Backup(BackupArgs),
+    /// Replace the database with an audited backup, atomically; refused while a server has it open.
+    Restore(RestoreArgs),
     /// Ask a running server's /health; exit 0 only when it answers 200 (for container health checks).
     Health(HealthArgs),
 }
@@ -52,6 +54,15 @@ pub struct BackupArgs {
     /// The copy to write; refused if it exists already. Its folder must exist.
     #[arg(value_name = "DEST")]
     pub dest: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup to restore (from `wallet backup`); audited first, never changed.
+    #[arg(value_name = "SRC")]
+    pub source: PathBuf,
     #[command(flatten)]
     pub db: DbArgs,
 }

@@ -7,11 +7,14 @@ use clap::Parser;
 use log::info;
 
 use wallet::auth::{self, Access};
-use wallet::cli::{BackupArgs, Cli, Command, DbArgs, HealthArgs, KeysCommand, ServeArgs};
+use wallet::cli::{
+    BackupArgs, Cli, Command, DbArgs, HealthArgs, KeysCommand, RestoreArgs, ServeArgs,
+};
 use wallet::config::{self, ServeSettings};
 use wallet::http::{format_timestamp, Application};
 use wallet::limits::API_KEYS_RELOAD_INTERVAL;
 use wallet::storage::backup::BackupOutcome;
+use wallet::storage::restore::RestoreOutcome;
 use wallet::storage::{self, Storage};
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Keys(args)) => keys(args.command),
         Some(Command::Bench(args)) => wallet::bench::run(args),
         Some(Command::Backup(args)) => backup(args),
+        Some(Command::Restore(args)) => restore(args),
         Some(Command::Health(args)) => health(args),
     }
 }
@@ -203,6 +207,29 @@ fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             println!("{report}");
             eprintln!(
                 "wallet: the copy of {} failed its audit and was deleted; run `wallet verify` on it",
+                args.db.db.display()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    match storage::restore::restore(&args.source, &args.db.db)? {
+        RestoreOutcome::Restored(report) => {
+            println!("{report}");
+            println!(
+                "{}: restored from {}, which passed its audit; start the server",
+                args.db.db.display(),
+                args.source.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RestoreOutcome::FailedAudit(report) => {
+            println!("{report}");
+            eprintln!(
+                "wallet: {} failed its audit; {} was not touched",
+                args.source.display(),
                 args.db.db.display()
             );
             Ok(ExitCode::FAILURE)

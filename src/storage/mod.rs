@@ -1,12 +1,13 @@
 //! The only code that speaks SQL: opening the file, migrations, the read pool,
-//! the writer thread, queries, the seed, the audit's reading of the ledger and
-//! backups.
+//! the writer thread, queries, the seed, the audit's reading of the ledger,
+//! backups and restores.
 
 pub mod backup;
 pub mod keys;
 pub mod migrate;
 pub mod open;
 pub mod reads;
+pub mod restore;
 pub mod seed;
 pub mod verify;
 pub mod writer;

@@ -16,6 +16,7 @@ mod idempotency;
 mod openapi;
 mod overload;
 mod readme;
+mod restore;
 mod smoke;
 mod transactions;
 mod validation;
