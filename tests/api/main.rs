@@ -5,6 +5,7 @@ mod backup;
 mod bench;
 mod cli;
 mod concurrency;
+mod container;
 mod contract;
 mod crash;
 mod crash_loop;
