@@ -62,6 +62,21 @@ pub fn health_url(explicit_bind: Option<String>) -> anyhow::Result<String> {
     Ok(format!("http://{local}/health"))
 }
 
+/// The log filter: `RUST_LOG`, by default `info`. For the bench, the access
+/// log is raised to `warn` on top of it: its in-process server would log a
+/// line per request of the load, burying the report and costing the
+/// throughput it measures.
+pub fn log_filter(is_bench: bool) -> String {
+    let filter = std::env::var(LOG_VAR).unwrap_or_else(|_| "info".to_owned());
+    match is_bench {
+        true => format!("{filter},{ACCESS_LOG_TARGET}=warn"),
+        false => filter,
+    }
+}
+
+/// The target of the access log's line per request.
+pub const ACCESS_LOG_TARGET: &str = "wallet::access";
+
 /// `PORT`, as Fly.io sets it; empty counts as unset.
 fn port_from_environment() -> Option<String> {
     std::env::var(PORT_VAR).ok().filter(|port| !port.is_empty())

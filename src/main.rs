@@ -33,13 +33,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut filter = std::env::var(config::LOG_VAR).unwrap_or_else(|_| "info".to_owned());
-    if matches!(cli.command, Some(Command::Bench(_))) {
-        // The bench's in-process server would log a line per request of the
-        // load, burying the report and costing the throughput it measures.
-        filter.push_str(",wallet::access=warn");
-    }
-    env_logger::Builder::new().parse_filters(&filter).init();
+    let is_bench = matches!(cli.command, Some(Command::Bench(_)));
+    env_logger::Builder::new()
+        .parse_filters(&config::log_filter(is_bench))
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
