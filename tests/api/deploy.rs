@@ -568,3 +568,19 @@ fn the_litestream_entrypoint_restores_then_replicates_with_the_service_as_its_ch
         ]
     );
 }
+
+/// The container test needs an engine on a fresh machine: `.ci/run` installs
+/// Debian's docker.io, starts dockerd when none answers, and stops the one it
+/// started however the run ends (the trap is set before it starts one).
+#[test]
+fn ci_installs_and_starts_the_engine_the_container_test_needs_and_stops_it() {
+    let ci = project_file(".ci/run");
+    let position = |text: &str| {
+        ci.find(text)
+            .unwrap_or_else(|| panic!(".ci/run lacks {text:?}"))
+    };
+    assert!(position("apt-get install -y -qq docker.io") < position("dockerd >\"${dockerd_log}\""));
+    assert!(position("trap cleanup EXIT") < position("dockerd >\"${dockerd_log}\""));
+    assert!(position("kill \"${dockerd_pid}\"") < position("trap cleanup EXIT"));
+    assert!(position("dockerd >\"${dockerd_log}\"") < position("cargo test"));
+}
