@@ -27,7 +27,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Open (creating if needed) and migrate the database, seed it if empty, and serve HTTP.
+    /// Open (creating if needed) and migrate the database, seed an empty one on loopback
+    /// (or with --seed-demo), and serve HTTP.
     Serve(ServeArgs),
     /// Apply the schema and exit.
     Migrate(DbArgs),
@@ -42,6 +43,8 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Copy the database, consistently even while it serves, to a new file, then audit the copy.
     Backup(BackupArgs),
+    /// Replace the database with an audited backup, atomically; refused while a server has it open.
+    Restore(RestoreArgs),
     /// Ask a running server's /health; exit 0 only when it answers 200 (for container health checks).
     Health(HealthArgs),
 }
@@ -51,6 +54,15 @@ pub struct BackupArgs {
     /// The copy to write; refused if it exists already. Its folder must exist.
     #[arg(value_name = "DEST")]
     pub dest: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup to restore (from `wallet backup`); audited first, never changed.
+    #[arg(value_name = "SRC")]
+    pub source: PathBuf,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -103,6 +115,19 @@ pub struct KeysRevokeArgs {
     pub name: KeyName,
 }
 
+/// A yes/no setting, as a flag (`--seed-demo`) or a variable
+/// (`WALLET_SEED_DEMO=1`): true, yes, on, 1 or false, no, off, 0, in any
+/// case. Anything else is refused rather than read as either.
+pub fn boolean_setting(raw: &str) -> Result<bool, ParseError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" | "" => Ok(false),
+        _ => Err(ParseError::new(format!(
+            "{raw:?} is not a yes/no value; use true, yes, on, 1 or false, no, off, 0"
+        ))),
+    }
+}
+
 /// A rate-limit setting: 1 to `RATE_LIMIT_SETTING_MAX`.
 fn rate_limit_setting(raw: &str) -> Result<u32, ParseError> {
     raw.parse::<u32>()
@@ -135,9 +160,19 @@ pub struct ServeArgs {
     #[arg(long, env = "WALLET_BIND", value_name = "ADDR")]
     pub bind: Option<String>,
     /// Serve an address other machines can reach without any API key. Without
-    /// it, such a server with no active key refuses to start.
-    #[arg(long, env = "WALLET_INSECURE_NO_AUTH")]
+    /// it, such a server with no active key starts locked: every route but
+    /// /health and /openapi.json answers 401 until the first key is created.
+    #[arg(long, env = "WALLET_INSECURE_NO_AUTH", value_name = "BOOL",
+          action = clap::ArgAction::Set, num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = boolean_setting)]
     pub insecure_no_auth: bool,
+    /// Apply the demo seed (GOLD, DIAMOND, LOYALTY; user_alice and user_bob
+    /// with balances) to an empty database even off loopback, where a
+    /// production server otherwise starts with an empty ledger.
+    #[arg(long, env = "WALLET_SEED_DEMO", value_name = "BOOL",
+          action = clap::ArgAction::Set, num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = boolean_setting)]
+    pub seed_demo: bool,
     /// Requests a second each API key may make, sustained.
     #[arg(long, env = "WALLET_RATE_LIMIT_PER_SECOND", value_name = "N",
           default_value_t = RATE_LIMIT_PER_SECOND_DEFAULT, value_parser = rate_limit_setting)]
@@ -171,5 +206,23 @@ pub fn parse_write_batch_max(value: &str) -> Result<usize, String> {
         _ => Err(format!(
             "must be a whole number from 1 to {WRITE_QUEUE_DEPTH_MAX}, not {value:?}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_yes_no_setting_takes_the_usual_spellings_and_refuses_the_rest() {
+        for yes in ["true", "TRUE", "yes", "on", "1"] {
+            assert_eq!(boolean_setting(yes), Ok(true), "{yes}");
+        }
+        for no in ["false", "No", "off", "0", ""] {
+            assert_eq!(boolean_setting(no), Ok(false), "{no}");
+        }
+        for bad in ["2", "enable", "y e s"] {
+            assert!(boolean_setting(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -20,6 +20,10 @@ pub struct ServeSettings {
     pub db_path: PathBuf,
     pub bind: String,
     pub access: AccessPolicy,
+    /// Whether `serve` applies the demo seed to a database with no asset
+    /// types: on a loopback address (the quick start), or when asked with
+    /// `--seed-demo`. A production address starts with an empty ledger.
+    pub seed_demo_if_empty: bool,
 }
 
 /// `--bind` / `WALLET_BIND` when given; else `0.0.0.0:$PORT` when `PORT` is
@@ -58,6 +62,21 @@ pub fn health_url(explicit_bind: Option<String>) -> anyhow::Result<String> {
     Ok(format!("http://{local}/health"))
 }
 
+/// The log filter: `RUST_LOG`, by default `info`. For the bench, the access
+/// log is raised to `warn` on top of it: its in-process server would log a
+/// line per request of the load, burying the report and costing the
+/// throughput it measures.
+pub fn log_filter(is_bench: bool) -> String {
+    let filter = std::env::var(LOG_VAR).unwrap_or_else(|_| "info".to_owned());
+    match is_bench {
+        true => format!("{filter},{ACCESS_LOG_TARGET}=warn"),
+        false => filter,
+    }
+}
+
+/// The target of the access log's line per request.
+pub const ACCESS_LOG_TARGET: &str = "wallet::access";
+
 /// `PORT`, as Fly.io sets it; empty counts as unset.
 fn port_from_environment() -> Option<String> {
     std::env::var(PORT_VAR).ok().filter(|port| !port.is_empty())
@@ -75,10 +94,12 @@ pub fn is_loopback(bind: &str) -> bool {
 impl ServeSettings {
     pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         let bind = resolve_bind(args.bind, port_from_environment())?;
+        let bind_is_loopback = is_loopback(&bind);
         Ok(ServeSettings {
             db_path: args.db.db,
+            seed_demo_if_empty: bind_is_loopback || args.seed_demo,
             access: AccessPolicy {
-                bind_is_loopback: is_loopback(&bind),
+                bind_is_loopback,
                 bind: bind.clone(),
                 insecure_no_auth: args.insecure_no_auth,
                 rate_limit: RateLimit {

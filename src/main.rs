@@ -7,11 +7,14 @@ use clap::Parser;
 use log::info;
 
 use wallet::auth::{self, Access};
-use wallet::cli::{BackupArgs, Cli, Command, DbArgs, HealthArgs, KeysCommand, ServeArgs};
+use wallet::cli::{
+    BackupArgs, Cli, Command, DbArgs, HealthArgs, KeysCommand, RestoreArgs, ServeArgs,
+};
 use wallet::config::{self, ServeSettings};
 use wallet::http::{format_timestamp, Application};
 use wallet::limits::API_KEYS_RELOAD_INTERVAL;
 use wallet::storage::backup::BackupOutcome;
+use wallet::storage::restore::RestoreOutcome;
 use wallet::storage::{self, Storage};
 
 fn main() -> ExitCode {
@@ -30,7 +33,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().filter_or(config::LOG_VAR, "info"))
+    let is_bench = matches!(cli.command, Some(Command::Bench(_)));
+    env_logger::Builder::new()
+        .parse_filters(&config::log_filter(is_bench))
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -51,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Keys(args)) => keys(args.command),
         Some(Command::Bench(args)) => wallet::bench::run(args),
         Some(Command::Backup(args)) => backup(args),
+        Some(Command::Restore(args)) => restore(args),
         Some(Command::Health(args)) => health(args),
     }
 }
@@ -59,7 +65,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     storage::check_clock()?;
     let write_batch_max = args.writer.write_batch_max;
     let settings = ServeSettings::resolve(args)?;
-    let storage = Storage::open(&settings.db_path, write_batch_max)?;
+    let storage = Storage::open(
+        &settings.db_path,
+        write_batch_max,
+        settings.seed_demo_if_empty,
+    )?;
     let access = match Access::start(&settings.db_path, &settings.access) {
         Ok(access) => access,
         Err(error) => {
@@ -205,6 +215,29 @@ fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             println!("{report}");
             eprintln!(
                 "wallet: the copy of {} failed its audit and was deleted; run `wallet verify` on it",
+                args.db.db.display()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    match storage::restore::restore(&args.source, &args.db.db)? {
+        RestoreOutcome::Restored(report) => {
+            println!("{report}");
+            println!(
+                "{}: restored from {}, which passed its audit; start the server",
+                args.db.db.display(),
+                args.source.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RestoreOutcome::FailedAudit(report) => {
+            println!("{report}");
+            eprintln!(
+                "wallet: {} failed its audit; {} was not touched",
+                args.source.display(),
                 args.db.db.display()
             );
             Ok(ExitCode::FAILURE)

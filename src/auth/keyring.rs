@@ -80,9 +80,9 @@ impl TokenBucket {
 #[derive(Debug, Default)]
 struct KeySet {
     generation: i64,
-    /// Whether a key is required: once any key was created. So creating the
-    /// first key closes the service at once, and revoking the last never
-    /// opens it again.
+    /// Whether a key is required: once any key was created, or from the start
+    /// where the service may not run open. So creating the first key closes
+    /// the service at once, and revoking the last never opens it again.
     enforced: bool,
     /// Indexed by the first 8 bytes of the digest; the whole digest is then
     /// compared in constant time. Two keys sharing those bytes (about one
@@ -103,13 +103,18 @@ fn digest_prefix(digest: &[u8; 32]) -> u64 {
 pub struct Keyring {
     current: RwLock<Arc<KeySet>>,
     rate_limit: RateLimit,
+    /// Whether callers without a key are served while no key exists: on a
+    /// loopback address, or with `--insecure-no-auth`. Otherwise the service
+    /// starts locked, and the first key created unlocks it for keyed callers.
+    open_without_keys: bool,
 }
 
 impl Keyring {
-    pub fn new(snapshot: KeySnapshot, rate_limit: RateLimit) -> Keyring {
+    pub fn new(snapshot: KeySnapshot, rate_limit: RateLimit, open_without_keys: bool) -> Keyring {
         let keyring = Keyring {
             current: RwLock::new(Arc::default()),
             rate_limit,
+            open_without_keys,
         };
         keyring.replace(snapshot);
         keyring
@@ -123,7 +128,7 @@ impl Keyring {
         self.current().generation
     }
 
-    /// Whether every route but health needs a key.
+    /// Whether every route but the open ones needs a key.
     pub fn is_enforced(&self) -> bool {
         self.current().enforced
     }
@@ -162,7 +167,7 @@ impl Keyring {
             .collect();
         let next = Arc::new(KeySet {
             generation: snapshot.generation,
-            enforced: snapshot.any_key_exists,
+            enforced: snapshot.any_key_exists || !self.open_without_keys,
             by_digest_prefix,
             by_id,
         });
@@ -283,6 +288,7 @@ mod tests {
                 active: Vec::new(),
             },
             GENEROUS,
+            true,
         );
         assert_eq!(
             keyring.authorize(None, Scope::Grant, 0),
@@ -291,10 +297,35 @@ mod tests {
     }
 
     #[test]
+    fn a_locked_keyring_refuses_everyone_until_the_first_key_arrives() {
+        let (game, _) = secret::generate().unwrap();
+        let no_keys = KeySnapshot {
+            generation: 0,
+            any_key_exists: false,
+            active: Vec::new(),
+        };
+        let keyring = Keyring::new(no_keys, GENEROUS, false);
+        assert!(keyring.is_enforced());
+        assert_eq!(
+            keyring.authorize(None, Scope::Read, 0),
+            Err(Denial::Unauthenticated)
+        );
+        keyring.replace(snapshot(1, vec![row(7, &game, "read")]));
+        assert_eq!(
+            keyring.authorize(Some(&game), Scope::Read, 0),
+            Ok(Caller::Key(7))
+        );
+    }
+
+    #[test]
     fn a_known_key_passes_with_its_scope_and_anything_else_is_refused() {
         let (game, _) = secret::generate().unwrap();
         let (stranger, _) = secret::generate().unwrap();
-        let keyring = Keyring::new(snapshot(1, vec![row(7, &game, "read,spend")]), GENEROUS);
+        let keyring = Keyring::new(
+            snapshot(1, vec![row(7, &game, "read,spend")]),
+            GENEROUS,
+            true,
+        );
         assert_eq!(
             keyring.authorize(Some(&game), Scope::Spend, 0),
             Ok(Caller::Key(7))
@@ -328,7 +359,7 @@ mod tests {
         let mut near_miss = row(3, "unused", "admin");
         near_miss.secret_sha256 = digest;
         near_miss.secret_sha256[31] ^= 1;
-        let keyring = Keyring::new(snapshot(1, vec![near_miss]), GENEROUS);
+        let keyring = Keyring::new(snapshot(1, vec![near_miss]), GENEROUS, true);
         let before = constant_time_comparisons();
         assert_eq!(
             keyring.authorize(Some(&presented), Scope::Read, 0),
@@ -336,7 +367,11 @@ mod tests {
         );
         assert_eq!(constant_time_comparisons(), before + 1);
 
-        let keyring = Keyring::new(snapshot(1, vec![row(4, &presented, "read")]), GENEROUS);
+        let keyring = Keyring::new(
+            snapshot(1, vec![row(4, &presented, "read")]),
+            GENEROUS,
+            true,
+        );
         let before = constant_time_comparisons();
         assert_eq!(
             keyring.authorize(Some(&presented), Scope::Read, 0),
@@ -375,7 +410,7 @@ mod tests {
             per_second: 1,
             burst: 1,
         };
-        let keyring = Keyring::new(snapshot(1, vec![row(7, &game, "read")]), limit);
+        let keyring = Keyring::new(snapshot(1, vec![row(7, &game, "read")]), limit, true);
         keyring.authorize(Some(&game), Scope::Read, 5_000).unwrap();
         keyring.replace(snapshot(2, vec![row(7, &game, "read")]));
         assert!(matches!(

@@ -1,6 +1,7 @@
 //! Who may call the service: API keys with scopes, checked in memory on every
 //! request, kept current by a watcher thread, and the start-up rule that a
-//! service reachable from other machines never runs open by accident.
+//! service reachable from other machines never runs open by accident: with
+//! no key it starts locked, and the first key created unlocks it.
 //! Secrets are never logged and never stored; only their digests are.
 
 pub mod keyring;
@@ -10,13 +11,12 @@ mod watcher;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::bail;
 use log::warn;
 
 pub use keyring::{Denial, Keyring, RateLimit};
 use watcher::KeyWatcher;
 
-use crate::storage::keys::{self, KeySnapshot};
+use crate::storage::keys;
 use crate::storage::open;
 
 /// How a server decides who may call.
@@ -31,6 +31,14 @@ pub struct AccessPolicy {
     pub rate_limit: RateLimit,
 }
 
+impl AccessPolicy {
+    /// Whether callers without a key are served while no key exists. Off
+    /// loopback, and without `--insecure-no-auth`, the service starts locked.
+    pub fn open_without_keys(&self) -> bool {
+        self.bind_is_loopback || self.insecure_no_auth
+    }
+}
+
 /// The keyring a server checks requests against, and its watcher.
 pub struct Access {
     pub keyring: Arc<Keyring>,
@@ -38,19 +46,25 @@ pub struct Access {
 }
 
 impl Access {
-    /// Loads the keys of the (migrated) file at `path`, refuses an exposed
-    /// service without keys, and starts watching for changes.
+    /// Loads the keys of the (migrated) file at `path`, says how to unlock an
+    /// exposed service that has no key, and starts watching for changes.
     pub fn start(path: &Path, policy: &AccessPolicy) -> anyhow::Result<Access> {
         let mut conn = open::open_read_write(path)?;
         let snapshot = keys::load(&mut conn)?;
-        check_exposure(&snapshot, policy)?;
-        if !snapshot.any_key_exists && !policy.bind_is_loopback {
+        if snapshot.active.is_empty() && !policy.open_without_keys() {
+            // Once, at start: the watcher's reload line says when it unlocks.
+            warn!("{}", locked_notice(path, policy));
+        } else if !snapshot.any_key_exists && !policy.bind_is_loopback {
             warn!(
                 "serving {} without API keys (--insecure-no-auth): anyone who reaches it can mint currency",
                 policy.bind
             );
         }
-        let keyring = Arc::new(Keyring::new(snapshot, policy.rate_limit));
+        let keyring = Arc::new(Keyring::new(
+            snapshot,
+            policy.rate_limit,
+            policy.open_without_keys(),
+        ));
         let watcher = KeyWatcher::start(conn, Arc::clone(&keyring))?;
         Ok(Access { keyring, watcher })
     }
@@ -61,23 +75,29 @@ impl Access {
     }
 }
 
-/// No active key and an address other machines can reach: refused, unless
-/// the operator said `--insecure-no-auth`. On loopback the service may run
-/// open (a sidecar, the quick start).
-fn check_exposure(snapshot: &KeySnapshot, policy: &AccessPolicy) -> anyhow::Result<()> {
-    if snapshot.active.is_empty() && !policy.bind_is_loopback && !policy.insecure_no_auth {
-        bail!(
-            "refusing to serve {} with no API key: create one with `wallet keys create --name NAME --scopes read,spend` and send it as `Authorization: Bearer <key>`, or pass --insecure-no-auth to serve without keys",
-            policy.bind
-        );
-    }
-    Ok(())
+/// What an operator reads when an exposed service starts with no active key:
+/// that it is locked, and the command that creates the first key in each of
+/// the deployments the README describes (a volume or a Fly machine has no
+/// shell, so each form runs the binary itself).
+fn locked_notice(path: &Path, policy: &AccessPolicy) -> String {
+    let create = "keys create --name NAME --scopes read,spend";
+    format!(
+        "serving {bind} LOCKED: no API key is active, so every route but /health and /openapi.json answers 401 until one is created. \
+         Create the first key on this database (in force within {reload} ms, no restart): \
+         `wallet {create} --db {db}`; \
+         in Docker `docker run --rm -v wallet-data:/data wallet {create}`; \
+         with compose `docker compose run --rm wallet {create}`; \
+         on Fly.io `fly ssh console -C \"/usr/local/bin/wallet {create}\"`. \
+         To serve without keys instead, start with --insecure-no-auth",
+        bind = policy.bind,
+        reload = crate::limits::API_KEYS_RELOAD_INTERVAL.as_millis(),
+        db = path.display(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::keys::ActiveKeyRow;
 
     fn policy(bind_is_loopback: bool, insecure_no_auth: bool) -> AccessPolicy {
         AccessPolicy {
@@ -91,30 +111,25 @@ mod tests {
         }
     }
 
-    fn snapshot(active: usize) -> KeySnapshot {
-        KeySnapshot {
-            generation: 1,
-            any_key_exists: true,
-            active: (0..active)
-                .map(|id| ActiveKeyRow {
-                    id: id as i64 + 1,
-                    name: format!("k{id}"),
-                    scopes: crate::domain::Scopes::parse("read").unwrap(),
-                    secret_sha256: [id as u8; 32],
-                })
-                .collect(),
-        }
+    #[test]
+    fn only_loopback_or_the_insecure_flag_serve_without_keys() {
+        assert!(!policy(false, false).open_without_keys());
+        assert!(policy(false, true).open_without_keys());
+        assert!(policy(true, false).open_without_keys());
     }
 
     #[test]
-    fn an_exposed_service_needs_an_active_key_or_the_insecure_flag() {
-        let error = check_exposure(&snapshot(0), &policy(false, false))
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("wallet keys create"), "{error}");
-        assert!(!error.contains('\n'), "one line: {error}");
-        assert!(check_exposure(&snapshot(0), &policy(false, true)).is_ok());
-        assert!(check_exposure(&snapshot(0), &policy(true, false)).is_ok());
-        assert!(check_exposure(&snapshot(1), &policy(false, false)).is_ok());
+    fn the_locked_notice_is_one_line_naming_every_way_to_create_a_key() {
+        let notice = locked_notice(Path::new("/data/wallet.db"), &policy(false, false));
+        assert!(!notice.contains('\n'), "one line: {notice}");
+        for form in [
+            "wallet keys create --name NAME --scopes read,spend --db /data/wallet.db",
+            "docker run --rm -v wallet-data:/data wallet keys create",
+            "docker compose run --rm wallet keys create",
+            "fly ssh console -C",
+            "--insecure-no-auth",
+        ] {
+            assert!(notice.contains(form), "{form}: {notice}");
+        }
     }
 }

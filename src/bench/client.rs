@@ -17,6 +17,8 @@ pub struct Connection {
     stream: TcpStream,
     buffer: Vec<u8>,
     host: String,
+    /// `Authorization: Bearer <key>\r\n`, or nothing.
+    authorization: String,
 }
 
 /// One response: its status and its body.
@@ -26,7 +28,8 @@ pub struct Response {
 }
 
 impl Connection {
-    pub async fn open(addr: SocketAddr) -> io::Result<Connection> {
+    /// A connection to `addr` that sends `api_key`, if any, on every request.
+    pub async fn open(addr: SocketAddr, api_key: Option<&str>) -> io::Result<Connection> {
         let stream = TcpStream::connect(addr).await?;
         // Requests are single small writes: send each at once.
         stream.set_nodelay(true)?;
@@ -34,21 +37,25 @@ impl Connection {
             stream,
             buffer: Vec::with_capacity(4096),
             host: addr.to_string(),
+            authorization: api_key
+                .map(|key| format!("Authorization: Bearer {key}\r\n"))
+                .unwrap_or_default(),
         })
     }
 
     pub async fn get(&mut self, path: &str) -> io::Result<Response> {
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\r\n",
-            self.host
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n{}Accept: application/json\r\n\r\n",
+            self.host, self.authorization
         );
         self.exchange(request.as_bytes()).await
     }
 
     pub async fn post_json(&mut self, path: &str, body: &str) -> io::Result<Response> {
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.host,
+            self.authorization,
             body.len()
         );
         self.exchange(request.as_bytes()).await

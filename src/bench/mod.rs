@@ -39,9 +39,20 @@ const FUNDING: u64 = 1_000_000_000_000;
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Drive a running server (`http://HOST:PORT`) instead of one started
-    /// in-process. Its balances are checked; its file is not audited.
+    /// in-process. Its balances are checked; its file is not audited. Needs
+    /// --allow-writes: the bench writes to its ledger, which cannot be undone.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
+    /// Agree to what a --url run writes to that server: a funding top-up of
+    /// GOLD to each of --users new users `bench_<run>_<n>`, then the
+    /// scenarios' spends and top-ups of 1 GOLD to them.
+    #[arg(long, requires = "url")]
+    pub allow_writes: bool,
+    /// The API key a --url run sends (`Authorization: Bearer`); it needs the
+    /// scopes of the scenarios' routes: read, spend and grant (funding).
+    #[arg(long, env = "WALLET_BENCH_API_KEY", value_name = "KEY",
+          hide_env_values = true, value_parser = parse_api_key)]
+    pub api_key: Option<String>,
     /// Scenarios to run, in order.
     #[arg(
         long,
@@ -98,6 +109,11 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// Whether the scenario posts entries (every run also funds its users).
+    fn writes(self) -> bool {
+        !matches!(self, Scenario::Read | Scenario::History)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Scenario::Spend => "spend",
@@ -133,20 +149,87 @@ fn bench_remote(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
     }
     let addr = parse_url(url)?;
     let users = Users::new(args.users);
+    let writes = remote_writes(args, url, &users);
+    if !args.allow_writes {
+        bail!("{writes}; an append-only ledger cannot undo that, so point it at a test server and add --allow-writes");
+    }
+    check_remote_access(addr, url, args.api_key.as_deref())?;
+    eprintln!("wallet bench: {writes}");
     let mut failures = Vec::new();
     let run = Run {
         addr,
+        api_key: args.api_key.clone(),
         batch_max: None,
         ledger_entries_before: None,
     };
     let scenarios = drive(args, &run, &users, &mut failures)?;
     Ok(Report {
-        target: format!("{url} (verify not run here: run `wallet verify` on its file)"),
+        target: url.to_owned(),
+        audited: false,
         scenarios,
         peak_rss_kib: None,
         startup: None,
         failures,
     })
+}
+
+/// One read before any write: a server that refuses the bench's key (or its
+/// lack of one), or has no GOLD to fund users with, fails the run in one line
+/// instead of producing figures of refusals.
+fn check_remote_access(addr: SocketAddr, url: &str, api_key: Option<&str>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let response = runtime
+        .block_on(async {
+            let mut connection = Connection::open(addr, api_key).await?;
+            connection.get("/assets").await
+        })
+        .with_context(|| format!("cannot reach {url}"))?;
+    let scopes = "a key with the scopes read,spend,grant";
+    match response.status {
+        200 => {}
+        401 => bail!("{url} answered 401: pass --api-key (or WALLET_BENCH_API_KEY) with {scopes}"),
+        403 => bail!("{url} answered 403: the bench needs {scopes}"),
+        status => bail!("{url} answered GET /assets with {status}"),
+    }
+    let has_gold = serde_json::from_slice::<serde_json::Value>(&response.body)
+        .ok()
+        .and_then(|value| {
+            value["data"]
+                .as_array()
+                .map(|assets| assets.iter().any(|asset| asset["symbol"] == "GOLD"))
+        })
+        .unwrap_or(false);
+    if !has_gold {
+        bail!("{url} has no GOLD asset for the bench to fund its users with");
+    }
+    Ok(())
+}
+
+/// What a `--url` run writes to the server, in one sentence.
+fn remote_writes(args: &BenchArgs, url: &str, users: &Users) -> String {
+    let writing: Vec<&str> = args
+        .scenarios
+        .iter()
+        .filter(|scenario| scenario.writes())
+        .map(|scenario| scenario.name())
+        .collect();
+    let load = match writing.as_slice() {
+        [] => String::new(),
+        names => format!(
+            ", then spends and top-ups of 1 GOLD to them for {} s each in {}",
+            args.duration.as_secs_f64(),
+            names.join(", ")
+        ),
+    };
+    format!(
+        "this run writes to {url}: a top-up of {FUNDING} GOLD to each of {} new users {}0 to {}{}{load}",
+        users.count,
+        users.prefix,
+        users.prefix,
+        users.count - 1
+    )
 }
 
 fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
@@ -171,16 +254,17 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
         if fill_entries > 0 {
             // The largest batches the writer takes, whatever the batch size
             // being measured: the fill is set-up, not the measurement.
-            let storage = Storage::open(&db, WRITE_QUEUE_DEPTH_MAX)?;
+            let storage = Storage::open(&db, WRITE_QUEUE_DEPTH_MAX, true)?;
             let filled = fill(&storage, &users, fill_entries);
             storage.close();
             filled?;
         }
-        let storage = Storage::open(&db, batch_max)?;
+        let storage = Storage::open(&db, batch_max, true)?;
         let entries_before = count_entries(&db)?;
         let server = InProcessServer::start(storage, &db)?;
         let run = Run {
             addr: server.addr,
+            api_key: None,
             batch_max: Some(batch_max),
             ledger_entries_before: Some(entries_before),
         };
@@ -207,6 +291,7 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
             "in-process server on a temporary database in {}",
             parent.display()
         ),
+        audited: true,
         scenarios,
         peak_rss_kib: peak_rss_kib(),
         startup,
@@ -237,6 +322,8 @@ impl Users {
 /// One server the scenarios run against, and what is known of it.
 struct Run {
     addr: SocketAddr,
+    /// Sent on every request of a `--url` run.
+    api_key: Option<String>,
     batch_max: Option<usize>,
     ledger_entries_before: Option<u64>,
 }
@@ -249,17 +336,19 @@ fn drive(
     failures: &mut Vec<String>,
 ) -> anyhow::Result<Vec<ScenarioResult>> {
     let addr = run.addr;
+    let api_key = run.api_key.as_deref();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let connections = usize::from(args.connections);
-        let mut expected = fund(addr, users, connections, failures).await?;
+        let mut expected = fund(addr, api_key, users, connections, failures).await?;
         let mut results = Vec::new();
         for &scenario in &args.scenarios {
             let load = Load {
                 scenario,
                 addr,
+                api_key,
                 users,
                 deadline: Instant::now() + args.duration,
             };
@@ -305,7 +394,7 @@ fn drive(
                 transport_errors: total.transport_errors,
             });
         }
-        check_balances(addr, users, &expected, failures).await?;
+        check_balances(addr, api_key, users, &expected, failures).await?;
         Ok(results)
     })
 }
@@ -313,6 +402,7 @@ fn drive(
 /// Tops every user up with `FUNDING` and returns each user's balance after.
 async fn fund(
     addr: SocketAddr,
+    api_key: Option<&str>,
     users: &Users,
     connections: usize,
     failures: &mut Vec<String>,
@@ -321,7 +411,7 @@ async fn fund(
     let chunks = (0..users.count)
         .step_by(users_per_connection as usize)
         .map(|first| async move {
-            let mut connection = Connection::open(addr).await?;
+            let mut connection = Connection::open(addr, api_key).await?;
             let mut balances = Vec::new();
             for index in first..(first + users_per_connection).min(users.count) {
                 let response = connection
@@ -352,11 +442,12 @@ async fn fund(
 /// Every user's GOLD balance must be what the answers the bench got add up to.
 async fn check_balances(
     addr: SocketAddr,
+    api_key: Option<&str>,
     users: &Users,
     expected: &[i64],
     failures: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let mut connection = Connection::open(addr).await?;
+    let mut connection = Connection::open(addr, api_key).await?;
     let mut mismatches = 0;
     for index in 0..users.count {
         let response = connection
@@ -384,6 +475,7 @@ async fn check_balances(
 struct Load<'a> {
     scenario: Scenario,
     addr: SocketAddr,
+    api_key: Option<&'a str>,
     users: &'a Users,
     deadline: Instant,
 }
@@ -430,7 +522,7 @@ impl Load<'_> {
     async fn run_connection(&self, index: u64) -> anyhow::Result<Tally> {
         let mut tally = Tally::new(self.users.count);
         let mut random = SplitMix64(index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED);
-        let mut connection = Connection::open(self.addr).await?;
+        let mut connection = Connection::open(self.addr, self.api_key).await?;
         while Instant::now() < self.deadline {
             let (operation, user) = self.next(&mut random);
             let name = self.users.name(user);
@@ -471,7 +563,7 @@ impl Load<'_> {
                     // The answer is lost, so the write's outcome is unknown;
                     // the balance check will say whether it landed.
                     tally.transport_errors += 1;
-                    connection = Connection::open(self.addr).await?;
+                    connection = Connection::open(self.addr, self.api_key).await?;
                 }
             }
         }
@@ -737,6 +829,18 @@ fn parse_url(url: &str) -> anyhow::Result<SocketAddr> {
         .ok()
         .and_then(|mut addrs| addrs.next())
         .with_context(|| format!("--url must be http://HOST:PORT, not {url:?}"))
+}
+
+/// An API key as `wallet keys create` prints it; checked here so that nothing
+/// else can end up in a request's header.
+fn parse_api_key(value: &str) -> Result<String, String> {
+    match crate::auth::secret::is_well_formed(value) {
+        true => Ok(value.to_owned()),
+        false => Err(
+            "must be an API key as `wallet keys create` prints it: wk_ and 48 hex digits"
+                .to_owned(),
+        ),
+    }
 }
 
 /// `10s`, `500ms`, `2m`, or plain seconds.

@@ -108,7 +108,7 @@ pub async fn request_context(
         );
     }
     info!(
-        target: "wallet::access",
+        target: crate::config::ACCESS_LOG_TARGET,
         "request_id={} {method} {path} {} {:.3}ms",
         request_id.as_str(),
         status.as_u16(),

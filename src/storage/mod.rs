@@ -1,6 +1,6 @@
 //! The only code that speaks SQL: opening the file, migrations, the read pool,
-//! the writer thread, queries, the seed, the audit's reading of the ledger and
-//! backups.
+//! the writer thread, queries, the seed, the audit's reading of the ledger,
+//! backups and restores.
 
 pub mod backup;
 pub mod files;
@@ -8,6 +8,7 @@ pub mod keys;
 pub mod migrate;
 pub mod open;
 pub mod reads;
+pub mod restore;
 pub mod seed;
 pub mod verify;
 pub mod writer;
@@ -203,18 +204,23 @@ pub struct Storage {
 pub struct OffWorkerPool(pub ReadPool);
 
 impl Storage {
-    /// Opens the file for serving: creates it if needed, migrates it, seeds it
-    /// when it has no asset types yet, starts the writer and the read pool.
-    /// The writer commits up to `write_batch_max` queued writes together.
-    /// Blocking: call it before the async runtime starts.
-    pub fn open(path: &std::path::Path, write_batch_max: usize) -> anyhow::Result<Storage> {
+    /// Opens the file for serving: creates it if needed, migrates it, applies
+    /// the demo seed when `seed_demo_if_empty` and it has no asset types yet,
+    /// starts the writer and the read pool. The writer commits up to
+    /// `write_batch_max` queued writes together. Blocking: call it before the
+    /// async runtime starts.
+    pub fn open(
+        path: &std::path::Path,
+        write_batch_max: usize,
+        seed_demo_if_empty: bool,
+    ) -> anyhow::Result<Storage> {
         open::existing_folder_of(path)
             .with_context(|| format!("cannot open database {}", path.display()))?;
         let lock = open::lock_for_serving(path)?;
         let mut conn = open::open_read_write(path)?;
         open::check_integrity(&conn, path)?;
         migrate::migrate(&mut conn)?;
-        let grants = if reads::is_unseeded(&conn)? {
+        let grants = if seed_demo_if_empty && reads::is_unseeded(&conn)? {
             seed::apply_catalogue(&mut conn)?
         } else {
             Vec::new()

@@ -1,6 +1,6 @@
 //! Who may call: API keys and their scopes on the wire, revocation while the
 //! server runs, idempotency keys scoped to the caller, the per-key rate
-//! limit, the refusal to serve a public address without keys, secrets kept
+//! limit, a public address without keys starting locked, secrets kept
 //! out of logs and the database file, the migration of a version 1 file, and
 //! the HTTP server's own bounds.
 
@@ -321,38 +321,115 @@ fn a_bad_rate_limit_setting_exits_non_zero_with_one_line() {
     }
 }
 
-/// Goal: a service other machines can reach never runs open by accident.
+/// Goal: a service other machines can reach never runs open by accident, yet
+/// always starts: with no key it is locked (the open routes answer, every
+/// other route is 401) and says once how to create the first key; that key,
+/// created while it serves, unlocks it for keyed callers only.
 #[test]
-fn serving_a_public_address_without_a_key_is_refused_unless_insecure_is_explicit() {
+fn a_public_address_without_a_key_starts_locked_until_the_first_key_is_created() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("wallet.db");
-    let mut command = serve_command(&db_path);
-    command.args(["--bind", "0.0.0.0:0"]);
-    let (status, stdout, stderr) = run_to_exit(command);
-    let line = assert_one_line_failure(status, &stdout, &stderr);
-    assert!(
-        line.contains("wallet keys create") && line.contains("--insecure-no-auth"),
-        "{line}"
-    );
+    let mut locked = serve_command(&db_path);
+    locked.args(["--bind", "0.0.0.0:0"]);
+    let mut server = Serving::start(locked);
+    let port = server
+        .wait_until_listening()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let anonymous = Client::new();
+    let call = |client: &Client, method: &str, path: &str| {
+        let request = client.request(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{base}{path}"),
+        );
+        send(if method == "POST" {
+            request.json(&json!({"asset": "GOLD", "amount": 1, "idempotencyKey": uuid::Uuid::new_v4().to_string()}))
+        } else {
+            request
+        })
+    };
+    for open in ["/health", "/openapi.json"] {
+        let response = send(anonymous.get(format!("{base}{open}")));
+        assert_eq!(response.status, 200, "{open}: {:?}", response.body);
+    }
+    for (method, path, _) in ROUTES {
+        assert_unauthorized(&call(&anonymous, method, path));
+    }
+    let notices: Vec<String> = server
+        .log()
+        .iter()
+        .filter(|line| line.contains("LOCKED"))
+        .cloned()
+        .collect();
+    assert_eq!(notices.len(), 1, "said once: {notices:?}");
+    for form in [
+        "wallet keys create",
+        "docker run --rm -v wallet-data:/data wallet keys create",
+        "docker compose run --rm wallet keys create",
+        "fly ssh console -C",
+    ] {
+        assert!(notices[0].contains(form), "{form}: {}", notices[0]);
+    }
 
+    let key = create_key(&db_path, "first", "read");
+    let keyed = client_with_key(Some(&key));
+    eventually("the first key unlocks the service", || {
+        call(&keyed, "GET", "/assets").status == 200
+    });
+    // An empty ledger, not the demo seed: this is a production address.
+    assert_eq!(call(&keyed, "GET", "/assets").data(), &json!([]));
+    assert_unauthorized(&call(&anonymous, "GET", "/assets"));
+    let response = call(&keyed, "POST", "/wallets/user_alice/topup");
+    assert_eq!(response.status, 403, "read only: {:?}", response.body);
+    assert_eq!(
+        server
+            .log()
+            .iter()
+            .filter(|line| line.contains("LOCKED"))
+            .count(),
+        1,
+        "not repeated once unlocked"
+    );
+}
+
+/// Goal: `--insecure-no-auth`, and its variable spelled as any other yes/no
+/// setting, still serves a public address open; a keyed one needs its key.
+#[test]
+fn insecure_no_auth_serves_a_public_address_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("wallet.db");
+    let open_assets = |mut server: Serving| {
+        let port = server
+            .wait_until_listening()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        send(Client::new().get(format!("http://127.0.0.1:{port}/assets")))
+    };
     let mut flagged = serve_command(&db_path);
     flagged.args(["--bind", "0.0.0.0:0", "--insecure-no-auth"]);
-    Serving::start(flagged).wait_until_listening();
+    assert_eq!(open_assets(Serving::start(flagged)).status, 200);
 
-    let mut from_environment = serve_command(&db_path);
-    from_environment
-        .args(["--bind", "0.0.0.0:0"])
-        .env("WALLET_INSECURE_NO_AUTH", "true");
-    Serving::start(from_environment).wait_until_listening();
+    for value in ["true", "1", "yes"] {
+        let mut from_environment = serve_command(&db_path);
+        from_environment
+            .args(["--bind", "0.0.0.0:0"])
+            .env("WALLET_INSECURE_NO_AUTH", value);
+        assert_eq!(
+            open_assets(Serving::start(from_environment)).status,
+            200,
+            "{value}"
+        );
+    }
 
     create_key(&db_path, "public", "read");
     let mut keyed = serve_command(&db_path);
     keyed.args(["--bind", "0.0.0.0:0"]);
-    let mut server = Serving::start(keyed);
-    let address = server.wait_until_listening();
-    let port = address.rsplit(':').next().unwrap();
-    let response = send(Client::new().get(format!("http://127.0.0.1:{port}/assets")));
-    assert_unauthorized(&response);
+    assert_unauthorized(&open_assets(Serving::start(keyed)));
 }
 
 /// Goal: a secret is shown once, by `keys create`, and nowhere after: not in

@@ -1,13 +1,31 @@
 //! `wallet bench` in its short form: it runs every scenario, counts every
 //! answer, checks the ledger afterwards, and reports in JSON; against a
-//! running server (`--url`) its writes land and the ledger stays exact. Speed
-//! itself is never asserted: these machines are shared.
+//! running server (`--url`) it writes only when allowed, sends its API key,
+//! its writes land and the ledger stays exact, and it never claims the audit
+//! it could not run. Speed itself is never asserted: these machines are shared.
 
 use serde_json::Value;
 
 use crate::cli::assert_one_line_failure;
 use crate::crash::assert_verify_passes;
-use crate::helpers::{run_wallet, TestApp};
+use crate::helpers::{run_wallet, wallet_command, without_wallet_variables, TestApp};
+
+/// The arguments of a short run against `url`: two scenarios, few users.
+fn short_remote_run(url: &str) -> Vec<&str> {
+    vec![
+        "bench",
+        "--url",
+        url,
+        "--duration",
+        "300ms",
+        "--users",
+        "5",
+        "--connections",
+        "3",
+        "--scenarios",
+        "spend,read",
+    ]
+}
 
 /// Runs `wallet bench` with `args` and returns its JSON report.
 fn bench(args: &[&str]) -> Value {
@@ -102,19 +120,9 @@ fn group_commit_sizes_and_ledger_sizes_are_compared_in_one_run() {
 fn against_a_running_server_every_write_lands_and_the_ledger_stays_exact() {
     let app = TestApp::spawn();
     let before = app.entry_count();
-    let report = bench(&[
-        "--url",
-        &app.address,
-        "--duration",
-        "300ms",
-        "--users",
-        "5",
-        "--connections",
-        "3",
-        "--scenarios",
-        "spend,read",
-    ]);
+    let report = bench(&[&short_remote_run(&app.address)[1..], &["--allow-writes"]].concat());
     assert_eq!(report["failures"], Value::Array(vec![]), "{report:#}");
+    assert_eq!(report["audited"], false, "its file is not here");
     assert!(
         report["peak_rss_kib"].is_null(),
         "not this process's server"
@@ -132,6 +140,95 @@ fn against_a_running_server_every_write_lands_and_the_ledger_stays_exact() {
     assert_verify_passes(&app.db_path);
 }
 
+/// Goal: pointed at a server, the bench writes nothing until told it may,
+/// and then says what it writes, to which users.
+#[test]
+fn against_a_running_server_nothing_is_written_without_allow_writes() {
+    let app = TestApp::spawn();
+    let before = app.entry_count();
+    let (status, stdout, stderr) = run_wallet(&short_remote_run(&app.address));
+    let line = assert_one_line_failure(status, &stdout, &stderr);
+    for told in ["bench_", "5 new users", "GOLD", "spend", "--allow-writes"] {
+        assert!(line.contains(told), "{told}: {line}");
+    }
+    assert_eq!(app.entry_count(), before);
+
+    let (status, stdout, stderr) =
+        run_wallet(&[&short_remote_run(&app.address)[..], &["--allow-writes"]].concat());
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("this run writes to"), "{stderr}");
+    // The text report claims only the checks it made.
+    assert!(stdout.contains("the verify audit were not run"), "{stdout}");
+    assert!(!stdout.contains("verify audit agree"), "{stdout}");
+}
+
+/// Goal: a keyed server is benched with a key from `--api-key` or
+/// `WALLET_BENCH_API_KEY`; without one the run fails in one line, before
+/// any write, instead of reporting figures of 401s.
+#[test]
+fn against_a_keyed_server_the_bench_sends_its_api_key() {
+    let (app, keys) = TestApp::spawn_with_keys(&[("bench", "read,spend,grant")], &[]);
+    let run = |key_flag: Option<&str>, key_variable: Option<&str>| {
+        let mut command = wallet_command();
+        without_wallet_variables(&mut command)
+            .args(short_remote_run(&app.address))
+            .args(["--allow-writes", "--json"])
+            .env("RUST_LOG", "warn");
+        if let Some(key) = key_flag {
+            command.args(["--api-key", key]);
+        }
+        if let Some(key) = key_variable {
+            command.env("WALLET_BENCH_API_KEY", key);
+        }
+        let output = command.output().expect("the bench runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        (
+            output.status,
+            stdout,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let before = app.entry_count();
+    let (status, stdout, stderr) = run(None, None);
+    let line = assert_one_line_failure(status, &stdout, &stderr);
+    assert!(line.contains("401") && line.contains("--api-key"), "{line}");
+    assert_eq!(app.entry_count(), before);
+    for (flag, variable) in [
+        (Some(keys[0].as_str()), None),
+        (None, Some(keys[0].as_str())),
+    ] {
+        let (status, stdout, stderr) = run(flag, variable);
+        assert!(status.success(), "{stdout}\n{stderr}");
+        assert!(!stderr.contains(&keys[0]), "the key is never printed");
+    }
+}
+
+#[test]
+fn the_in_process_server_s_access_log_stays_out_of_the_run() {
+    let output = without_wallet_variables(&mut wallet_command())
+        .args([
+            "bench",
+            "--duration",
+            "200ms",
+            "--users",
+            "2",
+            "--connections",
+            "2",
+        ])
+        .args(["--scenarios", "read", "--startup-runs", "0"])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("the bench runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("verify audit agree"), "{stdout}");
+    assert!(!stderr.contains("wallet::access"), "{stderr}");
+    assert!(!stdout.contains("wallet::access"), "{stdout}");
+}
+
 #[test]
 fn bad_bench_settings_fail_in_one_line() {
     for args in [
@@ -142,6 +239,14 @@ fn bad_bench_settings_fail_in_one_line() {
         &["bench", "--write-batch-max", "0"],
         &["bench", "--url", "localhost:8080"],
         &["bench", "--url", "http://127.0.0.1:9", "--entries", "10"],
+        &[
+            "bench",
+            "--url",
+            "http://127.0.0.1:9",
+            "--api-key",
+            "secret\r\nX-Evil: 1",
+        ],
+        &["bench", "--allow-writes"],
     ] {
         let (status, stdout, stderr) = run_wallet(args);
         let line = assert_one_line_failure(status, &stdout, &stderr);

@@ -165,6 +165,14 @@ impl Serving {
         );
     }
 
+    /// Every line logged so far: those read while waiting, and any since.
+    pub(crate) fn log(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        &self.log
+    }
+
     fn pid(&self) -> String {
         self.child.id().to_string()
     }
@@ -446,6 +454,82 @@ fn port_alone_makes_serve_listen_on_every_interface_at_that_port() {
     let address = server.wait_until_listening();
     assert_eq!(address, format!("0.0.0.0:{port}"));
     assert_healthy(&format!("127.0.0.1:{port}"));
+}
+
+/// Goal: the demo money of API.md never reaches a production ledger. Off
+/// loopback an empty database stays empty; `--seed-demo` (or its variable,
+/// with any yes spelling) asks for the demo seed there; on loopback the quick
+/// start seeds as before.
+#[test]
+fn the_demo_seed_reaches_an_empty_database_only_on_loopback_or_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = |name: &str, args: &[&str], seed_variable: Option<&str>| -> PathBuf {
+        let db_path = dir.path().join(name);
+        let mut command = serve_command(&db_path);
+        command.args(args);
+        if let Some(value) = seed_variable {
+            command.env("WALLET_SEED_DEMO", value);
+        }
+        let mut server = Serving::start(command);
+        let port = server
+            .wait_until_listening()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_healthy(&format!("127.0.0.1:{port}"));
+        db_path
+    };
+    let asset_types = |db_path: &Path| -> i64 {
+        open_db(db_path)
+            .query_row("SELECT count(*) FROM asset_types", [], |row| row.get(0))
+            .unwrap()
+    };
+    let public = ["--bind", "0.0.0.0:0", "--insecure-no-auth"];
+
+    let production = served("production.db", &public, None);
+    assert_eq!((asset_types(&production), entry_count(&production)), (0, 0));
+    let declined = served("declined.db", &public, Some("false"));
+    assert_eq!((asset_types(&declined), entry_count(&declined)), (0, 0));
+
+    let flagged = served(
+        "flagged.db",
+        &[&public[..], &["--seed-demo"]].concat(),
+        None,
+    );
+    assert_eq!(
+        (asset_types(&flagged), entry_count(&flagged)),
+        (3, SEED_ENTRIES)
+    );
+    let from_variable = served("variable.db", &public, Some("yes"));
+    assert_eq!(
+        (asset_types(&from_variable), entry_count(&from_variable)),
+        (3, SEED_ENTRIES)
+    );
+    let local = served("local.db", &["--bind", "127.0.0.1:0"], None);
+    assert_eq!(
+        (asset_types(&local), entry_count(&local)),
+        (3, SEED_ENTRIES)
+    );
+
+    // A production ledger gets the demo currencies only on demand.
+    let (status, stdout, stderr) = cli(&["seed"], &production);
+    assert!(status.success(), "{stdout}{stderr}");
+    assert_eq!(asset_types(&production), 3);
+}
+
+#[test]
+fn a_yes_no_variable_that_is_neither_exits_non_zero_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for variable in ["WALLET_SEED_DEMO", "WALLET_INSECURE_NO_AUTH"] {
+        let mut command = serve_command(&dir.path().join("wallet.db"));
+        command
+            .args(["--bind", "127.0.0.1:0"])
+            .env(variable, "maybe");
+        let (status, stdout, stderr) = run_to_exit(command);
+        let line = assert_one_line_failure(status, &stdout, &stderr);
+        assert!(line.contains("yes/no"), "{variable}: {line}");
+    }
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! The deployment files stay in step with the code and with CI. No Docker
-//! engine runs here, so the Dockerfile, docker-compose.yml and fly.toml are
-//! parsed and checked against what the binary really reads and serves: its
-//! name, port, environment variables, health route, and the build command
-//! `.ci/run` proves.
+//! The deployment files stay in step with the code, with CI and with the
+//! README. The Dockerfile, docker-compose.yml, fly.toml, .env.example and the
+//! Litestream variant are parsed and checked against what the binary really
+//! reads and serves: its name, port, environment variables, health route,
+//! and the build command `.ci/run` proves. (tests/api/container.rs runs the
+//! image itself where a Docker engine runs.)
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,9 +26,14 @@ fn project_file(name: &str) -> String {
 /// The Dockerfile's instructions, `(KEYWORD, arguments)`, continuation lines
 /// joined and comments dropped.
 fn dockerfile() -> Vec<(String, String)> {
+    instructions_of("Dockerfile")
+}
+
+/// The instructions of the Dockerfile at `name`, as `dockerfile` gives them.
+fn instructions_of(name: &str) -> Vec<(String, String)> {
     let mut instructions = Vec::new();
     let mut current = String::new();
-    for line in project_file("Dockerfile").lines() {
+    for line in project_file(name).lines() {
         let line = line.trim();
         if line.starts_with('#') || (line.is_empty() && current.is_empty()) {
             continue;
@@ -132,7 +138,10 @@ fn the_image_builds_with_the_command_ci_runs_and_ships_the_wallet_binary() {
     // The builder's toolchain is at least the crate's rust-version.
     let manifest: toml::Table = project_file("Cargo.toml").parse().unwrap();
     let rust_version = manifest["package"]["rust-version"].as_str().unwrap();
-    let builder = &arguments_of("FROM")[0];
+    let builder = arguments_of("FROM")
+        .into_iter()
+        .find(|from| from.ends_with(" AS build"))
+        .expect("a stage named build");
     let image_version = builder
         .strip_prefix("rust:")
         .and_then(|rest| rest.split('-').next())
@@ -233,6 +242,126 @@ fn the_image_runs_as_a_non_root_user_with_the_database_on_the_data_volume() {
     );
 }
 
+/// The stages `tests/api/container.rs` relies on: `runtime` (every setting,
+/// on the base named by RUNTIME_BASE, distroless by default) comes before the
+/// Rust build, so `--target runtime` needs no Rust image even with the
+/// classic builder; the default target, `release`, is `runtime` plus the
+/// binary and nothing else.
+#[test]
+fn the_runtime_stage_takes_its_base_as_an_argument_and_precedes_the_build() {
+    let instructions = dockerfile();
+    let stages: Vec<&str> = instructions
+        .iter()
+        .filter(|(word, _)| word == "FROM")
+        .map(|(_, arguments)| arguments.as_str())
+        .collect();
+    let position = |name: &str| {
+        stages
+            .iter()
+            .position(|from| from.ends_with(&format!(" AS {name}")))
+            .unwrap_or_else(|| panic!("no stage {name}: {stages:?}"))
+    };
+    assert_eq!(stages[position("runtime")], "${RUNTIME_BASE} AS runtime");
+    assert!(position("runtime") < position("build"));
+    assert_eq!(stages.last(), Some(&"runtime AS release"));
+    let base_argument = instructions
+        .iter()
+        .find(|(word, arguments)| word == "ARG" && arguments.starts_with("RUNTIME_BASE="))
+        .map(|(_, arguments)| arguments.clone())
+        .expect("ARG RUNTIME_BASE=...");
+    assert_eq!(
+        base_argument,
+        "RUNTIME_BASE=gcr.io/distroless/cc-debian12:nonroot"
+    );
+    let release_start = instructions
+        .iter()
+        .rposition(|(word, _)| word == "FROM")
+        .unwrap();
+    let release: Vec<&(String, String)> = instructions[release_start + 1..].iter().collect();
+    assert_eq!(
+        release.len(),
+        1,
+        "release adds only the binary: {release:?}"
+    );
+    assert_eq!(release[0].0, "COPY");
+    // The uid is the distroless nonroot user's, by number, so any base works.
+    assert_eq!(
+        arguments_of("USER").last().map(String::as_str),
+        Some("65532:65532")
+    );
+}
+
+/// Goal: compose reads `.env` (optional), `.env.example` holds only what is
+/// safe there, and the names compose gives match the README's `docker`
+/// commands.
+#[test]
+fn compose_reads_env_and_its_names_match_the_readme() {
+    let service = compose_service();
+    assert_eq!(service["env_file"][0]["path"], ".env");
+    assert_eq!(service["env_file"][0]["required"], false);
+    // What keeps the ledger on the volume is set by compose itself, which
+    // wins over the env file.
+    assert_eq!(service["environment"]["WALLET_DB"], DB_PATH);
+
+    let example = project_file(".env.example");
+    for pinned in ["WALLET_DB", PORT_VAR, "WALLET_BIND"] {
+        assert!(
+            !example.lines().any(|line| line
+                .trim_start_matches(['#', ' '])
+                .starts_with(&format!("{pinned}="))),
+            ".env.example must not set {pinned}"
+        );
+    }
+
+    let container = service["container_name"].as_str().expect("container_name");
+    let volume_key = service["volumes"][0]
+        .as_str()
+        .unwrap()
+        .split_once(':')
+        .unwrap()
+        .0
+        .to_owned();
+    let volume = compose()["volumes"][&volume_key]["name"]
+        .as_str()
+        .expect("the volume's fixed name")
+        .to_owned();
+    let readme = project_file("README.md");
+    let docker_runs: Vec<&str> = readme
+        .lines()
+        .filter(|line| line.trim_start().starts_with("docker run"))
+        .collect();
+    assert!(docker_runs.len() >= 3, "{docker_runs:?}");
+    for run in &docker_runs {
+        if let Some(mount) = run
+            .split(" -v ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            let (name, _) = mount.split_once(':').unwrap();
+            assert!(
+                name == volume || name.starts_with('$') || name.starts_with('.'),
+                "{run}"
+            );
+        }
+        // A server's `docker run`: compose's container name, and the grace
+        // compose gives.
+        if run.contains(" -p ") {
+            let name = run
+                .split("--name ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next());
+            assert_eq!(name, Some(container), "{run}");
+            let seconds: u64 = run
+                .split("--stop-timeout ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|value| value.parse().ok())
+                .unwrap_or_else(|| panic!("no --stop-timeout: {run}"));
+            assert!(seconds > HTTP_SHUTDOWN_TIMEOUT_SECONDS, "{run}");
+        }
+    }
+}
+
 #[test]
 fn the_port_is_the_same_in_the_image_compose_and_fly() {
     let env = dockerfile_env();
@@ -278,13 +407,11 @@ fn every_variable_the_files_set_is_one_the_binary_reads() {
     for name in &set {
         assert!(known.contains(name), "{name} is set but never read");
     }
-    // .env.example names every variable the binary reads.
+    // .env.example names every variable the binary reads: as a setting, or
+    // saying why it is not one there.
     let example = project_file(".env.example");
     for name in &known {
-        assert!(
-            example.contains(&format!("{name}=")),
-            ".env.example lacks {name}"
-        );
+        assert!(example.contains(name.as_str()), ".env.example lacks {name}");
     }
 }
 
@@ -299,6 +426,11 @@ fn fly_runs_one_machine_checked_on_the_health_route_and_stops_gracefully() {
     assert_eq!(checks[0]["path"].as_str(), Some("/health"));
     assert!(wallet::http::ROUTES.contains(&("get", "/health")));
     assert!(project_file("fly.toml").contains("fly scale count 2"));
+    // The region is the operator's, chosen at `fly launch`: never ours.
+    assert!(fly.get("primary_region").is_none());
+    for file in ["fly.toml", "README.md"] {
+        assert!(!project_file(file).contains("--region ams"), "{file}");
+    }
 
     let seconds = |text: &str| -> u64 { text.trim_end_matches('s').parse().unwrap() };
     assert_eq!(fly["kill_signal"].as_str(), Some("SIGTERM"));
@@ -338,4 +470,117 @@ fn the_images_health_check_command_passes_against_a_live_server_and_fails_withou
     assert!(!down.status.success());
     let stderr = String::from_utf8_lossy(&down.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// The Litestream variant: its config streams the image's database, and its
+/// image is the main one's binary and settings plus Litestream.
+#[test]
+fn the_litestream_image_replicates_the_database_the_wallet_serves() {
+    let config: Value = yaml_serde::from_str(&project_file("litestream/litestream.yml"))
+        .expect("litestream.yml is valid YAML");
+    assert_eq!(config["dbs"][0]["path"], DB_PATH);
+    assert_eq!(config["dbs"][0]["replicas"][0]["type"], "s3");
+
+    let instructions = instructions_of("litestream/Dockerfile");
+    let of = |keyword: &str| -> Vec<String> {
+        instructions
+            .iter()
+            .filter(|(word, _)| word == keyword)
+            .map(|(_, arguments)| arguments.clone())
+            .collect()
+    };
+    assert_eq!(
+        json_array(&of("ENTRYPOINT")[0]),
+        ["/busybox/sh", "/usr/local/bin/wallet-litestream"]
+    );
+    let copies = of("COPY");
+    for copied in [
+        "--from=wallet /usr/local/bin/wallet /usr/local/bin/wallet",
+        "--from=litestream /usr/local/bin/litestream /usr/local/bin/litestream",
+        "litestream/litestream.yml /etc/litestream.yml",
+        "litestream/entrypoint.sh /usr/local/bin/wallet-litestream",
+    ] {
+        assert!(
+            copies.iter().any(|copy| copy == copied),
+            "no COPY {copied}: {copies:?}"
+        );
+    }
+    // The same settings as the main image.
+    let main_env = dockerfile_env();
+    for (name, value) in &main_env {
+        assert!(
+            of("ENV")
+                .iter()
+                .any(|env| env.contains(&format!("{name}={value}"))),
+            "{name}={value}"
+        );
+    }
+    assert_eq!(of("USER"), arguments_of("USER"));
+}
+
+/// Goal: the entrypoint restores before it serves. Run with a stand-in
+/// `litestream` and `wallet` that record their arguments, it must restore
+/// the database only if it is missing and a replica exists, and only then
+/// replicate with `wallet serve` as the child, exec'd (its exit is the
+/// container's).
+#[test]
+fn the_litestream_entrypoint_restores_then_replicates_with_the_service_as_its_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = dir.path().join("calls.log");
+    let stand_in = |name: &str, body: &str| {
+        let path = bin.join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"{name} $*\" >> {}\n{body}", log.display()),
+        )
+        .unwrap();
+        let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&path, permissions).unwrap();
+    };
+    // `replicate -exec CMD` runs CMD, as Litestream does, and exits with it.
+    stand_in(
+        "litestream",
+        "if [ \"$1\" = replicate ]; then while [ \"$1\" != -exec ]; do shift; done; exec $2; fi\n",
+    );
+    stand_in("wallet", "exit 7\n");
+    let status = std::process::Command::new("sh")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("litestream/entrypoint.sh"))
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("WALLET_DB", DB_PATH)
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "the service's exit is the entrypoint's"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(
+        calls,
+        [
+            format!("litestream restore -config /etc/litestream.yml -if-db-not-exists -if-replica-exists {DB_PATH}").as_str(),
+            "litestream replicate -config /etc/litestream.yml -exec wallet serve",
+            "wallet serve",
+        ]
+    );
+}
+
+/// The container test needs an engine on a fresh machine: `.ci/run` installs
+/// Debian's docker.io, starts dockerd when none answers, and stops the one it
+/// started however the run ends (the trap is set before it starts one).
+#[test]
+fn ci_installs_and_starts_the_engine_the_container_test_needs_and_stops_it() {
+    let ci = project_file(".ci/run");
+    let position = |text: &str| {
+        ci.find(text)
+            .unwrap_or_else(|| panic!(".ci/run lacks {text:?}"))
+    };
+    assert!(position("apt-get install -y -qq docker.io") < position("dockerd >\"${dockerd_log}\""));
+    assert!(position("trap cleanup EXIT") < position("dockerd >\"${dockerd_log}\""));
+    assert!(position("kill \"${dockerd_pid}\"") < position("trap cleanup EXIT"));
+    assert!(position("dockerd >\"${dockerd_log}\"") < position("cargo test"));
 }
