@@ -279,17 +279,18 @@ mod tests {
         }
     }
 
+    /// A table in which no key was ever created.
+    fn no_keys() -> KeySnapshot {
+        KeySnapshot {
+            generation: 0,
+            any_key_exists: false,
+            active: Vec::new(),
+        }
+    }
+
     #[test]
     fn without_any_key_every_caller_is_anonymous() {
-        let keyring = Keyring::new(
-            KeySnapshot {
-                generation: 0,
-                any_key_exists: false,
-                active: Vec::new(),
-            },
-            GENEROUS,
-            true,
-        );
+        let keyring = Keyring::new(no_keys(), GENEROUS, true);
         assert_eq!(
             keyring.authorize(None, Scope::Grant, 0),
             Ok(Caller::Anonymous)
@@ -299,12 +300,7 @@ mod tests {
     #[test]
     fn a_locked_keyring_refuses_everyone_until_the_first_key_arrives() {
         let (game, _) = secret::generate().unwrap();
-        let no_keys = KeySnapshot {
-            generation: 0,
-            any_key_exists: false,
-            active: Vec::new(),
-        };
-        let keyring = Keyring::new(no_keys, GENEROUS, false);
+        let keyring = Keyring::new(no_keys(), GENEROUS, false);
         assert!(keyring.is_enforced());
         assert_eq!(
             keyring.authorize(None, Scope::Read, 0),
@@ -428,6 +424,7 @@ mod tests {
         let keyring = Keyring::new(
             snapshot(1, vec![row(1, &webhook, "grant"), row(2, &reader, "read")]),
             GENEROUS,
+            true,
         );
         let caller = keyring.authorize(Some(&webhook), Scope::Grant, 0).unwrap();
         assert_eq!(keyring.confirm(caller, Scope::Grant), Ok(()));
@@ -444,14 +441,7 @@ mod tests {
 
     #[test]
     fn an_anonymous_write_is_refused_once_the_first_key_exists() {
-        let keyring = Keyring::new(
-            KeySnapshot {
-                generation: 0,
-                any_key_exists: false,
-                active: Vec::new(),
-            },
-            GENEROUS,
-        );
+        let keyring = Keyring::new(no_keys(), GENEROUS, true);
         assert_eq!(keyring.confirm(Caller::Anonymous, Scope::Grant), Ok(()));
         let (webhook, _) = secret::generate().unwrap();
         keyring.replace(snapshot(1, vec![row(1, &webhook, "grant")]));

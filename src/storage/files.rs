@@ -241,6 +241,15 @@ mod tests {
         (dir, conn, watch)
     }
 
+    fn truncate_wal(dir: &tempfile::TempDir, bytes: u64) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("wallet.db-wal"))
+            .unwrap()
+            .set_len(bytes)
+            .unwrap();
+    }
+
     fn write_something(conn: &Connection) {
         conn.execute_batch("BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS t (x); INSERT INTO t VALUES (randomblob(5000)); COMMIT")
             .unwrap();
@@ -270,11 +279,7 @@ mod tests {
         let (dir, conn, mut watch) = watched();
         write_something(&conn);
         watch.check().unwrap();
-        let wal = std::fs::OpenOptions::new()
-            .write(true)
-            .open(dir.path().join("wallet.db-wal"))
-            .unwrap();
-        wal.set_len(100).unwrap();
+        truncate_wal(&dir, 100);
         assert!(matches!(
             watch.check_before_write(),
             Err(FilesLost::Truncated { .. })
@@ -288,11 +293,7 @@ mod tests {
             write_something(&conn);
             watch.check().unwrap();
         }
-        let wal = std::fs::OpenOptions::new()
-            .write(true)
-            .open(dir.path().join("wallet.db-wal"))
-            .unwrap();
-        wal.set_len(0).unwrap();
+        truncate_wal(&dir, 0);
         // SQLite writes the next frames at their offsets, restoring the
         // length: only the zeros left behind tell.
         write_something(&conn);

@@ -305,12 +305,7 @@ fn run(writer: &mut WriterState, receiver: Receiver<Message>, batch_max: usize) 
 /// Applies `batch` in one transaction and replies to every job in it.
 fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Job>) {
     if writer.files_lost {
-        for job in batch.drain(..) {
-            let _ = job
-                .reply
-                .send(Err(LedgerError::Storage(StorageError::FilesLost)));
-        }
-        return;
+        return refuse_all(batch, || StorageError::FilesLost);
     }
     if let Some(lost) = writer
         .watch
@@ -318,25 +313,17 @@ fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Job>) {
         .and_then(|watch| watch.check_before_write().err())
     {
         writer.lose_files(&lost);
-        for job in batch.drain(..) {
-            let _ = job
-                .reply
-                .send(Err(LedgerError::Storage(StorageError::FilesLost)));
-        }
-        return;
+        return refuse_all(batch, || StorageError::FilesLost);
     }
     let conn = &writer.conn;
     let outcome = apply_in_one_transaction(conn, &mut writer.assets, &mut writer.clock, batch);
     match outcome {
         Ok(results) => {
             if let Some(lost) = writer.watch.as_mut().and_then(|watch| watch.check().err()) {
+                // Committed, but to files that are no longer ours: nobody
+                // is told it stands.
                 writer.lose_files(&lost);
-                for job in batch.drain(..) {
-                    let _ = job
-                        .reply
-                        .send(Err(LedgerError::Storage(StorageError::FilesLost)));
-                }
-                return;
+                return refuse_all(batch, || StorageError::FilesLost);
             }
             writer.status.failing.store(false, Ordering::Relaxed);
             for (job, result) in batch.drain(..).zip(results) {
@@ -360,16 +347,18 @@ fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Job>) {
                 batch.len(),
                 anyhow::Error::from(storage_error)
             );
-            let clock_wrong = matches!(storage_error_kind, StorageErrorKind::Clock);
-            for job in batch.drain(..) {
-                let error = if clock_wrong {
-                    StorageError::ClockBeforeEpoch
-                } else {
-                    StorageError::BatchRolledBack
-                };
-                let _ = job.reply.send(Err(LedgerError::Storage(error)));
+            match storage_error_kind {
+                StorageErrorKind::Clock => refuse_all(batch, || StorageError::ClockBeforeEpoch),
+                StorageErrorKind::Other => refuse_all(batch, || StorageError::BatchRolledBack),
             }
         }
+    }
+}
+
+/// Answers every job of `batch` with the same storage failure.
+fn refuse_all(batch: &mut Vec<Job>, error: impl Fn() -> StorageError) {
+    for job in batch.drain(..) {
+        let _ = job.reply.send(Err(LedgerError::Storage(error())));
     }
 }
 
