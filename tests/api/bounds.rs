@@ -55,6 +55,9 @@ fn rss_kib(pid: u32) -> u64 {
 fn connect_from(source: [u8; 4], server: &str) -> std::io::Result<TcpStream> {
     let server: SocketAddr = server.parse().unwrap();
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    // Thousands of these take thousands of ports: with SO_REUSEADDR they do
+    // not stop another test's server from binding one of them on 0.0.0.0.
+    socket.set_reuse_address(true)?;
     let source = SocketAddr::from((source, 0));
     socket.bind(&source.into())?;
     socket.connect_timeout(&server.into(), Duration::from_secs(5))?;
