@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::domain::{KeyName, ParseError, Scopes};
+use crate::domain::{AssetDecimals, AssetName, AssetSymbol, KeyName, ParseError, Scopes};
 use crate::limits::{
     RATE_LIMIT_BURST_DEFAULT, RATE_LIMIT_PER_SECOND_DEFAULT, RATE_LIMIT_SETTING_MAX,
     WRITE_BATCH_MAX, WRITE_QUEUE_DEPTH_MAX,
 };
+use crate::store::DatabaseLocation;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +39,8 @@ pub enum Command {
     Verify(DbArgs),
     /// Manage API keys: create, list, revoke.
     Keys(KeysArgs),
+    /// Manage asset types: create, list.
+    Assets(AssetsArgs),
     /// Drive HTTP load at a server (by default one started in-process on a
     /// temporary database), report throughput, latency and memory, then audit.
     Bench(crate::bench::BenchArgs),
@@ -107,6 +110,42 @@ pub struct KeysCreateArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct AssetsArgs {
+    #[command(subcommand)]
+    pub command: AssetsCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AssetsCommand {
+    /// Create an asset type and its Treasury, as `POST /assets` does.
+    Create(AssetsCreateArgs),
+    /// List every asset type: symbol, name, decimals, in symbol order.
+    List(DbArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AssetsCreateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The asset's symbol: 1-32 of A-Z 0-9 _; never renamed.
+    #[arg(long, value_name = "S", value_parser = AssetSymbol::parse)]
+    pub symbol: AssetSymbol,
+    /// Its display name: 1-128 characters.
+    #[arg(long, value_name = "N", value_parser = AssetName::parse)]
+    pub name: AssetName,
+    /// Decimal places for display, 0-18.
+    #[arg(long, value_name = "D", default_value_t = 0, value_parser = parse_decimals)]
+    pub decimals: u8,
+}
+
+fn parse_decimals(raw: &str) -> Result<u8, ParseError> {
+    raw.parse::<u64>()
+        .map_err(|_| ParseError::new("must be an integer from 0 to 18"))
+        .and_then(AssetDecimals::parse)
+        .map(AssetDecimals::get)
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct KeysRevokeArgs {
     #[command(flatten)]
     pub db: DbArgs,
@@ -147,9 +186,10 @@ pub struct DbArgs {
         long,
         env = "WALLET_DB",
         default_value = "./wallet.db",
-        value_name = "PATH"
+        value_name = "PATH",
+        value_parser = DatabaseLocation::parse
     )]
-    pub db: PathBuf,
+    pub db: DatabaseLocation,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,7 +2,6 @@
 //! the only other code that reads the environment (`PORT`, as Fly.io sets it).
 
 use std::net::ToSocketAddrs;
-use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
@@ -17,7 +16,7 @@ pub const LOG_VAR: &str = "RUST_LOG";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeSettings {
-    pub db_path: PathBuf,
+    pub db: crate::store::DatabaseLocation,
     pub bind: String,
     pub access: AccessPolicy,
     /// Whether `serve` applies the demo seed to a database with no asset
@@ -96,7 +95,7 @@ impl ServeSettings {
         let bind = resolve_bind(args.bind, port_from_environment())?;
         let bind_is_loopback = is_loopback(&bind);
         Ok(ServeSettings {
-            db_path: args.db.db,
+            db: args.db.db,
             seed_demo_if_empty: bind_is_loopback || args.seed_demo,
             access: AccessPolicy {
                 bind_is_loopback,

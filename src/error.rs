@@ -11,8 +11,8 @@ use crate::auth::Denial;
 use crate::domain::Scope;
 use crate::http::envelope::error_envelope;
 use crate::ledger::Rejection;
-use crate::limits::{BODY_BYTES_MAX, HTTP_REQUEST_TIMEOUT, RETRY_AFTER_SECONDS};
-use crate::storage::{LedgerError, StorageError};
+use crate::limits::{HTTP_REQUEST_TIMEOUT, RETRY_AFTER_SECONDS};
+use crate::store::{LedgerError, StorageError};
 
 /// One problem with one input field, for `details.fields`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,8 +36,8 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("The request body is not a valid JSON object: {0}.")]
     InvalidJson(String),
-    #[error("The request body is larger than {BODY_BYTES_MAX} bytes.")]
-    PayloadTooLarge,
+    #[error("The request body is larger than {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
     #[error("The request body must be JSON, sent with Content-Type: application/json.")]
     UnsupportedMediaType,
     #[error("There is no such route.")]
@@ -50,12 +50,32 @@ pub enum ApiError {
     WalletNotFound,
     #[error("There is no such asset.")]
     AssetNotFound,
-    #[error("The balance is too low for this spend.")]
-    InsufficientFunds { balance: i64, requested: u64 },
+    #[error("There is no such transaction.")]
+    TransactionNotFound,
+    #[error("The available balance is too low for this operation.")]
+    InsufficientFunds {
+        balance: i64,
+        available: i64,
+        requested: u64,
+    },
     #[error("The credit would take a balance past the largest value it can hold.")]
     BalanceOverflow,
     #[error("This idempotency key was already used for a different request.")]
-    IdempotencyKeyReused,
+    IdempotencyKeyReused { differing: Vec<String> },
+    #[error("A reversal cannot itself be reversed.")]
+    NotReversible,
+    #[error("The amount is more than what is left to reverse of this transaction.")]
+    ReversalExceedsOriginal { reversible: i64 },
+    #[error("An asset with this symbol exists with another name or decimals.")]
+    AssetExists,
+    #[error("The ledger holds as many asset types as it may.")]
+    TooManyAssets,
+    /// An operation of a batch failed: its error, with its index.
+    #[error("Operation {operation} of the batch was refused: {error}")]
+    InBatch {
+        operation: usize,
+        error: Box<ApiError>,
+    },
     #[error("A valid API key is required, sent as `Authorization: Bearer <key>`.")]
     Unauthorized,
     #[error("This API key lacks the scope this route needs.")]
@@ -113,7 +133,7 @@ error_codes! {
     InvalidJson => BAD_REQUEST, "INVALID_JSON",
         "The body is not valid JSON, or not a JSON object.";
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE",
-        "The body is larger than 16 KiB.";
+        "The body is larger than 16 KiB (64 KiB for `POST /batch`).";
     UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE",
         "The body was not sent with `Content-Type: application/json`.";
     NotFound => NOT_FOUND, "NOT_FOUND",
@@ -126,12 +146,22 @@ error_codes! {
         "The user has no account at all.";
     AssetNotFound => NOT_FOUND, "ASSET_NOT_FOUND",
         "No asset has this symbol or id.";
+    TransactionNotFound => NOT_FOUND, "TRANSACTION_NOT_FOUND",
+        "No transaction has this id.";
     InsufficientFunds => UNPROCESSABLE_ENTITY, "INSUFFICIENT_FUNDS",
-        "The balance is short; `details` holds `balance` and `requested`.";
+        "The available balance is short; `details` holds `balance`, `available` and `requested`.";
     BalanceOverflow => UNPROCESSABLE_ENTITY, "BALANCE_OVERFLOW",
-        "The credit would take a balance past what a signed 64-bit integer holds.";
+        "The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer).";
     IdempotencyKeyReused => UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED",
-        "The idempotency key was already used for a different request.";
+        "The idempotency key was already used for a different request; `details.differing` names the fields that differ.";
+    NotReversible => UNPROCESSABLE_ENTITY, "NOT_REVERSIBLE",
+        "The transaction is a REVERSAL, which cannot be reversed.";
+    ReversalExceedsOriginal => UNPROCESSABLE_ENTITY, "REVERSAL_EXCEEDS_ORIGINAL",
+        "The reversal is more than what is left of the original; `details.reversible` says how much is.";
+    AssetExists => CONFLICT, "ASSET_EXISTS",
+        "An asset with this symbol exists with another name or decimals.";
+    TooManyAssets => UNPROCESSABLE_ENTITY, "TOO_MANY_ASSETS",
+        "The ledger already holds 1000 asset types.";
     Unauthorized => UNAUTHORIZED, "UNAUTHORIZED",
         "No API key, or one that is unknown or revoked, was sent as `Authorization: Bearer <key>`.";
     Forbidden => FORBIDDEN, "FORBIDDEN",
@@ -182,16 +212,22 @@ impl ApiError {
         match self {
             ApiError::Validation(_) => ErrorCode::Validation,
             ApiError::InvalidJson(_) => ErrorCode::InvalidJson,
-            ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             ApiError::RequestTimeout => ErrorCode::RequestTimeout,
             ApiError::WalletNotFound => ErrorCode::WalletNotFound,
             ApiError::AssetNotFound => ErrorCode::AssetNotFound,
+            ApiError::TransactionNotFound => ErrorCode::TransactionNotFound,
             ApiError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
             ApiError::BalanceOverflow => ErrorCode::BalanceOverflow,
-            ApiError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            ApiError::IdempotencyKeyReused { .. } => ErrorCode::IdempotencyKeyReused,
+            ApiError::NotReversible => ErrorCode::NotReversible,
+            ApiError::ReversalExceedsOriginal { .. } => ErrorCode::ReversalExceedsOriginal,
+            ApiError::AssetExists => ErrorCode::AssetExists,
+            ApiError::TooManyAssets => ErrorCode::TooManyAssets,
+            ApiError::InBatch { error, .. } => error.code(),
             ApiError::Unauthorized => ErrorCode::Unauthorized,
             ApiError::Forbidden { .. } => ErrorCode::Forbidden,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
@@ -204,8 +240,24 @@ impl ApiError {
     fn details(&self) -> Option<serde_json::Value> {
         match self {
             ApiError::Validation(fields) => Some(json!({ "fields": fields })),
-            ApiError::InsufficientFunds { balance, requested } => {
-                Some(json!({ "balance": balance, "requested": requested }))
+            ApiError::InsufficientFunds {
+                balance,
+                available,
+                requested,
+            } => {
+                Some(json!({ "balance": balance, "available": available, "requested": requested }))
+            }
+            ApiError::IdempotencyKeyReused { differing } => Some(json!({ "differing": differing })),
+            ApiError::ReversalExceedsOriginal { reversible } => {
+                Some(json!({ "reversible": reversible }))
+            }
+            ApiError::InBatch { operation, error } => {
+                let mut details = match error.details() {
+                    Some(serde_json::Value::Object(map)) => map,
+                    _ => serde_json::Map::new(),
+                };
+                details.insert("operation".into(), json!(operation));
+                Some(serde_json::Value::Object(details))
             }
             ApiError::Forbidden { required_scope } => {
                 Some(json!({ "requiredScope": required_scope.as_str() }))
@@ -260,11 +312,34 @@ impl From<Rejection> for ApiError {
         match rejection {
             Rejection::WalletNotFound => ApiError::WalletNotFound,
             Rejection::AssetNotFound => ApiError::AssetNotFound,
-            Rejection::InsufficientFunds { balance, requested } => {
-                ApiError::InsufficientFunds { balance, requested }
-            }
+            Rejection::TransactionNotFound => ApiError::TransactionNotFound,
+            Rejection::InsufficientFunds {
+                balance,
+                available,
+                requested,
+            } => ApiError::InsufficientFunds {
+                balance,
+                available,
+                requested,
+            },
             Rejection::BalanceOverflow => ApiError::BalanceOverflow,
-            Rejection::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+            Rejection::IdempotencyKeyReused { differing } => {
+                ApiError::IdempotencyKeyReused { differing }
+            }
+            Rejection::NotReversible => ApiError::NotReversible,
+            Rejection::ReversalExceedsOriginal { reversible } => {
+                ApiError::ReversalExceedsOriginal { reversible }
+            }
+            Rejection::TransferToSelf => ApiError::field("to", "must be another user than userId"),
+            Rejection::AssetExists => ApiError::AssetExists,
+            Rejection::TooManyAssets => ApiError::TooManyAssets,
+            Rejection::StoredRequestUnreadable => ApiError::Internal(anyhow::anyhow!(
+                "the stored request for an idempotency key is unreadable"
+            )),
+            Rejection::InBatch { operation, cause } => ApiError::InBatch {
+                operation,
+                error: Box::new(ApiError::from(*cause)),
+            },
         }
     }
 }
@@ -287,9 +362,9 @@ impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         match error {
             StorageError::Overloaded => ApiError::ServiceOverloaded,
-            StorageError::Sqlite(_) => ApiError::Internal(error.into()),
+            StorageError::Backend(_) => ApiError::Internal(error.into()),
             StorageError::Unavailable(_)
-            | StorageError::ReadPool(_)
+            | StorageError::Pool(_)
             | StorageError::WriterStopped
             | StorageError::BatchRolledBack
             | StorageError::ClockBeforeEpoch
@@ -317,19 +392,27 @@ mod tests {
         vec![
             ApiError::Validation(vec![FieldError::new("amount", "must be positive")]),
             ApiError::InvalidJson("expected value".into()),
-            ApiError::PayloadTooLarge,
+            ApiError::PayloadTooLarge { limit: 16_384 },
             ApiError::UnsupportedMediaType,
             ApiError::NotFound,
             ApiError::MethodNotAllowed,
             ApiError::RequestTimeout,
             ApiError::WalletNotFound,
             ApiError::AssetNotFound,
+            ApiError::TransactionNotFound,
             ApiError::InsufficientFunds {
                 balance: 5,
+                available: 5,
                 requested: 10,
             },
             ApiError::BalanceOverflow,
-            ApiError::IdempotencyKeyReused,
+            ApiError::IdempotencyKeyReused {
+                differing: vec!["amount".into()],
+            },
+            ApiError::NotReversible,
+            ApiError::ReversalExceedsOriginal { reversible: 0 },
+            ApiError::AssetExists,
+            ApiError::TooManyAssets,
             ApiError::Unauthorized,
             ApiError::Forbidden {
                 required_scope: Scope::Grant,
@@ -360,9 +443,14 @@ mod tests {
             (408, "REQUEST_TIMEOUT"),
             (404, "WALLET_NOT_FOUND"),
             (404, "ASSET_NOT_FOUND"),
+            (404, "TRANSACTION_NOT_FOUND"),
             (422, "INSUFFICIENT_FUNDS"),
             (422, "BALANCE_OVERFLOW"),
             (422, "IDEMPOTENCY_KEY_REUSED"),
+            (422, "NOT_REVERSIBLE"),
+            (422, "REVERSAL_EXCEEDS_ORIGINAL"),
+            (409, "ASSET_EXISTS"),
+            (422, "TOO_MANY_ASSETS"),
             (401, "UNAUTHORIZED"),
             (403, "FORBIDDEN"),
             (429, "RATE_LIMITED"),
@@ -403,11 +491,22 @@ mod tests {
         assert_eq!(body["error"]["details"]["fields"][1]["field"], "asset");
         let body = body_of(&ApiError::InsufficientFunds {
             balance: 5,
+            available: 5,
             requested: 10,
         });
         assert_eq!(
             body["error"]["details"],
-            json!({"balance": 5, "requested": 10})
+            json!({"balance": 5, "available": 5, "requested": 10})
+        );
+        // A batch's failure: its operation's code and details, and its index.
+        let body = body_of(&ApiError::InBatch {
+            operation: 2,
+            error: Box::new(ApiError::ReversalExceedsOriginal { reversible: 0 }),
+        });
+        assert_eq!(body["error"]["code"], "REVERSAL_EXCEEDS_ORIGINAL");
+        assert_eq!(
+            body["error"]["details"],
+            json!({"reversible": 0, "operation": 2})
         );
         assert!(body_of(&ApiError::NotFound)["error"]
             .get("details")

@@ -15,9 +15,10 @@ pub mod domain;
 pub mod error;
 /// Routes, the envelope, request ids, body parsing, handlers.
 pub mod http;
-/// Posting rules and the audit; pure.
+/// The engine that decides every write, and the audit; pure.
 pub mod ledger;
 /// Every bound in the service, with its reason.
 pub mod limits;
-/// The only SQL: open, migrate, read pool, writer thread, queries, seed.
-pub mod storage;
+/// The store seam, and behind it the only SQL (SQLite: open, migrate, read
+/// pool, writer thread, queries, seed).
+pub mod store;

@@ -13,6 +13,22 @@ pub const AMOUNT_MAX: u64 = 9_007_199_254_740_991;
 /// pairs (12 bytes a character) and a 255-character key of escaped quotes
 /// (2 bytes each) come to about 15.9 KiB with the other fields.
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
+/// `POST /batch` (API.md): room for 100 operations with their notes.
+pub const BATCH_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Operations in one batch (API.md): one transaction, one key.
+pub const BATCH_OPERATIONS_MAX: usize = 100;
+/// Asset types in one ledger (API.md): the catalogue is read whole by
+/// every balance request, so it must stay small.
+pub const ASSET_TYPES_MAX: usize = 1000;
+/// An asset's name (API.md).
+pub const ASSET_NAME_CHARS_MAX: usize = 128;
+/// An asset's display decimals (API.md).
+pub const ASSET_DECIMALS_MAX: u8 = 18;
+/// `metadata` (API.md): keys, key length, value length, compact size.
+pub const METADATA_KEYS_MAX: usize = 16;
+pub const METADATA_KEY_CHARS_MAX: usize = 64;
+pub const METADATA_VALUE_CHARS_MAX: usize = 256;
+pub const METADATA_BYTES_MAX: usize = 2048;
 
 /// `userId`: 1-128 characters of `A-Z a-z 0-9 _ . : @ -` (API.md).
 pub const USER_ID_CHARS_MAX: usize = 128;

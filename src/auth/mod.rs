@@ -16,8 +16,7 @@ use log::warn;
 pub use keyring::{Denial, Keyring, RateLimit};
 use watcher::KeyWatcher;
 
-use crate::storage::keys;
-use crate::storage::open;
+use crate::store::Store;
 
 /// How a server decides who may call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +45,11 @@ pub struct Access {
 }
 
 impl Access {
-    /// Loads the keys of the (migrated) file at `path`, says how to unlock an
-    /// exposed service that has no key, and starts watching for changes.
-    pub fn start(path: &Path, policy: &AccessPolicy) -> anyhow::Result<Access> {
-        let mut conn = open::open_read_write(path)?;
-        let snapshot = keys::load(&mut conn)?;
+    /// Loads the keys of the (migrated) database `path` names, says how to
+    /// unlock an exposed service that has no key, and starts watching for
+    /// changes through `store`.
+    pub fn start(store: Store, path: &Path, policy: &AccessPolicy) -> anyhow::Result<Access> {
+        let snapshot = store.load_keys()?;
         if snapshot.active.is_empty() && !policy.open_without_keys() {
             // Once, at start: the watcher's reload line says when it unlocks.
             warn!("{}", locked_notice(path, policy));
@@ -65,7 +64,7 @@ impl Access {
             policy.rate_limit,
             policy.open_without_keys(),
         ));
-        let watcher = KeyWatcher::start(conn, Arc::clone(&keyring))?;
+        let watcher = KeyWatcher::start(store, Arc::clone(&keyring))?;
         Ok(Access { keyring, watcher })
     }
 

@@ -8,23 +8,20 @@
 //! moved. A revocation takes effect within that interval, and requests pay
 //! nothing for it.
 //!
-//! Last uses are written here too, at most once per
-//! `API_KEY_LAST_USED_FLUSH_INTERVAL`, in one short transaction on this
-//! thread's own connection, so the request path and the ledger writer never
-//! wait for them.
+//! Last uses are recorded from here too, at most once per
+//! `API_KEY_LAST_USED_FLUSH_INTERVAL`, through the store's writer (the one
+//! read-write connection), so the request path never waits for them.
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use anyhow::Context;
-use log::{error, info};
-use rusqlite::Connection;
-
 use super::keyring::Keyring;
 use crate::limits::{API_KEYS_RELOAD_INTERVAL, API_KEY_LAST_USED_FLUSH_INTERVAL};
-use crate::storage::keys;
+use crate::store::Store;
+use anyhow::Context;
+use log::{error, info};
 
 /// The running watcher; whoever started it stops it.
 pub struct KeyWatcher {
@@ -33,28 +30,27 @@ pub struct KeyWatcher {
 }
 
 impl KeyWatcher {
-    /// Watches the file on `conn`, a connection of its own.
-    pub fn start(conn: Connection, keyring: Arc<Keyring>) -> anyhow::Result<KeyWatcher> {
+    /// Watches the keys `store` holds.
+    pub fn start(store: Store, keyring: Arc<Keyring>) -> anyhow::Result<KeyWatcher> {
         let (stop, stop_requested) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("wallet-keys".into())
             .spawn(move || {
-                let mut conn = conn;
                 let mut recorded_at = Instant::now();
                 // Each tick waits for a stop; a timeout means carry on.
                 while let Err(RecvTimeoutError::Timeout) =
                     stop_requested.recv_timeout(API_KEYS_RELOAD_INTERVAL)
                 {
-                    if let Err(failure) = reload_if_changed(&mut conn, &keyring) {
+                    if let Err(failure) = reload_if_changed(&store, &keyring) {
                         // The last good set stays in force; the next tick retries.
                         error!("reloading the API keys failed: {failure:#}");
                     }
                     if recorded_at.elapsed() >= API_KEY_LAST_USED_FLUSH_INTERVAL {
-                        record_last_uses(&mut conn, &keyring);
+                        record_last_uses(&store, &keyring);
                         recorded_at = Instant::now();
                     }
                 }
-                record_last_uses(&mut conn, &keyring);
+                record_last_uses(&store, &keyring);
             })
             .context("cannot start the key watcher")?;
         Ok(KeyWatcher { stop, thread })
@@ -69,11 +65,11 @@ impl KeyWatcher {
     }
 }
 
-fn reload_if_changed(conn: &mut Connection, keyring: &Keyring) -> anyhow::Result<()> {
-    if keys::generation(conn)? == keyring.generation() {
+fn reload_if_changed(store: &Store, keyring: &Keyring) -> anyhow::Result<()> {
+    if store.key_generation()? == keyring.generation() {
         return Ok(());
     }
-    let snapshot = keys::load(conn)?;
+    let snapshot = store.load_keys()?;
     info!(
         "API keys changed: {} active, keys {}",
         snapshot.active.len(),
@@ -87,13 +83,14 @@ fn reload_if_changed(conn: &mut Connection, keyring: &Keyring) -> anyhow::Result
     Ok(())
 }
 
-fn record_last_uses(conn: &mut Connection, keyring: &Keyring) {
+fn record_last_uses(store: &Store, keyring: &Keyring) {
     let uses = keyring.take_unrecorded_uses();
-    if let Err(failure) = keys::record_last_used(conn, &uses) {
+    if uses.is_empty() {
+        return;
+    }
+    let count = uses.len();
+    if let Err(failure) = store.record_key_uses(uses) {
         // Only `wallet keys list` is the poorer for it.
-        error!(
-            "recording the last use of {} API keys failed: {failure}",
-            uses.len()
-        );
+        error!("recording the last use of {count} API keys failed: {failure}");
     }
 }

@@ -23,14 +23,16 @@ use self::client::Connection;
 use self::report::{Latency, Report, ScenarioResult, Startup};
 use crate::auth::{Access, AccessPolicy, RateLimit};
 use crate::cli::parse_write_batch_max;
-use crate::domain::{Amount, AssetRef, Caller, EntryKind, IdempotencyKey, UserId};
+use crate::domain::{Amount, AssetRef, Caller, IdempotencyKey, UserId};
 use crate::http::Application;
+use crate::ledger::engine::Operation as LedgerOperation;
+use crate::ledger::engine::{Command, CreditKind, EntryDetails, Outcome, Route};
 use crate::limits::{
     BENCH_CONNECTIONS_MAX, BENCH_DURATION_MAX, BENCH_ENTRIES_MAX, BENCH_USERS_MAX,
     RATE_LIMIT_BURST_DEFAULT, RATE_LIMIT_PER_SECOND_DEFAULT, WRITE_BATCH_MAX,
     WRITE_QUEUE_DEPTH_MAX,
 };
-use crate::storage::{self, Storage, WriteOutcome};
+use crate::store::{commands, DatabaseLocation, OpenedStore};
 
 /// What every bench user is funded with before the load: enough that no spend
 /// of 1 is ever short, so every write is expected to be a 201.
@@ -106,6 +108,10 @@ pub enum Scenario {
     History,
     /// 70% balance reads, 25% spends, 5% top-ups.
     Mixed,
+    /// Transfers of 1 from a user to the next one.
+    Transfer,
+    /// `POST /batch` of 10 transfers of 1 from one user to ten others.
+    Batch,
 }
 
 impl Scenario {
@@ -122,11 +128,32 @@ impl Scenario {
             Scenario::Read => "read",
             Scenario::History => "history",
             Scenario::Mixed => "mixed",
+            Scenario::Transfer => "transfer",
+            Scenario::Batch => "batch",
+        }
+    }
+
+    /// Ledger entries one write answered 201 makes.
+    fn entries_per_write(name: &str) -> u64 {
+        if name == Scenario::Batch.name() {
+            BATCH_TRANSFERS
+        } else {
+            1
         }
     }
 }
 
+/// Operations in one `batch` scenario request.
+const BATCH_TRANSFERS: u64 = 10;
+
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let transfers = args
+        .scenarios
+        .iter()
+        .any(|scenario| matches!(scenario, Scenario::Transfer | Scenario::Batch));
+    if transfers && args.users < 2 {
+        bail!("the transfer and batch scenarios need --users of 2 or more");
+    }
     let report = match &args.url {
         Some(url) => bench_remote(&args, url)?,
         None => bench_in_process(&args)?,
@@ -250,17 +277,18 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
             .tempdir_in(&parent)
             .with_context(|| format!("cannot create a folder in {}", parent.display()))?;
         let db = dir.path().join("wallet.db");
+        let location = DatabaseLocation::Sqlite(db.clone());
         let users = Users::new(args.users);
         if fill_entries > 0 {
             // The largest batches the writer takes, whatever the batch size
             // being measured: the fill is set-up, not the measurement.
-            let storage = Storage::open(&db, WRITE_QUEUE_DEPTH_MAX, true)?;
+            let storage = OpenedStore::open(&location, WRITE_QUEUE_DEPTH_MAX, true)?;
             let filled = fill(&storage, &users, fill_entries);
             storage.close();
             filled?;
         }
-        let storage = Storage::open(&db, batch_max, true)?;
-        let entries_before = count_entries(&db)?;
+        let storage = OpenedStore::open(&location, batch_max, true)?;
+        let entries_before = storage.store().entry_count()?;
         let server = InProcessServer::start(storage, &db)?;
         let run = Run {
             addr: server.addr,
@@ -276,10 +304,13 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
             + u64::from(users.count)
             + results
                 .iter()
-                .map(|result| result.statuses.get(&201).copied().unwrap_or(0))
+                .map(|result| {
+                    result.statuses.get(&201).copied().unwrap_or(0)
+                        * Scenario::entries_per_write(&result.scenario)
+                })
                 .sum::<u64>();
         scenarios.extend(results);
-        check_file(&db, expected_entries, &mut failures)?;
+        check_file(&location, expected_entries, &mut failures)?;
         last_db = Some((dir, db));
     }
     let startup = match (&last_db, args.startup_runs) {
@@ -316,6 +347,14 @@ impl Users {
 
     fn name(&self, index: u32) -> String {
         format!("{}{index}", self.prefix)
+    }
+
+    /// The `step`th user after `user`, skipping `user` itself: the
+    /// recipients of its transfers. Needs at least two users.
+    fn next_after(&self, user: u32, step: u32) -> u32 {
+        let others = self.count.saturating_sub(1).max(1);
+        let offset = 1 + (step.saturating_sub(1) % others);
+        ((u64::from(user) + u64::from(offset)) % u64::from(self.count)) as u32
     }
 }
 
@@ -516,6 +555,8 @@ enum Operation {
     History,
     Spend,
     Topup,
+    Transfer,
+    Batch,
 }
 
 impl Load<'_> {
@@ -544,6 +585,17 @@ impl Load<'_> {
                         .post_json(&format!("/wallets/{name}/topup"), &write_body(1))
                         .await
                 }
+                Operation::Transfer => {
+                    let to = self.users.name(self.users.next_after(user, 1));
+                    connection
+                        .post_json(&format!("/wallets/{name}/transfer"), &transfer_body(&to, 1))
+                        .await
+                }
+                Operation::Batch => {
+                    connection
+                        .post_json("/batch", &batch_body(self.users, user))
+                        .await
+                }
             };
             let latency = started.elapsed();
             match answer {
@@ -553,10 +605,21 @@ impl Load<'_> {
                         .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
                     *tally.statuses.entry(response.status).or_default() += 1;
                     if response.status == 201 {
-                        tally.balance_deltas[user as usize] += match operation {
-                            Operation::Spend => -1,
-                            _ => 1,
-                        };
+                        match operation {
+                            Operation::Spend => tally.balance_deltas[user as usize] -= 1,
+                            Operation::Transfer => {
+                                tally.balance_deltas[user as usize] -= 1;
+                                tally.balance_deltas[self.users.next_after(user, 1) as usize] += 1;
+                            }
+                            Operation::Batch => {
+                                for step in 1..=BATCH_TRANSFERS as u32 {
+                                    tally.balance_deltas[user as usize] -= 1;
+                                    tally.balance_deltas
+                                        [self.users.next_after(user, step) as usize] += 1;
+                                }
+                            }
+                            _ => tally.balance_deltas[user as usize] += 1,
+                        }
                     }
                 }
                 Err(_) => {
@@ -578,6 +641,8 @@ impl Load<'_> {
             Scenario::Hot => (Operation::Spend, 0),
             Scenario::Read => (Operation::Read, user),
             Scenario::History => (Operation::History, user),
+            Scenario::Transfer => (Operation::Transfer, user),
+            Scenario::Batch => (Operation::Batch, user),
             Scenario::Mixed => match random.next() % 100 {
                 0..70 => (Operation::Read, user),
                 70..95 => (Operation::Spend, user),
@@ -592,6 +657,33 @@ fn write_body(amount: u64) -> String {
     format!(
         r#"{{"asset":"GOLD","amount":{amount},"idempotencyKey":"{}"}}"#,
         Uuid::new_v4()
+    )
+}
+
+/// A transfer of `amount` GOLD to `to` under a fresh random key.
+fn transfer_body(to: &str, amount: u64) -> String {
+    format!(
+        r#"{{"to":"{to}","asset":"GOLD","amount":{amount},"idempotencyKey":"{}"}}"#,
+        Uuid::new_v4()
+    )
+}
+
+/// A batch of `BATCH_TRANSFERS` transfers of 1 GOLD from `user` to the
+/// users after it, under a fresh random key.
+fn batch_body(users: &Users, user: u32) -> String {
+    let from = users.name(user);
+    let operations: Vec<String> = (1..=BATCH_TRANSFERS as u32)
+        .map(|step| {
+            format!(
+                r#"{{"type":"transfer","userId":"{from}","to":"{}","asset":"GOLD","amount":1}}"#,
+                users.name(users.next_after(user, step))
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"idempotencyKey":"{}","operations":[{}]}}"#,
+        Uuid::new_v4(),
+        operations.join(",")
     )
 }
 
@@ -625,37 +717,54 @@ impl SplitMix64 {
 /// Puts `entries` entries in the ledger through the writer, as fast as its
 /// queue takes them: in rounds over every user, a top-up of 1 then a spend of
 /// 1, under random keys as real callers send.
-fn fill(storage: &Storage, users: &Users, entries: u64) -> anyhow::Result<()> {
-    let writer = storage.writer.handle();
+fn fill(storage: &OpenedStore, users: &Users, entries: u64) -> anyhow::Result<()> {
+    let store = storage.store();
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let started = Instant::now();
     runtime.block_on(async {
         let commands = (0..entries).map(|n| {
-            let user = (n % u64::from(users.count)) as u32;
-            let kind = match (n / u64::from(users.count)) % 2 {
-                0 => EntryKind::Topup,
-                _ => EntryKind::Spend,
+            let user = UserId::parse(&users.name((n % u64::from(users.count)) as u32))
+                .expect("bench user ids are valid");
+            let asset = AssetRef::parse("GOLD").expect("GOLD is a valid symbol");
+            let amount = Amount::parse(1).expect("1 is a valid amount");
+            let details = EntryDetails::default();
+            let (route, operation) = match (n / u64::from(users.count)) % 2 {
+                0 => (
+                    Route::Topup,
+                    LedgerOperation::Credit {
+                        kind: CreditKind::Topup,
+                        user,
+                        asset,
+                        amount,
+                        details,
+                    },
+                ),
+                _ => (
+                    Route::Spend,
+                    LedgerOperation::Spend {
+                        user,
+                        asset,
+                        amount,
+                        details,
+                    },
+                ),
             };
-            storage::PostCommand {
-                user: UserId::parse(&users.name(user)).expect("bench user ids are valid"),
-                kind,
-                asset: AssetRef::parse("GOLD").expect("GOLD is a valid symbol"),
-                amount: Amount::parse(1).expect("1 is a valid amount"),
-                idempotency_key: IdempotencyKey::parse(&Uuid::new_v4().to_string())
-                    .expect("a UUID is a valid key"),
-                reference_id: None,
-                note: None,
+            Command {
                 caller: Caller::Anonymous,
+                key: IdempotencyKey::parse(&Uuid::new_v4().to_string())
+                    .expect("a UUID is a valid key"),
+                route,
+                operations: vec![operation],
             }
         });
         // At most a queue's worth in flight, so the queue never refuses one.
         let mut outcomes = futures_util::stream::iter(commands)
-            .map(|command| writer.post(command))
+            .map(|command| store.apply(command))
             .buffer_unordered(WRITE_QUEUE_DEPTH_MAX);
         let mut done: u64 = 0;
         while let Some(outcome) = outcomes.next().await {
             match outcome {
-                Ok(WriteOutcome::Created(_)) => done += 1,
+                Ok(Outcome::Created(_)) => done += 1,
                 other => bail!("filling the ledger failed at entry {done}: {other:?}"),
             }
             if done.is_multiple_of(1_000_000) {
@@ -677,7 +786,7 @@ struct InProcessServer {
 }
 
 impl InProcessServer {
-    fn start(storage: Storage, db: &Path) -> anyhow::Result<InProcessServer> {
+    fn start(storage: OpenedStore, db: &Path) -> anyhow::Result<InProcessServer> {
         // A fresh file on loopback: no keys, so the service runs open, as the
         // quick start does.
         let bind = "127.0.0.1:0";
@@ -690,7 +799,7 @@ impl InProcessServer {
                 burst: RATE_LIMIT_BURST_DEFAULT,
             },
         };
-        let access = match Access::start(db, &policy) {
+        let access = match Access::start(storage.store(), db, &policy) {
             Ok(access) => access,
             Err(error) => {
                 storage.close();
@@ -734,21 +843,19 @@ impl InProcessServer {
     }
 }
 
-fn count_entries(db: &Path) -> anyhow::Result<u64> {
-    let conn = storage::open::open_read_only(db)?;
-    Ok(storage::reads::entry_count(&conn)?)
-}
-
 /// After the server has closed the file: the entry count and the audit.
-fn check_file(db: &Path, expected_entries: u64, failures: &mut Vec<String>) -> anyhow::Result<()> {
-    let mut conn = storage::open::open_read_only(db)?;
-    let entries = storage::reads::entry_count(&conn)?;
-    if entries != expected_entries {
+fn check_file(
+    location: &DatabaseLocation,
+    expected_entries: u64,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let audit = commands::verify(location).context("the audit could not read the ledger")?;
+    if audit.entries != expected_entries {
         failures.push(format!(
-            "the ledger holds {entries} entries; the funding and the 201 answers account for {expected_entries}"
+            "the ledger holds {} entries; the funding and the 201 answers account for {expected_entries}",
+            audit.entries
         ));
     }
-    let audit = storage::verify::audit(&mut conn).context("the audit could not read the ledger")?;
     if !audit.is_clean() {
         failures.push(format!("verify failed:\n{audit}"));
     }

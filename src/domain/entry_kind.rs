@@ -1,22 +1,34 @@
 use super::ParseError;
 
 /// What a ledger entry does. TOPUP and BONUS move value from the Treasury to a
-/// user; SPEND moves it back.
+/// user; SPEND moves it back; TRANSFER moves it from one user to another; a
+/// REVERSAL moves (part of) an earlier entry's amount back between its two
+/// accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntryKind {
     Topup,
     Bonus,
     Spend,
+    Transfer,
+    Reversal,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 3] = [EntryKind::Topup, EntryKind::Bonus, EntryKind::Spend];
+    pub const ALL: [EntryKind; 5] = [
+        EntryKind::Topup,
+        EntryKind::Bonus,
+        EntryKind::Spend,
+        EntryKind::Transfer,
+        EntryKind::Reversal,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             EntryKind::Topup => "TOPUP",
             EntryKind::Bonus => "BONUS",
             EntryKind::Spend => "SPEND",
+            EntryKind::Transfer => "TRANSFER",
+            EntryKind::Reversal => "REVERSAL",
         }
     }
 
@@ -24,15 +36,15 @@ impl EntryKind {
         EntryKind::ALL
             .into_iter()
             .find(|kind| kind.as_str() == raw)
-            .ok_or_else(|| ParseError::new("must be one of TOPUP, BONUS, SPEND"))
+            .ok_or_else(|| {
+                ParseError::new("must be one of TOPUP, BONUS, SPEND, TRANSFER, REVERSAL")
+            })
     }
 
-    /// The user's side of an entry of this kind.
-    pub fn user_direction(self) -> Direction {
-        match self {
-            EntryKind::Topup | EntryKind::Bonus => Direction::Credit,
-            EntryKind::Spend => Direction::Debit,
-        }
+    /// Whether a reversal may undo an entry of this kind: every kind but a
+    /// reversal itself (API.md: NOT_REVERSIBLE).
+    pub fn is_reversible(self) -> bool {
+        self != EntryKind::Reversal
     }
 }
 
@@ -73,9 +85,9 @@ mod tests {
     }
 
     #[test]
-    fn only_a_spend_debits_the_user() {
-        assert_eq!(EntryKind::Spend.user_direction(), Direction::Debit);
-        assert_eq!(EntryKind::Topup.user_direction(), Direction::Credit);
-        assert_eq!(EntryKind::Bonus.user_direction(), Direction::Credit);
+    fn only_a_reversal_is_not_reversible() {
+        for kind in EntryKind::ALL {
+            assert_eq!(kind.is_reversible(), kind != EntryKind::Reversal);
+        }
     }
 }

@@ -4,13 +4,18 @@
 mod access;
 mod amount;
 mod entry_kind;
+mod metadata;
 mod names;
 mod page;
 
 pub use access::{Caller, KeyName, Scope, Scopes};
 pub use amount::Amount;
 pub use entry_kind::{Direction, EntryKind};
-pub use names::{AssetRef, IdempotencyKey, Note, ReferenceId, RequestId, UserId};
+pub use metadata::Metadata;
+pub use names::{
+    AssetDecimals, AssetName, AssetRef, AssetSymbol, IdempotencyKey, Note, ReferenceId, RequestId,
+    UserId,
+};
 pub use page::{Cursor, PageLimit};
 
 /// Why a raw value was refused, as a sentence a caller can act on.

@@ -2,8 +2,8 @@
 
 use super::{is_visible_ascii, ParseError};
 use crate::limits::{
-    ASSET_SYMBOL_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, NOTE_CHARS_MAX, REFERENCE_ID_CHARS_MAX,
-    REQUEST_ID_CHARS_MAX, USER_ID_CHARS_MAX,
+    ASSET_DECIMALS_MAX, ASSET_NAME_CHARS_MAX, ASSET_SYMBOL_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX,
+    NOTE_CHARS_MAX, REFERENCE_ID_CHARS_MAX, REQUEST_ID_CHARS_MAX, USER_ID_CHARS_MAX,
 };
 use uuid::Uuid;
 
@@ -64,6 +64,64 @@ impl AssetRef {
         Err(ParseError::new(format!(
             "must be an asset symbol (1 to {ASSET_SYMBOL_CHARS_MAX} of A-Z, 0-9, _) or an asset id (UUID)"
         )))
+    }
+}
+
+/// A new asset's symbol (API.md, `POST /assets`): 1-32 of `A-Z 0-9 _`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AssetSymbol(String);
+
+impl AssetSymbol {
+    pub fn parse(raw: &str) -> Result<AssetSymbol, ParseError> {
+        match AssetRef::parse(raw) {
+            Ok(AssetRef::Symbol(symbol)) => Ok(AssetSymbol(symbol)),
+            _ => Err(ParseError::new(format!(
+                "must be 1 to {ASSET_SYMBOL_CHARS_MAX} of A-Z, 0-9, _"
+            ))),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An asset's display name: 1-128 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AssetName(String);
+
+impl AssetName {
+    pub fn parse(raw: &str) -> Result<AssetName, ParseError> {
+        if raw.is_empty() || raw.chars().count() > ASSET_NAME_CHARS_MAX {
+            return Err(ParseError::new(format!(
+                "must be 1 to {ASSET_NAME_CHARS_MAX} characters"
+            )));
+        }
+        Ok(AssetName(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How many of an asset's smallest units make one displayed unit, as a
+/// power of ten: 0-18. Amounts stay integers; this is for display only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct AssetDecimals(u8);
+
+impl AssetDecimals {
+    pub fn parse(raw: u64) -> Result<AssetDecimals, ParseError> {
+        match u8::try_from(raw) {
+            Ok(decimals) if decimals <= ASSET_DECIMALS_MAX => Ok(AssetDecimals(decimals)),
+            _ => Err(ParseError::new(format!(
+                "must be an integer from 0 to {ASSET_DECIMALS_MAX}"
+            ))),
+        }
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
     }
 }
 
@@ -198,6 +256,19 @@ mod tests {
         ] {
             assert!(AssetRef::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn a_new_asset_names_itself_by_symbol_only_with_bounded_name_and_decimals() {
+        assert!(AssetSymbol::parse("GEMS_2").is_ok());
+        assert!(AssetSymbol::parse("1f0c4f4e-6a53-4c0c-9d55-2b3f5f3f6a01").is_err());
+        assert!(AssetSymbol::parse("gems").is_err());
+        assert!(AssetName::parse(&"n".repeat(128)).is_ok());
+        assert!(AssetName::parse(&"n".repeat(129)).is_err());
+        assert!(AssetName::parse("").is_err());
+        assert_eq!(AssetDecimals::parse(18).unwrap().get(), 18);
+        assert!(AssetDecimals::parse(19).is_err());
+        assert!(AssetDecimals::parse(256).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use actix_web::{web, HttpMessage};
 use crate::auth::Keyring;
 use crate::domain::{Caller, Scope};
 use crate::error::ApiError;
-use crate::storage::now_ms;
+use crate::store::now_ms;
 
 /// What a route asks of its callers; set on each resource in `routes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,9 @@ pub enum RouteAccess {
     Open,
     /// A key holding this scope (or `admin`), once any key exists.
     Needs(Scope),
+    /// A key, whose scopes the handler checks once the body says what it
+    /// needs (API.md: `POST /batch` needs every scope its operations would).
+    NeedsPerOperation,
 }
 
 pub async fn authorize(
@@ -30,16 +33,17 @@ pub async fn authorize(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     // A method the route does not answer goes straight to its 405: the
     // answer is the same for every caller, so it needs no key.
-    let wrong_method = request
-        .app_data::<super::handlers::RouteMethod>()
-        .is_some_and(|method| !method.accepts(request.method()));
-    if wrong_method {
+    let methods = request
+        .app_data::<super::handlers::ResourceMethods>()
+        .copied();
+    let access = methods.and_then(|methods| methods.access_for(request.method()));
+    if methods.is_some() && access.is_none() {
         return Ok(next.call(request).await?.map_into_boxed_body());
     }
-    let access = request.app_data::<RouteAccess>().copied();
     let needed = match access {
         Some(RouteAccess::Open) => return Ok(next.call(request).await?.map_into_boxed_body()),
-        Some(RouteAccess::Needs(scope)) => scope,
+        Some(RouteAccess::Needs(scope)) => Some(scope),
+        Some(RouteAccess::NeedsPerOperation) => None,
         // A route registered without saying who may call it: a defect, and
         // refused rather than served open.
         None => {
@@ -81,16 +85,30 @@ fn bearer_token(request: &ServiceRequest) -> Option<&str> {
 /// writer, so a key revoked in between writes nothing (API.md,
 /// Authentication).
 pub fn caller_still_allowed(request: &actix_web::HttpRequest) -> Result<Caller, ApiError> {
-    let caller = caller_of(request)?;
-    let Some(RouteAccess::Needs(needed)) = request.app_data::<RouteAccess>().copied() else {
+    let access = request
+        .app_data::<super::handlers::ResourceMethods>()
+        .and_then(|methods| methods.access_for(request.method()));
+    let Some(RouteAccess::Needs(needed)) = access else {
         return Err(ApiError::Internal(anyhow::anyhow!(
             "a write route declares no scope"
         )));
     };
+    caller_allowed_for(request, &[needed])
+}
+
+/// The caller, checked now for every scope of `needed`, in order: the
+/// first it lacks is the 403's `requiredScope`.
+pub fn caller_allowed_for(
+    request: &actix_web::HttpRequest,
+    needed: &[Scope],
+) -> Result<Caller, ApiError> {
+    let caller = caller_of(request)?;
     let keyring = request
         .app_data::<web::Data<Keyring>>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no keyring in the application")))?;
-    keyring.confirm(caller, needed)?;
+    for scope in needed {
+        keyring.confirm(caller, *scope)?;
+    }
     Ok(caller)
 }
 

@@ -1,5 +1,5 @@
 //! Reading a request body: `Content-Type: application/json` (415 otherwise),
-//! at most `BODY_BYTES_MAX` bytes (413), valid JSON whose top level is an
+//! at most `BODY_BYTES_MAX` bytes (`BATCH_BODY_BYTES_MAX` for a batch; 413), valid JSON whose top level is an
 //! object with no key twice (400 INVALID_JSON). Fields are then parsed one by
 //! one by the handler, so every problem is reported, not only the first.
 
@@ -16,15 +16,20 @@ use serde_json::{Map, Value};
 use super::connection::ConnectionState;
 use super::request_context::RequestDeadline;
 use crate::error::{ApiError, FieldError};
-use crate::limits::{BODY_BYTES_MAX, HTTP_REQUEST_TIMEOUT};
+use crate::limits::{BATCH_BODY_BYTES_MAX, BODY_BYTES_MAX, HTTP_REQUEST_TIMEOUT};
 
-/// A request body that is a JSON object.
+/// A request body that is a JSON object of at most `MAX` bytes.
 #[derive(Debug)]
-pub struct JsonObject(pub Map<String, Value>);
+pub struct JsonBody<const MAX: usize>(pub Map<String, Value>);
 
-impl FromRequest for JsonObject {
+/// The body of every write but a batch: at most 16 KiB.
+pub type JsonObject = JsonBody<BODY_BYTES_MAX>;
+/// The body of `POST /batch`: at most 64 KiB.
+pub type BatchJsonObject = JsonBody<BATCH_BODY_BYTES_MAX>;
+
+impl<const MAX: usize> FromRequest for JsonBody<MAX> {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<JsonObject, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<JsonBody<MAX>, ApiError>>;
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let is_json = request
@@ -47,8 +52,8 @@ impl FromRequest for JsonObject {
             if !is_json {
                 return Err(ApiError::UnsupportedMediaType);
             }
-            if declared_length.is_some_and(|length| length > BODY_BYTES_MAX as u64) {
-                return Err(ApiError::PayloadTooLarge);
+            if declared_length.is_some_and(|length| length > MAX as u64) {
+                return Err(ApiError::PayloadTooLarge { limit: MAX });
             }
             // Read chunk by chunk and stop at the limit: a body without a
             // Content-Length (chunked) is bounded too. The whole request has
@@ -60,8 +65,8 @@ impl FromRequest for JsonObject {
                     let chunk = chunk.map_err(|read_error| {
                         ApiError::InvalidJson(format!("the body could not be read ({read_error})"))
                     })?;
-                    if bytes.len() + chunk.len() > BODY_BYTES_MAX {
-                        return Err(ApiError::PayloadTooLarge);
+                    if bytes.len() + chunk.len() > MAX {
+                        return Err(ApiError::PayloadTooLarge { limit: MAX });
                     }
                     bytes.extend_from_slice(&chunk);
                 }
@@ -73,7 +78,7 @@ impl FromRequest for JsonObject {
             if let Some(state) = connection {
                 state.body_read();
             }
-            parse_object(&bytes)
+            parse_map(&bytes).map(JsonBody)
         })
     }
 }
@@ -85,11 +90,15 @@ fn is_json_media_type(content_type: &str) -> bool {
 }
 
 pub fn parse_object(bytes: &[u8]) -> Result<JsonObject, ApiError> {
+    parse_map(bytes).map(JsonBody)
+}
+
+fn parse_map(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::InvalidJson("the body is empty".into()));
     }
     serde_json::from_slice::<UniqueKeyObject>(bytes)
-        .map(|object| JsonObject(object.0))
+        .map(|object| object.0)
         .map_err(|error| ApiError::InvalidJson(error.to_string()))
 }
 
@@ -223,7 +232,7 @@ mod tests {
             astral.repeat(NOTE_CHARS_MAX),
         );
         assert!(body.len() < BODY_BYTES_MAX, "{} bytes", body.len());
-        let JsonObject(object) = parse_object(body.as_bytes()).unwrap();
+        let JsonBody(object) = parse_object(body.as_bytes()).unwrap();
         assert_eq!(
             object["note"].as_str().unwrap().chars().count(),
             NOTE_CHARS_MAX

@@ -1,107 +1,134 @@
-//! The routes of API.md and their handlers.
+//! The routes of API.md and their handlers. A handler parses its request
+//! into domain types (every problem at once), hands it to the store, and
+//! shapes the answer; it holds no SQL and no ledger rule.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
-use rusqlite::Connection;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use uuid::Uuid;
 
-use super::auth::{authorize, caller_of, caller_still_allowed, RouteAccess};
-use super::body::{FieldErrors, JsonObject};
+use super::auth::{authorize, caller_allowed_for, caller_of, caller_still_allowed, RouteAccess};
+use super::body::{BatchJsonObject, FieldErrors, JsonBody, JsonObject};
 use super::envelope::success;
+use super::json::{
+    AnswerJson, Asset, Balance, Balances, BatchReceiptJson, Health, ReceiptJson, Transaction,
+    TransactionDetailJson, TransactionPage,
+};
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
-use super::json::EntryRequest;
-use super::json::{Asset, Balance, Balances, Health, ReceiptJson, Transaction, TransactionPage};
-use super::openapi::{HistoryParams, IdempotencyKeyParam, UserIdParam};
+use super::json::{
+    AssetRequest, BatchOperationRequest, BatchRequest, EntryRequest, ReverseRequest,
+    TransferRequest,
+};
+use super::openapi::{HistoryParams, IdempotencyKeyParam, TransactionIdParam, UserIdParam};
 use crate::domain::{
-    Amount, AssetRef, Cursor, EntryKind, IdempotencyKey, Note, PageLimit, ReferenceId, Scope,
-    UserId,
+    Amount, AssetDecimals, AssetName, AssetRef, AssetSymbol, Cursor, EntryKind, IdempotencyKey,
+    Metadata, Note, PageLimit, ReferenceId, Scope, UserId,
 };
 use crate::error::ApiError;
-use crate::limits::QUERY_PROBLEMS_MAX;
-use crate::storage::reads::{self, HistoryQuery};
-use crate::storage::writer::WriterHandle;
-use crate::storage::{OffWorkerPool, PostCommand, ReadPool, StorageError, WriteOutcome};
+use crate::ledger::engine::{
+    Command, CreditKind, EntryDetails, NewAsset, Operation, Outcome, Route,
+};
+use crate::limits::{BATCH_OPERATIONS_MAX, QUERY_PROBLEMS_MAX};
+use crate::store::{AssetOutcome, HistoryQuery, StorageError, Store};
 
 /// Declares every route once: the server registers exactly these, and
-/// `ROUTES` lists them for the OpenAPI document's check against them.
+/// `ROUTES` lists them for the OpenAPI document's check against them. One
+/// resource per path, answering its methods (and HEAD on a GET) and 405
+/// with `Allow` to the others.
 macro_rules! routes {
-    ($($method:ident $path:literal, $access:expr => $handler:ident,)+) => {
+    ($($path:literal => [$($method:ident $access:expr => $handler:ident),+ $(,)?],)+) => {
         /// Every (method, path) the service serves, the path in OpenAPI's form.
-        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path),)+];
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path),)+)+];
 
         /// What each route of `ROUTES` asks of its callers, for the document.
         pub const ROUTE_ACCESS: &[(&str, &str, RouteAccess)] =
-            &[$((stringify!($method), $path, $access),)+];
+            &[$($((stringify!($method), $path, $access),)+)+];
 
         pub fn routes(config: &mut web::ServiceConfig) {
-            $(
-                let method = RouteMethod(stringify!($method));
-                let mut routes = vec![web::$method().to($handler)];
-                if method.answers_head() {
-                    // API.md: HEAD on every GET route; actix-http sends the
-                    // head of the GET answer without its body.
-                    routes.push(web::head().to($handler));
-                }
-                config.service(one_method($path, method, $access, routes));
-            )+
+            $({
+                const METHODS: ResourceMethods =
+                    ResourceMethods(&[$((stringify!($method), $access),)+]);
+                let mut routes = Vec::new();
+                $(
+                    routes.push(web::$method().to($handler));
+                    if stringify!($method) == "get" {
+                        // API.md: HEAD on every GET route; actix-http sends
+                        // the head of the GET answer without its body.
+                        routes.push(web::head().to($handler));
+                    }
+                )+
+                config.service(resource($path, METHODS, routes));
+            })+
         }
     };
 }
 
 routes! {
-    get "/health", RouteAccess::Open => get_health,
-    get "/assets", RouteAccess::Needs(Scope::Read) => get_assets,
-    get "/wallets/{userId}/balance", RouteAccess::Needs(Scope::Read) => get_balance,
-    get "/wallets/{userId}/transactions", RouteAccess::Needs(Scope::Read) => get_transactions,
-    post "/wallets/{userId}/topup", RouteAccess::Needs(Scope::Grant) => post_topup,
-    post "/wallets/{userId}/bonus", RouteAccess::Needs(Scope::Grant) => post_bonus,
-    post "/wallets/{userId}/spend", RouteAccess::Needs(Scope::Spend) => post_spend,
-    get "/openapi.json", RouteAccess::Open => get_openapi,
+    "/health" => [get RouteAccess::Open => get_health],
+    "/assets" => [
+        get RouteAccess::Needs(Scope::Read) => get_assets,
+        post RouteAccess::Needs(Scope::Admin) => post_assets,
+    ],
+    "/wallets/{userId}/balance" => [get RouteAccess::Needs(Scope::Read) => get_balance],
+    "/wallets/{userId}/transactions" => [get RouteAccess::Needs(Scope::Read) => get_transactions],
+    "/wallets/{userId}/topup" => [post RouteAccess::Needs(Scope::Grant) => post_topup],
+    "/wallets/{userId}/bonus" => [post RouteAccess::Needs(Scope::Grant) => post_bonus],
+    "/wallets/{userId}/spend" => [post RouteAccess::Needs(Scope::Spend) => post_spend],
+    "/wallets/{userId}/transfer" => [post RouteAccess::Needs(Scope::Spend) => post_transfer],
+    "/transactions/{id}" => [get RouteAccess::Needs(Scope::Read) => get_transaction],
+    "/transactions/{id}/reverse" => [post RouteAccess::Needs(Scope::Grant) => post_reverse],
+    "/batch" => [post RouteAccess::NeedsPerOperation => post_batch],
+    "/openapi.json" => [get RouteAccess::Open => get_openapi],
 }
 
-/// The method a route answers (`get`, `post`), as the routes table names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteMethod(pub &'static str);
+/// The methods one path answers, each with what it asks of its callers.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceMethods(pub &'static [(&'static str, RouteAccess)]);
 
-impl RouteMethod {
-    fn answers_head(self) -> bool {
-        self.0 == "get"
-    }
-
-    /// Whether a request with `method` reaches the handler (and so needs the
-    /// access check) rather than the 405.
-    pub fn accepts(self, method: &actix_web::http::Method) -> bool {
-        method.as_str().eq_ignore_ascii_case(self.0)
-            || (self.answers_head() && method == actix_web::http::Method::HEAD)
+impl ResourceMethods {
+    /// What a request with `method` needs; None when the path does not
+    /// answer it (405). HEAD is answered as GET.
+    pub fn access_for(&self, method: &Method) -> Option<RouteAccess> {
+        let asked = if method == Method::HEAD {
+            "get"
+        } else {
+            method.as_str()
+        };
+        self.0
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(asked))
+            .map(|(_, access)| *access)
     }
 
     /// The `Allow` header of a 405.
-    fn allow(self) -> &'static str {
-        match self.0 {
-            "get" => "GET, HEAD",
-            "post" => "POST",
-            "put" => "PUT",
-            "delete" => "DELETE",
-            _ => "",
-        }
+    fn allow(&self) -> String {
+        self.0
+            .iter()
+            .map(|(name, _)| match *name {
+                "get" => "GET, HEAD",
+                "post" => "POST",
+                _ => "",
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
-/// A resource that answers one method (and HEAD, for a GET), and 405 in the
-/// envelope with `Allow` to the others, behind the access check for
-/// `access`. A wrong method is answered 405 before any key is looked at.
-fn one_method(
+/// A resource answering `methods` and 405 in the envelope with `Allow` to
+/// the others, behind the access check. A wrong method is answered 405
+/// before any key is looked at.
+fn resource(
     path: &str,
-    method: RouteMethod,
-    access: RouteAccess,
+    methods: ResourceMethods,
     routes: Vec<actix_web::Route>,
 ) -> impl actix_web::dev::HttpServiceFactory {
-    let resource = routes.into_iter().fold(
-        web::resource(path).app_data(access).app_data(method),
-        |resource, route| resource.route(route),
-    );
+    let resource = routes
+        .into_iter()
+        .fold(web::resource(path).app_data(methods), |resource, route| {
+            resource.route(route)
+        });
     resource
         .default_service(web::to(method_not_allowed))
         .wrap(from_fn(authorize))
@@ -113,32 +140,12 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
 
 async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
     let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
-    if let Some(method) = request.app_data::<RouteMethod>() {
-        response.headers_mut().insert(
-            header::ALLOW,
-            header::HeaderValue::from_static(method.allow()),
-        );
+    if let Some(methods) = request.app_data::<ResourceMethods>() {
+        if let Ok(allow) = header::HeaderValue::from_str(&methods.allow()) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
     }
     response
-}
-
-/// Runs a read on a pooled read-only connection, on the worker thread
-/// itself. Every read is bounded (a balance is a row per asset, a history
-/// page at most `PAGE_LIMIT_MAX` rows, each found by one index descent) and
-/// WAL readers never wait for the writer, so a read takes microseconds; the
-/// hop to the blocking pool and back cost more than that, and doing without
-/// it raised balance reads from about 42,000 to 55,000 a second on two cores
-/// (`wallet bench --scenarios read`). Each worker holds one connection at a
-/// time, so the pool never makes it wait.
-fn read<T, E>(
-    pool: &ReadPool,
-    query: impl FnOnce(&mut Connection) -> Result<T, E>,
-) -> Result<T, ApiError>
-where
-    E: Into<ApiError>,
-{
-    let mut conn = pool.get().map_err(StorageError::from)?;
-    query(&mut conn).map_err(Into::into)
 }
 
 fn ok<T: Serialize>(data: T) -> HttpResponse {
@@ -149,19 +156,14 @@ fn ok<T: Serialize>(data: T) -> HttpResponse {
 #[utoipa::path(get, path = "/health", tag = "service",
     summary = "Liveness and database reachability",
     responses((status = 200, description = "The service and its database answer.", body = Health)))]
-pub(super) async fn get_health(
-    pool: web::Data<ReadPool>,
-    writer: web::Data<WriterHandle>,
-) -> Result<HttpResponse, ApiError> {
+pub(super) async fn get_health(store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
     // Whatever keeps the database from answering, health reports as the
     // database: a read that fails, or writes that do (a full disk, files
     // changed under the server).
-    if writer.is_failing() {
+    if store.is_failing() {
         return Err(ApiError::DatabaseUnavailable(StorageError::WritesFailing));
     }
-    read(&pool, |conn| {
-        reads::health(conn).map_err(ApiError::DatabaseUnavailable)
-    })?;
+    store.health().map_err(ApiError::DatabaseUnavailable)?;
     Ok(ok(Health {
         status: "ok",
         database: "ok",
@@ -186,14 +188,75 @@ pub(super) async fn get_openapi() -> HttpResponse {
 #[utoipa::path(get, path = "/assets", tag = "ledger",
     summary = "The asset types, ordered by symbol",
     responses((status = 200, description = "Every asset type.", body = Vec<Asset>)))]
-pub(super) async fn get_assets(pool: web::Data<ReadPool>) -> Result<HttpResponse, ApiError> {
-    let rows = read(&pool, reads::assets)?;
+pub(super) async fn get_assets(store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
+    let rows = store.assets()?;
     Ok(ok(rows.into_iter().map(Asset::from).collect::<Vec<_>>()))
+}
+
+/// API.md: POST /assets
+#[utoipa::path(post, path = "/assets", tag = "ledger",
+    summary = "Create an asset type and its Treasury",
+    request_body = AssetRequest,
+    responses(
+        (status = 201, description = "Created.", body = Asset),
+        (status = 200, description = "An asset with this symbol, name and decimals exists already; \
+            nothing written.", body = Asset)))]
+pub(super) async fn post_assets(
+    request: HttpRequest,
+    JsonBody(mut body): JsonObject,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    let symbol = required_text(&mut body, "symbol", AssetSymbol::parse, &mut errors);
+    let name = required_text(&mut body, "name", AssetName::parse, &mut errors);
+    let decimals = match body.remove("decimals") {
+        None | Some(Value::Null) => Some(AssetDecimals::default()),
+        Some(Value::Number(number)) => match number.as_u64() {
+            Some(raw) => errors.check("decimals", AssetDecimals::parse(raw)),
+            None => {
+                errors.push("decimals", "must be an integer from 0 to 18");
+                None
+            }
+        },
+        Some(_) => {
+            errors.push("decimals", "must be an integer from 0 to 18");
+            None
+        }
+    };
+    refuse_unknown_fields(&body, &mut errors);
+    errors.into_result()?;
+    let (Some(symbol), Some(name), Some(decimals)) = (symbol, name, decimals) else {
+        return Err(validated_but_missing());
+    };
+    caller_still_allowed(&request)?;
+    let outcome = store
+        .create_asset(NewAsset {
+            symbol,
+            name,
+            decimals,
+        })
+        .await?;
+    Ok(match outcome {
+        AssetOutcome::Created(row) => success(StatusCode::CREATED, Asset::from(row)),
+        AssetOutcome::AlreadyTheSame(row) => ok(Asset::from(row)),
+    })
 }
 
 fn path_user(request: &HttpRequest, errors: &mut FieldErrors) -> Option<UserId> {
     let raw = request.match_info().get("userId").unwrap_or_default();
     errors.check("userId", UserId::parse(raw))
+}
+
+/// A transaction id in the path: a UUID, or 400 (API.md, Conventions).
+fn path_transaction_id(request: &HttpRequest, errors: &mut FieldErrors) -> Option<Uuid> {
+    let raw = request.match_info().get("id").unwrap_or_default();
+    match Uuid::try_parse(raw) {
+        Ok(id) if raw.len() == 36 => Some(id),
+        _ => {
+            errors.push("id", "must be a transaction id (a UUID)");
+            None
+        }
+    }
 }
 
 /// API.md: GET /wallets/{userId}/balance
@@ -204,20 +267,20 @@ fn path_user(request: &HttpRequest, errors: &mut FieldErrors) -> Option<UserId> 
         body = Balances)))]
 pub(super) async fn get_balance(
     request: HttpRequest,
-    pool: web::Data<ReadPool>,
+    store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::default();
     let user = path_user(&request, &mut errors);
     errors.into_result()?;
-    let user = user.expect("a user id that passed validation");
-    let rows = read(&pool, |conn| reads::balances(conn, &user))?;
+    let user = user.ok_or_else(validated_but_missing)?;
+    let rows = store.balances(&user)?;
     Ok(ok(Balances {
         user_id: user.as_str().to_owned(),
         balances: rows.into_iter().map(Balance::from).collect(),
     }))
 }
 
-/// API.md: GET /wallets/{userId}/transactions?asset=&type=&limit=&cursor=
+/// API.md: GET /wallets/{userId}/transactions?asset=&type=&referenceId=&limit=&cursor=
 #[utoipa::path(get, path = "/wallets/{userId}/transactions", tag = "ledger",
     summary = "A user's history, newest first, a page at a time",
     params(UserIdParam, HistoryParams),
@@ -225,42 +288,53 @@ pub(super) async fn get_balance(
         body = TransactionPage)))]
 pub(super) async fn get_transactions(
     request: HttpRequest,
-    pool: web::Data<OffWorkerPool>,
+    store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::default();
     let user = path_user(&request, &mut errors);
     let query = parse_history_query(request.query_string(), &mut errors);
     errors.into_result()?;
-    let user = user.expect("a user id that passed validation");
-    // A page is bounded work, but a cold page cache makes it disk reads:
-    // it runs on the blocking pool, under a time limit, so it can never
-    // stall an HTTP worker (health checks, writes) behind it.
-    let pool = pool.into_inner();
-    let page = web::block(move || {
-        let mut conn = pool.0.get().map_err(StorageError::from)?;
-        reads::within_time_limit(&mut conn, |conn| reads::history(conn, &user, &query))
-            .map_err(ApiError::from)
-    })
-    .await
-    .map_err(|error| ApiError::Internal(error.into()))?
-    .map_err(|error| match error {
-        // Here the asset is a filter the caller wrote, not a thing to act on.
-        ApiError::AssetNotFound => ApiError::field("asset", "no asset has this symbol or id"),
-        other => other,
-    })?;
+    let user = user.ok_or_else(validated_but_missing)?;
+    let page = store
+        .history(user, query)
+        .await
+        .map_err(ApiError::from)
+        .map_err(|error| match error {
+            // Here the asset is a filter the caller wrote, not a thing to act on.
+            ApiError::AssetNotFound => ApiError::field("asset", "no asset has this symbol or id"),
+            other => other,
+        })?;
     Ok(ok(TransactionPage {
         items: page.items.into_iter().map(Transaction::from).collect(),
         next_cursor: page.next_cursor.map(Cursor::encode),
     }))
 }
 
+/// API.md: GET /transactions/{id}
+#[utoipa::path(get, path = "/transactions/{id}", tag = "ledger",
+    summary = "One transaction, both sides",
+    params(TransactionIdParam),
+    responses((status = 200, description = "The transaction, and how much of it later reversals undid.",
+        body = TransactionDetailJson)))]
+pub(super) async fn get_transaction(
+    request: HttpRequest,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    let id = path_transaction_id(&request, &mut errors);
+    errors.into_result()?;
+    let detail = store.transaction(id.ok_or_else(validated_but_missing)?)?;
+    Ok(ok(TransactionDetailJson::from(detail)))
+}
+
 /// The query string of a history request. An empty value means "not given",
-/// as in API.md's own template `?asset=&type=&limit=&cursor=`; an unknown or
+/// as in API.md's own template `?asset=&type=&referenceId=&limit=&cursor=`; an unknown or
 /// repeated parameter is refused, so a typo never silently widens a filter.
 fn parse_history_query(raw: &str, errors: &mut FieldErrors) -> HistoryQuery {
     let mut query = HistoryQuery {
         asset: None,
         kind: None,
+        reference_id: None,
         limit: PageLimit::default(),
         cursor: None,
     };
@@ -283,12 +357,17 @@ fn parse_history_query(raw: &str, errors: &mut FieldErrors) -> HistoryQuery {
             errors.push(&truncate_for_echo(name), "is given more than once");
             continue;
         }
-        if value.is_empty() && ["asset", "type", "limit", "cursor"].contains(&name.as_str()) {
+        if value.is_empty()
+            && ["asset", "type", "referenceId", "limit", "cursor"].contains(&name.as_str())
+        {
             continue;
         }
         match name.as_str() {
             "asset" => query.asset = errors.check("asset", AssetRef::parse(value)),
             "type" => query.kind = errors.check("type", EntryKind::parse(value)),
+            "referenceId" => {
+                query.reference_id = errors.check("referenceId", ReferenceId::parse(value))
+            }
             "limit" => {
                 if let Some(limit) = errors.check("limit", PageLimit::parse(value)) {
                     query.limit = limit;
@@ -297,7 +376,7 @@ fn parse_history_query(raw: &str, errors: &mut FieldErrors) -> HistoryQuery {
             "cursor" => query.cursor = errors.check("cursor", Cursor::parse(value)),
             _ => errors.push(
                 &truncate_for_echo(name),
-                "is not a known parameter (asset, type, limit, cursor)",
+                "is not a known parameter (asset, type, referenceId, limit, cursor)",
             ),
         }
     }
@@ -315,9 +394,9 @@ fn parse_history_query(raw: &str, errors: &mut FieldErrors) -> HistoryQuery {
 pub(super) async fn post_topup(
     request: HttpRequest,
     body: JsonObject,
-    writer: web::Data<WriterHandle>,
+    store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    post_entry(EntryKind::Topup, request, body, writer).await
+    post_single(Route::Topup, request, body, store).await
 }
 
 /// API.md: POST /wallets/{userId}/bonus
@@ -331,9 +410,9 @@ pub(super) async fn post_topup(
 pub(super) async fn post_bonus(
     request: HttpRequest,
     body: JsonObject,
-    writer: web::Data<WriterHandle>,
+    store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    post_entry(EntryKind::Bonus, request, body, writer).await
+    post_single(Route::Bonus, request, body, store).await
 }
 
 /// API.md: POST /wallets/{userId}/spend
@@ -347,106 +426,398 @@ pub(super) async fn post_bonus(
 pub(super) async fn post_spend(
     request: HttpRequest,
     body: JsonObject,
-    writer: web::Data<WriterHandle>,
+    store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    post_entry(EntryKind::Spend, request, body, writer).await
+    post_single(Route::Spend, request, body, store).await
 }
 
-/// 201 with the receipt for a new entry; 200 with `Idempotent-Replayed: true`
-/// and the original receipt for a retry.
-async fn post_entry(
-    kind: EntryKind,
+/// API.md: POST /wallets/{userId}/transfer
+#[utoipa::path(post, path = "/wallets/{userId}/transfer", tag = "ledger",
+    summary = "Move value from this user to another",
+    params(UserIdParam, IdempotencyKeyParam), request_body = TransferRequest,
+    responses(
+        (status = 201, description = "Written: the sender's side of the entry and the sender's balance after it.",
+            body = ReceiptJson),
+        (status = 200, description = "A retry of an earlier request with this key: its original answer, \
+            with `Idempotent-Replayed: true`; nothing written.", body = ReceiptJson)))]
+pub(super) async fn post_transfer(
     request: HttpRequest,
     body: JsonObject,
-    writer: web::Data<WriterHandle>,
+    store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut command = parse_post_command(kind, &request, body)?;
-    // The body has arrived: the key is checked again before anything is
-    // written, so one revoked while the body was on its way is refused.
-    command.caller = caller_still_allowed(&request)?;
-    match writer.post(command).await.map_err(ApiError::from)? {
-        WriteOutcome::Created(receipt) => {
-            Ok(success(StatusCode::CREATED, ReceiptJson::from(receipt)))
-        }
-        WriteOutcome::Replayed(receipt) => {
-            let mut response = ok(ReceiptJson::from(receipt));
-            response.headers_mut().insert(
-                header::HeaderName::from_static("idempotent-replayed"),
-                header::HeaderValue::from_static("true"),
-            );
-            Ok(response)
-        }
-    }
+    post_single(Route::Transfer, request, body, store).await
 }
 
-const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
-
-/// The path, the header and every body field, each checked, every problem
-/// reported together.
-fn parse_post_command(
-    kind: EntryKind,
-    request: &HttpRequest,
-    JsonObject(mut body): JsonObject,
-) -> Result<PostCommand, ApiError> {
-    let caller = caller_of(request)?;
+/// API.md: POST /transactions/{id}/reverse
+#[utoipa::path(post, path = "/transactions/{id}/reverse", tag = "ledger",
+    summary = "Undo all or part of a transaction",
+    params(TransactionIdParam, IdempotencyKeyParam), request_body = ReverseRequest,
+    responses(
+        (status = 201, description = "Written: the REVERSAL, seen from the user of the original's path, \
+            and that user's balance after it.", body = ReceiptJson),
+        (status = 200, description = "A retry of an earlier request with this key: its original answer, \
+            with `Idempotent-Replayed: true`; nothing written.", body = ReceiptJson)))]
+pub(super) async fn post_reverse(
+    request: HttpRequest,
+    JsonBody(mut body): JsonObject,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::default();
-    let user = path_user(request, &mut errors);
-
-    let asset = match body.remove("asset") {
-        Some(Value::String(raw)) => errors.check("asset", AssetRef::parse(&raw)),
-        None | Some(Value::Null) => {
-            errors.push("asset", "is required");
-            None
-        }
-        Some(_) => {
-            errors.push("asset", "must be a string");
-            None
-        }
-    };
+    let entry = path_transaction_id(&request, &mut errors);
+    let key = parse_idempotency_key(&request, body.remove("idempotencyKey"), &mut errors);
     let amount = match body.remove("amount") {
-        Some(Value::Number(number)) => match number.as_u64() {
-            Some(raw) => errors.check("amount", Amount::parse(raw)),
-            None => {
-                errors.push("amount", "must be a positive integer");
+        None | Some(Value::Null) => Some(None),
+        Some(value) => parse_amount_value(value, "amount", &mut errors).map(Some),
+    };
+    let details = parse_details(&mut body, "", &mut errors);
+    refuse_unknown_fields(&body, &mut errors);
+    errors.into_result()?;
+    let (Some(entry), Some(key), Some(amount), Some(details)) = (entry, key, amount, details)
+    else {
+        return Err(validated_but_missing());
+    };
+    let caller = caller_still_allowed(&request)?;
+    let command = Command {
+        caller,
+        key,
+        route: Route::Reverse,
+        operations: vec![Operation::Reverse {
+            entry,
+            amount,
+            details,
+        }],
+    };
+    answer(store.apply(command).await?)
+}
+
+/// API.md: POST /batch
+#[utoipa::path(post, path = "/batch", tag = "ledger",
+    summary = "Apply up to 100 operations all together or not at all",
+    params(IdempotencyKeyParam), request_body = BatchRequest,
+    responses(
+        (status = 201, description = "Written: one transaction per operation, in order, and one balance \
+            per (user, asset) touched.", body = BatchReceiptJson),
+        (status = 200, description = "A retry of an earlier batch with this key: its original answer, \
+            with `Idempotent-Replayed: true`; nothing written.", body = BatchReceiptJson)))]
+pub(super) async fn post_batch(
+    request: HttpRequest,
+    JsonBody(mut body): BatchJsonObject,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    let key = parse_idempotency_key(&request, body.remove("idempotencyKey"), &mut errors);
+    let mut operations = Vec::new();
+    let mut needed: Vec<Scope> = Vec::new();
+    match body.remove("operations") {
+        Some(Value::Array(items)) if (1..=BATCH_OPERATIONS_MAX).contains(&items.len()) => {
+            for (index, item) in items.into_iter().enumerate() {
+                if errors.len() >= QUERY_PROBLEMS_MAX {
+                    break;
+                }
+                if let Some((operation, scope)) = parse_batch_operation(index, item, &mut errors) {
+                    if !needed.contains(&scope) {
+                        needed.push(scope);
+                    }
+                    operations.push(operation);
+                }
+            }
+        }
+        Some(Value::Array(_)) => errors.push(
+            "operations",
+            format!("must hold 1 to {BATCH_OPERATIONS_MAX} operations"),
+        ),
+        None | Some(Value::Null) => errors.push("operations", "is required"),
+        Some(_) => errors.push("operations", "must be a list of operations"),
+    }
+    refuse_unknown_fields(&body, &mut errors);
+    errors.into_result()?;
+    let key = key.ok_or_else(validated_but_missing)?;
+    // API.md: every scope its operations would need one by one, checked
+    // now that the body says which; the first missing is the 403's.
+    let caller = caller_allowed_for(&request, &needed)?;
+    let command = Command {
+        caller,
+        key,
+        route: Route::Batch,
+        operations,
+    };
+    answer(store.apply(command).await?)
+}
+
+/// One operation of a batch, its fields named `operations[i].field`, and
+/// the scope it needs.
+fn parse_batch_operation(
+    index: usize,
+    item: Value,
+    errors: &mut FieldErrors,
+) -> Option<(Operation, Scope)> {
+    let prefix = format!("operations[{index}].");
+    let Value::Object(mut fields) = item else {
+        errors.push(&format!("operations[{index}]"), "must be an object");
+        return None;
+    };
+    let name = |field: &str| format!("{prefix}{field}");
+    let kind = match fields.remove("type") {
+        Some(Value::String(kind)) => match kind.as_str() {
+            "topup" => Some(Route::Topup),
+            "bonus" => Some(Route::Bonus),
+            "spend" => Some(Route::Spend),
+            "transfer" => Some(Route::Transfer),
+            _ => {
+                errors.push(
+                    &name("type"),
+                    "must be one of topup, bonus, spend, transfer",
+                );
                 None
             }
         },
         None | Some(Value::Null) => {
-            errors.push("amount", "is required");
+            errors.push(&name("type"), "is required");
             None
         }
         Some(_) => {
-            errors.push(
-                "amount",
-                "must be a JSON integer, not a string or other type",
-            );
+            errors.push(&name("type"), "must be a string");
             None
         }
     };
-    let idempotency_key =
-        parse_idempotency_key(request, body.remove("idempotencyKey"), &mut errors);
-    let reference_id = optional_text(&mut body, "referenceId", ReferenceId::parse, &mut errors);
-    let note = optional_text(&mut body, "note", Note::parse, &mut errors);
-    for unknown in body.keys() {
-        errors.push(&truncate_for_echo(unknown), "is not a known field");
+    let user = required_text(&mut fields, &name("userId"), UserId::parse, errors);
+    // `to` is for transfers only; elsewhere it is refused, not ignored.
+    let to = match (kind, fields.remove("to")) {
+        (Some(Route::Transfer), value) => match value {
+            Some(Value::String(raw)) => errors.check(&name("to"), UserId::parse(&raw)),
+            None | Some(Value::Null) => {
+                errors.push(&name("to"), "is required for a transfer");
+                None
+            }
+            Some(_) => {
+                errors.push(&name("to"), "must be a string");
+                None
+            }
+        },
+        (_, None | Some(Value::Null)) => None,
+        (_, Some(_)) => {
+            errors.push(&name("to"), "is only for transfers");
+            None
+        }
+    };
+    let fields_out = parse_movement(&mut fields, &prefix, errors);
+    refuse_unknown_fields_named(&fields, &prefix, errors);
+    let (kind, user, (asset, amount, details)) = (kind?, user?, fields_out?);
+    if kind == Route::Transfer && to.as_ref() == Some(&user) {
+        errors.push(&name("to"), "must be another user than userId");
+        return None;
+    }
+    operation_of(kind, user, to, asset, amount, details)
+}
+
+/// The operation a route (or a batch `type`) names, and the scope it needs.
+fn operation_of(
+    route: Route,
+    user: UserId,
+    to: Option<UserId>,
+    asset: AssetRef,
+    amount: Amount,
+    details: EntryDetails,
+) -> Option<(Operation, Scope)> {
+    Some(match route {
+        Route::Topup | Route::Bonus => (
+            Operation::Credit {
+                kind: if route == Route::Topup {
+                    CreditKind::Topup
+                } else {
+                    CreditKind::Bonus
+                },
+                user,
+                asset,
+                amount,
+                details,
+            },
+            Scope::Grant,
+        ),
+        Route::Spend => (
+            Operation::Spend {
+                user,
+                asset,
+                amount,
+                details,
+            },
+            Scope::Spend,
+        ),
+        Route::Transfer => (
+            Operation::Transfer {
+                from: user,
+                to: to?,
+                asset,
+                amount,
+                details,
+            },
+            Scope::Spend,
+        ),
+        Route::Reverse | Route::Batch => return None,
+    })
+}
+
+/// A topup, bonus, spend or transfer by its own route: the path, the
+/// header and every body field, each checked, every problem reported
+/// together; then the key is checked again and the command applied.
+async fn post_single(
+    route: Route,
+    request: HttpRequest,
+    JsonBody(mut body): JsonObject,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    caller_of(&request)?;
+    let mut errors = FieldErrors::default();
+    let user = path_user(&request, &mut errors);
+    let to = if route == Route::Transfer {
+        required_text(&mut body, "to", UserId::parse, &mut errors)
+    } else {
+        None
+    };
+    let key = parse_idempotency_key(&request, body.remove("idempotencyKey"), &mut errors);
+    let movement = parse_movement(&mut body, "", &mut errors);
+    refuse_unknown_fields(&body, &mut errors);
+    if let (Some(user), Some(to)) = (&user, &to) {
+        if user == to {
+            errors.push("to", "must be another user than userId");
+        }
     }
     errors.into_result()?;
-    match (user, asset, amount, idempotency_key) {
-        (Some(user), Some(asset), Some(amount), Some(idempotency_key)) => Ok(PostCommand {
-            caller,
-            user,
-            kind,
-            asset,
-            amount,
-            idempotency_key,
-            reference_id: reference_id.flatten(),
-            note: note.flatten(),
-        }),
-        _ => Err(ApiError::Internal(anyhow::anyhow!(
-            "a field was missing although validation passed"
-        ))),
+    let (Some(user), Some(key), Some((asset, amount, details))) = (user, key, movement) else {
+        return Err(validated_but_missing());
+    };
+    let (operation, _) =
+        operation_of(route, user, to, asset, amount, details).ok_or_else(validated_but_missing)?;
+    // The body has arrived: the key is checked again before anything is
+    // written, so one revoked while the body was on its way is refused.
+    let caller = caller_still_allowed(&request)?;
+    let command = Command {
+        caller,
+        key,
+        route,
+        operations: vec![operation],
+    };
+    answer(store.apply(command).await?)
+}
+
+/// 201 with the answer for a new command; 200 with `Idempotent-Replayed:
+/// true` and the original answer for a retry.
+fn answer(outcome: Outcome) -> Result<HttpResponse, ApiError> {
+    Ok(match outcome {
+        Outcome::Created(answer) => success(StatusCode::CREATED, AnswerJson::from(answer)),
+        Outcome::Replayed(answer) => {
+            let mut response = ok(AnswerJson::from(answer));
+            response.headers_mut().insert(
+                header::HeaderName::from_static("idempotent-replayed"),
+                header::HeaderValue::from_static("true"),
+            );
+            response
+        }
+    })
+}
+
+/// `asset`, `amount`, `referenceId`, `note` and `metadata`, each field named
+/// with `prefix`.
+fn parse_movement(
+    body: &mut Map<String, Value>,
+    prefix: &str,
+    errors: &mut FieldErrors,
+) -> Option<(AssetRef, Amount, EntryDetails)> {
+    let asset = required_text(body, &format!("{prefix}asset"), AssetRef::parse, errors);
+    let amount = match body.remove("amount") {
+        None | Some(Value::Null) => {
+            errors.push(&format!("{prefix}amount"), "is required");
+            None
+        }
+        Some(value) => parse_amount_value(value, &format!("{prefix}amount"), errors),
+    };
+    let details = parse_details(body, prefix, errors);
+    Some((asset?, amount?, details?))
+}
+
+fn parse_amount_value(value: Value, field: &str, errors: &mut FieldErrors) -> Option<Amount> {
+    match value {
+        Value::Number(number) => match number.as_u64() {
+            Some(raw) => errors.check(field, Amount::parse(raw)),
+            None => {
+                errors.push(field, "must be a positive integer");
+                None
+            }
+        },
+        _ => {
+            errors.push(field, "must be a JSON integer, not a string or other type");
+            None
+        }
     }
 }
+
+/// `referenceId`, `note` and `metadata`, all optional.
+fn parse_details(
+    body: &mut Map<String, Value>,
+    prefix: &str,
+    errors: &mut FieldErrors,
+) -> Option<EntryDetails> {
+    let reference_id = optional_text(body, "referenceId", prefix, ReferenceId::parse, errors);
+    let note = optional_text(body, "note", prefix, Note::parse, errors);
+    let metadata = match body.remove("metadata") {
+        None | Some(Value::Null) => Some(None),
+        Some(value) => errors
+            .check(&format!("{prefix}metadata"), Metadata::parse(&value))
+            .map(Some),
+    };
+    Some(EntryDetails {
+        reference_id: reference_id?,
+        note: note?,
+        metadata: metadata?,
+    })
+}
+
+/// A required string field, parsed.
+fn required_text<T>(
+    body: &mut Map<String, Value>,
+    field: &str,
+    parse: impl Fn(&str) -> Result<T, crate::domain::ParseError>,
+    errors: &mut FieldErrors,
+) -> Option<T> {
+    let key = field.rsplit('.').next().unwrap_or(field);
+    match body.remove(key) {
+        Some(Value::String(raw)) => errors.check(field, parse(&raw)),
+        None | Some(Value::Null) => {
+            errors.push(field, "is required");
+            None
+        }
+        Some(_) => {
+            errors.push(field, "must be a string");
+            None
+        }
+    }
+}
+
+/// Every field left in `body` is one the route does not know.
+fn refuse_unknown_fields(body: &Map<String, Value>, errors: &mut FieldErrors) {
+    refuse_unknown_fields_named(body, "", errors);
+}
+
+fn refuse_unknown_fields_named(body: &Map<String, Value>, prefix: &str, errors: &mut FieldErrors) {
+    for unknown in body.keys() {
+        if errors.len() >= QUERY_PROBLEMS_MAX {
+            break;
+        }
+        errors.push(
+            &format!("{prefix}{}", truncate_for_echo(unknown)),
+            "is not a known field",
+        );
+    }
+}
+
+/// A field validation said was there is not: a defect, answered 500.
+fn validated_but_missing() -> ApiError {
+    ApiError::Internal(anyhow::anyhow!(
+        "a field was missing although validation passed"
+    ))
+}
+
+const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// The key from the body field or the `Idempotency-Key` header: one of them is
 /// required, and when both are given they must agree. Problems with both are
@@ -510,18 +881,21 @@ fn parse_idempotency_key(
     }
 }
 
-/// An optional string field: absent or null is `Some(None)`; a problem is `None`.
+/// An optional string field: absent or null is `Some(None)`; a problem is
+/// `None`. Its problems are named with `prefix`.
 fn optional_text<T>(
-    body: &mut serde_json::Map<String, Value>,
+    body: &mut Map<String, Value>,
     field: &str,
+    prefix: &str,
     parse: impl Fn(&str) -> Result<T, crate::domain::ParseError>,
     errors: &mut FieldErrors,
 ) -> Option<Option<T>> {
+    let named = format!("{prefix}{field}");
     match body.remove(field) {
         None | Some(Value::Null) => Some(None),
-        Some(Value::String(text)) => errors.check(field, parse(&text)).map(Some),
+        Some(Value::String(text)) => errors.check(&named, parse(&text)).map(Some),
         Some(_) => {
-            errors.push(field, "must be a string or null");
+            errors.push(&named, "must be a string or null");
             None
         }
     }

@@ -8,11 +8,13 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
 use crate::domain::{Direction, EntryKind};
+use crate::ledger::engine::{Answer, AssetRow, BalanceAfter, UserEntry};
 use crate::limits::{
-    AMOUNT_MAX, IDEMPOTENCY_KEY_CHARS_MAX, NOTE_CHARS_MAX, REFERENCE_ID_CHARS_MAX,
+    AMOUNT_MAX, ASSET_DECIMALS_MAX, ASSET_NAME_CHARS_MAX, ASSET_SYMBOL_CHARS_MAX,
+    IDEMPOTENCY_KEY_CHARS_MAX, METADATA_BYTES_MAX, METADATA_KEYS_MAX, NOTE_CHARS_MAX,
+    REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
 };
-use crate::storage::reads::{AssetRow, BalanceRow};
-use crate::storage::{Receipt, UserEntry};
+use crate::store::{BalanceRow, PartyRow, TransactionDetail};
 
 /// RFC 3339, UTC, millisecond precision: `2026-11-23T10:15:30.123Z`.
 pub fn format_timestamp(ms_since_epoch: i64) -> String {
@@ -41,12 +43,24 @@ pub struct Transaction {
     direction: &'static str,
     /// The user's balance in this asset right after this entry.
     balance_after: i64,
+    /// The other user of a TRANSFER (or of the transfer a REVERSAL
+    /// reverses); null where the other side is the Treasury.
+    #[schema(required = true)]
+    counterparty: Option<String>,
+    /// The id a REVERSAL undoes; null otherwise.
+    #[schema(required = true)]
+    reverses: Option<String>,
+    /// The hold a SPEND or TRANSFER captured; null otherwise.
+    #[schema(required = true)]
+    hold_id: Option<String>,
     idempotency_key: String,
     // Always sent, as null when absent (API.md).
     #[schema(required = true)]
     reference_id: Option<String>,
     #[schema(required = true)]
     note: Option<String>,
+    #[schema(required = true, schema_with = metadata_schema)]
+    metadata: Option<serde_json::Value>,
     /// RFC 3339, UTC, millisecond precision.
     created_at: String,
 }
@@ -76,28 +90,106 @@ impl From<UserEntry> for Transaction {
             amount: entry.amount,
             direction: entry.direction.as_str(),
             balance_after: entry.balance_after,
+            counterparty: entry.counterparty,
+            reverses: entry.reverses,
+            hold_id: entry.hold_id,
             idempotency_key: entry.idempotency_key,
             reference_id: entry.reference_id,
             note: entry.note,
+            metadata: entry.metadata.map(|metadata| metadata.to_value()),
             created_at: format_timestamp(entry.created_at_ms),
         }
     }
 }
 
-/// The answer to a topup, bonus or spend.
+fn metadata_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .max_properties(Some(METADATA_KEYS_MAX))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(crate::limits::METADATA_VALUE_CHARS_MAX)),
+        ))
+        .description(Some(format!(
+            "The caller's own labels: at most {METADATA_KEYS_MAX} keys of 1-64 of \
+             `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most \
+             {METADATA_BYTES_MAX} bytes as compact JSON; null when none. Key order does not \
+             matter."
+        )))
+        .build()
+}
+
+/// The answer to a topup, bonus, spend, transfer or reversal.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Receipt)]
 pub struct ReceiptJson {
     transaction: Transaction,
     /// The user's balance in that asset after the entry.
     balance: i64,
+    /// What of it holds do not set aside.
+    available: i64,
 }
 
-impl From<Receipt> for ReceiptJson {
-    fn from(receipt: Receipt) -> Self {
-        ReceiptJson {
-            transaction: receipt.transaction.into(),
-            balance: receipt.balance,
+/// A user's balance in one asset after a batch.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchBalance {
+    user_id: String,
+    /// The asset's symbol.
+    asset: String,
+    balance: i64,
+    available: i64,
+}
+
+impl From<BalanceAfter> for BatchBalance {
+    fn from(row: BalanceAfter) -> Self {
+        BatchBalance {
+            user_id: row.user,
+            asset: row.asset_symbol,
+            balance: row.balance,
+            available: row.available,
+        }
+    }
+}
+
+/// The answer to a batch.
+#[derive(Serialize, ToSchema)]
+#[schema(as = BatchReceipt)]
+pub struct BatchReceiptJson {
+    /// One per operation, in order, each seen from its `userId`.
+    transactions: Vec<Transaction>,
+    /// One per (user, asset) touched, in the order first touched.
+    balances: Vec<BatchBalance>,
+}
+
+/// A write's answer, whichever shape it has.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum AnswerJson {
+    Entry(Box<ReceiptJson>),
+    Batch(BatchReceiptJson),
+}
+
+impl From<Answer> for AnswerJson {
+    fn from(answer: Answer) -> Self {
+        match answer {
+            Answer::Entry {
+                transaction,
+                balance,
+                available,
+            } => AnswerJson::Entry(Box::new(ReceiptJson {
+                transaction: (*transaction).into(),
+                balance,
+                available,
+            })),
+            Answer::Batch {
+                transactions,
+                balances,
+            } => AnswerJson::Batch(BatchReceiptJson {
+                transactions: transactions.into_iter().map(Transaction::from).collect(),
+                balances: balances.into_iter().map(BatchBalance::from).collect(),
+            }),
         }
     }
 }
@@ -108,6 +200,8 @@ pub struct Asset {
     id: String,
     symbol: String,
     name: String,
+    /// How to display amounts: `1050` with 2 decimals reads `10.50`.
+    decimals: u8,
     created_at: String,
 }
 
@@ -117,7 +211,89 @@ impl From<AssetRow> for Asset {
             id: row.id,
             symbol: row.symbol,
             name: row.name,
+            decimals: row.decimals,
             created_at: format_timestamp(row.created_at_ms),
+        }
+    }
+}
+
+/// A party to a transaction: a user, or the asset's Treasury.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Party {
+    #[serde(rename = "type")]
+    #[schema(schema_with = party_type_schema)]
+    kind: &'static str,
+    /// Present for a USER.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+}
+
+fn party_type_schema() -> Object {
+    one_of(["USER", "TREASURY"])
+}
+
+impl From<PartyRow> for Party {
+    fn from(row: PartyRow) -> Self {
+        match row {
+            PartyRow::User(user) => Party {
+                kind: "USER",
+                user_id: Some(user),
+            },
+            PartyRow::Treasury => Party {
+                kind: "TREASURY",
+                user_id: None,
+            },
+        }
+    }
+}
+
+/// `GET /transactions/{id}`: one entry, both sides.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = TransactionDetail)]
+pub struct TransactionDetailJson {
+    id: String,
+    #[serde(rename = "type")]
+    #[schema(schema_with = entry_kind_schema)]
+    kind: &'static str,
+    asset: String,
+    amount: i64,
+    debit: Party,
+    credit: Party,
+    #[schema(required = true)]
+    reverses: Option<String>,
+    /// How much of it later reversals have undone.
+    reversed_amount: i64,
+    #[schema(required = true)]
+    hold_id: Option<String>,
+    idempotency_key: String,
+    #[schema(required = true)]
+    reference_id: Option<String>,
+    #[schema(required = true)]
+    note: Option<String>,
+    #[schema(required = true, schema_with = metadata_schema)]
+    metadata: Option<serde_json::Value>,
+    created_at: String,
+}
+
+impl From<TransactionDetail> for TransactionDetailJson {
+    fn from(detail: TransactionDetail) -> Self {
+        TransactionDetailJson {
+            id: detail.id,
+            kind: detail.kind.as_str(),
+            asset: detail.asset_symbol,
+            amount: detail.amount,
+            debit: detail.debit.into(),
+            credit: detail.credit.into(),
+            reverses: detail.reverses,
+            reversed_amount: detail.reversed_amount,
+            hold_id: detail.hold_id,
+            idempotency_key: detail.idempotency_key,
+            reference_id: detail.reference_id,
+            note: detail.note,
+            metadata: detail.metadata.map(|metadata| metadata.to_value()),
+            created_at: format_timestamp(detail.created_at_ms),
         }
     }
 }
@@ -131,6 +307,10 @@ pub struct Balance {
     asset_type_id: String,
     name: String,
     balance: i64,
+    /// Set aside by active holds.
+    held: i64,
+    /// `balance - held`: what spends, transfers and holds are checked against.
+    available: i64,
 }
 
 impl From<BalanceRow> for Balance {
@@ -140,6 +320,8 @@ impl From<BalanceRow> for Balance {
             asset_type_id: row.asset_type_id,
             name: row.asset_name,
             balance: row.balance,
+            held: row.held,
+            available: row.available,
         }
     }
 }
@@ -194,6 +376,136 @@ pub struct EntryRequest {
     reference_id: Option<String>,
     #[schema(schema_with = note_schema)]
     note: Option<String>,
+    #[schema(schema_with = metadata_schema)]
+    metadata: Option<serde_json::Value>,
+}
+
+/// The body of a transfer.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct TransferRequest {
+    /// The recipient, another user than the path's; opened by the credit.
+    #[schema(schema_with = user_id_schema)]
+    to: String,
+    /// An asset symbol such as `GOLD`, or an asset id.
+    asset: String,
+    #[schema(schema_with = amount_schema)]
+    amount: u64,
+    #[schema(schema_with = idempotency_key_schema)]
+    idempotency_key: Option<String>,
+    #[schema(schema_with = reference_id_schema)]
+    reference_id: Option<String>,
+    #[schema(schema_with = note_schema)]
+    note: Option<String>,
+    #[schema(schema_with = metadata_schema)]
+    metadata: Option<serde_json::Value>,
+}
+
+/// The body of a reversal.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ReverseRequest {
+    /// Default: all that is not reversed yet.
+    #[schema(schema_with = amount_schema)]
+    amount: Option<u64>,
+    #[schema(schema_with = idempotency_key_schema)]
+    idempotency_key: Option<String>,
+    #[schema(schema_with = reference_id_schema)]
+    reference_id: Option<String>,
+    #[schema(schema_with = note_schema)]
+    note: Option<String>,
+    #[schema(schema_with = metadata_schema)]
+    metadata: Option<serde_json::Value>,
+}
+
+/// One operation of a batch.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct BatchOperationRequest {
+    #[serde(rename = "type")]
+    #[schema(schema_with = operation_type_schema)]
+    kind: String,
+    /// The user the operation credits or debits (the sender of a transfer).
+    #[schema(schema_with = user_id_schema)]
+    user_id: String,
+    asset: String,
+    #[schema(schema_with = amount_schema)]
+    amount: u64,
+    /// For transfers only: the recipient.
+    #[schema(schema_with = user_id_schema)]
+    to: Option<String>,
+    #[schema(schema_with = reference_id_schema)]
+    reference_id: Option<String>,
+    #[schema(schema_with = note_schema)]
+    note: Option<String>,
+    #[schema(schema_with = metadata_schema)]
+    metadata: Option<serde_json::Value>,
+}
+
+fn operation_type_schema() -> Object {
+    one_of(["topup", "bonus", "spend", "transfer"])
+}
+
+/// The body of a batch: at most 64 KiB.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct BatchRequest {
+    #[schema(schema_with = idempotency_key_schema)]
+    idempotency_key: Option<String>,
+    #[schema(max_items = 100, min_items = 1)]
+    operations: Vec<BatchOperationRequest>,
+}
+
+/// The body of `POST /assets`.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct AssetRequest {
+    #[schema(schema_with = symbol_schema)]
+    symbol: String,
+    #[schema(schema_with = asset_name_schema)]
+    name: String,
+    #[schema(schema_with = decimals_schema)]
+    decimals: Option<u8>,
+}
+
+fn symbol_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(ASSET_SYMBOL_CHARS_MAX))
+        .pattern(Some("^[A-Z0-9_]+$"))
+        .build()
+}
+
+fn asset_name_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(ASSET_NAME_CHARS_MAX))
+        .build()
+}
+
+fn decimals_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .minimum(Some(0))
+        .maximum(Some(f64::from(ASSET_DECIMALS_MAX)))
+        .description(Some("Default 0."))
+        .build()
+}
+
+fn user_id_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(USER_ID_CHARS_MAX))
+        .pattern(Some("^[A-Za-z0-9_.:@-]+$"))
+        .build()
 }
 
 fn amount_schema() -> Object {

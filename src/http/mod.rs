@@ -33,14 +33,14 @@ use crate::limits::{
     HTTP_CONNECTIONS_PER_WORKER_MAX, HTTP_FILE_DESCRIPTORS_RESERVED, HTTP_KEEP_ALIVE,
     HTTP_SHUTDOWN_TIMEOUT_SECONDS, HTTP_WORKERS,
 };
-use crate::storage::Storage;
+use crate::store::OpenedStore;
 use connection::{ConnectionTable, GuardedStream};
 
 /// The server, bound and ready to run.
 pub struct Application {
     server: Server,
     local_addr: SocketAddr,
-    storage: Storage,
+    storage: OpenedStore,
     access: Access,
 }
 
@@ -52,14 +52,12 @@ impl Application {
     /// connection passes through the accept layer (`connection.rs`) on its
     /// way to the HTTP/1.1 dispatcher; routes, middleware and handlers are
     /// actix-web's as usual.
-    pub fn build(storage: Storage, access: Access, bind: &str) -> anyhow::Result<Application> {
+    pub fn build(storage: OpenedStore, access: Access, bind: &str) -> anyhow::Result<Application> {
         let stop_requested = stop_requested().context("cannot install signal handlers")?;
         let listener =
             TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
         let local_addr = listener.local_addr()?;
-        let writer = web::Data::new(storage.writer.handle());
-        let pool = web::Data::new(storage.pool.clone());
-        let off_worker_pool = web::Data::new(storage.off_worker_pool.clone());
+        let store = web::Data::new(storage.store());
         let keyring = web::Data::from(access.keyring.clone());
         let per_worker = connections_per_worker();
         let table = ConnectionTable::new(per_worker * HTTP_WORKERS);
@@ -73,9 +71,7 @@ impl Application {
             .shutdown_signal(stop_requested)
             .listen("wallet", listener, move || {
                 let app = App::new()
-                    .app_data(writer.clone())
-                    .app_data(pool.clone())
-                    .app_data(off_worker_pool.clone())
+                    .app_data(store.clone())
                     .app_data(keyring.clone())
                     .wrap(from_fn(request_context::request_context))
                     .configure(handlers::routes)

@@ -23,12 +23,16 @@ use utoipa::{IntoParams, Modify, OpenApi};
 use super::auth::RouteAccess;
 use super::envelope::ErrorBody;
 use super::handlers;
-use super::json::{Asset, Balance, Balances, EntryRequest, Health, Transaction, TransactionPage};
+use super::json::{
+    Asset, AssetRequest, Balance, Balances, BatchBalance, BatchOperationRequest, BatchRequest,
+    EntryRequest, Health, Party, ReverseRequest, Transaction, TransactionDetailJson,
+    TransactionPage, TransferRequest,
+};
 use crate::domain::EntryKind;
 use crate::error::ErrorCode;
 use crate::limits::{
     ASSET_SYMBOL_CHARS_MAX, CURSOR_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, PAGE_LIMIT_DEFAULT,
-    PAGE_LIMIT_MAX, USER_ID_CHARS_MAX,
+    PAGE_LIMIT_MAX, REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
 };
 
 #[derive(OpenApi)]
@@ -43,16 +47,22 @@ use crate::limits::{
     paths(
         handlers::get_health,
         handlers::get_assets,
+        handlers::post_assets,
         handlers::get_balance,
         handlers::get_transactions,
+        handlers::get_transaction,
         handlers::post_topup,
         handlers::post_bonus,
         handlers::post_spend,
+        handlers::post_transfer,
+        handlers::post_reverse,
+        handlers::post_batch,
         handlers::get_openapi,
     ),
     components(schemas(
-        Asset, Balance, Balances, Transaction, TransactionPage, Health, EntryRequest, ErrorBody,
-        ErrorCode
+        Asset, AssetRequest, Balance, Balances, Transaction, TransactionPage, TransactionDetailJson,
+        Party, Health, EntryRequest, TransferRequest, ReverseRequest, BatchRequest,
+        BatchOperationRequest, BatchBalance, ErrorBody, ErrorCode
     )),
     modifiers(&Envelopes, &ErrorResponses, &ApiKeys),
     tags(
@@ -106,8 +116,34 @@ fn operation_errors(operation_id: &str) -> Option<Vec<ErrorCode>> {
         "get_health" | "get_assets" => vec![DatabaseUnavailable],
         "get_openapi" => vec![],
         "get_balance" | "get_transactions" => read_of_a_wallet.to_vec(),
+        "get_transaction" => vec![Validation, TransactionNotFound, DatabaseUnavailable],
+        "post_assets" => vec![
+            Validation,
+            InvalidJson,
+            PayloadTooLarge,
+            RequestTimeout,
+            UnsupportedMediaType,
+            AssetExists,
+            TooManyAssets,
+            ServiceOverloaded,
+            DatabaseUnavailable,
+        ],
         "post_topup" | "post_bonus" => [WRITE, &[BalanceOverflow]].concat(),
         "post_spend" => [WRITE, &[WalletNotFound, InsufficientFunds]].concat(),
+        "post_transfer" | "post_batch" => {
+            [WRITE, &[WalletNotFound, InsufficientFunds, BalanceOverflow]].concat()
+        }
+        "post_reverse" => [
+            WRITE,
+            &[
+                TransactionNotFound,
+                NotReversible,
+                ReversalExceedsOriginal,
+                InsufficientFunds,
+                BalanceOverflow,
+            ],
+        ]
+        .concat(),
         _ => return None,
     })
 }
@@ -264,17 +300,24 @@ impl Modify for ApiKeys {
                     .iter()
                     .find(|(m, p, _)| *m == method && p == path)
                     .map(|(_, _, access)| *access);
-                let Some(RouteAccess::Needs(scope)) = access else {
-                    continue;
+                let (scopes, needs): (Vec<&str>, String) = match access {
+                    Some(RouteAccess::Needs(scope)) => (
+                        vec![scope.as_str()],
+                        format!(
+                            "Needs an API key with the `{}` scope (or `admin`) once any key exists.",
+                            scope.as_str()
+                        ),
+                    ),
+                    Some(RouteAccess::NeedsPerOperation) => (
+                        vec![],
+                        "Needs an API key once any key exists, with every scope its operations \
+                         would need one by one (`grant` for topup and bonus, `spend` for spend and \
+                         transfer), checked once the body is parsed: 403 names the first missing."
+                            .to_owned(),
+                    ),
+                    _ => continue,
                 };
-                operation.security = Some(vec![SecurityRequirement::new(
-                    BEARER_SCHEME,
-                    [scope.as_str()],
-                )]);
-                let needs = format!(
-                    "Needs an API key with the `{}` scope (or `admin`) once any key exists.",
-                    scope.as_str()
-                );
+                operation.security = Some(vec![SecurityRequirement::new(BEARER_SCHEME, scopes)]);
                 operation.description = Some(match operation.description.take() {
                     Some(text) => format!("{text}\n\n{needs}"),
                     None => needs,
@@ -369,6 +412,23 @@ impl IntoParams for UserIdParam {
     }
 }
 
+/// The `{id}` of a transaction in the path.
+pub struct TransactionIdParam;
+
+impl IntoParams for TransactionIdParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "id",
+            ParameterIn::Path,
+            "The transaction's id, as its `id` field gives it (a UUID).",
+            string_schema(UUID_CHARS)
+                .min_length(Some(UUID_CHARS))
+                .format(Some(utoipa::openapi::SchemaFormat::Custom("uuid".into())))
+                .build(),
+        )]
+    }
+}
+
 /// The query of `GET /wallets/{userId}/transactions`. An empty value means
 /// "not given"; an unknown parameter is refused.
 pub struct HistoryParams;
@@ -391,6 +451,12 @@ impl IntoParams for HistoryParams {
                     .schema_type(Type::String)
                     .enum_values(Some(kinds))
                     .build(),
+            ),
+            parameter(
+                "referenceId",
+                ParameterIn::Query,
+                "Only entries with exactly this `referenceId`.",
+                string_schema(REFERENCE_ID_CHARS_MAX).build(),
             ),
             parameter(
                 "limit",

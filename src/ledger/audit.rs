@@ -37,6 +37,31 @@ pub struct AuditEntry {
     pub credit_posting: Option<AuditPosting>,
 }
 
+/// A REVERSAL as stored, beside the entry it names.
+#[derive(Debug, Clone)]
+pub struct AuditReversal {
+    pub seq: i64,
+    /// The kind of the entry it reverses; None when that entry is missing.
+    pub original_kind: Option<String>,
+    /// Whether it moves between the original's two accounts, the other way
+    /// round, in the original's asset.
+    pub same_accounts_reversed: bool,
+    /// The running total it stored.
+    pub reversed_after: Option<i64>,
+    /// The original's reversals summed up to and including this one.
+    pub reversed_so_far: i64,
+    pub original_amount: Option<i64>,
+}
+
+/// An idempotency record beside the entries that name it. `entry_count` is
+/// None for entries that name a record that does not exist.
+#[derive(Debug, Clone)]
+pub struct AuditRequest {
+    pub id: i64,
+    pub entry_count: Option<i64>,
+    pub entries_found: i64,
+}
+
 /// What `verify` prints, and whether the ledger holds.
 #[derive(Debug, Clone)]
 pub struct AuditReport {
@@ -162,6 +187,9 @@ impl Auditor {
         let expected_sides = match entry.kind.as_str() {
             "TOPUP" | "BONUS" => Some((false, true)),
             "SPEND" => Some((true, false)),
+            "TRANSFER" => Some((true, true)),
+            // Checked against the entry it reverses (`check_reversal`).
+            "REVERSAL" => Some((debit_is_user, credit_is_user)),
             _ => None,
         };
         match expected_sides {
@@ -231,6 +259,58 @@ impl Auditor {
                     ));
                 }
             }
+        }
+    }
+
+    /// Checks a reversal against the entry it reverses: that entry exists
+    /// and is not itself a reversal, the reversal moves between its two
+    /// accounts the other way round, and the reversals of it never exceed
+    /// it (the stored running total agrees with the amounts).
+    pub fn check_reversal(&mut self, reversal: &AuditReversal) {
+        let seq = reversal.seq;
+        let Some(kind) = &reversal.original_kind else {
+            return self.problem(format!(
+                "entry {seq}: a REVERSAL that names no existing entry"
+            ));
+        };
+        if kind == "REVERSAL" {
+            self.problem(format!("entry {seq}: reverses a REVERSAL"));
+        }
+        if !reversal.same_accounts_reversed {
+            self.problem(format!(
+                "entry {seq}: a REVERSAL must move between its original's accounts, the other way round"
+            ));
+        }
+        if reversal.reversed_after != Some(reversal.reversed_so_far) {
+            self.problem(format!(
+                "entry {seq}: stored reversed total {:?} but the reversals sum to {}",
+                reversal.reversed_after, reversal.reversed_so_far
+            ));
+        }
+        if reversal
+            .original_amount
+            .is_some_and(|amount| reversal.reversed_so_far > amount)
+        {
+            self.problem(format!(
+                "entry {seq}: reversals of the original add up to {}, more than its amount",
+                reversal.reversed_so_far
+            ));
+        }
+    }
+
+    /// Checks that an idempotency record names exactly the entries it says
+    /// it made, and that no entry names a record that does not exist.
+    pub fn check_request(&mut self, request: &AuditRequest) {
+        match request.entry_count {
+            None => self.problem(format!(
+                "{} entries name idempotency record {}, which does not exist",
+                request.entries_found, request.id
+            )),
+            Some(count) if count != request.entries_found => self.problem(format!(
+                "idempotency record {} says it made {count} entries; {} exist",
+                request.id, request.entries_found
+            )),
+            Some(_) => {}
         }
     }
 
@@ -392,6 +472,60 @@ mod tests {
         let mut audit = auditor();
         audit.check(&entry(1, "SPEND", 10, (TREASURY, -10), (ALICE, 10)));
         assert!(!audit.finish(2).is_clean());
+    }
+
+    fn reversal(reversed_after: i64, so_far: i64, original: i64) -> AuditReversal {
+        AuditReversal {
+            seq: 3,
+            original_kind: Some("TOPUP".into()),
+            same_accounts_reversed: true,
+            reversed_after: Some(reversed_after),
+            reversed_so_far: so_far,
+            original_amount: Some(original),
+        }
+    }
+
+    #[test]
+    fn reversals_that_exceed_their_original_or_lose_count_are_found() {
+        let mut audit = auditor();
+        audit.check_reversal(&reversal(10, 10, 10));
+        assert_eq!(audit.problem_count, 0);
+        audit.check_reversal(&reversal(11, 11, 10));
+        assert_eq!(audit.problem_count, 1);
+        audit.check_reversal(&reversal(5, 6, 10));
+        assert_eq!(audit.problem_count, 2);
+        let mut wrong_way = reversal(1, 1, 10);
+        wrong_way.same_accounts_reversed = false;
+        audit.check_reversal(&wrong_way);
+        let mut of_a_reversal = reversal(1, 1, 10);
+        of_a_reversal.original_kind = Some("REVERSAL".into());
+        audit.check_reversal(&of_a_reversal);
+        let mut orphan = reversal(1, 1, 10);
+        orphan.original_kind = None;
+        audit.check_reversal(&orphan);
+        assert_eq!(audit.problem_count, 5);
+    }
+
+    #[test]
+    fn a_record_must_name_exactly_its_entries() {
+        let mut audit = auditor();
+        audit.check_request(&AuditRequest {
+            id: 1,
+            entry_count: Some(2),
+            entries_found: 2,
+        });
+        assert_eq!(audit.problem_count, 0);
+        audit.check_request(&AuditRequest {
+            id: 2,
+            entry_count: Some(2),
+            entries_found: 1,
+        });
+        audit.check_request(&AuditRequest {
+            id: 3,
+            entry_count: None,
+            entries_found: 1,
+        });
+        assert_eq!(audit.problem_count, 2);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::crash::{
-    assert_all_replay, assert_balances_match, assert_verify_passes, open_wallets, send, users,
-    Workload,
+    assert_all_replay, assert_balances_match, assert_verify_passes, entries_of, open_wallets, send,
+    users, Workload,
 };
 use crate::helpers::{
     run_wallet, wallet_command, without_wallet_variables, TestApp, SEED_BALANCES, SEED_ENTRIES,
@@ -311,7 +311,7 @@ fn a_database_at_schema_version_99_is_refused_by_serve_migrate_seed_and_verify()
 }
 
 #[test]
-fn migrate_creates_the_schema_at_version_two_and_a_second_run_changes_nothing() {
+fn migrate_creates_the_schema_at_version_three_and_a_second_run_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("wallet.db");
     let schema = || -> Vec<(String, String)> {
@@ -326,8 +326,8 @@ fn migrate_creates_the_schema_at_version_two_and_a_second_run_changes_nothing() 
 
     let (status, stdout, stderr) = cli(&["migrate"], &db_path);
     assert!(status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("schema at version 2"), "{stdout}");
-    assert_eq!(user_version(&db_path), 2);
+    assert!(stdout.contains("schema at version 3"), "{stdout}");
+    assert_eq!(user_version(&db_path), 3);
     let first = schema();
     for table in [
         "accounts",
@@ -349,7 +349,7 @@ fn migrate_creates_the_schema_at_version_two_and_a_second_run_changes_nothing() 
 
     let (status, stdout, stderr) = cli(&["migrate"], &db_path);
     assert!(status.success(), "{stdout}\n{stderr}");
-    assert_eq!(user_version(&db_path), 2);
+    assert_eq!(user_version(&db_path), 3);
     assert_eq!(schema(), first);
 }
 
@@ -369,7 +369,10 @@ fn seeding_twice_writes_the_seed_once_with_the_balances_of_api_md() {
     assert_eq!(entry_count(&db_path), SEED_ENTRIES);
 
     let keys: Vec<String> = open_db(&db_path)
-        .prepare("SELECT idempotency_key FROM ledger_entries WHERE kind = 'TOPUP' ORDER BY seq")
+        .prepare(
+            "SELECT r.key FROM ledger_entries e JOIN idempotency_records r ON r.id = e.request_id
+              WHERE e.kind = 'TOPUP' ORDER BY e.seq",
+        )
         .unwrap()
         .query_map([], |row| row.get(0))
         .unwrap()
@@ -430,7 +433,7 @@ fn the_wallet_db_variable_names_the_database_for_the_cli() {
 
     let migrated = run("migrate");
     assert!(migrated.contains("from-env.db"), "{migrated}");
-    assert_eq!(user_version(&db_path), 2);
+    assert_eq!(user_version(&db_path), 3);
     run("seed");
     assert_eq!(entry_count(&db_path), SEED_ENTRIES);
     assert!(run("verify").contains("verify: OK"));
@@ -608,7 +611,7 @@ fn sigterm_during_a_burst_of_writes_exits_zero_and_keeps_every_acknowledged_writ
         );
         acked.push((op, reply.data()));
     }
-    assert_eq!(app.entry_count(), SEED_ENTRIES + acked.len() as i64);
+    assert_eq!(app.entry_count(), SEED_ENTRIES + entries_of(&acked));
     assert_balances_match(&app, &users, &acked);
     assert_verify_passes(&db_path);
 }
@@ -624,4 +627,74 @@ fn sigint_stops_the_server_with_exit_status_zero() {
     send_signal("-INT", &server.pid());
     let status = server.wait_for_exit();
     assert_eq!(status.code(), Some(0), "SIGINT: {status}");
+}
+
+/// Goal: `wallet assets create` and `list` as API.md's command table says:
+/// created or already the same exits 0, another name or decimals exits
+/// non-zero with one line, the list is one line per asset in symbol order,
+/// and a running server sees a new asset without a restart.
+#[test]
+fn assets_create_and_list_manage_the_catalogue_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("wallet.db");
+    let app = TestApp::spawn_on(&db_path);
+    let create = |symbol: &str, name: &str, decimals: &str| {
+        cli(
+            &[
+                "assets",
+                "create",
+                "--symbol",
+                symbol,
+                "--name",
+                name,
+                "--decimals",
+                decimals,
+            ],
+            &db_path,
+        )
+    };
+    let (status, stdout, stderr) = create("GEMS", "Gems", "2");
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("created asset GEMS"), "{stdout}");
+    let (status, stdout, _) = create("GEMS", "Gems", "2");
+    assert!(status.success());
+    assert!(stdout.contains("exists already"), "{stdout}");
+    let (status, _, stderr) = create("GEMS", "Other gems", "2");
+    assert!(!status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("another name or decimals"), "{stderr}");
+    let (status, _, stderr) = create("gems", "Gems", "0");
+    assert!(
+        !status.success(),
+        "a lower-case symbol is refused: {stderr}"
+    );
+    let (status, _, _) = create("RUBY", "Rubies", "19");
+    assert!(!status.success(), "decimals past 18 are refused");
+
+    let (status, stdout, _) = cli(&["assets", "list"], &db_path);
+    assert!(status.success());
+    let lines: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(
+        lines,
+        [
+            "DIAMOND\tDiamonds\t0",
+            "GEMS\tGems\t2",
+            "GOLD\tGold Coins\t0",
+            "LOYALTY\tLoyalty Points\t0"
+        ]
+    );
+    // The running server credits the new asset at once.
+    let topup = app.post_topup("gem_collector", "GEMS", 1050, "gems-1");
+    assert_eq!(topup.status, 201, "{:?}", topup.body);
+    let listed = app.get("/assets");
+    let gems = listed
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|asset| asset["symbol"] == "GEMS")
+        .cloned()
+        .unwrap();
+    assert_eq!(gems["decimals"], 2);
+    assert_verify_passes(&db_path);
 }

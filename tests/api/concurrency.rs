@@ -144,7 +144,10 @@ fn two_hundred_concurrent_spends_of_ten_from_one_thousand_leave_exactly_zero() {
                 let error = &answer.body["error"];
                 assert_eq!(error["code"], "INSUFFICIENT_FUNDS", "{:?}", answer.body);
                 // Only multiples of ten ever leave, so a short balance is 0.
-                assert_eq!(error["details"], json!({"balance": 0, "requested": 10}));
+                assert_eq!(
+                    error["details"],
+                    json!({"balance": 0, "available": 0, "requested": 10})
+                );
                 short += 1;
             }
             other => panic!("a spend got {other}: {:?}", answer.body),

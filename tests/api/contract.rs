@@ -185,7 +185,7 @@ fn assets_are_listed_by_symbol_with_their_id_name_and_creation_time() {
     for asset in assets {
         assert_eq!(
             object_keys(asset),
-            key_set(&["id", "symbol", "name", "createdAt"])
+            key_set(&["id", "symbol", "name", "decimals", "createdAt"])
         );
         let id = asset["id"].as_str().unwrap();
         assert!(is_uuid(id), "id {id:?} is not a UUID");
@@ -210,6 +210,8 @@ fn assert_balances(app: &TestApp, user: &str, expected: [(&str, &str, i64); 3]) 
                 "assetTypeId": app.asset_id(symbol),
                 "name": name,
                 "balance": balance,
+                "held": 0,
+                "available": balance,
             })
         })
         .collect();
@@ -290,7 +292,10 @@ fn a_topup_credits_the_user_and_answers_201_with_the_whole_transaction() {
     assert_eq!(response.status, 201, "{:?}", response.body);
     assert_eq!(response.header("idempotent-replayed"), None);
     let data = response.data();
-    assert_eq!(object_keys(data), key_set(&["transaction", "balance"]));
+    assert_eq!(
+        object_keys(data),
+        key_set(&["transaction", "balance", "available"])
+    );
     let transaction = &data["transaction"];
     assert_transaction_shape(transaction);
     assert_eq!(
@@ -303,7 +308,11 @@ fn a_topup_credits_the_user_and_answers_201_with_the_whole_transaction() {
             "balanceAfter": 1250,
             "idempotencyKey": "k-topup",
             "referenceId": "order-17",
-            "note": "a gift"
+            "note": "a gift",
+            "counterparty": null,
+            "reverses": null,
+            "holdId": null,
+            "metadata": null
         })
     );
     let created_at = transaction["createdAt"].as_str().unwrap();
@@ -333,7 +342,11 @@ fn a_bonus_credits_the_user_like_a_topup() {
             "balanceAfter": 140,
             "idempotencyKey": "k-bonus",
             "referenceId": null,
-            "note": null
+            "note": null,
+            "counterparty": null,
+            "reverses": null,
+            "holdId": null,
+            "metadata": null
         })
     );
     assert_eq!(data["balance"], 140);
@@ -366,7 +379,11 @@ fn a_spend_debits_the_user_and_answers_with_the_balance_left() {
             "balanceAfter": 700,
             "idempotencyKey": "k-spend",
             "referenceId": "item-sword",
-            "note": null
+            "note": null,
+            "counterparty": null,
+            "reverses": null,
+            "holdId": null,
+            "metadata": null
         })
     );
     assert_eq!(data["balance"], 700);
@@ -458,7 +475,7 @@ fn a_spend_of_one_more_than_the_balance_is_insufficient_funds_and_writes_nothing
     assert_failure(&response, 422, "INSUFFICIENT_FUNDS");
     assert_eq!(
         response.body["error"]["details"],
-        json!({"balance": 1000, "requested": 1001})
+        json!({"balance": 1000, "available": 1000, "requested": 1001})
     );
     assert_eq!(app.entry_count(), SEED_ENTRIES);
     assert_eq!(app.balance("user_alice", "GOLD"), 1000);
@@ -472,7 +489,7 @@ fn a_spend_in_an_asset_the_user_holds_no_account_in_is_insufficient_funds_with_b
     assert_failure(&response, 422, "INSUFFICIENT_FUNDS");
     assert_eq!(
         response.body["error"]["details"],
-        json!({"balance": 0, "requested": 5})
+        json!({"balance": 0, "available": 0, "requested": 5})
     );
     assert_eq!(app.entry_count(), SEED_ENTRIES + 1);
     assert_eq!(app.balance("frank", "DIAMOND"), 0);
@@ -510,16 +527,53 @@ fn an_unknown_asset_is_asset_not_found_for_every_write() {
     assert_eq!(app.entry_count(), SEED_ENTRIES);
 }
 
-/// Goal: the first credit that would take a balance past the i64 range is
-/// refused, and the one just before it is not.
-///
-/// A user's balance can never get there first: each asset sums to zero, so
-/// the Treasury (-1500 GOLD after the seed) reaches i64::MIN before any user
-/// reaches i64::MAX. With M = 2^53 - 1 and 2^63 = 1024 * (M + 1), after 1023
-/// topups of M the GOLD Treasury is -1500 - 1023 M, which leaves it room for
-/// exactly M - 476 more.
+/// Goal: no user's balance on the wire ever exceeds 2^53 - 1 (API.md,
+/// Conventions): the credit that would take it past is BALANCE_OVERFLOW,
+/// whether a topup, a bonus or a transfer in, and the one that reaches it
+/// exactly is not.
 #[test]
-fn a_credit_past_what_a_64_bit_balance_holds_is_balance_overflow() {
+fn a_credit_past_two_to_the_53_minus_one_on_a_user_is_balance_overflow() {
+    let app = TestApp::spawn_with_key();
+    let max = i64::try_from(AMOUNT_MAX).unwrap();
+    let first = app.post_topup("whale", "GOLD", AMOUNT_MAX - 10, "k-1");
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let entries = app.entry_count();
+    assert_failure(
+        &app.post_topup("whale", "GOLD", 11, "k-over"),
+        422,
+        "BALANCE_OVERFLOW",
+    );
+    assert_failure(
+        &app.post_bonus("whale", "GOLD", 11, "k-over-bonus"),
+        422,
+        "BALANCE_OVERFLOW",
+    );
+    let transfer_in = app.post(
+        "/wallets/user_alice/transfer",
+        &json!({"to": "whale", "asset": "GOLD", "amount": 11, "idempotencyKey": "k-over-transfer"}),
+    );
+    assert_failure(&transfer_in, 422, "BALANCE_OVERFLOW");
+    assert_eq!(app.entry_count(), entries, "nothing was written");
+    let exact = app.post_topup("whale", "GOLD", 10, "k-exact");
+    assert_eq!(exact.status, 201, "{:?}", exact.body);
+    assert_eq!(exact.data()["balance"], max);
+    assert_failure(
+        &app.post_topup("whale", "GOLD", 1, "k-one-more"),
+        422,
+        "BALANCE_OVERFLOW",
+    );
+    // Spending back makes room again.
+    assert_eq!(app.post_spend("whale", "GOLD", 1, "k-spend").status, 201);
+    assert_eq!(app.post_topup("whale", "GOLD", 1, "k-again").status, 201);
+}
+
+/// Goal: the Treasury stays within a signed 64-bit integer (API.md): the
+/// first credit that would take it past i64::MIN is refused, the one just
+/// before it is not. With M = 2^53 - 1 and 2^63 = 1024 * (M + 1), after
+/// topups of M to 1023 users the GOLD Treasury is -1500 - 1023 M (the seed
+/// issued 1500), which leaves it room for exactly M - 476 more.
+#[test]
+fn a_credit_past_what_a_64_bit_treasury_holds_is_balance_overflow() {
     let app = TestApp::spawn_with_key();
     let threads: u64 = 4;
     let topups: u64 = 1023;
@@ -528,43 +582,44 @@ fn a_credit_past_what_a_64_bit_balance_holds_is_balance_overflow() {
             let app = &app;
             scope.spawn(move || {
                 for n in (thread..topups).step_by(threads as usize) {
-                    let response = app.post_topup("whale", "GOLD", AMOUNT_MAX, &format!("k-{n}"));
+                    let response = app.post_topup(
+                        &format!("whale-{n}"),
+                        "GOLD",
+                        AMOUNT_MAX,
+                        &format!("k-{n}"),
+                    );
                     assert_eq!(response.status, 201, "{:?}", response.body);
                 }
             });
         }
     });
-    let issued = i64::try_from(topups * AMOUNT_MAX).unwrap();
-    assert_eq!(app.balance("whale", "GOLD"), issued);
     let entries = app.entry_count();
     assert_eq!(entries, SEED_ENTRIES + i64::try_from(topups).unwrap());
 
     let room = AMOUNT_MAX - 476;
-    let refused = app.post_topup("whale", "GOLD", room + 1, "k-over");
+    let refused = app.post_topup("last-whale", "GOLD", room + 1, "k-over");
     assert_failure(&refused, 422, "BALANCE_OVERFLOW");
     let refused = app.post_bonus("user_bob", "GOLD", room + 1, "k-over-bonus");
     assert_failure(&refused, 422, "BALANCE_OVERFLOW");
     assert_eq!(app.entry_count(), entries);
-    assert_eq!(app.balance("whale", "GOLD"), issued);
 
-    let accepted = app.post_topup("whale", "GOLD", room, "k-last");
+    let accepted = app.post_topup("last-whale", "GOLD", room, "k-last");
     assert_eq!(accepted.status, 201, "{:?}", accepted.body);
-    assert_eq!(
-        accepted.data()["balance"],
-        issued + i64::try_from(room).unwrap()
-    );
 
     // The Treasury is at i64::MIN now: not one more unit can be issued.
-    let refused = app.post_topup("whale", "GOLD", 1, "k-one-more");
+    let refused = app.post_topup("user_bob", "GOLD", 1, "k-one-more");
     assert_failure(&refused, 422, "BALANCE_OVERFLOW");
     assert_eq!(app.entry_count(), entries + 1);
     // Other assets are unaffected, and spending back makes room again.
     assert_eq!(
-        app.post_topup("whale", "DIAMOND", 1, "k-diamond").status,
+        app.post_topup("user_bob", "DIAMOND", 1, "k-diamond").status,
         201
     );
-    assert_eq!(app.post_spend("whale", "GOLD", 1, "k-spend").status, 201);
-    assert_eq!(app.post_topup("whale", "GOLD", 1, "k-again").status, 201);
+    assert_eq!(
+        app.post_spend("last-whale", "GOLD", 1, "k-spend").status,
+        201
+    );
+    assert_eq!(app.post_topup("user_bob", "GOLD", 1, "k-again").status, 201);
 }
 
 // ---------------------------------------------------------------------------

@@ -26,31 +26,72 @@ const OPS_PER_THREAD_MAX: usize = 5_000;
 const WORKLOAD_TIME_MAX: Duration = Duration::from_secs(30);
 
 /// One value-moving request, kept as a client keeps it to retry: the same key
-/// and body again.
+/// and body again. `operation` is `topup`, `bonus`, `spend`, `transfer` (to
+/// `to`), `batch` (a topup of `amount` to `user`, then a transfer of it to
+/// `to`, in one step) or `reverse` (all of the topup `reverses` made to
+/// `user`, of `amount`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Op {
     pub operation: &'static str,
     pub user: String,
     pub amount: u64,
     pub key: String,
+    pub to: Option<String>,
+    pub reverses: Option<String>,
 }
 
 impl Op {
+    pub fn entry(operation: &'static str, user: &str, amount: u64, key: String) -> Op {
+        Op {
+            operation,
+            user: user.to_owned(),
+            amount,
+            key,
+            to: None,
+            reverses: None,
+        }
+    }
+
     pub fn path(&self) -> String {
-        format!("/wallets/{}/{}", self.user, self.operation)
+        match (self.operation, &self.reverses) {
+            ("batch", _) => "/batch".to_owned(),
+            ("reverse", Some(id)) => format!("/transactions/{id}/reverse"),
+            _ => format!("/wallets/{}/{}", self.user, self.operation),
+        }
     }
 
     pub fn body(&self) -> Value {
-        json!({"asset": "GOLD", "amount": self.amount, "idempotencyKey": self.key})
+        match self.operation {
+            "transfer" => json!({"to": self.to, "asset": "GOLD", "amount": self.amount,
+                                  "idempotencyKey": self.key}),
+            "batch" => json!({"idempotencyKey": self.key, "operations": [
+                {"type": "topup", "userId": self.user, "asset": "GOLD", "amount": self.amount},
+                {"type": "transfer", "userId": self.user, "to": self.to, "asset": "GOLD",
+                 "amount": self.amount},
+            ]}),
+            "reverse" => json!({"idempotencyKey": self.key}),
+            _ => json!({"asset": "GOLD", "amount": self.amount, "idempotencyKey": self.key}),
+        }
     }
 
-    /// The change to the user's GOLD balance when this request is applied.
-    pub fn signed_amount(&self) -> i64 {
-        let amount = i64::try_from(self.amount).expect("small amounts");
-        if self.operation == "spend" {
-            -amount
+    /// The ledger entries this request makes when applied.
+    pub fn entries(&self) -> i64 {
+        if self.operation == "batch" {
+            2
         } else {
-            amount
+            1
+        }
+    }
+
+    /// The changes to users' GOLD balances when this request is applied.
+    pub fn deltas(&self) -> Vec<(&str, i64)> {
+        let amount = i64::try_from(self.amount).expect("small amounts");
+        let to = self.to.as_deref().unwrap_or_default();
+        match self.operation {
+            "spend" | "reverse" => vec![(self.user.as_str(), -amount)],
+            "transfer" => vec![(self.user.as_str(), -amount), (to, amount)],
+            "batch" => vec![(to, amount)],
+            _ => vec![(self.user.as_str(), amount)],
         }
     }
 }
@@ -172,15 +213,33 @@ impl Workload {
                 let acks = Arc::clone(&acks);
                 std::thread::spawn(move || {
                     let deadline = Instant::now() + WORKLOAD_TIME_MAX;
+                    // This thread's acknowledged topups not reversed yet:
+                    // (transaction id, user, amount).
+                    let mut reversible: Vec<(String, String, u64)> = Vec::new();
                     for i in 0..OPS_PER_THREAD_MAX {
                         if Instant::now() > deadline {
                             break;
                         }
-                        let op = Op {
-                            operation: ["topup", "spend", "bonus"][(thread + i) % 3],
-                            user: users[(thread * 7 + i) % users.len()].clone(),
-                            amount: 1 + ((thread * 31 + i * 17) % 50) as u64,
-                            key: format!("{tag}-t{thread}-{i}"),
+                        let user = &users[(thread * 7 + i) % users.len()];
+                        let other = &users[(thread * 7 + i + 1) % users.len()];
+                        let amount = 1 + ((thread * 31 + i * 17) % 50) as u64;
+                        let key = format!("{tag}-t{thread}-{i}");
+                        let operation = ["topup", "spend", "bonus", "transfer", "batch", "reverse"]
+                            [(thread + i) % 6];
+                        let op = match operation {
+                            "transfer" | "batch" if other != user => Op {
+                                to: Some(other.clone()),
+                                ..Op::entry(operation, user, amount, key)
+                            },
+                            "reverse" => match reversible.pop() {
+                                Some((id, reversed_user, reversed_amount)) => Op {
+                                    reverses: Some(id),
+                                    ..Op::entry("reverse", &reversed_user, reversed_amount, key)
+                                },
+                                None => Op::entry("topup", user, amount, key),
+                            },
+                            "transfer" | "batch" => Op::entry("topup", user, amount, key),
+                            _ => Op::entry(operation, user, amount, key),
                         };
                         let reply = send(&client, &address, &op);
                         if let Some(problem) = reply.as_ref().ok().and_then(Reply::envelope_problem)
@@ -190,6 +249,15 @@ impl Workload {
                         match reply {
                             Ok(reply) if reply.is_success() => {
                                 let data = reply.data();
+                                if op.operation == "topup" {
+                                    if let Some(id) = data["transaction"]["id"].as_str() {
+                                        reversible.push((
+                                            id.to_owned(),
+                                            op.user.clone(),
+                                            op.amount,
+                                        ));
+                                    }
+                                }
                                 tally.lock().unwrap().acked.push((op, data));
                                 acks.fetch_add(1, Ordering::SeqCst);
                             }
@@ -241,12 +309,7 @@ pub(crate) fn open_wallets(app: &TestApp, users: &[String]) -> Vec<(Op, Value)> 
     users
         .iter()
         .map(|user| {
-            let op = Op {
-                operation: "topup",
-                user: user.clone(),
-                amount: OPENING_BALANCE,
-                key: format!("opening-{user}"),
-            };
+            let op = Op::entry("topup", user, OPENING_BALANCE, format!("opening-{user}"));
             let reply = send(&app.client, &app.address, &op).expect("the opening topup");
             assert_eq!(reply.status, 201, "{reply:?}");
             (op, reply.data())
@@ -281,6 +344,11 @@ pub(crate) fn replay_problem(app: &TestApp, op: &Op, original: &Value) -> Option
     None
 }
 
+/// The entries the acknowledged requests made.
+pub(crate) fn entries_of(acked: &[(Op, Value)]) -> i64 {
+    acked.iter().map(|(op, _)| op.entries()).sum()
+}
+
 /// Each user's GOLD balance is its opening balance moved by every applied request.
 pub(crate) fn assert_balances_match(app: &TestApp, users: &[String], applied: &[(Op, Value)]) {
     let mismatches = balance_mismatches(app, users, applied);
@@ -298,7 +366,9 @@ pub(crate) fn balance_mismatches(
 ) -> Vec<String> {
     let mut expected: HashMap<&str, i64> = users.iter().map(|user| (user.as_str(), 0)).collect();
     for (op, _) in applied {
-        *expected.get_mut(op.user.as_str()).expect("a workload user") += op.signed_amount();
+        for (user, delta) in op.deltas() {
+            *expected.get_mut(user).expect("a workload user") += delta;
+        }
     }
     users
         .iter()
@@ -372,7 +442,7 @@ fn acknowledged_writes_survive_three_sigkills_and_retries_write_at_most_once() {
         for op in tally.unanswered {
             let reply = send(&app.client, &app.address, &op).expect("a retry is answered");
             match (reply.status, reply.replayed) {
-                (201, false) => created_by_retries += 1,
+                (201, false) => created_by_retries += op.entries(),
                 (200, true) => {}
                 _ => panic!("cycle {cycle}: the retry of {op:?} got {reply:?}"),
             }
@@ -383,10 +453,10 @@ fn acknowledged_writes_survive_three_sigkills_and_retries_write_at_most_once() {
             entries_before_retries + created_by_retries,
             "cycle {cycle}"
         );
-        // No phantom entries: one entry per key ever acknowledged.
+        // No phantom entries: the entries of every key ever acknowledged.
         assert_eq!(
             app.entry_count(),
-            SEED_ENTRIES + acked.len() as i64,
+            SEED_ENTRIES + entries_of(&acked),
             "cycle {cycle}"
         );
         assert_verify_passes(&db_path);
@@ -414,7 +484,8 @@ pub(crate) fn stopped_ledger_with_history(dir: &Path) -> (PathBuf, i64) {
     assert_verify_passes(&db_path);
     let seq = open_read_write(&db_path)
         .query_row(
-            "SELECT seq FROM ledger_entries WHERE idempotency_key = 't-1'",
+            "SELECT e.seq FROM ledger_entries e JOIN idempotency_records r ON r.id = e.request_id
+              WHERE r.key = 't-1'",
             [],
             |row| row.get(0),
         )

@@ -13,7 +13,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::crash::{
-    balance_mismatches, open_wallets, replay_problem, send, users, verify_failure, Workload,
+    balance_mismatches, entries_of, open_wallets, replay_problem, send, users, verify_failure,
+    Workload,
 };
 use crate::helpers::{TestApp, SEED_ENTRIES};
 
@@ -99,7 +100,7 @@ fn crash_loop() {
             }
         }
         let entries = app.entry_count();
-        if entries != SEED_ENTRIES + acked.len() as i64 {
+        if entries != SEED_ENTRIES + entries_of(&acked) {
             problems.push(format!(
                 "{entries} entries for {} acknowledged keys and {SEED_ENTRIES} seed entries",
                 acked.len()

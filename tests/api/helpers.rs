@@ -33,16 +33,20 @@ pub const SEED_BALANCES: [(&str, &str, i64); 6] = [
 ];
 
 /// Every field of API.md's Transaction object.
-pub const TRANSACTION_FIELDS: [&str; 10] = [
+pub const TRANSACTION_FIELDS: [&str; 14] = [
     "id",
     "type",
     "asset",
     "amount",
     "direction",
     "balanceAfter",
+    "counterparty",
+    "reverses",
+    "holdId",
     "idempotencyKey",
     "referenceId",
     "note",
+    "metadata",
     "createdAt",
 ];
 

@@ -15,6 +15,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod idempotency;
+mod migration;
 mod openapi;
 mod overload;
 mod readme;

@@ -161,6 +161,7 @@ fn a_write_with_every_documented_body_field_is_accepted_and_no_other_field_is() 
         "idempotencyKey" => json!("openapi-every-field"),
         "referenceId" => json!("order-1"),
         "note" => json!("a note"),
+        "metadata" => json!({"order": "1"}),
         other => panic!("no example value for the documented field {other}"),
     };
     let body: serde_json::Map<String, Value> = request["properties"]

@@ -27,7 +27,7 @@ const SHOWN_WITHOUT_CURL: [ErrorCode; 8] = [
     ErrorCode::Unauthorized,
     ErrorCode::Forbidden,
     ErrorCode::RateLimited,
-    ErrorCode::BalanceOverflow,
+    ErrorCode::TooManyAssets,
     ErrorCode::ServiceOverloaded,
     ErrorCode::DatabaseUnavailable,
     ErrorCode::Internal,
@@ -136,7 +136,9 @@ fn json_of(body: &str) -> Value {
     serde_json::from_str(json).unwrap_or_else(|_| panic!("not JSON: {body}"))
 }
 
-/// (method, path) a curl command asks for.
+/// (method, path) a curl command asks for. The request is the last URL on
+/// the line: an example may first look up an id with a `$(command curl
+/// ...)` of its own, as a reversal needs the id of what it reverses.
 fn route_of(command: &str) -> (String, String) {
     let words: Vec<&str> = command.split_whitespace().collect();
     let method = match words.iter().position(|word| *word == "-X") {
@@ -144,7 +146,7 @@ fn route_of(command: &str) -> (String, String) {
         None if command.contains(" -d ") || command.contains("--data") => "post".to_owned(),
         None => "get".to_owned(),
     };
-    let after = command.split(README_ADDRESS).nth(1).unwrap_or_default();
+    let after = command.rsplit(README_ADDRESS).next().unwrap_or_default();
     let path: String = after
         .chars()
         .take_while(|c| !matches!(c, '?' | '\'' | '"' | ' '))

@@ -167,9 +167,13 @@ fn history_items_have_every_field_of_a_transaction() {
             "amount": 40,
             "direction": "DEBIT",
             "balanceAfter": 60,
+            "counterparty": null,
+            "reverses": null,
+            "holdId": null,
             "idempotencyKey": "k-1",
             "referenceId": "order-9",
-            "note": "a hat"
+            "note": "a hat",
+            "metadata": null
         })
     );
     assert_eq!(id, response.data()["transaction"]["id"]);

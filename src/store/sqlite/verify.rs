@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use crate::ledger::audit::{AuditAccount, AuditEntry, AuditPosting, AuditReport, Auditor};
+use crate::ledger::audit::{
+    AuditAccount, AuditEntry, AuditPosting, AuditReport, AuditRequest, AuditReversal, Auditor,
+};
 use crate::limits::AUDIT_BATCH_ENTRIES;
 
 pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
@@ -67,6 +69,62 @@ pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
         }
     }
     drop(statement);
+    // Every reversal against its original, with the running total of the
+    // original's reversals up to it (a window: one pass, in seq order).
+    {
+        let mut reversals = tx.prepare(
+            "SELECT r.seq, o.kind,
+                    coalesce(o.debit_account_id = r.credit_account_id
+                             AND o.credit_account_id = r.debit_account_id
+                             AND o.asset_type_id = r.asset_type_id, 0),
+                    r.reversed_after,
+                    sum(r.amount) OVER (PARTITION BY r.reverses_seq ORDER BY r.seq),
+                    o.amount
+               FROM ledger_entries r
+               LEFT JOIN ledger_entries o ON o.seq = r.reverses_seq
+              WHERE r.kind = 'REVERSAL' OR r.reverses_seq IS NOT NULL
+              ORDER BY r.seq",
+        )?;
+        let rows = reversals.query_map([], |row| {
+            Ok(AuditReversal {
+                seq: row.get(0)?,
+                original_kind: row.get(1)?,
+                same_accounts_reversed: row.get(2)?,
+                reversed_after: row.get(3)?,
+                reversed_so_far: row.get(4)?,
+                original_amount: row.get(5)?,
+            })
+        })?;
+        for row in rows {
+            auditor.check_reversal(&row?);
+        }
+    }
+    // Every idempotency record against the entries that name it, and every
+    // entry against its record.
+    {
+        let mut requests = tx.prepare(
+            "SELECT r.id, r.entry_count, count(e.seq)
+               FROM idempotency_records r
+               LEFT JOIN ledger_entries e ON e.request_id = r.id
+              GROUP BY r.id
+             UNION ALL
+             SELECT e.request_id, NULL, count(*)
+               FROM ledger_entries e
+               LEFT JOIN idempotency_records r ON r.id = e.request_id
+              WHERE r.id IS NULL
+              GROUP BY e.request_id",
+        )?;
+        let rows = requests.query_map([], |row| {
+            Ok(AuditRequest {
+                id: row.get(0)?,
+                entry_count: row.get(1)?,
+                entries_found: row.get(2)?,
+            })
+        })?;
+        for row in rows {
+            auditor.check_request(&row?);
+        }
+    }
     let postings_stored: i64 =
         tx.query_row("SELECT count(*) FROM postings", [], |row| row.get(0))?;
     tx.commit()?;

@@ -231,7 +231,7 @@ impl FileWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{migrate, open};
+    use crate::store::sqlite::{migrate, open};
 
     fn watched() -> (tempfile::TempDir, Connection, FileWatch) {
         let dir = tempfile::tempdir().unwrap();

@@ -8,10 +8,11 @@ use anyhow::Context;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::writer::WriterHandle;
-use super::{LedgerError, PostCommand, WriteOutcome};
-use crate::domain::{Amount, AssetRef, Caller, EntryKind, IdempotencyKey, UserId};
+use crate::domain::{Amount, AssetRef, Caller, IdempotencyKey, UserId};
+use crate::ledger::engine::{Command, CreditKind, EntryDetails, Operation, Outcome, Route};
+use crate::store::{LedgerError, SeedSummary};
 
-const SEED_SQL: &str = include_str!("../../seed.sql");
+const SEED_SQL: &str = include_str!("../../../seed.sql");
 
 /// An initial balance to post.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,13 +20,6 @@ pub struct Grant {
     pub user: String,
     pub symbol: String,
     pub amount: i64,
-}
-
-/// What seeding did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SeedSummary {
-    pub created: usize,
-    pub already_present: usize,
 }
 
 /// Applies the asset types and Treasuries, and returns the grants to post.
@@ -55,9 +49,9 @@ pub fn post_grants(writer: &WriterHandle, grants: &[Grant]) -> anyhow::Result<Se
     for grant in grants {
         let command = grant_command(grant)
             .with_context(|| format!("seed.sql has an invalid grant {grant:?}"))?;
-        match writer.post_blocking(command) {
-            Ok(WriteOutcome::Created(_)) => summary.created += 1,
-            Ok(WriteOutcome::Replayed(_)) => summary.already_present += 1,
+        match writer.apply_blocking(command) {
+            Ok(Outcome::Created(_)) => summary.created += 1,
+            Ok(Outcome::Replayed(_)) => summary.already_present += 1,
             Err(LedgerError::Rejected(rejection)) => {
                 anyhow::bail!("seeding {grant:?} was refused: {rejection}")
             }
@@ -69,19 +63,21 @@ pub fn post_grants(writer: &WriterHandle, grants: &[Grant]) -> anyhow::Result<Se
     Ok(summary)
 }
 
-fn grant_command(grant: &Grant) -> anyhow::Result<PostCommand> {
+fn grant_command(grant: &Grant) -> anyhow::Result<Command> {
     let user = UserId::parse(&grant.user)?;
     let amount = Amount::parse(u64::try_from(grant.amount)?)?;
-    Ok(PostCommand {
+    Ok(Command {
         // The seed's keys belong to the anonymous caller, as every entry of
         // a version 1 file does.
         caller: Caller::Anonymous,
-        idempotency_key: IdempotencyKey::for_seed(&user, &grant.symbol)?,
-        user,
-        kind: EntryKind::Topup,
-        asset: AssetRef::parse(&grant.symbol)?,
-        amount,
-        reference_id: None,
-        note: None,
+        key: IdempotencyKey::for_seed(&user, &grant.symbol)?,
+        route: Route::Topup,
+        operations: vec![Operation::Credit {
+            kind: CreditKind::Topup,
+            user,
+            asset: AssetRef::parse(&grant.symbol)?,
+            amount,
+            details: EntryDetails::default(),
+        }],
     })
 }

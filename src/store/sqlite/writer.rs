@@ -18,12 +18,13 @@
 //! copy the damage into the database, logs once, and stops the process,
 //! which then exits non-zero.
 //!
-//! Each command is decided from reads alone (`decide_command`: every
-//! rejection happens there) and only then written (`append_entry`, which can
-//! fail only as storage). So a rejected command has written nothing and
-//! needs no savepoint to undo, and a storage failure sinks the whole batch.
+//! Each command is decided by the pure engine (`ledger::engine::decide`)
+//! from facts read first (`read_facts`): every rejection happens there. Only
+//! then is its plan written (`write_plan`, which can fail only as storage).
+//! So a rejected command has written nothing and needs no savepoint to undo,
+//! and a storage failure sinks the whole batch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
@@ -35,18 +36,47 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::files::FileWatch;
-use super::{
-    latest_balance, parse_stored_kind, LedgerError, PostCommand, Receipt, StorageError, UserEntry,
-    WriteOutcome,
+use super::{latest_balance, parse_stored_kind};
+use crate::domain::{AssetRef, Caller, IdempotencyKey};
+use crate::ledger::engine::{
+    self, AccountFact, AccountKey, AssetDecision, AssetFact, AssetRow, CanonicalRequest, Command,
+    Decision, EntryFact, Facts, NewAsset, Outcome, Owner, Party, Plan, RecordedEntry,
+    StoredRequest,
 };
-use crate::domain::{AssetRef, Direction, EntryKind};
-use crate::ledger::{self, BalancesBefore, Rejection};
+use crate::ledger::Rejection;
 use crate::limits::WRITE_QUEUE_DEPTH_MAX;
+use crate::store::{AssetOutcome, LedgerError, StorageError};
 
-type Reply = oneshot::Sender<Result<WriteOutcome, LedgerError>>;
+/// One piece of work for the writer, with where its answer goes.
+enum Work {
+    Command {
+        command: Command,
+        reply: oneshot::Sender<Result<Outcome, LedgerError>>,
+    },
+    CreateAsset {
+        asset: NewAsset,
+        reply: oneshot::Sender<Result<AssetOutcome, LedgerError>>,
+    },
+    /// Last uses of API keys: `(key id, time)` pairs. Written here so that
+    /// the writer's is the only read-write connection.
+    KeyUses {
+        uses: Vec<(i64, i64)>,
+        reply: oneshot::Sender<Result<(), LedgerError>>,
+    },
+}
+
+impl Work {
+    fn refuse(self, error: StorageError) {
+        match self {
+            Work::Command { reply, .. } => drop(reply.send(Err(error.into()))),
+            Work::CreateAsset { reply, .. } => drop(reply.send(Err(error.into()))),
+            Work::KeyUses { reply, .. } => drop(reply.send(Err(error.into()))),
+        }
+    }
+}
 
 enum Message {
-    Post { command: PostCommand, reply: Reply },
+    Work(Work),
     Stop,
 }
 
@@ -152,40 +182,53 @@ impl WriterHandle {
         self.status.failing.load(Ordering::Relaxed)
     }
 
-    /// Queues a command without waiting: a full queue fails at once.
-    fn submit(
+    /// Queues work without waiting: a full queue fails at once.
+    fn submit<T>(
         &self,
-        command: PostCommand,
-    ) -> Result<oneshot::Receiver<Result<WriteOutcome, LedgerError>>, StorageError> {
+        make: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Work,
+    ) -> Result<oneshot::Receiver<Result<T, LedgerError>>, StorageError> {
         let (reply, receiver) = oneshot::channel();
-        match self.sender.try_send(Message::Post { command, reply }) {
+        match self.sender.try_send(Message::Work(make(reply))) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => Err(StorageError::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(StorageError::WriterStopped),
         }
     }
 
-    /// Posts a command from async code. If the caller goes away the command
-    /// still completes, and a retry with the same key replays it.
-    pub async fn post(&self, command: PostCommand) -> Result<WriteOutcome, LedgerError> {
-        let receiver = self.submit(command)?;
-        receiver
-            .await
-            .map_err(|_| LedgerError::Storage(StorageError::WriterStopped))?
+    /// Applies a command, from async code. If the caller goes away the
+    /// command still completes, and a retry with the same key replays it.
+    pub async fn apply(&self, command: Command) -> Result<Outcome, LedgerError> {
+        let receiver = self.submit(|reply| Work::Command { command, reply })?;
+        receiver.await.map_err(|_| StorageError::WriterStopped)?
     }
 
-    /// Posts a command from a plain thread (the CLI's seed).
-    pub fn post_blocking(&self, command: PostCommand) -> Result<WriteOutcome, LedgerError> {
-        let receiver = self.submit(command)?;
+    /// Applies a command from a plain thread (the seed, the CLI).
+    pub fn apply_blocking(&self, command: Command) -> Result<Outcome, LedgerError> {
+        let receiver = self.submit(|reply| Work::Command { command, reply })?;
         receiver
             .blocking_recv()
-            .map_err(|_| LedgerError::Storage(StorageError::WriterStopped))?
+            .map_err(|_| StorageError::WriterStopped)?
     }
-}
 
-struct Job {
-    command: PostCommand,
-    reply: Reply,
+    pub async fn create_asset(&self, asset: NewAsset) -> Result<AssetOutcome, LedgerError> {
+        let receiver = self.submit(|reply| Work::CreateAsset { asset, reply })?;
+        receiver.await.map_err(|_| StorageError::WriterStopped)?
+    }
+
+    pub fn create_asset_blocking(&self, asset: NewAsset) -> Result<AssetOutcome, LedgerError> {
+        let receiver = self.submit(|reply| Work::CreateAsset { asset, reply })?;
+        receiver
+            .blocking_recv()
+            .map_err(|_| StorageError::WriterStopped)?
+    }
+
+    /// Records keys' last uses, from a plain thread (the key watcher).
+    pub fn record_key_uses_blocking(&self, uses: Vec<(i64, i64)>) -> Result<(), LedgerError> {
+        let receiver = self.submit(|reply| Work::KeyUses { uses, reply })?;
+        receiver
+            .blocking_recv()
+            .map_err(|_| StorageError::WriterStopped)?
+    }
 }
 
 /// Everything the writer thread owns.
@@ -274,16 +317,16 @@ impl WriterClock {
 }
 
 fn run(writer: &mut WriterState, receiver: Receiver<Message>, batch_max: usize) {
-    let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
+    let mut batch: Vec<Work> = Vec::with_capacity(batch_max);
     let mut stopping = false;
     while !stopping {
         match receiver.recv() {
-            Ok(Message::Post { command, reply }) => batch.push(Job { command, reply }),
+            Ok(Message::Work(work)) => batch.push(work),
             Ok(Message::Stop) | Err(_) => break,
         }
         while batch.len() < batch_max {
             match receiver.try_recv() {
-                Ok(Message::Post { command, reply }) => batch.push(Job { command, reply }),
+                Ok(Message::Work(work)) => batch.push(work),
                 Ok(Message::Stop) => {
                     stopping = true;
                     break;
@@ -295,15 +338,15 @@ fn run(writer: &mut WriterState, receiver: Receiver<Message>, batch_max: usize) 
     }
     // Nothing should follow a stop, but whatever did is applied, not dropped.
     while let Ok(message) = receiver.try_recv() {
-        if let Message::Post { command, reply } = message {
-            batch.push(Job { command, reply });
+        if let Message::Work(work) = message {
+            batch.push(work);
             apply_batch(writer, &mut batch);
         }
     }
 }
 
 /// Applies `batch` in one transaction and replies to every job in it.
-fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Job>) {
+fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Work>) {
     if writer.files_lost {
         return refuse_all(batch, || StorageError::FilesLost);
     }
@@ -326,9 +369,9 @@ fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Job>) {
                 return refuse_all(batch, || StorageError::FilesLost);
             }
             writer.status.failing.store(false, Ordering::Relaxed);
-            for (job, result) in batch.drain(..).zip(results) {
+            for (work, result) in batch.drain(..).zip(results) {
                 // The caller may have gone; the entry stands either way.
-                let _ = job.reply.send(result);
+                result.send(work);
             }
         }
         Err(storage_error) => {
@@ -337,6 +380,8 @@ fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Job>) {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
+            // An asset met inside the rolled-back transaction may not exist.
+            writer.assets = AssetCache::default();
             writer.status.failing.store(true, Ordering::Relaxed);
             let storage_error_kind = match storage_error {
                 StorageError::ClockBeforeEpoch => StorageErrorKind::Clock,
@@ -356,9 +401,9 @@ fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Job>) {
 }
 
 /// Answers every job of `batch` with the same storage failure.
-fn refuse_all(batch: &mut Vec<Job>, error: impl Fn() -> StorageError) {
-    for job in batch.drain(..) {
-        let _ = job.reply.send(Err(LedgerError::Storage(error())));
+fn refuse_all(batch: &mut Vec<Work>, error: impl Fn() -> StorageError) {
+    for work in batch.drain(..) {
+        work.refuse(error());
     }
 }
 
@@ -369,34 +414,61 @@ enum StorageErrorKind {
     Other,
 }
 
-/// Returns each job's result, or the storage failure that sank the batch.
+/// A piece of work's result, held until COMMIT returns.
+enum Done {
+    Command(Result<Outcome, Rejection>),
+    Asset(Result<AssetOutcome, Rejection>),
+    KeyUses,
+}
+
+impl Done {
+    /// Answers `work` with this result.
+    fn send(self, work: Work) {
+        match (self, work) {
+            (Done::Command(result), Work::Command { reply, .. }) => {
+                let _ = reply.send(result.map_err(LedgerError::from));
+            }
+            (Done::Asset(result), Work::CreateAsset { reply, .. }) => {
+                let _ = reply.send(result.map_err(LedgerError::from));
+            }
+            (Done::KeyUses, Work::KeyUses { reply, .. }) => {
+                let _ = reply.send(Ok(()));
+            }
+            (_, work) => work.refuse(StorageError::BatchRolledBack),
+        }
+    }
+}
+
+/// Returns each piece of work's result, or the storage failure that sank
+/// the batch.
 fn apply_in_one_transaction(
     conn: &Connection,
     assets: &mut AssetCache,
     clock: &mut WriterClock,
-    batch: &[Job],
-) -> Result<Vec<Result<WriteOutcome, LedgerError>>, StorageError> {
+    batch: &[Work],
+) -> Result<Vec<Done>, StorageError> {
     let created_at_ms = clock.now_ms()?;
     // IMMEDIATE: take the write lock now; a deferred transaction that reads
     // first can hit SQLITE_BUSY when it upgrades.
     run_cached(conn, "BEGIN IMMEDIATE")?;
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
+    for work in batch {
         // A failed statement may have rolled back the whole transaction
         // (SQLite does so on a full disk or an I/O error): the batch can no
         // longer be trusted, so a storage failure fails it as a whole.
-        let result = match decide_command(conn, assets, &job.command) {
-            Ok(Decision::Replay(receipt)) => Ok(WriteOutcome::Replayed(receipt)),
-            Ok(Decision::Append(plan)) => Ok(WriteOutcome::Created(append_entry(
-                conn,
-                &plan,
-                &job.command,
-                created_at_ms,
-            )?)),
-            Err(LedgerError::Rejected(rejection)) => Err(LedgerError::Rejected(rejection)),
-            Err(LedgerError::Storage(storage)) => return Err(storage),
+        let done = match work {
+            Work::Command { command, .. } => {
+                Done::Command(apply_command(conn, assets, command, created_at_ms)?)
+            }
+            Work::CreateAsset { asset, .. } => {
+                Done::Asset(create_asset(conn, assets, asset, created_at_ms)?)
+            }
+            Work::KeyUses { uses, .. } => {
+                super::keys::record_last_used_in(conn, uses)?;
+                Done::KeyUses
+            }
         };
-        results.push(result);
+        results.push(done);
     }
     run_cached(conn, "COMMIT")?;
     Ok(results)
@@ -410,152 +482,254 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The asset a command names, with its Treasury.
-#[derive(Clone)]
-struct ResolvedAsset {
-    id: String,
-    symbol: String,
-    treasury_account: i64,
-}
-
-/// What a command comes to, decided before anything is written.
-enum Decision<'a> {
-    /// Its key names an entry already made by the same request.
-    Replay(Receipt),
-    /// A new entry, to be written by `append_entry`.
-    Append(Plan<'a>),
-}
-
-/// A new entry, decided: its asset, the user's account (None: to be opened),
-/// and the balances after it.
-struct Plan<'a> {
-    asset: &'a ResolvedAsset,
-    user_account: Option<i64>,
-    posting: ledger::Posting,
-}
-
-/// Decides a command from reads alone: every rejection happens here, before
-/// anything is written. See the module comment.
-fn decide_command<'a>(
+/// Reads the facts, lets the engine decide, writes the plan.
+fn apply_command(
     conn: &Connection,
-    assets: &'a mut AssetCache,
-    command: &PostCommand,
-) -> Result<Decision<'a>, LedgerError> {
-    if let Some(stored) = find_by_key(conn, command)? {
-        return if stored.is_same_request(command) {
-            Ok(Decision::Replay(stored.receipt))
-        } else {
-            Err(Rejection::IdempotencyKeyReused.into())
-        };
-    }
-    let asset = assets
-        .resolve(conn, &command.asset)?
-        .ok_or(Rejection::AssetNotFound)?;
-    let user_account = find_user_account(conn, command.user.as_str(), &asset.id)?;
-    if user_account.is_none() && command.kind == EntryKind::Spend {
-        let has_wallet = user_has_wallet(conn, command.user.as_str())?;
-        return Err(if has_wallet {
-            Rejection::InsufficientFunds {
-                balance: 0,
-                requested: command.amount.get(),
-            }
-        } else {
-            Rejection::WalletNotFound
-        }
-        .into());
-    }
-    let before = BalancesBefore {
-        user: user_account.map_or(0, |account| account.balance),
-        treasury: latest_balance(conn, asset.treasury_account)?,
-    };
-    let posting = ledger::decide(command.kind, command.amount, before)?;
-    Ok(Decision::Append(Plan {
-        asset,
-        user_account: user_account.map(|account| account.id),
-        posting,
-    }))
-}
-
-/// Writes a decided entry: the user's account if it has none yet, the entry
-/// and its two postings. Only storage can fail here.
-fn append_entry(
-    conn: &Connection,
-    plan: &Plan<'_>,
-    command: &PostCommand,
+    assets: &mut AssetCache,
+    command: &Command,
     created_at_ms: i64,
-) -> Result<Receipt, StorageError> {
-    let Plan {
-        asset,
-        user_account,
-        posting,
-    } = plan;
-    let user_account = match *user_account {
-        Some(account) => account,
-        None => open_user_account(conn, command.user.as_str(), &asset.id, created_at_ms)?,
+) -> Result<Result<Outcome, Rejection>, StorageError> {
+    let (facts, mut account_ids) = read_facts(conn, assets, command)?;
+    match engine::decide(command, &facts) {
+        Err(rejection) => Ok(Err(rejection)),
+        Ok(Decision::Replay(answer)) => Ok(Ok(Outcome::Replayed(answer))),
+        Ok(Decision::Apply(plan)) => {
+            let entries = write_plan(conn, &plan, &mut account_ids, created_at_ms)?;
+            let answer = engine::answer(plan.route, &entries).ok_or_else(|| {
+                StorageError::Backend("a command that wrote no entry has no answer".into())
+            })?;
+            Ok(Ok(Outcome::Created(answer)))
+        }
+    }
+}
+
+/// Every fact `decide` needs for `command`, in this transaction, and the
+/// ids of the accounts among them.
+fn read_facts(
+    conn: &Connection,
+    assets: &mut AssetCache,
+    command: &Command,
+) -> Result<(Facts, BTreeMap<AccountKey, i64>), StorageError> {
+    let needs = engine::needs(command);
+    let mut facts = Facts {
+        stored: find_request(conn, command.caller, &command.key)?,
+        ..Facts::default()
     };
-    let direction = command.kind.user_direction();
-    let (debit_account, credit_account) = match direction {
-        Direction::Credit => (asset.treasury_account, user_account),
-        Direction::Debit => (user_account, asset.treasury_account),
+    let mut account_ids: BTreeMap<AccountKey, i64> = BTreeMap::new();
+    let mut accounts: BTreeMap<AccountKey, i64> = BTreeMap::new();
+    let add_asset = |facts: &mut Facts, asset: &ResolvedAsset| {
+        if !facts.assets.iter().any(|known| known.id == asset.id) {
+            facts.assets.push(AssetFact {
+                id: asset.id.clone(),
+                symbol: asset.symbol.clone(),
+            });
+        }
     };
-    // Version 7: time-ordered, so each new id lands at the right edge of the
-    // ids' unique index instead of on a random page of it; inserts stay
-    // cheap however long the ledger grows.
-    // From the writer's clock, not the system's: never before the epoch.
-    let entry_id = entry_id_at(created_at_ms);
-    let reference_id = command.reference_id.as_ref().map(|r| r.as_str());
-    let note = command.note.as_ref().map(|n| n.as_str());
+    let mut treasuries = Vec::new();
+    for asset in &needs.assets {
+        if let Some(resolved) = assets.resolve(conn, asset)? {
+            add_asset(&mut facts, resolved);
+            treasuries.push(resolved.clone());
+        }
+    }
+    if facts.stored.is_some() {
+        // A replay or a reuse: the canonical request needs only the assets.
+        return Ok((facts, account_ids));
+    }
+    for id in &needs.entries {
+        let Some((entry, debit_id, credit_id)) = find_entry(conn, &id.to_string())? else {
+            continue;
+        };
+        if let Some(resolved) =
+            assets.resolve(conn, &AssetRef::Symbol(entry.asset_symbol.clone()))?
+        {
+            add_asset(&mut facts, resolved);
+            treasuries.push(resolved.clone());
+        }
+        for (key, account_id) in [(&entry.debit, debit_id), (&entry.credit, credit_id)] {
+            if !accounts.contains_key(key) {
+                accounts.insert(key.clone(), latest_balance(conn, account_id)?);
+                account_ids.insert(key.clone(), account_id);
+            }
+        }
+        facts.entries.push(entry);
+    }
+    for treasury in &treasuries {
+        let key = AccountKey::treasury(&treasury.id);
+        if !accounts.contains_key(&key) {
+            accounts.insert(
+                key.clone(),
+                latest_balance(conn, treasury.treasury_account)?,
+            );
+            account_ids.insert(key, treasury.treasury_account);
+        }
+    }
+    for (user, asset) in &needs.user_accounts {
+        let Some(resolved) = assets.resolve(conn, asset)? else {
+            continue;
+        };
+        let key = AccountKey::user(user.as_str(), &resolved.id);
+        if accounts.contains_key(&key) {
+            continue;
+        }
+        if let Some(account) = find_user_account(conn, user.as_str(), &resolved.id)? {
+            accounts.insert(key.clone(), account.balance);
+            account_ids.insert(key, account.id);
+        }
+    }
+    for user in &needs.wallets {
+        if facts
+            .users_with_wallet
+            .iter()
+            .any(|known| known == user.as_str())
+        {
+            continue;
+        }
+        // An account already read is a wallet: no query in the common case.
+        let has_account_read = accounts
+            .keys()
+            .any(|key| matches!(&key.owner, Owner::User(owner) if owner == user.as_str()));
+        if has_account_read || user_has_wallet(conn, user.as_str())? {
+            facts.users_with_wallet.push(user.as_str().to_owned());
+        }
+    }
+    facts.accounts = accounts
+        .into_iter()
+        .map(|(key, balance)| AccountFact { key, balance })
+        .collect();
+    Ok((facts, account_ids))
+}
+
+/// Writes a decided plan: the accounts it opens, its idempotency record,
+/// its entries and their postings, in order. Only storage can fail here.
+fn write_plan(
+    conn: &Connection,
+    plan: &Plan,
+    account_ids: &mut BTreeMap<AccountKey, i64>,
+    created_at_ms: i64,
+) -> Result<Vec<RecordedEntry>, StorageError> {
+    for key in &plan.new_accounts {
+        let Owner::User(user) = &key.owner else {
+            return Err(StorageError::Backend("the engine opened a Treasury".into()));
+        };
+        let id = open_user_account(conn, user, &key.asset_id, created_at_ms)?;
+        account_ids.insert(key.clone(), id);
+    }
     conn.prepare_cached(
-        "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id, credit_account_id,
-                                     amount, idempotency_key, reference_id, note, created_at,
-                                     caller_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
-        entry_id,
-        command.kind.as_str(),
-        asset.id,
-        debit_account,
-        credit_account,
-        command.amount.as_i64(),
-        command.idempotency_key.as_str(),
-        reference_id,
-        note,
+        plan.caller.stored_id(),
+        plan.key.as_str(),
+        plan.request.to_json(),
+        plan.entries.len() as i64,
         created_at_ms,
-        command.caller.stored_id(),
     ])?;
-    let seq = conn.last_insert_rowid();
+    let request_id = conn.last_insert_rowid();
+    let mut insert_entry = conn.prepare_cached(
+        "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id, credit_account_id,
+                                     amount, request_id, reference_id, note, metadata,
+                                     reverses_seq, reversed_after, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
     let mut insert_posting = conn.prepare_cached(
         "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    insert_posting.execute(params![
-        user_account,
-        seq,
-        posting.user_delta,
-        posting.user_balance_after
-    ])?;
-    insert_posting.execute(params![
-        asset.treasury_account,
-        seq,
-        posting.treasury_delta(),
-        posting.treasury_balance_after
-    ])?;
-    Ok(Receipt {
-        transaction: UserEntry {
-            seq,
-            id: entry_id,
-            kind: command.kind,
-            asset_symbol: asset.symbol.clone(),
-            amount: command.amount.as_i64(),
-            direction,
-            balance_after: posting.user_balance_after,
-            idempotency_key: command.idempotency_key.as_str().to_owned(),
-            reference_id: reference_id.map(str::to_owned),
-            note: note.map(str::to_owned),
+    let account_id = |key: &AccountKey| {
+        account_ids
+            .get(key)
+            .copied()
+            .ok_or_else(|| StorageError::Backend(format!("no account id for {key:?}").into()))
+    };
+    let mut recorded = Vec::with_capacity(plan.entries.len());
+    for entry in &plan.entries {
+        let debit = account_id(&entry.debit)?;
+        let credit = account_id(&entry.credit)?;
+        // Version 7: time-ordered, so each new id lands at the right edge
+        // of the ids' unique index instead of on a random page of it.
+        let entry_id = entry_id_at(created_at_ms);
+        insert_entry.execute(params![
+            entry_id,
+            entry.kind.as_str(),
+            entry.asset_id,
+            debit,
+            credit,
+            entry.amount,
+            request_id,
+            entry.reference_id,
+            entry.note,
+            entry.metadata.as_ref().map(|m| m.to_json()),
+            entry.reverses.as_ref().map(|r| r.seq),
+            entry.reverses.as_ref().map(|r| r.reversed_after),
             created_at_ms,
-        },
-        balance: posting.user_balance_after,
-    })
+        ])?;
+        let seq = conn.last_insert_rowid();
+        insert_posting.execute(params![
+            debit,
+            seq,
+            -entry.amount,
+            entry.debit_balance_after
+        ])?;
+        insert_posting.execute(params![
+            credit,
+            seq,
+            entry.amount,
+            entry.credit_balance_after
+        ])?;
+        recorded.push(entry.recorded(seq, entry_id, &plan.key, created_at_ms));
+    }
+    Ok(recorded)
+}
+
+/// `POST /assets`: decided by the engine against the catalogue, then the
+/// asset and its Treasury are written.
+fn create_asset(
+    conn: &Connection,
+    assets: &mut AssetCache,
+    asset: &NewAsset,
+    created_at_ms: i64,
+) -> Result<Result<AssetOutcome, Rejection>, StorageError> {
+    let same_symbol = super::reads::asset_by_symbol(conn, asset.symbol.as_str())?;
+    let count: i64 = conn
+        .prepare_cached("SELECT count(*) FROM asset_types")?
+        .query_row([], |row| row.get(0))?;
+    match engine::decide_asset(
+        asset,
+        same_symbol,
+        usize::try_from(count).unwrap_or(usize::MAX),
+    ) {
+        Err(rejection) => Ok(Err(rejection)),
+        Ok(AssetDecision::AlreadyTheSame(row)) => Ok(Ok(AssetOutcome::AlreadyTheSame(row))),
+        Ok(AssetDecision::Create) => {
+            let id = Uuid::new_v4().to_string();
+            conn.prepare_cached(
+                "INSERT INTO asset_types (id, symbol, name, decimals, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                id,
+                asset.symbol.as_str(),
+                asset.name.as_str(),
+                asset.decimals.get(),
+                created_at_ms
+            ])?;
+            conn.prepare_cached(
+                "INSERT INTO accounts (owner_type, owner_id, asset_type_id, created_at)
+                 VALUES ('SYSTEM', NULL, ?1, ?2)",
+            )?
+            .execute(params![id, created_at_ms])?;
+            // Not cached yet: the batch may still roll back.
+            let _ = assets;
+            Ok(Ok(AssetOutcome::Created(AssetRow {
+                id,
+                symbol: asset.symbol.as_str().to_owned(),
+                name: asset.name.as_str().to_owned(),
+                decimals: asset.decimals.get(),
+                created_at_ms,
+            })))
+        }
+    }
 }
 
 /// A version 7 UUID for an entry made at `created_at_ms` (not negative: the
@@ -567,85 +741,85 @@ fn entry_id_at(created_at_ms: i64) -> String {
     Uuid::new_v7(timestamp).to_string()
 }
 
-/// An entry found by its idempotency key, with what the original request said.
-struct StoredRequest {
-    user_id: String,
-    asset_type_id: String,
-    receipt: Receipt,
-}
-
-impl StoredRequest {
-    /// Same user, operation, asset, amount, referenceId and note (API.md). The
-    /// asset counts as the same whether named by symbol or by id.
-    fn is_same_request(&self, command: &PostCommand) -> bool {
-        let entry = &self.receipt.transaction;
-        let same_asset = match &command.asset {
-            AssetRef::Symbol(symbol) => *symbol == entry.asset_symbol,
-            AssetRef::Id(id) => id.to_string() == self.asset_type_id,
-        };
-        self.user_id == command.user.as_str()
-            && entry.kind == command.kind
-            && same_asset
-            && entry.amount == command.amount.as_i64()
-            && entry.reference_id.as_deref() == command.reference_id.as_ref().map(|r| r.as_str())
-            && entry.note.as_deref() == command.note.as_ref().map(|n| n.as_str())
-    }
-}
-
-/// The entry this caller already wrote under the command's key: keys are
-/// unique per caller, so another caller's entry is never found, or replayed.
-fn find_by_key(
+/// What this caller's key already names, with the entries it made: keys
+/// are unique per caller, so another caller's record is never found.
+fn find_request(
     conn: &Connection,
-    command: &PostCommand,
-) -> rusqlite::Result<Option<StoredRequest>> {
-    let key = command.idempotency_key.as_str();
-    // The user's account is the credit side of a TOPUP or BONUS and the debit
-    // side of a SPEND; its posting holds the balance the original answer gave.
-    conn.prepare_cached(
-        "SELECT e.seq, e.id, e.kind, e.asset_type_id, t.symbol, e.amount, e.reference_id,
-                e.note, e.created_at, a.owner_id, p.balance_after
-           FROM ledger_entries e
-           JOIN asset_types t ON t.id = e.asset_type_id
-           JOIN accounts a ON a.id = CASE e.kind WHEN 'SPEND' THEN e.debit_account_id
-                                                 ELSE e.credit_account_id END
-           JOIN postings p ON p.account_id = a.id AND p.entry_seq = e.seq
-          WHERE e.caller_id = ?1 AND e.idempotency_key = ?2",
-    )?
-    .query_row(params![command.caller.stored_id(), key], |row| {
-        let kind = parse_stored_kind(&row.get::<_, String>(2)?)?;
-        let balance_after: i64 = row.get(10)?;
-        Ok(StoredRequest {
-            user_id: row.get(9)?,
-            asset_type_id: row.get(3)?,
-            receipt: Receipt {
-                transaction: UserEntry {
+    caller: Caller,
+    key: &IdempotencyKey,
+) -> Result<Option<StoredRequest>, StorageError> {
+    let found: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT id, request FROM idempotency_records WHERE caller_id = ?1 AND key = ?2",
+        )?
+        .query_row(params![caller.stored_id(), key.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let Some((request_id, request)) = found else {
+        return Ok(None);
+    };
+    let request = CanonicalRequest::from_json(request);
+    let entries = super::reads::entries_of_request(conn, request_id, key.as_str())?;
+    Ok(Some(StoredRequest { request, entries }))
+}
+
+/// An entry to reverse, by id, with its two accounts' ids.
+fn find_entry(conn: &Connection, id: &str) -> Result<Option<(EntryFact, i64, i64)>, StorageError> {
+    let owner = |user: Option<String>, asset_id: &str| match user {
+        Some(user) => AccountKey::user(&user, asset_id),
+        None => AccountKey::treasury(asset_id),
+    };
+    Ok(conn
+        .prepare_cached(
+            "SELECT e.seq, e.id, e.kind, e.asset_type_id, t.symbol, e.amount,
+                    e.debit_account_id, d.owner_id, e.credit_account_id, c.owner_id,
+                    coalesce((SELECT r.reversed_after FROM ledger_entries r
+                               WHERE r.reverses_seq = e.seq ORDER BY r.seq DESC LIMIT 1), 0)
+               FROM ledger_entries e
+               JOIN asset_types t ON t.id = e.asset_type_id
+               JOIN accounts d ON d.id = e.debit_account_id
+               JOIN accounts c ON c.id = e.credit_account_id
+              WHERE e.id = ?1",
+        )?
+        .query_row([id], |row| {
+            let asset_id: String = row.get(3)?;
+            let kind = parse_stored_kind(&row.get::<_, String>(2)?)?;
+            Ok((
+                EntryFact {
                     seq: row.get(0)?,
                     id: row.get(1)?,
                     kind,
                     asset_symbol: row.get(4)?,
                     amount: row.get(5)?,
-                    direction: kind.user_direction(),
-                    balance_after,
-                    idempotency_key: key.to_owned(),
-                    reference_id: row.get(6)?,
-                    note: row.get(7)?,
-                    created_at_ms: row.get(8)?,
+                    debit: owner(row.get(7)?, &asset_id),
+                    credit: owner(row.get(9)?, &asset_id),
+                    reversed: row.get(10)?,
+                    asset_id,
                 },
-                balance: balance_after,
-            },
+                row.get(6)?,
+                row.get(8)?,
+            ))
         })
-    })
-    .optional()
+        .optional()?)
 }
 
 /// The asset catalogue as the writer has met it. An asset type and its
-/// Treasury never change once created, so an entry here never goes stale; a
-/// name not met yet is looked up (an asset added by `wallet seed` while
-/// serving is found then).
+/// Treasury never change once created, so an entry here never goes stale
+/// (the cache is dropped when a batch rolls back); a name not met yet is
+/// looked up (an asset added while serving is found then).
 #[derive(Default)]
 struct AssetCache {
     by_symbol: HashMap<String, ResolvedAsset>,
     by_id: HashMap<Uuid, ResolvedAsset>,
+}
+
+/// The asset a command names, with its Treasury.
+#[derive(Clone)]
+struct ResolvedAsset {
+    id: String,
+    symbol: String,
+    treasury_account: i64,
 }
 
 impl AssetCache {
@@ -662,7 +836,7 @@ impl AssetCache {
             let Some(found) = lookup_asset(conn, asset)? else {
                 return Ok(None);
             };
-            // A bounded map: the catalogue is a handful of assets, and an
+            // Bounded: at most `ASSET_TYPES_MAX` assets exist, and an
             // unknown name is never cached.
             if let Ok(id) = Uuid::parse_str(&found.id) {
                 self.by_id.insert(id, found.clone());
@@ -752,23 +926,75 @@ fn open_user_account(
     Ok(conn.last_insert_rowid())
 }
 
+/// An account's party as callers see it, from its `owner_id`.
+pub(super) fn party_of(owner_id: Option<String>) -> Party {
+    owner_id.map_or(Party::Treasury, Party::User)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Amount, IdempotencyKey, UserId};
+    use crate::domain::{Amount, EntryKind, UserId};
+    use crate::ledger::engine::{Answer, CreditKind, EntryDetails, Operation, Route};
     use crate::limits::WRITE_BATCH_MAX;
-    use crate::storage::{migrate, open, seed, verify};
+    use crate::store::sqlite::{migrate, open, seed, verify};
 
-    fn command(kind: EntryKind, user: &str, amount: u64, key: &str) -> PostCommand {
-        PostCommand {
+    fn command(kind: EntryKind, user: &str, amount: u64, key: &str) -> Command {
+        let user = UserId::parse(user).unwrap();
+        let asset = AssetRef::parse("GOLD").unwrap();
+        let amount = Amount::parse(amount).unwrap();
+        let details = EntryDetails::default();
+        let (route, operation) = match kind {
+            EntryKind::Spend => (
+                Route::Spend,
+                Operation::Spend {
+                    user,
+                    asset,
+                    amount,
+                    details,
+                },
+            ),
+            EntryKind::Bonus => (
+                Route::Bonus,
+                Operation::Credit {
+                    kind: CreditKind::Bonus,
+                    user,
+                    asset,
+                    amount,
+                    details,
+                },
+            ),
+            _ => (
+                Route::Topup,
+                Operation::Credit {
+                    kind: CreditKind::Topup,
+                    user,
+                    asset,
+                    amount,
+                    details,
+                },
+            ),
+        };
+        Command {
             caller: crate::domain::Caller::Anonymous,
-            user: UserId::parse(user).unwrap(),
-            kind,
-            asset: AssetRef::parse("GOLD").unwrap(),
-            amount: Amount::parse(amount).unwrap(),
-            idempotency_key: IdempotencyKey::parse(key).unwrap(),
-            reference_id: None,
-            note: None,
+            key: IdempotencyKey::parse(key).unwrap(),
+            route,
+            operations: vec![operation],
+        }
+    }
+
+    fn balance_of(outcome: &Outcome) -> i64 {
+        match outcome {
+            Outcome::Created(Answer::Entry { balance, .. })
+            | Outcome::Replayed(Answer::Entry { balance, .. }) => *balance,
+            other => panic!("an entry answer, not {other:?}"),
+        }
+    }
+
+    fn id_of(outcome: &Outcome) -> String {
+        match outcome {
+            Outcome::Created(Answer::Entry { transaction, .. })
+            | Outcome::Replayed(Answer::Entry { transaction, .. }) => transaction.id.clone(),
+            other => panic!("an entry answer, not {other:?}"),
         }
     }
 
@@ -798,13 +1024,11 @@ mod tests {
             command(EntryKind::Topup, "alice", 51, "k1"),
             command(EntryKind::Bonus, "dave", 7, "k5"),
         ];
-        let mut receivers = Vec::new();
-        let jobs: Vec<Job> = commands
+        let jobs: Vec<Work> = commands
             .into_iter()
             .map(|command| {
-                let (reply, receiver) = oneshot::channel();
-                receivers.push(receiver);
-                Job { command, reply }
+                let (reply, _receiver) = oneshot::channel();
+                Work::Command { command, reply }
             })
             .collect();
         // All seven in one transaction, as the writer batches them.
@@ -815,42 +1039,47 @@ mod tests {
             &jobs,
         )
         .unwrap();
+        let results: Vec<Result<Outcome, Rejection>> = results
+            .into_iter()
+            .map(|done| match done {
+                Done::Command(result) => result,
+                _ => panic!("a command's result"),
+            })
+            .collect();
 
-        let created_id = |result: &Result<WriteOutcome, LedgerError>| match result {
-            Ok(WriteOutcome::Created(receipt)) => receipt.transaction.id.clone(),
+        let created = |result: &Result<Outcome, Rejection>| match result {
+            Ok(outcome @ Outcome::Created(_)) => outcome.clone(),
             other => panic!("expected a new entry, got {other:?}"),
         };
-        let first_id = created_id(&results[0]);
-        assert!(matches!(
-            results[1],
-            Err(LedgerError::Rejected(Rejection::WalletNotFound))
-        ));
-        assert!(matches!(
+        let first_id = id_of(&created(&results[0]));
+        assert_eq!(results[1], Err(Rejection::WalletNotFound));
+        assert_eq!(
             results[2],
-            Err(LedgerError::Rejected(Rejection::InsufficientFunds {
+            Err(Rejection::InsufficientFunds {
                 balance: 50,
+                available: 50,
                 requested: 51
-            }))
-        ));
-        match &results[3] {
-            Ok(WriteOutcome::Created(receipt)) => assert_eq!(receipt.balance, 30),
-            other => panic!("expected the spend of 20 to pass, got {other:?}"),
-        }
+            })
+        );
+        assert_eq!(balance_of(&created(&results[3])), 30);
         match &results[4] {
-            Ok(WriteOutcome::Replayed(receipt)) => {
-                assert_eq!(receipt.transaction.id, first_id);
+            Ok(outcome @ Outcome::Replayed(_)) => {
+                assert_eq!(id_of(outcome), first_id);
                 assert_eq!(
-                    receipt.balance, 50,
+                    balance_of(outcome),
+                    50,
                     "a replay answers the balance as it was then"
                 );
             }
             other => panic!("expected a replay, got {other:?}"),
         }
-        assert!(matches!(
+        assert_eq!(
             results[5],
-            Err(LedgerError::Rejected(Rejection::IdempotencyKeyReused))
-        ));
-        created_id(&results[6]);
+            Err(Rejection::IdempotencyKeyReused {
+                differing: vec!["amount".into()]
+            })
+        );
+        created(&results[6]);
         assert_eq!(entries(&conn), 3);
         // Refused commands left no account behind: carol never got one.
         let carol: i64 = conn
@@ -898,7 +1127,8 @@ mod tests {
         let started = std::time::Instant::now();
         let overloaded_at = loop {
             let key = format!("k{}", accepted.len());
-            match handle.submit(command(EntryKind::Topup, "alice", 1, &key)) {
+            let command = command(EntryKind::Topup, "alice", 1, &key);
+            match handle.submit(|reply| Work::Command { command, reply }) {
                 Ok(receiver) => accepted.push(receiver),
                 Err(StorageError::Overloaded) => break accepted.len(),
                 Err(other) => panic!("unexpected {other:?}"),
@@ -919,10 +1149,7 @@ mod tests {
         blocker.execute_batch("ROLLBACK").unwrap();
         for receiver in accepted {
             let outcome = receiver.blocking_recv().unwrap();
-            assert!(
-                matches!(outcome, Ok(WriteOutcome::Created(_))),
-                "{outcome:?}"
-            );
+            assert!(matches!(outcome, Ok(Outcome::Created(_))), "{outcome:?}");
         }
         writer.stop();
         let conn = open::open_read_only(&dir.path().join("wallet.db")).unwrap();

@@ -3,41 +3,15 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{parse_stored_kind, LedgerError, StorageError, UserEntry};
-use crate::domain::{AssetRef, Cursor, EntryKind, PageLimit, UserId};
+use super::writer::party_of;
+use super::{parse_stored_kind, read_metadata};
+use crate::domain::{AssetRef, Cursor, Direction, UserId};
+use crate::ledger::engine::{AssetRow, RecordedEntry, UserEntry};
 use crate::ledger::Rejection;
 use crate::limits::HISTORY_ROWS_EXAMINED_MAX;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssetRow {
-    pub id: String,
-    pub symbol: String,
-    pub name: String,
-    pub created_at_ms: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BalanceRow {
-    pub asset_symbol: String,
-    pub asset_type_id: String,
-    pub asset_name: String,
-    pub balance: i64,
-}
-
-/// Filters and position of one history page.
-#[derive(Debug, Clone)]
-pub struct HistoryQuery {
-    pub asset: Option<AssetRef>,
-    pub kind: Option<EntryKind>,
-    pub limit: PageLimit,
-    pub cursor: Option<Cursor>,
-}
-
-#[derive(Debug, Clone)]
-pub struct HistoryPage {
-    pub items: Vec<UserEntry>,
-    pub next_cursor: Option<Cursor>,
-}
+use crate::store::{
+    BalanceRow, HistoryPage, HistoryQuery, LedgerError, PartyRow, StorageError, TransactionDetail,
+};
 
 /// Runs `read` with SQLite told to give up after `READ_TIME_MAX`: past it
 /// the statement fails as interrupted, which answers 503.
@@ -69,20 +43,32 @@ pub fn assets(conn: &mut Connection) -> Result<Vec<AssetRow>, StorageError> {
     let tx = conn.transaction()?;
     let rows = {
         let mut statement = tx.prepare_cached(
-            "SELECT id, symbol, name, created_at FROM asset_types ORDER BY symbol",
+            "SELECT id, symbol, name, decimals, created_at FROM asset_types ORDER BY symbol",
         )?;
-        let rows = statement.query_map([], |row| {
-            Ok(AssetRow {
-                id: row.get(0)?,
-                symbol: row.get(1)?,
-                name: row.get(2)?,
-                created_at_ms: row.get(3)?,
-            })
-        })?;
+        let rows = statement.query_map([], asset_row)?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
     tx.commit()?;
     Ok(rows)
+}
+
+fn asset_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AssetRow> {
+    Ok(AssetRow {
+        id: row.get(0)?,
+        symbol: row.get(1)?,
+        name: row.get(2)?,
+        decimals: row.get(3)?,
+        created_at_ms: row.get(4)?,
+    })
+}
+
+/// The asset with this symbol, if any.
+pub fn asset_by_symbol(conn: &Connection, symbol: &str) -> rusqlite::Result<Option<AssetRow>> {
+    conn.prepare_cached(
+        "SELECT id, symbol, name, decimals, created_at FROM asset_types WHERE symbol = ?1",
+    )?
+    .query_row([symbol], asset_row)
+    .optional()
 }
 
 /// Every asset's balance for `user`, 0 where the user has no account in it.
@@ -103,6 +89,9 @@ pub fn balances(conn: &mut Connection, user: &UserId) -> Result<Vec<BalanceRow>,
             asset_type_id: account.asset_type_id,
             asset_name: account.asset_name,
             balance,
+            // No holds yet: nothing is set aside.
+            held: 0,
+            available: balance,
         });
     }
     tx.commit()?;
@@ -165,8 +154,10 @@ pub fn history(
     }
     let limit = query.limit.get();
     let before_seq = query.cursor.map_or(i64::MAX, Cursor::entry_seq);
-    let kind = query.kind.map(EntryKind::as_str);
-    let window = if kind.is_some() {
+    let kind = query.kind.map(|kind| kind.as_str());
+    let reference_id = query.reference_id.as_ref().map(|r| r.as_str());
+    let filtered = kind.is_some() || reference_id.is_some();
+    let window = if filtered {
         HISTORY_ROWS_EXAMINED_MAX.max(limit + 1)
     } else {
         limit + 1
@@ -183,21 +174,29 @@ pub fn history(
         )?;
         // Unfiltered: the newest `window` postings. Filtered: the matches
         // among the newest `window` postings, never more rows examined.
-        let mut statement = tx.prepare_cached(if kind.is_some() {
-            "SELECT p.entry_seq, e.id, e.kind, e.amount, p.balance_after, e.idempotency_key,
-                    e.reference_id, e.note, e.created_at
-               FROM (SELECT entry_seq, balance_after FROM postings
+        let mut statement = tx.prepare_cached(if filtered {
+            "SELECT p.entry_seq, e.id, e.kind, e.amount, p.delta, p.balance_after, r.key,
+                    e.reference_id, e.note, e.metadata, e.created_at, o.owner_id, rv.id
+               FROM (SELECT account_id, entry_seq, delta, balance_after FROM postings
                       WHERE account_id = ?1 AND entry_seq < ?2
                       ORDER BY entry_seq DESC LIMIT ?3) p
                JOIN ledger_entries e ON e.seq = p.entry_seq
-              WHERE e.kind = ?4
+               JOIN idempotency_records r ON r.id = e.request_id
+               JOIN accounts o ON o.id = CASE WHEN e.debit_account_id = p.account_id
+                                              THEN e.credit_account_id ELSE e.debit_account_id END
+               LEFT JOIN ledger_entries rv ON rv.seq = e.reverses_seq
+              WHERE (?4 IS NULL OR e.kind = ?4) AND (?5 IS NULL OR e.reference_id = ?5)
               ORDER BY p.entry_seq DESC"
         } else {
-            "SELECT p.entry_seq, e.id, e.kind, e.amount, p.balance_after, e.idempotency_key,
-                    e.reference_id, e.note, e.created_at
+            "SELECT p.entry_seq, e.id, e.kind, e.amount, p.delta, p.balance_after, r.key,
+                    e.reference_id, e.note, e.metadata, e.created_at, o.owner_id, rv.id
                FROM postings p
                JOIN ledger_entries e ON e.seq = p.entry_seq
-              WHERE p.account_id = ?1 AND p.entry_seq < ?2 AND ?4 IS NULL
+               JOIN idempotency_records r ON r.id = e.request_id
+               JOIN accounts o ON o.id = CASE WHEN e.debit_account_id = p.account_id
+                                              THEN e.credit_account_id ELSE e.debit_account_id END
+               LEFT JOIN ledger_entries rv ON rv.seq = e.reverses_seq
+              WHERE p.account_id = ?1 AND p.entry_seq < ?2 AND ?4 IS NULL AND ?5 IS NULL
               ORDER BY p.entry_seq DESC
               LIMIT ?3"
         })?;
@@ -212,7 +211,7 @@ pub fn history(
             {
                 continue;
             }
-            if kind.is_some() {
+            if filtered {
                 let (scanned, lowest): (i64, Option<i64>) = window_floor
                     .query_row(params![account_id, before_seq, window as i64], |row| {
                         Ok((row.get(0)?, row.get(1)?))
@@ -222,21 +221,29 @@ pub fn history(
                 }
             }
             let rows = statement.query_map(
-                params![account_id, before_seq, window as i64, kind],
+                params![account_id, before_seq, window as i64, kind, reference_id],
                 |row| {
-                    let kind = parse_stored_kind(&row.get::<_, String>(2)?)?;
+                    let delta: i64 = row.get(4)?;
                     Ok(UserEntry {
                         seq: row.get(0)?,
                         id: row.get(1)?,
-                        kind,
+                        kind: parse_stored_kind(&row.get::<_, String>(2)?)?,
                         asset_symbol: account.asset_symbol.clone(),
                         amount: row.get(3)?,
-                        direction: kind.user_direction(),
-                        balance_after: row.get(4)?,
-                        idempotency_key: row.get(5)?,
-                        reference_id: row.get(6)?,
-                        note: row.get(7)?,
-                        created_at_ms: row.get(8)?,
+                        direction: if delta < 0 {
+                            Direction::Debit
+                        } else {
+                            Direction::Credit
+                        },
+                        balance_after: row.get(5)?,
+                        idempotency_key: row.get(6)?,
+                        reference_id: row.get(7)?,
+                        note: row.get(8)?,
+                        metadata: read_metadata(row.get(9)?)?,
+                        created_at_ms: row.get(10)?,
+                        counterparty: row.get(11)?,
+                        reverses: row.get(12)?,
+                        hold_id: None,
                     })
                 },
             )?;
@@ -274,4 +281,92 @@ pub fn is_unseeded(conn: &Connection) -> Result<bool, StorageError> {
         .query_row([], |row| row.get(0))
         .optional()?;
     Ok(any.is_none())
+}
+
+/// One entry whole, by id: `GET /transactions/{id}`.
+pub fn transaction(conn: &mut Connection, id: &str) -> Result<TransactionDetail, LedgerError> {
+    let party = |owner: Option<String>| owner.map_or(PartyRow::Treasury, PartyRow::User);
+    conn.prepare_cached(
+        "SELECT e.id, e.kind, t.symbol, e.amount, d.owner_id, c.owner_id, rv.id,
+                coalesce((SELECT x.reversed_after FROM ledger_entries x
+                           WHERE x.reverses_seq = e.seq ORDER BY x.seq DESC LIMIT 1), 0),
+                r.key, e.reference_id, e.note, e.metadata, e.created_at
+           FROM ledger_entries e
+           JOIN asset_types t ON t.id = e.asset_type_id
+           JOIN accounts d ON d.id = e.debit_account_id
+           JOIN accounts c ON c.id = e.credit_account_id
+           JOIN idempotency_records r ON r.id = e.request_id
+           LEFT JOIN ledger_entries rv ON rv.seq = e.reverses_seq
+          WHERE e.id = ?1",
+    )?
+    .query_row([id], |row| {
+        Ok(TransactionDetail {
+            id: row.get(0)?,
+            kind: parse_stored_kind(&row.get::<_, String>(1)?)?,
+            asset_symbol: row.get(2)?,
+            amount: row.get(3)?,
+            debit: party(row.get(4)?),
+            credit: party(row.get(5)?),
+            reverses: row.get(6)?,
+            reversed_amount: row.get(7)?,
+            hold_id: None,
+            idempotency_key: row.get(8)?,
+            reference_id: row.get(9)?,
+            note: row.get(10)?,
+            metadata: read_metadata(row.get(11)?)?,
+            created_at_ms: row.get(12)?,
+        })
+    })
+    .optional()?
+    .ok_or_else(|| Rejection::TransactionNotFound.into())
+}
+
+/// The entries one idempotency record made, in order, both sides: what a
+/// replay's answer is built from.
+pub fn entries_of_request(
+    conn: &Connection,
+    request_id: i64,
+    key: &str,
+) -> rusqlite::Result<Vec<RecordedEntry>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT e.seq, e.id, e.kind, t.symbol, e.amount, d.owner_id, c.owner_id,
+                pd.balance_after, pc.balance_after, rv.id, rv.kind,
+                e.reference_id, e.note, e.metadata, e.created_at
+           FROM ledger_entries e
+           JOIN asset_types t ON t.id = e.asset_type_id
+           JOIN accounts d ON d.id = e.debit_account_id
+           JOIN accounts c ON c.id = e.credit_account_id
+           JOIN postings pd ON pd.account_id = e.debit_account_id AND pd.entry_seq = e.seq
+           JOIN postings pc ON pc.account_id = e.credit_account_id AND pc.entry_seq = e.seq
+           LEFT JOIN ledger_entries rv ON rv.seq = e.reverses_seq
+          WHERE e.request_id = ?1
+          ORDER BY e.seq",
+    )?;
+    let rows = statement.query_map([request_id], |row| {
+        let reverses = match (
+            row.get::<_, Option<String>>(9)?,
+            row.get::<_, Option<String>>(10)?,
+        ) {
+            (Some(id), Some(kind)) => Some((id, parse_stored_kind(&kind)?)),
+            _ => None,
+        };
+        Ok(RecordedEntry {
+            seq: row.get(0)?,
+            id: row.get(1)?,
+            kind: parse_stored_kind(&row.get::<_, String>(2)?)?,
+            asset_symbol: row.get(3)?,
+            amount: row.get(4)?,
+            debit: party_of(row.get(5)?),
+            credit: party_of(row.get(6)?),
+            debit_balance_after: row.get(7)?,
+            credit_balance_after: row.get(8)?,
+            reverses,
+            idempotency_key: key.to_owned(),
+            reference_id: row.get(11)?,
+            note: row.get(12)?,
+            metadata: read_metadata(row.get(13)?)?,
+            created_at_ms: row.get(14)?,
+        })
+    })?;
+    rows.collect()
 }

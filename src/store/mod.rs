@@ -1,0 +1,399 @@
+//! The store seam: the one way the rest of the program reaches the ledger's
+//! database. `LedgerStore` is what a backend must do, in ledger and domain
+//! types only; `Store` picks the backend once, at open, and dispatches
+//! statically. SQLite is the only backend today; PostgreSQL joins as a
+//! second variant. No backend type (a connection, a driver's error) is
+//! seen outside its own module.
+
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+use crate::domain::{AssetRef, Cursor, EntryKind, KeyName, PageLimit, ReferenceId, UserId};
+use crate::ledger::engine::{AssetRow, Command, NewAsset, Outcome, UserEntry};
+use crate::ledger::Rejection;
+
+pub use sqlite::keys::{ActiveKeyRow, KeyListing, KeySnapshot};
+pub use sqlite::{check_clock, now_ms};
+
+/// A backend's own error, carried as the cause of a `StorageError`.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Failures below the ledger's rules: the file, the locks, the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database cannot be used right now (busy, disk full, read-only,
+    /// I/O error, a read past its time limit); the same request may succeed
+    /// later.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] BackendError),
+    #[error("no database connection could be had")]
+    Pool(#[source] BackendError),
+    /// The write queue is full: the service is saturated.
+    #[error("the write queue is full")]
+    Overloaded,
+    #[error("the writer has stopped")]
+    WriterStopped,
+    /// A storage failure sank the write batch this command was in; nothing of
+    /// it was committed. The writer logged the cause.
+    #[error("the write was rolled back")]
+    BatchRolledBack,
+    /// The system clock reads before 1970: no entry can be timed, so no
+    /// write is applied until it is set.
+    #[error("the system clock reads before 1970; writes are refused until it is set")]
+    ClockBeforeEpoch,
+    /// The database or its WAL is no longer the file the writer opened:
+    /// nothing is acknowledged any more, and the process stops.
+    #[error("the database files were replaced, deleted or truncated under the server")]
+    FilesLost,
+    /// The writer's last batch failed as storage: health says so.
+    #[error("the last write to the database failed")]
+    WritesFailing,
+    /// Anything else the database says: a defect on our side.
+    #[error("database error")]
+    Backend(#[source] BackendError),
+}
+
+/// A ledger operation's failure: refused by the rules, or by storage.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Where the ledger lives, as `--db` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// A SQLite file (created if needed; its folder must exist).
+    Sqlite(PathBuf),
+}
+
+impl DatabaseLocation {
+    /// A path, or (refused until that backend lands) a `postgres://` URL.
+    pub fn parse(raw: &str) -> Result<DatabaseLocation, String> {
+        let lower = raw.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return Err("the PostgreSQL backend is not built into this wallet yet".into());
+        }
+        if raw.is_empty() {
+            return Err("must be a file path".into());
+        }
+        Ok(DatabaseLocation::Sqlite(PathBuf::from(raw)))
+    }
+
+    /// The SQLite file, for the commands only that backend has (backup,
+    /// restore, bench's direct reads).
+    pub fn sqlite_path(&self) -> &Path {
+        match self {
+            DatabaseLocation::Sqlite(path) => path,
+        }
+    }
+
+    /// How logs and messages name it (never a password, once URLs come).
+    pub fn display(&self) -> String {
+        match self {
+            DatabaseLocation::Sqlite(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// One asset's row of a user's balances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceRow {
+    pub asset_symbol: String,
+    pub asset_type_id: String,
+    pub asset_name: String,
+    pub balance: i64,
+    /// Set aside by holds; 0 until holds exist.
+    pub held: i64,
+    pub available: i64,
+}
+
+/// Filters and position of one history page.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub asset: Option<AssetRef>,
+    pub kind: Option<EntryKind>,
+    pub reference_id: Option<ReferenceId>,
+    pub limit: PageLimit,
+    pub cursor: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub items: Vec<UserEntry>,
+    pub next_cursor: Option<Cursor>,
+}
+
+/// A party to an entry, for `GET /transactions/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartyRow {
+    User(String),
+    Treasury,
+}
+
+/// One entry whole, both sides: `GET /transactions/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionDetail {
+    pub id: String,
+    pub kind: EntryKind,
+    pub asset_symbol: String,
+    pub amount: i64,
+    pub debit: PartyRow,
+    pub credit: PartyRow,
+    pub reverses: Option<String>,
+    pub reversed_amount: i64,
+    pub hold_id: Option<String>,
+    pub idempotency_key: String,
+    pub reference_id: Option<String>,
+    pub note: Option<String>,
+    pub metadata: Option<crate::domain::Metadata>,
+    pub created_at_ms: i64,
+}
+
+/// What `POST /assets` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetOutcome {
+    Created(AssetRow),
+    AlreadyTheSame(AssetRow),
+}
+
+/// What seeding did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeedSummary {
+    pub created: usize,
+    pub already_present: usize,
+}
+
+/// What a backend does for a running server: one method per use.
+pub trait LedgerStore {
+    /// Applies a command through the backend's writer: decided by
+    /// `ledger::engine::decide`, written whole or not at all.
+    fn apply(
+        &self,
+        command: Command,
+    ) -> impl std::future::Future<Output = Result<Outcome, LedgerError>>;
+    fn create_asset(
+        &self,
+        asset: NewAsset,
+    ) -> impl std::future::Future<Output = Result<AssetOutcome, LedgerError>>;
+    fn health(&self) -> Result<(), StorageError>;
+    fn assets(&self) -> Result<Vec<AssetRow>, StorageError>;
+    fn balances(&self, user: &UserId) -> Result<Vec<BalanceRow>, LedgerError>;
+    /// A page of history; may read from disk, so it runs off the caller's
+    /// thread, under a time limit.
+    fn history(
+        &self,
+        user: UserId,
+        query: HistoryQuery,
+    ) -> impl std::future::Future<Output = Result<HistoryPage, LedgerError>>;
+    fn transaction(&self, id: Uuid) -> Result<TransactionDetail, LedgerError>;
+    /// Entries in the ledger (what `wallet bench` counts its 201s against).
+    fn entry_count(&self) -> Result<u64, StorageError>;
+    /// Whether the last write failed as storage: health answers 503.
+    fn is_failing(&self) -> bool;
+    fn key_generation(&self) -> Result<i64, StorageError>;
+    fn load_keys(&self) -> Result<KeySnapshot, StorageError>;
+    /// Records when keys were last used, through the writer.
+    fn record_key_uses(&self, uses: Vec<(i64, i64)>) -> Result<(), StorageError>;
+}
+
+/// The store a server holds: cheap to clone, one per backend.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// Dispatches one call to the backend.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($store) => $call,
+        }
+    };
+}
+
+impl Store {
+    pub async fn apply(&self, command: Command) -> Result<Outcome, LedgerError> {
+        dispatch!(self, store => store.apply(command).await)
+    }
+
+    pub async fn create_asset(&self, asset: NewAsset) -> Result<AssetOutcome, LedgerError> {
+        dispatch!(self, store => store.create_asset(asset).await)
+    }
+
+    pub fn health(&self) -> Result<(), StorageError> {
+        dispatch!(self, store => store.health())
+    }
+
+    pub fn assets(&self) -> Result<Vec<AssetRow>, StorageError> {
+        dispatch!(self, store => store.assets())
+    }
+
+    pub fn balances(&self, user: &UserId) -> Result<Vec<BalanceRow>, LedgerError> {
+        dispatch!(self, store => store.balances(user))
+    }
+
+    pub async fn history(
+        &self,
+        user: UserId,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, LedgerError> {
+        dispatch!(self, store => store.history(user, query).await)
+    }
+
+    pub fn transaction(&self, id: Uuid) -> Result<TransactionDetail, LedgerError> {
+        dispatch!(self, store => store.transaction(id))
+    }
+
+    pub fn entry_count(&self) -> Result<u64, StorageError> {
+        dispatch!(self, store => store.entry_count())
+    }
+
+    pub fn is_failing(&self) -> bool {
+        dispatch!(self, store => store.is_failing())
+    }
+
+    pub fn key_generation(&self) -> Result<i64, StorageError> {
+        dispatch!(self, store => store.key_generation())
+    }
+
+    pub fn load_keys(&self) -> Result<KeySnapshot, StorageError> {
+        dispatch!(self, store => store.load_keys())
+    }
+
+    pub fn record_key_uses(&self, uses: Vec<(i64, i64)>) -> Result<(), StorageError> {
+        dispatch!(self, store => store.record_key_uses(uses))
+    }
+}
+
+/// A database opened for serving: the store, and what must be closed in
+/// order when the server stops (the writer drains, then the lock goes).
+pub enum OpenedStore {
+    Sqlite(sqlite::Serving),
+}
+
+impl OpenedStore {
+    /// Opens `location` for serving: creates and migrates it, applies the
+    /// demo seed when asked and it is empty, starts the writer. Blocking:
+    /// call it before the async runtime starts.
+    pub fn open(
+        location: &DatabaseLocation,
+        write_batch_max: usize,
+        seed_demo_if_empty: bool,
+    ) -> anyhow::Result<OpenedStore> {
+        match location {
+            DatabaseLocation::Sqlite(path) => Ok(OpenedStore::Sqlite(sqlite::Serving::open(
+                path,
+                write_batch_max,
+                seed_demo_if_empty,
+            )?)),
+        }
+    }
+
+    pub fn store(&self) -> Store {
+        match self {
+            OpenedStore::Sqlite(serving) => Store::Sqlite(serving.store()),
+        }
+    }
+
+    /// Applies every queued write, then closes the database.
+    pub fn close(self) {
+        match self {
+            OpenedStore::Sqlite(serving) => serving.close(),
+        }
+    }
+
+    /// Whether the writer found its database files replaced under it.
+    pub fn files_lost() -> bool {
+        sqlite::writer::files_lost()
+    }
+}
+
+/// The commands that run on a database without a server: each opens it,
+/// does one thing, and closes it.
+pub mod commands {
+    use super::*;
+    use crate::domain::Scopes;
+    use crate::ledger::audit::AuditReport;
+
+    pub fn migrate(location: &DatabaseLocation) -> anyhow::Result<i64> {
+        match location {
+            DatabaseLocation::Sqlite(path) => sqlite::commands::migrate(path),
+        }
+    }
+
+    pub fn seed(location: &DatabaseLocation) -> anyhow::Result<SeedSummary> {
+        match location {
+            DatabaseLocation::Sqlite(path) => sqlite::commands::seed(path),
+        }
+    }
+
+    pub fn verify(location: &DatabaseLocation) -> anyhow::Result<AuditReport> {
+        match location {
+            DatabaseLocation::Sqlite(path) => sqlite::commands::verify(path),
+        }
+    }
+
+    pub fn create_key(
+        location: &DatabaseLocation,
+        name: &KeyName,
+        scopes: Scopes,
+        secret_sha256: &[u8; 32],
+    ) -> anyhow::Result<()> {
+        match location {
+            DatabaseLocation::Sqlite(path) => {
+                sqlite::commands::create_key(path, name, scopes, secret_sha256)
+            }
+        }
+    }
+
+    pub fn list_keys(location: &DatabaseLocation) -> anyhow::Result<Vec<KeyListing>> {
+        match location {
+            DatabaseLocation::Sqlite(path) => sqlite::commands::list_keys(path),
+        }
+    }
+
+    /// Whether an active key of that name was revoked.
+    pub fn revoke_key(location: &DatabaseLocation, name: &KeyName) -> anyhow::Result<bool> {
+        match location {
+            DatabaseLocation::Sqlite(path) => sqlite::commands::revoke_key(path, name),
+        }
+    }
+
+    pub fn create_asset(
+        location: &DatabaseLocation,
+        asset: NewAsset,
+    ) -> anyhow::Result<Result<AssetOutcome, Rejection>> {
+        match location {
+            DatabaseLocation::Sqlite(path) => sqlite::commands::create_asset(path, asset),
+        }
+    }
+
+    pub fn list_assets(location: &DatabaseLocation) -> anyhow::Result<Vec<AssetRow>> {
+        match location {
+            DatabaseLocation::Sqlite(path) => sqlite::commands::list_assets(path),
+        }
+    }
+
+    /// `wallet backup`: a SQLite file's own consistent copy.
+    pub fn backup(location: &DatabaseLocation, dest: &Path) -> anyhow::Result<BackupOutcome> {
+        match location {
+            DatabaseLocation::Sqlite(path) => sqlite::backup::backup(path, dest),
+        }
+    }
+
+    /// `wallet restore`: a SQLite file replaced by an audited backup.
+    pub fn restore(location: &DatabaseLocation, source: &Path) -> anyhow::Result<RestoreOutcome> {
+        match location {
+            DatabaseLocation::Sqlite(path) => sqlite::restore::restore(source, path),
+        }
+    }
+}
+
+pub use sqlite::backup::BackupOutcome;
+pub use sqlite::restore::RestoreOutcome;

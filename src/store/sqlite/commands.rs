@@ -1,0 +1,88 @@
+//! The command-line tools' work on a SQLite file, without a server: each
+//! opens the file, does one thing, and closes it. Writes to the ledger go
+//! through a writer of their own, the same path a server's take.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::{keys, migrate, now_ms, open, reads, seed, verify, writer};
+use crate::domain::{KeyName, Scopes};
+use crate::ledger::audit::AuditReport;
+use crate::ledger::engine::{AssetRow, NewAsset};
+use crate::ledger::Rejection;
+use crate::limits::WRITE_BATCH_MAX;
+use crate::store::{AssetOutcome, KeyListing, LedgerError, SeedSummary};
+
+/// `wallet migrate`: the schema version the file is at now.
+pub fn migrate(path: &Path) -> anyhow::Result<i64> {
+    let mut conn = open::open_read_write(path)?;
+    migrate::migrate(&mut conn)?;
+    Ok(migrate::SCHEMA_VERSION)
+}
+
+/// `wallet seed`.
+pub fn seed(path: &Path) -> anyhow::Result<SeedSummary> {
+    let mut conn = open::open_read_write(path)?;
+    migrate::migrate(&mut conn)?;
+    let grants = seed::apply_catalogue(&mut conn)?;
+    let writer = writer::Writer::start(conn, WRITE_BATCH_MAX).context("cannot start the writer")?;
+    let summary = seed::post_grants(&writer.handle(), &grants);
+    writer.stop();
+    summary
+}
+
+/// `wallet verify`.
+pub fn verify(path: &Path) -> anyhow::Result<AuditReport> {
+    let mut conn = open::open_read_only(path)?;
+    migrate::check_current(&conn)?;
+    verify::audit(&mut conn).context("reading the ledger failed")
+}
+
+pub fn create_key(
+    path: &Path,
+    name: &KeyName,
+    scopes: Scopes,
+    secret_sha256: &[u8; 32],
+) -> anyhow::Result<()> {
+    let mut conn = open::open_read_write(path)?;
+    migrate::migrate(&mut conn)?;
+    keys::create(&mut conn, name, scopes, secret_sha256, now_ms())
+}
+
+pub fn list_keys(path: &Path) -> anyhow::Result<Vec<KeyListing>> {
+    let conn = open::open_read_only(path)?;
+    migrate::check_current(&conn)?;
+    Ok(keys::list(&conn)?)
+}
+
+pub fn revoke_key(path: &Path, name: &KeyName) -> anyhow::Result<bool> {
+    let mut conn = open::open_read_write(path)?;
+    migrate::check_current(&conn)?;
+    keys::revoke(&mut conn, name, now_ms())
+}
+
+/// `wallet assets create`: decided and written as `POST /assets` is.
+pub fn create_asset(
+    path: &Path,
+    asset: NewAsset,
+) -> anyhow::Result<Result<AssetOutcome, Rejection>> {
+    let mut conn = open::open_read_write(path)?;
+    migrate::migrate(&mut conn)?;
+    let writer = writer::Writer::start(conn, 1).context("cannot start the writer")?;
+    let outcome = writer.handle().create_asset_blocking(asset);
+    writer.stop();
+    match outcome {
+        Ok(outcome) => Ok(Ok(outcome)),
+        Err(LedgerError::Rejected(rejection)) => Ok(Err(rejection)),
+        Err(LedgerError::Storage(error)) => {
+            Err(anyhow::Error::new(error).context("the asset could not be written"))
+        }
+    }
+}
+
+pub fn list_assets(path: &Path) -> anyhow::Result<Vec<AssetRow>> {
+    let mut conn = open::open_read_only(path)?;
+    migrate::check_current(&conn)?;
+    Ok(reads::assets(&mut conn)?)
+}

@@ -1,0 +1,273 @@
+//! The only code that speaks SQL: opening the file, migrations, the read pool,
+//! the writer thread, queries, the seed, the audit's reading of the ledger,
+//! backups and restores.
+
+pub mod backup;
+pub mod files;
+pub mod keys;
+pub mod migrate;
+pub mod open;
+pub mod reads;
+pub mod restore;
+pub mod seed;
+pub mod verify;
+pub mod writer;
+
+pub mod commands;
+
+use anyhow::Context;
+use rusqlite::{ErrorCode, OptionalExtension};
+use uuid::Uuid;
+
+use crate::domain::{EntryKind, Metadata, UserId};
+use crate::ledger::engine::{AssetRow, Command, NewAsset, Outcome};
+use crate::store::{
+    AssetOutcome, BalanceRow, HistoryPage, HistoryQuery, KeySnapshot, LedgerError, LedgerStore,
+    StorageError, TransactionDetail,
+};
+
+pub type ReadPool = r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>;
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(error: rusqlite::Error) -> Self {
+        let transient = matches!(
+            error.sqlite_error_code(),
+            Some(
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::DiskFull
+                    | ErrorCode::ReadOnly
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::DatabaseCorrupt
+                    | ErrorCode::NotADatabase
+                    | ErrorCode::OutOfMemory
+                    | ErrorCode::FileLockingProtocolFailed
+                    // A read stopped by its time limit (`reads::within_time_limit`).
+                    | ErrorCode::OperationInterrupted
+            )
+        );
+        if transient {
+            StorageError::Unavailable(Box::new(error))
+        } else {
+            StorageError::Backend(Box::new(error))
+        }
+    }
+}
+
+impl From<r2d2::Error> for StorageError {
+    fn from(error: r2d2::Error) -> Self {
+        StorageError::Pool(Box::new(error))
+    }
+}
+
+impl From<rusqlite::Error> for LedgerError {
+    fn from(error: rusqlite::Error) -> Self {
+        LedgerError::Storage(error.into())
+    }
+}
+
+fn parse_stored_kind(raw: &str) -> rusqlite::Result<EntryKind> {
+    EntryKind::parse(raw).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
+    })
+}
+
+/// Stored metadata (compact JSON, or NULL) as the domain type.
+fn read_metadata(raw: Option<String>) -> rusqlite::Result<Option<Metadata>> {
+    let Some(text) = raw else { return Ok(None) };
+    let conversion = |error: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, error)
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|error| conversion(Box::new(error)))?;
+    Metadata::parse(&value)
+        .map(Some)
+        .map_err(|error| conversion(Box::new(error)))
+}
+
+/// The balance after the account's latest posting: one descent of the
+/// postings primary key, however long the history.
+pub(crate) fn latest_balance(conn: &rusqlite::Connection, account: i64) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT balance_after FROM postings WHERE account_id = ?1 ORDER BY entry_seq DESC LIMIT 1",
+    )?
+    .query_row([account], |row| row.get(0))
+    .optional()
+    .map(|balance| balance.unwrap_or(0))
+}
+
+/// Refuses to serve while the system clock reads before 1970: no entry could
+/// be timed, and actix-http's `Date` header cannot be written either.
+pub fn check_clock() -> anyhow::Result<()> {
+    if std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .is_err()
+    {
+        anyhow::bail!("the system clock reads before 1970; set it, then start again");
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch: how every time is stored.
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The SQLite store a server holds: the writer's queue and the read pools.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: writer::WriterHandle,
+    pool: ReadPool,
+    /// For reads that may take long enough to matter (history pages): used
+    /// from the blocking pool, never on an HTTP worker, each under
+    /// `READ_TIME_MAX`.
+    off_worker_pool: ReadPool,
+}
+
+/// The database as the server holds it: the lock, the writer with the only
+/// read-write connection, and the store over it.
+pub struct Serving {
+    /// Held while serving: one server per file.
+    _lock: open::ServeLock,
+    writer: writer::Writer,
+    store: SqliteStore,
+}
+
+impl Serving {
+    /// Opens the file for serving: creates it if needed, migrates it, applies
+    /// the demo seed when `seed_demo_if_empty` and it has no asset types yet,
+    /// starts the writer and the read pools. The writer commits up to
+    /// `write_batch_max` queued writes together.
+    pub fn open(
+        path: &std::path::Path,
+        write_batch_max: usize,
+        seed_demo_if_empty: bool,
+    ) -> anyhow::Result<Serving> {
+        open::existing_folder_of(path)
+            .with_context(|| format!("cannot open database {}", path.display()))?;
+        let lock = open::lock_for_serving(path)?;
+        let mut conn = open::open_read_write(path)?;
+        open::check_integrity(&conn, path)?;
+        migrate::migrate(&mut conn)?;
+        let grants = if seed_demo_if_empty && reads::is_unseeded(&conn)? {
+            seed::apply_catalogue(&mut conn)?
+        } else {
+            Vec::new()
+        };
+        let writer = writer::Writer::start(conn, write_batch_max)?;
+        if let Err(error) = seed::post_grants(&writer.handle(), &grants) {
+            writer.stop();
+            return Err(error);
+        }
+        let pool = open::read_pool(path)?;
+        let off_worker_pool = open::read_pool_of(path, crate::limits::READ_POOL_OFF_WORKER_SIZE)?;
+        let store = SqliteStore {
+            writer: writer.handle(),
+            pool,
+            off_worker_pool,
+        };
+        Ok(Serving {
+            _lock: lock,
+            writer,
+            store,
+        })
+    }
+
+    pub fn store(&self) -> SqliteStore {
+        self.store.clone()
+    }
+
+    /// Applies every queued write, then closes the file (and only then lets
+    /// go of the lock).
+    pub fn close(self) {
+        drop(self.store);
+        self.writer.stop();
+        drop(self._lock);
+    }
+}
+
+impl SqliteStore {
+    /// Runs a read on a pooled read-only connection, on the calling thread.
+    /// Every such read is bounded (a balance is a row per asset, an entry
+    /// one row) and WAL readers never wait for the writer, so it takes
+    /// microseconds; a hop to the blocking pool and back would cost more
+    /// (balance reads went from about 42,000 to 55,000 a second on two
+    /// cores without it, `wallet bench --scenarios read`).
+    fn read<T, E: From<StorageError>>(
+        &self,
+        query: impl FnOnce(&mut rusqlite::Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.pool.get().map_err(StorageError::from)?;
+        query(&mut conn)
+    }
+}
+
+impl LedgerStore for SqliteStore {
+    async fn apply(&self, command: Command) -> Result<Outcome, LedgerError> {
+        self.writer.apply(command).await
+    }
+
+    async fn create_asset(&self, asset: NewAsset) -> Result<AssetOutcome, LedgerError> {
+        self.writer.create_asset(asset).await
+    }
+
+    fn health(&self) -> Result<(), StorageError> {
+        self.read(|conn| reads::health(conn))
+    }
+
+    fn assets(&self) -> Result<Vec<AssetRow>, StorageError> {
+        self.read(reads::assets)
+    }
+
+    fn balances(&self, user: &UserId) -> Result<Vec<BalanceRow>, LedgerError> {
+        self.read(|conn| reads::balances(conn, user))
+    }
+
+    async fn history(&self, user: UserId, query: HistoryQuery) -> Result<HistoryPage, LedgerError> {
+        // A page is bounded work, but a cold page cache makes it disk
+        // reads: it runs on the blocking pool, under a time limit, so it can
+        // never stall an HTTP worker (health checks, writes) behind it.
+        let pool = self.off_worker_pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(StorageError::from)?;
+            reads::within_time_limit(&mut conn, |conn| reads::history(conn, &user, &query))
+        })
+        .await
+        .map_err(|error| StorageError::Backend(Box::new(error)))?
+    }
+
+    fn transaction(&self, id: Uuid) -> Result<TransactionDetail, LedgerError> {
+        self.read(|conn| reads::transaction(conn, &id.to_string()))
+    }
+
+    fn entry_count(&self) -> Result<u64, StorageError> {
+        self.read(|conn| reads::entry_count(conn))
+    }
+
+    fn is_failing(&self) -> bool {
+        self.writer.is_failing()
+    }
+
+    fn key_generation(&self) -> Result<i64, StorageError> {
+        self.read(|conn| Ok(keys::generation(conn)?))
+    }
+
+    fn load_keys(&self) -> Result<KeySnapshot, StorageError> {
+        self.read(|conn| Ok(keys::load(conn)?))
+    }
+
+    fn record_key_uses(&self, uses: Vec<(i64, i64)>) -> Result<(), StorageError> {
+        match self.writer.record_key_uses_blocking(uses) {
+            Ok(()) => Ok(()),
+            Err(LedgerError::Storage(error)) => Err(error),
+            Err(LedgerError::Rejected(rejection)) => {
+                Err(StorageError::Backend(rejection.to_string().into()))
+            }
+        }
+    }
+}
