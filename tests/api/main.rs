@@ -11,6 +11,8 @@ mod contract;
 mod crash;
 mod crash_loop;
 mod deploy;
+mod engine;
+mod engine_concurrency;
 mod faults;
 mod helpers;
 mod hostile;
