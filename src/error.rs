@@ -70,6 +70,14 @@ pub enum ApiError {
     AssetExists,
     #[error("The ledger holds as many asset types as it may.")]
     TooManyAssets,
+    #[error("There is no such hold.")]
+    HoldNotFound,
+    #[error("The hold is no longer active: it was captured, voided or has expired.")]
+    HoldNotActive { status: &'static str },
+    #[error("The capture is more than the hold.")]
+    CaptureExceedsHold { held: i64 },
+    #[error("The account has 1000 active holds, as many as it may.")]
+    TooManyHolds,
     /// An operation of a batch failed: its error, with its index.
     #[error("Operation {operation} of the batch was refused: {error}")]
     InBatch {
@@ -162,6 +170,14 @@ error_codes! {
         "An asset with this symbol exists with another name or decimals.";
     TooManyAssets => UNPROCESSABLE_ENTITY, "TOO_MANY_ASSETS",
         "The ledger already holds 1000 asset types.";
+    HoldNotFound => NOT_FOUND, "HOLD_NOT_FOUND",
+        "No hold has this id.";
+    HoldNotActive => CONFLICT, "HOLD_NOT_ACTIVE",
+        "The hold was captured, voided or has expired; `details.status` says which.";
+    CaptureExceedsHold => UNPROCESSABLE_ENTITY, "CAPTURE_EXCEEDS_HOLD",
+        "The capture is more than the hold; `details.held` is the hold's amount.";
+    TooManyHolds => UNPROCESSABLE_ENTITY, "TOO_MANY_HOLDS",
+        "The account (one user, one asset) already has 1000 active holds.";
     Unauthorized => UNAUTHORIZED, "UNAUTHORIZED",
         "No API key, or one that is unknown or revoked, was sent as `Authorization: Bearer <key>`.";
     Forbidden => FORBIDDEN, "FORBIDDEN",
@@ -227,6 +243,10 @@ impl ApiError {
             ApiError::ReversalExceedsOriginal { .. } => ErrorCode::ReversalExceedsOriginal,
             ApiError::AssetExists => ErrorCode::AssetExists,
             ApiError::TooManyAssets => ErrorCode::TooManyAssets,
+            ApiError::HoldNotFound => ErrorCode::HoldNotFound,
+            ApiError::HoldNotActive { .. } => ErrorCode::HoldNotActive,
+            ApiError::CaptureExceedsHold { .. } => ErrorCode::CaptureExceedsHold,
+            ApiError::TooManyHolds => ErrorCode::TooManyHolds,
             ApiError::InBatch { error, .. } => error.code(),
             ApiError::Unauthorized => ErrorCode::Unauthorized,
             ApiError::Forbidden { .. } => ErrorCode::Forbidden,
@@ -251,6 +271,8 @@ impl ApiError {
             ApiError::ReversalExceedsOriginal { reversible } => {
                 Some(json!({ "reversible": reversible }))
             }
+            ApiError::HoldNotActive { status } => Some(json!({ "status": status })),
+            ApiError::CaptureExceedsHold { held } => Some(json!({ "held": held })),
             ApiError::InBatch { operation, error } => {
                 let mut details = match error.details() {
                     Some(serde_json::Value::Object(map)) => map,
@@ -333,6 +355,12 @@ impl From<Rejection> for ApiError {
             Rejection::TransferToSelf => ApiError::field("to", "must be another user than userId"),
             Rejection::AssetExists => ApiError::AssetExists,
             Rejection::TooManyAssets => ApiError::TooManyAssets,
+            Rejection::HoldNotFound => ApiError::HoldNotFound,
+            Rejection::HoldNotActive { status } => ApiError::HoldNotActive {
+                status: status.as_str(),
+            },
+            Rejection::CaptureExceedsHold { held } => ApiError::CaptureExceedsHold { held },
+            Rejection::TooManyHolds => ApiError::TooManyHolds,
             Rejection::StoredRequestUnreadable => ApiError::Internal(anyhow::anyhow!(
                 "the stored request for an idempotency key is unreadable"
             )),
@@ -413,6 +441,10 @@ mod tests {
             ApiError::ReversalExceedsOriginal { reversible: 0 },
             ApiError::AssetExists,
             ApiError::TooManyAssets,
+            ApiError::HoldNotFound,
+            ApiError::HoldNotActive { status: "VOIDED" },
+            ApiError::CaptureExceedsHold { held: 5 },
+            ApiError::TooManyHolds,
             ApiError::Unauthorized,
             ApiError::Forbidden {
                 required_scope: Scope::Grant,
@@ -451,6 +483,10 @@ mod tests {
             (422, "REVERSAL_EXCEEDS_ORIGINAL"),
             (409, "ASSET_EXISTS"),
             (422, "TOO_MANY_ASSETS"),
+            (404, "HOLD_NOT_FOUND"),
+            (409, "HOLD_NOT_ACTIVE"),
+            (422, "CAPTURE_EXCEEDS_HOLD"),
+            (422, "TOO_MANY_HOLDS"),
             (401, "UNAUTHORIZED"),
             (403, "FORBIDDEN"),
             (429, "RATE_LIMITED"),

@@ -20,6 +20,19 @@ pub const BATCH_OPERATIONS_MAX: usize = 100;
 /// Asset types in one ledger (API.md): the catalogue is read whole by
 /// every balance request, so it must stay small.
 pub const ASSET_TYPES_MAX: usize = 1000;
+
+/// API.md: at most 1000 active holds on one account (one user, one asset);
+/// the schema's CHECK on `account_holds.active` says the same.
+pub const HOLDS_PER_ACCOUNT_MAX: i64 = 1000;
+/// API.md: a hold lasts 1 second to 7 days, 15 minutes unless told.
+pub const HOLD_EXPIRES_IN_SECONDS_MAX: u32 = 604_800;
+pub const HOLD_EXPIRES_IN_SECONDS_DEFAULT: u32 = 900;
+/// How often the writer records the expiry of holds that fell due, and how
+/// many at most in one transaction: a hold counts nowhere from its expiry
+/// on whether recorded or not, so this only bounds how stale the stored
+/// status may be (well inside API.md's 5 s for `hold.expired`).
+pub const HOLD_EXPIRY_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+pub const HOLD_EXPIRY_SWEEP_MAX: usize = 256;
 /// An asset's name (API.md).
 pub const ASSET_NAME_CHARS_MAX: usize = 128;
 /// An asset's display decimals (API.md).

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::auth::{authorize, caller_allowed_for, caller_of, caller_still_allowed, RouteAccess};
 use super::body::{BatchJsonObject, FieldErrors, JsonBody, JsonObject};
 use super::envelope::success;
+use super::holds::{get_hold, get_holds, post_capture, post_hold, post_void};
 use super::json::{
     AnswerJson, Asset, Balance, Balances, BatchReceiptJson, Health, ReceiptJson, Transaction,
     TransactionDetailJson, TransactionPage,
@@ -80,6 +81,13 @@ routes! {
     "/transactions/{id}" => [get RouteAccess::Needs(Scope::Read) => get_transaction],
     "/transactions/{id}/reverse" => [post RouteAccess::Needs(Scope::Grant) => post_reverse],
     "/batch" => [post RouteAccess::NeedsPerOperation => post_batch],
+    "/wallets/{userId}/holds" => [
+        get RouteAccess::Needs(Scope::Read) => get_holds,
+        post RouteAccess::Needs(Scope::Spend) => post_hold,
+    ],
+    "/holds/{holdId}" => [get RouteAccess::Needs(Scope::Read) => get_hold],
+    "/holds/{holdId}/capture" => [post RouteAccess::Needs(Scope::Spend) => post_capture],
+    "/holds/{holdId}/void" => [post RouteAccess::Needs(Scope::Spend) => post_void],
     "/openapi.json" => [get RouteAccess::Open => get_openapi],
 }
 
@@ -148,7 +156,7 @@ async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
     response
 }
 
-fn ok<T: Serialize>(data: T) -> HttpResponse {
+pub(super) fn ok<T: Serialize>(data: T) -> HttpResponse {
     success(StatusCode::OK, data)
 }
 
@@ -242,7 +250,7 @@ pub(super) async fn post_assets(
     })
 }
 
-fn path_user(request: &HttpRequest, errors: &mut FieldErrors) -> Option<UserId> {
+pub(super) fn path_user(request: &HttpRequest, errors: &mut FieldErrors) -> Option<UserId> {
     let raw = request.match_info().get("userId").unwrap_or_default();
     errors.check("userId", UserId::parse(raw))
 }
@@ -653,7 +661,7 @@ fn operation_of(
             },
             Scope::Spend,
         ),
-        Route::Reverse | Route::Batch => return None,
+        Route::Reverse | Route::Batch | Route::Hold | Route::Capture | Route::Void => return None,
     })
 }
 
@@ -702,7 +710,7 @@ async fn post_single(
 
 /// 201 with the answer for a new command; 200 with `Idempotent-Replayed:
 /// true` and the original answer for a retry.
-fn answer(outcome: Outcome) -> Result<HttpResponse, ApiError> {
+pub(super) fn answer(outcome: Outcome) -> Result<HttpResponse, ApiError> {
     Ok(match outcome {
         Outcome::Created(answer) => success(StatusCode::CREATED, AnswerJson::from(answer)),
         Outcome::Replayed(answer) => {
@@ -718,7 +726,7 @@ fn answer(outcome: Outcome) -> Result<HttpResponse, ApiError> {
 
 /// `asset`, `amount`, `referenceId`, `note` and `metadata`, each field named
 /// with `prefix`.
-fn parse_movement(
+pub(super) fn parse_movement(
     body: &mut Map<String, Value>,
     prefix: &str,
     errors: &mut FieldErrors,
@@ -735,7 +743,11 @@ fn parse_movement(
     Some((asset?, amount?, details?))
 }
 
-fn parse_amount_value(value: Value, field: &str, errors: &mut FieldErrors) -> Option<Amount> {
+pub(super) fn parse_amount_value(
+    value: Value,
+    field: &str,
+    errors: &mut FieldErrors,
+) -> Option<Amount> {
     match value {
         Value::Number(number) => match number.as_u64() {
             Some(raw) => errors.check(field, Amount::parse(raw)),
@@ -752,7 +764,7 @@ fn parse_amount_value(value: Value, field: &str, errors: &mut FieldErrors) -> Op
 }
 
 /// `referenceId`, `note` and `metadata`, all optional.
-fn parse_details(
+pub(super) fn parse_details(
     body: &mut Map<String, Value>,
     prefix: &str,
     errors: &mut FieldErrors,
@@ -794,7 +806,7 @@ fn required_text<T>(
 }
 
 /// Every field left in `body` is one the route does not know.
-fn refuse_unknown_fields(body: &Map<String, Value>, errors: &mut FieldErrors) {
+pub(super) fn refuse_unknown_fields(body: &Map<String, Value>, errors: &mut FieldErrors) {
     refuse_unknown_fields_named(body, "", errors);
 }
 
@@ -811,7 +823,7 @@ fn refuse_unknown_fields_named(body: &Map<String, Value>, prefix: &str, errors: 
 }
 
 /// A field validation said was there is not: a defect, answered 500.
-fn validated_but_missing() -> ApiError {
+pub(super) fn validated_but_missing() -> ApiError {
     ApiError::Internal(anyhow::anyhow!(
         "a field was missing although validation passed"
     ))
@@ -822,7 +834,7 @@ const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// The key from the body field or the `Idempotency-Key` header: one of them is
 /// required, and when both are given they must agree. Problems with both are
 /// reported together.
-fn parse_idempotency_key(
+pub(super) fn parse_idempotency_key(
     request: &HttpRequest,
     from_body: Option<Value>,
     errors: &mut FieldErrors,
@@ -902,7 +914,7 @@ fn optional_text<T>(
 }
 
 /// A caller's own field name, echoed back in an error, cut to a sane length.
-fn truncate_for_echo(name: &str) -> String {
+pub(super) fn truncate_for_echo(name: &str) -> String {
     const ECHO_CHARS_MAX: usize = 64;
     if name.chars().count() <= ECHO_CHARS_MAX {
         name.to_owned()

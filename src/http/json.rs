@@ -8,7 +8,7 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
 use crate::domain::{Direction, EntryKind};
-use crate::ledger::engine::{Answer, AssetRow, BalanceAfter, UserEntry};
+use crate::ledger::engine::{Answer, AssetRow, BalanceAfter, HoldFact, HoldStatus, UserEntry};
 use crate::limits::{
     AMOUNT_MAX, ASSET_DECIMALS_MAX, ASSET_NAME_CHARS_MAX, ASSET_SYMBOL_CHARS_MAX,
     IDEMPOTENCY_KEY_CHARS_MAX, METADATA_BYTES_MAX, METADATA_KEYS_MAX, NOTE_CHARS_MAX,
@@ -169,6 +169,146 @@ pub struct BatchReceiptJson {
 pub enum AnswerJson {
     Entry(Box<ReceiptJson>),
     Batch(BatchReceiptJson),
+    Hold(Box<HoldReceiptJson>),
+    Capture(Box<CaptureReceiptJson>),
+}
+
+/// A hold (API.md's Hold object).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    id: String,
+    user_id: String,
+    /// The asset's symbol.
+    asset: String,
+    amount: i64,
+    #[schema(schema_with = hold_status_schema)]
+    status: &'static str,
+    captured_amount: i64,
+    /// The id of the transaction its capture made; null otherwise.
+    #[schema(required = true)]
+    captured_by: Option<String>,
+    /// RFC 3339, UTC, millisecond precision.
+    expires_at: String,
+    created_at: String,
+    /// When it was captured or voided, or its `expiresAt` once EXPIRED;
+    /// null while HELD.
+    #[schema(required = true)]
+    closed_at: Option<String>,
+    idempotency_key: String,
+    #[schema(required = true)]
+    reference_id: Option<String>,
+    #[schema(required = true)]
+    note: Option<String>,
+    #[schema(required = true, schema_with = metadata_schema)]
+    metadata: Option<serde_json::Value>,
+}
+
+fn hold_status_schema() -> Object {
+    one_of(HoldStatus::ALL.map(HoldStatus::as_str))
+}
+
+impl From<HoldFact> for Hold {
+    fn from(hold: HoldFact) -> Self {
+        Hold {
+            id: hold.id,
+            user_id: hold.user,
+            asset: hold.asset_symbol,
+            amount: hold.amount,
+            status: hold.status.as_str(),
+            captured_amount: hold.captured_amount,
+            captured_by: hold.captured_by,
+            expires_at: format_timestamp(hold.expires_at_ms),
+            created_at: format_timestamp(hold.created_at_ms),
+            closed_at: hold.closed_at_ms.map(format_timestamp),
+            idempotency_key: hold.idempotency_key,
+            reference_id: hold.reference_id,
+            note: hold.note,
+            metadata: hold.metadata.map(|metadata| metadata.to_value()),
+        }
+    }
+}
+
+/// The answer to a hold or a void: the hold, and its user's balance.
+#[derive(Serialize, ToSchema)]
+#[schema(as = HoldReceipt)]
+pub struct HoldReceiptJson {
+    hold: Hold,
+    balance: i64,
+    held: i64,
+    available: i64,
+}
+
+/// The answer to a capture: the hold, its transaction seen from the hold's
+/// user, and that user's balance after it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CaptureReceipt)]
+pub struct CaptureReceiptJson {
+    hold: Hold,
+    transaction: Transaction,
+    balance: i64,
+    held: i64,
+    available: i64,
+}
+
+/// A page of a user's holds, newest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldPageJson {
+    pub items: Vec<Hold>,
+    /// Pass back as `cursor` for the next page; null on the last one.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// The body of `POST /wallets/{userId}/holds`.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct HoldRequest {
+    /// An asset symbol such as `GOLD`, or an asset id.
+    asset: String,
+    #[schema(schema_with = amount_schema)]
+    amount: u64,
+    #[schema(schema_with = idempotency_key_schema)]
+    idempotency_key: Option<String>,
+    /// 1 to 604800 (7 days); default 900.
+    #[schema(minimum = 1, maximum = 604800)]
+    expires_in_seconds: Option<u32>,
+    #[schema(schema_with = reference_id_schema)]
+    reference_id: Option<String>,
+    #[schema(schema_with = note_schema)]
+    note: Option<String>,
+    #[schema(schema_with = metadata_schema)]
+    metadata: Option<serde_json::Value>,
+}
+
+/// The body of `POST /holds/{holdId}/capture`.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct CaptureRequest {
+    #[schema(schema_with = idempotency_key_schema)]
+    idempotency_key: Option<String>,
+    /// Default: the whole hold; at most the hold's amount.
+    #[schema(schema_with = amount_schema)]
+    amount: Option<u64>,
+    /// A user to pay (a TRANSFER); absent: the Treasury (a SPEND).
+    #[schema(schema_with = user_id_schema)]
+    to: Option<String>,
+    #[schema(schema_with = note_schema)]
+    note: Option<String>,
+    #[schema(schema_with = metadata_schema)]
+    metadata: Option<serde_json::Value>,
+}
+
+/// The body of `POST /holds/{holdId}/void`.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct VoidRequest {
+    #[schema(schema_with = idempotency_key_schema)]
+    idempotency_key: Option<String>,
 }
 
 impl From<Answer> for AnswerJson {
@@ -190,6 +330,30 @@ impl From<Answer> for AnswerJson {
                 transactions: transactions.into_iter().map(Transaction::from).collect(),
                 balances: balances.into_iter().map(BatchBalance::from).collect(),
             }),
+            Answer::Hold {
+                hold,
+                balance,
+                held,
+                available,
+            } => AnswerJson::Hold(Box::new(HoldReceiptJson {
+                hold: (*hold).into(),
+                balance,
+                held,
+                available,
+            })),
+            Answer::Capture {
+                hold,
+                transaction,
+                balance,
+                held,
+                available,
+            } => AnswerJson::Capture(Box::new(CaptureReceiptJson {
+                hold: (*hold).into(),
+                transaction: (*transaction).into(),
+                balance,
+                held,
+                available,
+            })),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod body;
 pub mod connection;
 pub mod envelope;
 mod handlers;
+mod holds;
 mod json;
 pub mod openapi;
 pub mod probe;

@@ -23,13 +23,16 @@ use utoipa::{IntoParams, Modify, OpenApi};
 use super::auth::RouteAccess;
 use super::envelope::ErrorBody;
 use super::handlers;
+use super::holds;
 use super::json::{
     Asset, AssetRequest, Balance, Balances, BatchBalance, BatchOperationRequest, BatchRequest,
-    EntryRequest, Health, Party, ReverseRequest, Transaction, TransactionDetailJson,
-    TransactionPage, TransferRequest,
+    CaptureReceiptJson, CaptureRequest, EntryRequest, Health, Hold, HoldPageJson, HoldReceiptJson,
+    HoldRequest, Party, ReverseRequest, Transaction, TransactionDetailJson, TransactionPage,
+    TransferRequest, VoidRequest,
 };
 use crate::domain::EntryKind;
 use crate::error::ErrorCode;
+use crate::ledger::engine::HoldStatus;
 use crate::limits::{
     ASSET_SYMBOL_CHARS_MAX, CURSOR_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX, REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
@@ -57,16 +60,23 @@ use crate::limits::{
         handlers::post_transfer,
         handlers::post_reverse,
         handlers::post_batch,
+        holds::post_hold,
+        holds::get_holds,
+        holds::get_hold,
+        holds::post_capture,
+        holds::post_void,
         handlers::get_openapi,
     ),
     components(schemas(
         Asset, AssetRequest, Balance, Balances, Transaction, TransactionPage, TransactionDetailJson,
         Party, Health, EntryRequest, TransferRequest, ReverseRequest, BatchRequest,
-        BatchOperationRequest, BatchBalance, ErrorBody, ErrorCode
+        BatchOperationRequest, BatchBalance, ErrorBody, ErrorCode, Hold, HoldPageJson,
+        HoldRequest, CaptureRequest, VoidRequest, HoldReceiptJson, CaptureReceiptJson
     )),
     modifiers(&Envelopes, &ErrorResponses, &ApiKeys),
     tags(
         (name = "ledger", description = "Assets, balances, history and the writes that move value."),
+        (name = "holds", description = "Money set aside for a later capture, or let go."),
         (name = "service", description = "Health and this document."),
     )
 )]
@@ -144,6 +154,21 @@ fn operation_errors(operation_id: &str) -> Option<Vec<ErrorCode>> {
             ],
         ]
         .concat(),
+        "get_hold" => vec![Validation, HoldNotFound, DatabaseUnavailable],
+        "get_holds" => read_of_a_wallet.to_vec(),
+        "post_hold" => [WRITE, &[WalletNotFound, InsufficientFunds, TooManyHolds]].concat(),
+        "post_capture" => [
+            WRITE,
+            &[
+                HoldNotFound,
+                HoldNotActive,
+                CaptureExceedsHold,
+                InsufficientFunds,
+                BalanceOverflow,
+            ],
+        ]
+        .concat(),
+        "post_void" => [WRITE, &[HoldNotFound, HoldNotActive]].concat(),
         _ => return None,
     })
 }
@@ -426,6 +451,66 @@ impl IntoParams for TransactionIdParam {
                 .format(Some(utoipa::openapi::SchemaFormat::Custom("uuid".into())))
                 .build(),
         )]
+    }
+}
+
+/// The `{holdId}` of a hold in the path.
+pub struct HoldIdParam;
+
+impl IntoParams for HoldIdParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "holdId",
+            ParameterIn::Path,
+            "The hold's id, as its `id` field gives it (a UUID).",
+            string_schema(UUID_CHARS)
+                .min_length(Some(UUID_CHARS))
+                .format(Some(utoipa::openapi::SchemaFormat::Custom("uuid".into())))
+                .build(),
+        )]
+    }
+}
+
+/// The query of `GET /wallets/{userId}/holds`. An empty value means "not
+/// given"; an unknown parameter is refused.
+pub struct HoldListParams;
+
+impl IntoParams for HoldListParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            parameter(
+                "status",
+                ParameterIn::Query,
+                "Only holds with this status now (a HELD hold past its expiry is EXPIRED).",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(HoldStatus::ALL.map(HoldStatus::as_str)))
+                    .build(),
+            ),
+            parameter(
+                "asset",
+                ParameterIn::Query,
+                "Only this asset: a symbol or an id.",
+                string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
+            ),
+            parameter(
+                "limit",
+                ParameterIn::Query,
+                "Holds per page.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(PAGE_LIMIT_MAX as f64))
+                    .default(Some(json!(PAGE_LIMIT_DEFAULT)))
+                    .build(),
+            ),
+            parameter(
+                "cursor",
+                ParameterIn::Query,
+                "The `nextCursor` of the previous page.",
+                string_schema(CURSOR_CHARS_MAX).build(),
+            ),
+        ]
     }
 }
 

@@ -62,6 +62,36 @@ pub struct AuditRequest {
     pub entries_found: i64,
 }
 
+/// One account's hold totals: as stored, as the holds give them, and as a
+/// balance read computes them now.
+#[derive(Debug, Clone)]
+pub struct AuditHeld {
+    pub account: i64,
+    /// `account_holds` as stored (0, 0 when it has no row).
+    pub stored_held: i64,
+    pub stored_active: i64,
+    /// The holds of the account stored as HELD, summed and counted.
+    pub held_by_holds: i64,
+    pub active_by_holds: i64,
+    /// The holds still HELD and not yet expired at the audit's instant.
+    pub held_unexpired: i64,
+    /// What a balance read answers as `held` at that instant.
+    pub held_as_read: i64,
+}
+
+/// A hold that is CAPTURED, or that some entry names, beside those entries.
+#[derive(Debug, Clone)]
+pub struct AuditCapture {
+    pub hold: i64,
+    pub status: String,
+    pub captured_amount: i64,
+    /// How many entries name it, and (when one does) its amount and whether
+    /// it debits the hold's account.
+    pub entries: i64,
+    pub entry_amount: Option<i64>,
+    pub from_hold_account: bool,
+}
+
 /// What `verify` prints, and whether the ledger holds.
 #[derive(Debug, Clone)]
 pub struct AuditReport {
@@ -311,6 +341,65 @@ impl Auditor {
                 request.id, request.entries_found
             )),
             Some(_) => {}
+        }
+    }
+
+    /// Checks one account's hold totals: the stored total is the sum of its
+    /// HELD holds, a read counts only the unexpired ones, and the balance
+    /// covers what is held, so no available balance is below zero.
+    pub fn check_held(&mut self, held: &AuditHeld) {
+        let account = held.account;
+        if (held.stored_held, held.stored_active) != (held.held_by_holds, held.active_by_holds) {
+            self.problem(format!(
+                "account {account}: stored held {} in {} holds, but its HELD holds sum to {} in {}",
+                held.stored_held, held.stored_active, held.held_by_holds, held.active_by_holds
+            ));
+        }
+        if held.held_as_read != held.held_unexpired {
+            self.problem(format!(
+                "account {account}: a balance read says {} held, but its unexpired holds sum to {}",
+                held.held_as_read, held.held_unexpired
+            ));
+        }
+        let balance = self.recomputed.get(&account).copied().unwrap_or(0);
+        if balance < held.stored_held {
+            self.problem(format!(
+                "account {account}: balance {balance} is below the {} its holds set aside (available below zero)",
+                held.stored_held
+            ));
+        }
+    }
+
+    /// Checks that a captured hold has exactly one entry carrying its id,
+    /// for exactly its captured amount, from its account; and that no
+    /// entry names a hold that was not captured.
+    pub fn check_capture(&mut self, capture: &AuditCapture) {
+        let hold = capture.hold;
+        if capture.status != "CAPTURED" {
+            if capture.entries > 0 {
+                self.problem(format!(
+                    "hold {hold}: {} entries name it, but it is {}",
+                    capture.entries, capture.status
+                ));
+            }
+            return;
+        }
+        if capture.entries != 1 {
+            return self.problem(format!(
+                "hold {hold}: captured, but {} entries name it (exactly one expected)",
+                capture.entries
+            ));
+        }
+        if capture.entry_amount != Some(capture.captured_amount) {
+            self.problem(format!(
+                "hold {hold}: captured {} but its entry moves {:?}",
+                capture.captured_amount, capture.entry_amount
+            ));
+        }
+        if !capture.from_hold_account {
+            self.problem(format!(
+                "hold {hold}: its capture does not debit the hold's account"
+            ));
         }
     }
 

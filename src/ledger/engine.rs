@@ -24,7 +24,7 @@ use crate::domain::{
     Amount, AssetDecimals, AssetName, AssetRef, AssetSymbol, Caller, Direction, EntryKind,
     IdempotencyKey, Metadata, Note, ReferenceId, UserId,
 };
-use crate::limits::{AMOUNT_MAX, ASSET_TYPES_MAX};
+use crate::limits::{AMOUNT_MAX, ASSET_TYPES_MAX, HOLDS_PER_ACCOUNT_MAX};
 
 /// The route a command came by. Part of what makes two requests the same: a
 /// key used for a spend and then for a transfer names two requests.
@@ -36,16 +36,22 @@ pub enum Route {
     Transfer,
     Reverse,
     Batch,
+    Hold,
+    Capture,
+    Void,
 }
 
 impl Route {
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 9] = [
         Route::Topup,
         Route::Bonus,
         Route::Spend,
         Route::Transfer,
         Route::Reverse,
         Route::Batch,
+        Route::Hold,
+        Route::Capture,
+        Route::Void,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +62,9 @@ impl Route {
             Route::Transfer => "transfer",
             Route::Reverse => "reverse",
             Route::Batch => "batch",
+            Route::Hold => "hold",
+            Route::Capture => "capture",
+            Route::Void => "void",
         }
     }
 
@@ -88,7 +97,107 @@ pub struct EntryDetails {
     pub metadata: Option<Metadata>,
 }
 
-/// One movement a command asks for. Holds come next, as more variants.
+/// Where a hold stands. Stored as HELD until it closes; a HELD hold whose
+/// `expiresAt` has come is EXPIRED from that instant, whether or not the
+/// writer has recorded it yet (`HoldFact::status_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HoldStatus {
+    Held,
+    Captured,
+    Voided,
+    Expired,
+}
+
+impl HoldStatus {
+    pub const ALL: [HoldStatus; 4] = [
+        HoldStatus::Held,
+        HoldStatus::Captured,
+        HoldStatus::Voided,
+        HoldStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldStatus::Held => "HELD",
+            HoldStatus::Captured => "CAPTURED",
+            HoldStatus::Voided => "VOIDED",
+            HoldStatus::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<HoldStatus> {
+        HoldStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == raw)
+    }
+}
+
+/// Whether a hold that expires at `expires_at_ms` has expired at `now_ms`:
+/// from the instant itself on. The one place this rule lives; the SQLite
+/// queries that find due holds say `expires_at <= now` to match it.
+pub fn has_expired(expires_at_ms: i64, now_ms: i64) -> bool {
+    now_ms >= expires_at_ms
+}
+
+/// A hold as stored, with what its answers and reads show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldFact {
+    pub seq: i64,
+    pub id: String,
+    pub user: String,
+    pub asset_id: String,
+    pub asset_symbol: String,
+    pub amount: i64,
+    /// As stored: HELD until it closes.
+    pub status: HoldStatus,
+    pub captured_amount: i64,
+    /// The id of the entry its capture made.
+    pub captured_by: Option<String>,
+    pub expires_at_ms: i64,
+    pub created_at_ms: i64,
+    pub closed_at_ms: Option<i64>,
+    pub idempotency_key: String,
+    pub reference_id: Option<String>,
+    pub note: Option<String>,
+    pub metadata: Option<Metadata>,
+}
+
+impl HoldFact {
+    /// Its status at `now_ms`: a HELD hold past its expiry is EXPIRED.
+    pub fn status_at(&self, now_ms: i64) -> HoldStatus {
+        match self.status {
+            HoldStatus::Held if has_expired(self.expires_at_ms, now_ms) => HoldStatus::Expired,
+            status => status,
+        }
+    }
+
+    /// The hold as callers see it at `now_ms`: an expired one closed at its
+    /// `expiresAt`.
+    pub fn seen_at(&self, now_ms: i64) -> HoldFact {
+        let status = self.status_at(now_ms);
+        HoldFact {
+            status,
+            closed_at_ms: match status {
+                HoldStatus::Expired => Some(self.expires_at_ms),
+                _ => self.closed_at_ms,
+            },
+            ..self.clone()
+        }
+    }
+
+    /// The hold as it was when it was made: what its creation's replay shows.
+    fn as_created(&self) -> HoldFact {
+        HoldFact {
+            status: HoldStatus::Held,
+            captured_amount: 0,
+            captured_by: None,
+            closed_at_ms: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// One movement a command asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     /// The Treasury pays `user`.
@@ -120,6 +229,25 @@ pub enum Operation {
         amount: Option<Amount>,
         details: EntryDetails,
     },
+    /// Sets `amount` of `user`'s available balance aside until `expires_in_seconds` pass.
+    Hold {
+        user: UserId,
+        asset: AssetRef,
+        amount: Amount,
+        expires_in_seconds: u32,
+        details: EntryDetails,
+    },
+    /// Captures `amount` (default: all) of `hold`, to the Treasury or to
+    /// `to`, and releases the rest. `details` gives the entry's note and
+    /// metadata; its referenceId is the hold's.
+    Capture {
+        hold: Uuid,
+        amount: Option<Amount>,
+        to: Option<UserId>,
+        details: EntryDetails,
+    },
+    /// Releases `hold`, writing no entry.
+    Void { hold: Uuid },
 }
 
 /// A request to move value, parsed and valid: who asks, under which key, by
@@ -180,6 +308,9 @@ pub struct Needs {
     pub wallets: Vec<UserId>,
     /// Entries to reverse; the store also reads both of their accounts.
     pub entries: Vec<Uuid>,
+    /// Holds to capture or void, with a capture's recipient; the store also
+    /// reads the hold's account, its Treasury and the recipient's account.
+    pub holds: Vec<(Uuid, Option<UserId>)>,
 }
 
 /// Says what `decide` needs to read for `command`.
@@ -205,6 +336,13 @@ pub fn needs(command: &Command) -> Needs {
                 needs.wallets.push(from.clone());
             }
             Operation::Reverse { entry, .. } => needs.entries.push(*entry),
+            Operation::Hold { user, asset, .. } => {
+                needs.assets.push(asset.clone());
+                needs.user_accounts.push((user.clone(), asset.clone()));
+                needs.wallets.push(user.clone());
+            }
+            Operation::Capture { hold, to, .. } => needs.holds.push((*hold, to.clone())),
+            Operation::Void { hold } => needs.holds.push((*hold, None)),
         }
     }
     needs
@@ -217,11 +355,38 @@ pub struct AssetFact {
     pub symbol: String,
 }
 
-/// An account that exists, with its balance now.
+/// An account that exists, with its balance now and what holds set aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountFact {
     pub key: AccountKey,
     pub balance: i64,
+    /// Held by the holds still stored as HELD, and how many they are,
+    /// including `due` ones.
+    pub held: i64,
+    pub active_holds: i64,
+    /// Holds stored as HELD whose expiry has come at `Facts::now_ms`: they
+    /// count nowhere, and a command that writes records their expiry.
+    pub due: Vec<DueHold>,
+}
+
+impl AccountFact {
+    /// An account with nothing held.
+    pub fn new(key: AccountKey, balance: i64) -> AccountFact {
+        AccountFact {
+            key,
+            balance,
+            held: 0,
+            active_holds: 0,
+            due: Vec::new(),
+        }
+    }
+}
+
+/// A hold past its expiry that is still stored as HELD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueHold {
+    pub seq: i64,
+    pub amount: i64,
 }
 
 /// An entry a command may reverse, with how much of it is reversed already.
@@ -244,6 +409,10 @@ pub struct EntryFact {
 pub struct StoredRequest {
     pub request: CanonicalRequest,
     pub entries: Vec<RecordedEntry>,
+    /// The hold it made, captured or voided.
+    pub hold: Option<HoldFact>,
+    /// The balances and held amounts its answer showed (see `AnswerState`).
+    pub state: AnswerState,
 }
 
 /// Everything `decide` looks at, read by the store in one transaction.
@@ -257,6 +426,10 @@ pub struct Facts {
     /// Users among `Needs::wallets` that have at least one account.
     pub users_with_wallet: Vec<String>,
     pub entries: Vec<EntryFact>,
+    /// The holds the command names that exist.
+    pub holds: Vec<HoldFact>,
+    /// The writer's clock: holds expire, and new ones are timed, by it.
+    pub now_ms: i64,
 }
 
 impl Facts {
@@ -358,6 +531,8 @@ struct Canonical<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     asset: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<Option<&'a BTreeMap<String, String>>>,
@@ -370,7 +545,7 @@ struct Canonical<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     route: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    to: Option<&'a str>,
+    to: Option<Option<&'a str>>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -382,6 +557,7 @@ impl<'a> Canonical<'a> {
         Canonical {
             amount: None,
             asset: None,
+            expires_in_seconds: None,
             id: None,
             metadata: None,
             note: None,
@@ -444,7 +620,7 @@ pub fn canonical_request(command: &Command, facts: &Facts) -> CanonicalRequest {
                 details,
             } => Canonical {
                 user_id: Some(from.as_str()),
-                to: Some(to.as_str()),
+                to: Some(Some(to.as_str())),
                 asset: Some(asset_value(asset)),
                 amount: Some(Some(amount.get())),
                 ..Canonical::empty()
@@ -460,6 +636,37 @@ pub fn canonical_request(command: &Command, facts: &Facts) -> CanonicalRequest {
                 ..Canonical::empty()
             }
             .with_details(details),
+            Operation::Hold {
+                user,
+                asset,
+                amount,
+                expires_in_seconds,
+                details,
+            } => Canonical {
+                user_id: Some(user.as_str()),
+                asset: Some(asset_value(asset)),
+                amount: Some(Some(amount.get())),
+                expires_in_seconds: Some(*expires_in_seconds),
+                ..Canonical::empty()
+            }
+            .with_details(details),
+            Operation::Capture {
+                hold,
+                amount,
+                to,
+                details,
+            } => Canonical {
+                id: Some(hold.to_string()),
+                amount: Some(amount.map(Amount::get)),
+                to: Some(to.as_ref().map(UserId::as_str)),
+                note: Some(details.note.as_ref().map(|n| n.as_str())),
+                metadata: Some(details.metadata.as_ref().map(Metadata::entries)),
+                ..Canonical::empty()
+            },
+            Operation::Void { hold } => Canonical {
+                id: Some(hold.to_string()),
+                ..Canonical::empty()
+            },
         }
     }
     let canonical = match command.route {
@@ -504,6 +711,9 @@ fn operation_type(operation: &Operation) -> &'static str {
         Operation::Spend { .. } => "spend",
         Operation::Transfer { .. } => "transfer",
         Operation::Reverse { .. } => "reverse",
+        Operation::Hold { .. } => "hold",
+        Operation::Capture { .. } => "capture",
+        Operation::Void { .. } => "void",
     }
 }
 
@@ -546,6 +756,8 @@ pub struct RecordedEntry {
     pub credit_balance_after: i64,
     /// For a REVERSAL: the id and kind of the entry it reverses.
     pub reverses: Option<(String, EntryKind)>,
+    /// For a capture: the hold it captured.
+    pub hold_id: Option<String>,
     pub idempotency_key: String,
     pub reference_id: Option<String>,
     pub note: Option<String>,
@@ -596,7 +808,7 @@ impl RecordedEntry {
             balance_after,
             counterparty: other.user().map(str::to_owned),
             reverses: self.reverses.as_ref().map(|(id, _)| id.clone()),
-            hold_id: None,
+            hold_id: self.hold_id.clone(),
             idempotency_key: self.idempotency_key.clone(),
             reference_id: self.reference_id.clone(),
             note: self.note.clone(),
@@ -652,6 +864,66 @@ pub enum Answer {
         transactions: Vec<UserEntry>,
         balances: Vec<BalanceAfter>,
     },
+    /// A hold made or voided: the hold, and its user's balance then.
+    Hold {
+        hold: Box<HoldFact>,
+        balance: i64,
+        held: i64,
+        available: i64,
+    },
+    /// A capture: the hold, its entry seen from the hold's user, and that
+    /// user's balance after it.
+    Capture {
+        hold: Box<HoldFact>,
+        transaction: Box<UserEntry>,
+        balance: i64,
+        held: i64,
+        available: i64,
+    },
+}
+
+/// What an answer showed that its entries alone do not tell: each touched
+/// user's held amount then (and, for a hold or a void, which write no
+/// entry, the balance). Stored with the idempotency record, so a replay
+/// answers `available` as it was. Empty, and stored as nothing, when no
+/// user touched had anything held and no hold was involved: the common case.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AnswerState {
+    rows: Vec<StateRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct StateRow {
+    user: String,
+    asset: String,
+    balance: i64,
+    held: i64,
+}
+
+impl AnswerState {
+    /// As stored: None when empty.
+    pub fn to_json(&self) -> Option<String> {
+        if self.rows.is_empty() {
+            return None;
+        }
+        serde_json::to_string(self).ok()
+    }
+
+    /// A stored state; None or unreadable text is the empty one.
+    pub fn from_json(text: Option<&str>) -> AnswerState {
+        text.and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default()
+    }
+
+    fn row(&self, user: &str, asset_symbol: &str) -> Option<&StateRow> {
+        self.rows
+            .iter()
+            .find(|row| row.user == user && row.asset == asset_symbol)
+    }
+
+    fn held(&self, user: &str, asset_symbol: &str) -> i64 {
+        self.row(user, asset_symbol).map_or(0, |row| row.held)
+    }
 }
 
 /// A command either wrote something new or found what its key already names.
@@ -661,26 +933,62 @@ pub enum Outcome {
     Replayed(Answer),
 }
 
-/// The answer to a command of `route` that made `entries`, in order. The
-/// one place answers come from, for new commands and their replays alike.
-pub fn answer(route: Route, entries: &[RecordedEntry]) -> Option<Answer> {
+/// The answer to a command of `route` that made `entries`, in order, and
+/// made or closed `hold`, with `state` as it left the balances. The one
+/// place answers come from, for new commands and their replays alike.
+pub fn answer(
+    route: Route,
+    entries: &[RecordedEntry],
+    hold: Option<&HoldFact>,
+    state: &AnswerState,
+) -> Option<Answer> {
+    match route {
+        Route::Hold | Route::Void => {
+            let hold = hold?;
+            let row = state.row(&hold.user, &hold.asset_symbol)?;
+            let shown = if route == Route::Hold {
+                hold.as_created()
+            } else {
+                hold.clone()
+            };
+            return Some(Answer::Hold {
+                hold: Box::new(shown),
+                balance: row.balance,
+                held: row.held,
+                available: row.balance - row.held,
+            });
+        }
+        Route::Capture => {
+            let (hold, entry) = (hold?, entries.first()?);
+            let held = state.held(&hold.user, &hold.asset_symbol);
+            return Some(Answer::Capture {
+                hold: Box::new(hold.clone()),
+                transaction: Box::new(entry.seen_from(Direction::Debit)),
+                balance: entry.debit_balance_after,
+                held,
+                available: entry.debit_balance_after - held,
+            });
+        }
+        _ => {}
+    }
     if route == Route::Batch {
         let mut balances: Vec<BalanceAfter> = Vec::new();
         let mut touch = |party: &Party, symbol: &str, balance: i64| {
             let Party::User(user) = party else { return };
+            let available = balance - state.held(user, symbol);
             match balances
                 .iter_mut()
                 .find(|row| row.user == *user && row.asset_symbol == symbol)
             {
                 Some(row) => {
                     row.balance = balance;
-                    row.available = balance;
+                    row.available = available;
                 }
                 None => balances.push(BalanceAfter {
                     user: user.clone(),
                     asset_symbol: symbol.to_owned(),
                     balance,
-                    available: balance,
+                    available,
                 }),
             }
         };
@@ -704,11 +1012,14 @@ pub fn answer(route: Route, entries: &[RecordedEntry]) -> Option<Answer> {
     }
     let entry = entries.first()?;
     let side = entry.requester_side();
-    let (_, balance) = entry.party(side);
+    let (party, balance) = entry.party(side);
+    let held = party
+        .user()
+        .map_or(0, |user| state.held(user, &entry.asset_symbol));
     Some(Answer::Entry {
         transaction: Box::new(entry.seen_from(side)),
         balance,
-        available: balance,
+        available: balance - held,
     })
 }
 
@@ -725,6 +1036,8 @@ pub struct PlannedEntry {
     pub credit_balance_after: i64,
     /// For a REVERSAL: what it reverses, and the total reversed after it.
     pub reverses: Option<PlannedReversal>,
+    /// For a capture: the hold's seq and id.
+    pub hold: Option<(i64, String)>,
     pub reference_id: Option<String>,
     pub note: Option<String>,
     pub metadata: Option<Metadata>,
@@ -738,16 +1051,67 @@ pub struct PlannedReversal {
     pub reversed_after: i64,
 }
 
-/// Everything a new command writes: the idempotency record, the user
-/// accounts it opens, its entries in order.
+/// A hold decided, to be written by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedHold {
+    pub account: AccountKey,
+    pub user: String,
+    pub asset_symbol: String,
+    pub amount: i64,
+    pub expires_at_ms: i64,
+    pub reference_id: Option<String>,
+    pub note: Option<String>,
+    pub metadata: Option<Metadata>,
+}
+
+impl PlannedHold {
+    /// The hold as written, once the store has given it its place and id.
+    pub fn recorded(
+        &self,
+        seq: i64,
+        id: String,
+        idempotency_key: &IdempotencyKey,
+        created_at_ms: i64,
+    ) -> HoldFact {
+        HoldFact {
+            seq,
+            id,
+            user: self.user.clone(),
+            asset_id: self.account.asset_id.clone(),
+            asset_symbol: self.asset_symbol.clone(),
+            amount: self.amount,
+            status: HoldStatus::Held,
+            captured_amount: 0,
+            captured_by: None,
+            expires_at_ms: self.expires_at_ms,
+            created_at_ms,
+            closed_at_ms: None,
+            idempotency_key: idempotency_key.as_str().to_owned(),
+            reference_id: self.reference_id.clone(),
+            note: self.note.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+}
+
+/// Everything a new command writes, in this order: the expiry of the holds
+/// found due, the user accounts it opens, the idempotency record, the hold
+/// it closes, the hold it makes, its entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub caller: Caller,
     pub key: IdempotencyKey,
     pub route: Route,
     pub request: CanonicalRequest,
+    /// Holds of the accounts read that were due: recorded EXPIRED.
+    pub expire: Vec<i64>,
     pub new_accounts: Vec<AccountKey>,
+    /// A capture's or void's hold, as it is once closed (`captured_by` is
+    /// the store's to fill in, once the entry has its id).
+    pub close_hold: Option<HoldFact>,
+    pub new_hold: Option<PlannedHold>,
     pub entries: Vec<PlannedEntry>,
+    pub state: AnswerState,
 }
 
 /// What a command comes to.
@@ -756,7 +1120,7 @@ pub enum Decision {
     /// Its key already names this same request: answer as then.
     Replay(Answer),
     /// New: write this.
-    Apply(Plan),
+    Apply(Box<Plan>),
 }
 
 /// Decides `command` from `facts`. Every rejection is found here; see the
@@ -770,15 +1134,20 @@ pub fn decide(command: &Command, facts: &Facts) -> Result<Decision, Rejection> {
             });
         }
         // The same request: the same route as the original's.
-        return answer(command.route, &stored.entries)
-            .map(Decision::Replay)
-            .ok_or(Rejection::StoredRequestUnreadable);
+        return answer(
+            command.route,
+            &stored.entries,
+            stored.hold.as_ref(),
+            &stored.state,
+        )
+        .map(Decision::Replay)
+        .ok_or(Rejection::StoredRequestUnreadable);
     }
     let mut working = Working::new(facts);
     let mut entries = Vec::with_capacity(command.operations.len());
     for (index, operation) in command.operations.iter().enumerate() {
         match apply(operation, facts, &mut working) {
-            Ok(entry) => entries.push(entry),
+            Ok(entry) => entries.extend(entry),
             Err(rejection) if command.route == Route::Batch => {
                 return Err(Rejection::InBatch {
                     operation: index,
@@ -788,14 +1157,19 @@ pub fn decide(command: &Command, facts: &Facts) -> Result<Decision, Rejection> {
             Err(rejection) => return Err(rejection),
         }
     }
-    Ok(Decision::Apply(Plan {
+    let state = working.state(&entries);
+    Ok(Decision::Apply(Box::new(Plan {
         caller: command.caller,
         key: command.key.clone(),
         route: command.route,
         request,
+        expire: working.expire,
         new_accounts: working.new_accounts,
+        close_hold: working.close_hold,
+        new_hold: working.new_hold,
         entries,
-    }))
+        state,
+    })))
 }
 
 /// The balances as the command's operations leave them, in memory. Ordered
@@ -803,15 +1177,42 @@ pub fn decide(command: &Command, facts: &Facts) -> Result<Decision, Rejection> {
 /// more than comparing (callgrind, `wallet bench` spend).
 struct Working {
     balances: BTreeMap<AccountKey, i64>,
+    /// What holds set aside per account, and how many, expired ones not
+    /// counted.
+    holds: BTreeMap<AccountKey, (i64, i64)>,
     existing: BTreeSet<AccountKey>,
     new_accounts: Vec<AccountKey>,
     users_with_wallet: BTreeSet<String>,
     reversed: BTreeMap<i64, i64>,
+    expire: Vec<i64>,
+    close_hold: Option<HoldFact>,
+    new_hold: Option<PlannedHold>,
+    now_ms: i64,
 }
 
 impl Working {
     fn new(facts: &Facts) -> Working {
+        let mut holds = BTreeMap::new();
+        let mut expire = Vec::new();
+        for account in &facts.accounts {
+            let due: i64 = account.due.iter().map(|hold| hold.amount).sum();
+            expire.extend(account.due.iter().map(|hold| hold.seq));
+            if account.held != 0 || account.active_holds != 0 {
+                holds.insert(
+                    account.key.clone(),
+                    (
+                        account.held - due,
+                        account.active_holds - account.due.len() as i64,
+                    ),
+                );
+            }
+        }
         Working {
+            holds,
+            expire,
+            close_hold: None,
+            new_hold: None,
+            now_ms: facts.now_ms,
             balances: facts
                 .accounts
                 .iter()
@@ -836,19 +1237,98 @@ impl Working {
         self.balances.get(key).copied().unwrap_or(0)
     }
 
+    /// What holds set aside in `key`, and how many they are.
+    fn held(&self, key: &AccountKey) -> (i64, i64) {
+        self.holds.get(key).copied().unwrap_or((0, 0))
+    }
+
+    /// `key`'s user must have a wallet to be debited or to hold.
+    fn has_wallet(&self, key: &AccountKey, user: &str) -> bool {
+        self.existing.contains(key) || self.users_with_wallet.contains(user)
+    }
+
+    /// Sets `amount` of `key`'s available balance aside.
+    fn hold(&mut self, key: &AccountKey, user: &str, amount: i64) -> Result<(), Rejection> {
+        if !self.has_wallet(key, user) {
+            return Err(Rejection::WalletNotFound);
+        }
+        let balance = self.balance(key);
+        let (held, active) = self.held(key);
+        // The bound first: it holds whatever the balance.
+        if active >= HOLDS_PER_ACCOUNT_MAX {
+            return Err(Rejection::TooManyHolds);
+        }
+        if balance - held < amount {
+            return Err(Rejection::InsufficientFunds {
+                balance,
+                available: balance - held,
+                requested: amount.unsigned_abs(),
+            });
+        }
+        self.holds.insert(key.clone(), (held + amount, active + 1));
+        Ok(())
+    }
+
+    /// Releases a hold of `amount` on `key`.
+    fn release(&mut self, key: &AccountKey, amount: i64) {
+        let (held, active) = self.held(key);
+        self.holds.insert(key.clone(), (held - amount, active - 1));
+    }
+
+    /// What the answer must remember beside its entries: the held amount of
+    /// each user touched that has any, and for a hold route the hold's
+    /// account whole.
+    fn state(&self, entries: &[PlannedEntry]) -> AnswerState {
+        let mut rows: Vec<StateRow> = Vec::new();
+        let mut add = |key: &AccountKey, symbol: &str, always: bool| {
+            let Some(user) = key.user_name() else { return };
+            let (held, _) = self.held(key);
+            if (held != 0 || always)
+                && !rows
+                    .iter()
+                    .any(|row| row.user == user && row.asset == symbol)
+            {
+                rows.push(StateRow {
+                    user: user.to_owned(),
+                    asset: symbol.to_owned(),
+                    balance: self.balance(key),
+                    held,
+                });
+            }
+        };
+        let hold_account = match (&self.close_hold, &self.new_hold) {
+            (Some(hold), _) => Some((
+                AccountKey::user(&hold.user, &hold.asset_id),
+                hold.asset_symbol.clone(),
+            )),
+            (None, Some(hold)) => Some((hold.account.clone(), hold.asset_symbol.clone())),
+            (None, None) => None,
+        };
+        if let Some((key, symbol)) = &hold_account {
+            add(key, symbol, true);
+        }
+        for entry in entries {
+            add(&entry.debit, &entry.asset_symbol, false);
+            add(&entry.credit, &entry.asset_symbol, false);
+        }
+        AnswerState { rows }
+    }
+
     /// Takes `amount` from `key`: a user must have it (and an account, and
     /// a wallet at all); a Treasury only stays within i64.
     fn debit(&mut self, key: &AccountKey, amount: i64) -> Result<i64, Rejection> {
         let before = self.balance(key);
         let after = match &key.owner {
             Owner::User(user) => {
-                if !self.existing.contains(key) && !self.users_with_wallet.contains(user) {
+                if !self.has_wallet(key, user) {
                     return Err(Rejection::WalletNotFound);
                 }
-                if before < amount {
+                // What holds set aside is not there to spend (API.md).
+                let (held, _) = self.held(key);
+                if before - held < amount {
                     return Err(Rejection::InsufficientFunds {
                         balance: before,
-                        available: before,
+                        available: before - held,
                         requested: amount.unsigned_abs(),
                     });
                 }
@@ -884,12 +1364,13 @@ impl Working {
     }
 }
 
-/// Applies one operation to the working set: its entry, or why not.
+/// Applies one operation to the working set: its entry (a hold or a void
+/// makes none), or why not.
 fn apply(
     operation: &Operation,
     facts: &Facts,
     working: &mut Working,
-) -> Result<PlannedEntry, Rejection> {
+) -> Result<Option<PlannedEntry>, Rejection> {
     let details_of = |details: &EntryDetails| {
         (
             details.reference_id.as_ref().map(|r| r.as_str().to_owned()),
@@ -897,7 +1378,7 @@ fn apply(
             details.metadata.clone(),
         )
     };
-    let (kind, asset, amount, debit, credit, reverses, details) = match operation {
+    let (kind, asset, amount, debit, credit, reverses, details, hold) = match operation {
         Operation::Credit {
             kind,
             user,
@@ -914,6 +1395,7 @@ fn apply(
                 AccountKey::user(user.as_str(), &asset.id),
                 None,
                 details_of(details),
+                None,
             )
         }
         Operation::Spend {
@@ -931,6 +1413,7 @@ fn apply(
                 AccountKey::treasury(&asset.id),
                 None,
                 details_of(details),
+                None,
             )
         }
         Operation::Transfer {
@@ -952,6 +1435,7 @@ fn apply(
                 AccountKey::user(to.as_str(), &asset.id),
                 None,
                 details_of(details),
+                None,
             )
         }
         Operation::Reverse {
@@ -994,13 +1478,98 @@ fn apply(
                     reversed_after: reversed + amount,
                 }),
                 details_of(details),
+                None,
             )
+        }
+        Operation::Hold {
+            user,
+            asset,
+            amount,
+            expires_in_seconds,
+            details,
+        } => {
+            let asset = facts.asset(asset).ok_or(Rejection::AssetNotFound)?;
+            let key = AccountKey::user(user.as_str(), &asset.id);
+            working.hold(&key, user.as_str(), amount.as_i64())?;
+            let (reference_id, note, metadata) = details_of(details);
+            working.new_hold = Some(PlannedHold {
+                account: key,
+                user: user.as_str().to_owned(),
+                asset_symbol: asset.symbol.clone(),
+                amount: amount.as_i64(),
+                expires_at_ms: working
+                    .now_ms
+                    .saturating_add(i64::from(*expires_in_seconds) * 1000),
+                reference_id,
+                note,
+                metadata,
+            });
+            return Ok(None);
+        }
+        Operation::Capture {
+            hold,
+            amount,
+            to,
+            details,
+        } => {
+            let hold = active_hold(facts, hold, working.now_ms)?;
+            let amount = amount.map_or(hold.amount, Amount::as_i64);
+            if amount > hold.amount {
+                return Err(Rejection::CaptureExceedsHold { held: hold.amount });
+            }
+            if to.as_ref().is_some_and(|to| to.as_str() == hold.user) {
+                return Err(Rejection::TransferToSelf);
+            }
+            let key = AccountKey::user(&hold.user, &hold.asset_id);
+            // The whole hold is released in the same step as the capture.
+            working.release(&key, hold.amount);
+            working.close_hold = Some(HoldFact {
+                status: HoldStatus::Captured,
+                captured_amount: amount,
+                closed_at_ms: Some(working.now_ms),
+                ..hold.clone()
+            });
+            let (kind, credit) = match to {
+                Some(to) => (
+                    EntryKind::Transfer,
+                    AccountKey::user(to.as_str(), &hold.asset_id),
+                ),
+                None => (EntryKind::Spend, AccountKey::treasury(&hold.asset_id)),
+            };
+            (
+                kind,
+                AssetFact {
+                    id: hold.asset_id.clone(),
+                    symbol: hold.asset_symbol.clone(),
+                },
+                amount,
+                key,
+                credit,
+                None,
+                (
+                    hold.reference_id.clone(),
+                    details.note.as_ref().map(|n| n.as_str().to_owned()),
+                    details.metadata.clone(),
+                ),
+                Some((hold.seq, hold.id.clone())),
+            )
+        }
+        Operation::Void { hold } => {
+            let hold = active_hold(facts, hold, working.now_ms)?;
+            let key = AccountKey::user(&hold.user, &hold.asset_id);
+            working.release(&key, hold.amount);
+            working.close_hold = Some(HoldFact {
+                status: HoldStatus::Voided,
+                closed_at_ms: Some(working.now_ms),
+                ..hold.clone()
+            });
+            return Ok(None);
         }
     };
     let debit_balance_after = working.debit(&debit, amount)?;
     let credit_balance_after = working.credit(&credit, amount)?;
     let (reference_id, note, metadata) = details;
-    Ok(PlannedEntry {
+    Ok(Some(PlannedEntry {
         kind,
         asset_id: asset.id,
         asset_symbol: asset.symbol,
@@ -1010,10 +1579,24 @@ fn apply(
         debit_balance_after,
         credit_balance_after,
         reverses,
+        hold,
         reference_id,
         note,
         metadata,
-    })
+    }))
+}
+
+/// The hold `id` names, if it exists and is still HELD at `now_ms`.
+fn active_hold<'a>(facts: &'a Facts, id: &Uuid, now_ms: i64) -> Result<&'a HoldFact, Rejection> {
+    let hold = facts
+        .holds
+        .iter()
+        .find(|fact| Uuid::parse_str(&fact.id).is_ok_and(|fact_id| fact_id == *id))
+        .ok_or(Rejection::HoldNotFound)?;
+    match hold.status_at(now_ms) {
+        HoldStatus::Held => Ok(hold),
+        status => Err(Rejection::HoldNotActive { status }),
+    }
 }
 
 impl PlannedEntry {
@@ -1040,6 +1623,7 @@ impl PlannedEntry {
                 .reverses
                 .as_ref()
                 .map(|reversal| (reversal.id.clone(), reversal.kind)),
+            hold_id: self.hold.as_ref().map(|(_, id)| id.clone()),
             idempotency_key: idempotency_key.as_str().to_owned(),
             reference_id: self.reference_id.clone(),
             note: self.note.clone(),

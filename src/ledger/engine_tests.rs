@@ -11,6 +11,9 @@ use crate::domain::{
 const GOLD: &str = "6f1d8b52-3c0e-4d7a-9a43-0d5e2b7c9a01";
 const GEMS: &str = "6f1d8b52-3c0e-4d7a-9a43-0d5e2b7c9a02";
 const ENTRY: &str = "0190f0a0-0000-7000-8000-000000000001";
+const HOLD: &str = "0190f0a0-0000-7000-8000-0000000000a1";
+/// The writer's clock in these tests.
+const NOW: i64 = 1_800_000_000_000;
 
 fn user(name: &str) -> UserId {
     UserId::parse(name).unwrap()
@@ -73,15 +76,9 @@ fn reverse(raw: Option<u64>) -> Operation {
 /// GOLD and GEMS; alice holds `alice` GOLD (an account only if > 0), the
 /// Treasury the negative of it.
 fn facts(alice: i64) -> Facts {
-    let mut accounts = vec![AccountFact {
-        key: AccountKey::treasury(GOLD),
-        balance: -alice,
-    }];
+    let mut accounts = vec![AccountFact::new(AccountKey::treasury(GOLD), -alice)];
     if alice > 0 {
-        accounts.push(AccountFact {
-            key: AccountKey::user("alice", GOLD),
-            balance: alice,
-        });
+        accounts.push(AccountFact::new(AccountKey::user("alice", GOLD), alice));
     }
     Facts {
         stored: None,
@@ -102,12 +99,14 @@ fn facts(alice: i64) -> Facts {
             vec![]
         },
         entries: vec![],
+        holds: vec![],
+        now_ms: NOW,
     }
 }
 
 fn plan(decision: Result<Decision, Rejection>) -> Plan {
     match decision {
-        Ok(Decision::Apply(plan)) => plan,
+        Ok(Decision::Apply(plan)) => *plan,
         other => panic!("expected a plan, got {other:?}"),
     }
 }
@@ -420,7 +419,7 @@ fn a_batch_answers_each_entry_from_its_user_and_every_balance_touched() {
     let Some(Answer::Batch {
         transactions,
         balances,
-    }) = answer(Route::Batch, &recorded(&plan))
+    }) = answer(Route::Batch, &recorded(&plan), None, &plan.state)
     else {
         panic!("a batch answer")
     };
@@ -445,10 +444,9 @@ fn a_reversal_of_a_transfer_is_answered_from_the_original_sender() {
         AccountKey::user("bob", GOLD),
     );
     let mut facts = facts;
-    facts.accounts.push(AccountFact {
-        key: AccountKey::user("bob", GOLD),
-        balance: 10,
-    });
+    facts
+        .accounts
+        .push(AccountFact::new(AccountKey::user("bob", GOLD), 10));
     let plan = plan(decide(
         &command(Route::Reverse, vec![reverse(None)]),
         &facts,
@@ -457,7 +455,7 @@ fn a_reversal_of_a_transfer_is_answered_from_the_original_sender() {
         transaction,
         balance,
         ..
-    }) = answer(Route::Reverse, &recorded(&plan))
+    }) = answer(Route::Reverse, &recorded(&plan), None, &plan.state)
     else {
         panic!("an entry answer")
     };
@@ -475,6 +473,8 @@ fn the_same_request_replays_and_a_different_one_names_the_fields_that_differ() {
     stored.stored = Some(StoredRequest {
         request: first.request.clone(),
         entries: recorded(&first),
+        hold: None,
+        state: first.state.clone(),
     });
     match decide(&original, &stored) {
         Ok(Decision::Replay(Answer::Entry { balance, .. })) => assert_eq!(balance, 90),
@@ -609,4 +609,340 @@ fn needs_names_every_account_and_entry_a_command_reads() {
     assert_eq!(needs.user_accounts.len(), 2);
     assert_eq!(needs.wallets, vec![user("alice")]);
     assert_eq!(needs.entries, vec![ENTRY.parse::<uuid::Uuid>().unwrap()]);
+}
+
+fn hold_op(who: &str, raw: u64, seconds: u32) -> Operation {
+    Operation::Hold {
+        user: user(who),
+        asset: gold(),
+        amount: amount(raw),
+        expires_in_seconds: seconds,
+        details: EntryDetails::default(),
+    }
+}
+
+fn capture(raw: Option<u64>, to: Option<&str>) -> Operation {
+    Operation::Capture {
+        hold: HOLD.parse().unwrap(),
+        amount: raw.map(amount),
+        to: to.map(user),
+        details: EntryDetails::default(),
+    }
+}
+
+fn void() -> Operation {
+    Operation::Void {
+        hold: HOLD.parse().unwrap(),
+    }
+}
+
+/// Alice holds `balance` GOLD with one hold of `held` on it, expiring at
+/// `expires_at_ms`, stored with `status`.
+fn with_hold(balance: i64, held: i64, status: HoldStatus, expires_at_ms: i64) -> Facts {
+    let mut facts = facts(balance);
+    let active = status == HoldStatus::Held;
+    if let Some(alice) = facts
+        .accounts
+        .iter_mut()
+        .find(|account| account.key == AccountKey::user("alice", GOLD))
+    {
+        alice.held = if active { held } else { 0 };
+        alice.active_holds = i64::from(active);
+        if active && has_expired(expires_at_ms, NOW) {
+            alice.due = vec![DueHold {
+                seq: 7,
+                amount: held,
+            }];
+        }
+    }
+    facts.holds.push(HoldFact {
+        seq: 7,
+        id: HOLD.into(),
+        user: "alice".into(),
+        asset_id: GOLD.into(),
+        asset_symbol: "GOLD".into(),
+        amount: held,
+        status,
+        captured_amount: if status == HoldStatus::Captured {
+            held
+        } else {
+            0
+        },
+        captured_by: None,
+        expires_at_ms,
+        created_at_ms: NOW - 1_000,
+        closed_at_ms: if active { None } else { Some(NOW - 500) },
+        idempotency_key: "made-it".into(),
+        reference_id: Some("order-1".into()),
+        note: None,
+        metadata: None,
+    });
+    facts
+}
+
+#[test]
+fn a_hold_sets_available_money_aside_until_its_expiry() {
+    let plan = plan(decide(
+        &command(Route::Hold, vec![hold_op("alice", 30, 60)]),
+        &facts(100),
+    ));
+    assert!(plan.entries.is_empty(), "a hold writes no entry");
+    let hold = plan.new_hold.clone().expect("a new hold");
+    assert_eq!(hold.amount, 30);
+    assert_eq!(hold.expires_at_ms, NOW + 60_000);
+    let made = hold.recorded(1, HOLD.into(), &plan.key, NOW);
+    match answer(Route::Hold, &[], Some(&made), &plan.state) {
+        Some(Answer::Hold {
+            hold,
+            balance,
+            held,
+            available,
+        }) => {
+            assert_eq!(hold.status, HoldStatus::Held);
+            assert_eq!((balance, held, available), (100, 30, 70));
+        }
+        other => panic!("a hold answer, not {other:?}"),
+    }
+}
+
+#[test]
+fn a_hold_is_checked_against_available_and_the_bound_on_active_holds() {
+    assert_eq!(
+        decide(
+            &command(Route::Hold, vec![hold_op("alice", 50, 60)]),
+            &with_hold(100, 60, HoldStatus::Held, NOW + 1)
+        ),
+        Err(Rejection::InsufficientFunds {
+            balance: 100,
+            available: 40,
+            requested: 50
+        })
+    );
+    let mut full = facts(100);
+    full.accounts[1].held = 1000;
+    full.accounts[1].balance = 2000;
+    full.accounts[1].active_holds = crate::limits::HOLDS_PER_ACCOUNT_MAX;
+    assert_eq!(
+        decide(&command(Route::Hold, vec![hold_op("alice", 1, 60)]), &full),
+        Err(Rejection::TooManyHolds)
+    );
+    assert_eq!(
+        decide(
+            &command(Route::Hold, vec![hold_op("nobody", 1, 60)]),
+            &facts(0)
+        ),
+        Err(Rejection::WalletNotFound)
+    );
+}
+
+#[test]
+fn spends_transfers_and_debiting_reversals_cannot_touch_held_money() {
+    let held = with_hold(100, 60, HoldStatus::Held, NOW + 1);
+    let short = Err(Rejection::InsufficientFunds {
+        balance: 100,
+        available: 40,
+        requested: 41,
+    });
+    assert_eq!(
+        decide(&command(Route::Spend, vec![spend("alice", 41)]), &held),
+        short
+    );
+    assert_eq!(
+        decide(
+            &command(Route::Transfer, vec![transfer("alice", "bob", 41)]),
+            &held
+        ),
+        short
+    );
+    let plan = plan(decide(
+        &command(Route::Spend, vec![spend("alice", 40)]),
+        &held,
+    ));
+    match answer(Route::Spend, &recorded(&plan), None, &plan.state) {
+        Some(Answer::Entry {
+            balance, available, ..
+        }) => assert_eq!((balance, available), (60, 0)),
+        other => panic!("an entry answer, not {other:?}"),
+    }
+}
+
+#[test]
+fn an_expired_hold_counts_nowhere_and_a_write_records_its_expiry() {
+    // Due at this very instant: expired from it on.
+    let due = with_hold(100, 60, HoldStatus::Held, NOW);
+    let plan = plan(decide(
+        &command(Route::Spend, vec![spend("alice", 100)]),
+        &due,
+    ));
+    assert_eq!(plan.expire, vec![7]);
+    assert_eq!(
+        decide(&command(Route::Capture, vec![capture(None, None)]), &due),
+        Err(Rejection::HoldNotActive {
+            status: HoldStatus::Expired
+        })
+    );
+    assert_eq!(
+        decide(&command(Route::Void, vec![void()]), &due),
+        Err(Rejection::HoldNotActive {
+            status: HoldStatus::Expired
+        })
+    );
+    assert_eq!(due.holds[0].seen_at(NOW).closed_at_ms, Some(NOW));
+}
+
+#[test]
+fn a_capture_spends_part_of_the_hold_and_releases_the_rest() {
+    let held = with_hold(100, 60, HoldStatus::Held, NOW + 1);
+    let plan = plan(decide(
+        &command(Route::Capture, vec![capture(Some(25), None)]),
+        &held,
+    ));
+    let closed = plan.close_hold.clone().expect("the hold closes");
+    assert_eq!(closed.status, HoldStatus::Captured);
+    assert_eq!(closed.captured_amount, 25);
+    assert_eq!(closed.closed_at_ms, Some(NOW));
+    let [entry] = plan.entries.as_slice() else {
+        panic!("one entry")
+    };
+    assert_eq!(entry.kind, EntryKind::Spend);
+    assert_eq!(entry.amount, 25);
+    assert_eq!(entry.hold, Some((7, HOLD.to_owned())));
+    assert_eq!(entry.reference_id.as_deref(), Some("order-1"));
+    match answer(Route::Capture, &recorded(&plan), Some(&closed), &plan.state) {
+        Some(Answer::Capture {
+            balance,
+            held,
+            available,
+            transaction,
+            ..
+        }) => {
+            assert_eq!((balance, held, available), (75, 0, 75));
+            assert_eq!(transaction.hold_id.as_deref(), Some(HOLD));
+        }
+        other => panic!("a capture answer, not {other:?}"),
+    }
+    // To another user: a TRANSFER, a DEBIT with them as counterparty.
+    let plan = plan_of(
+        &command(Route::Capture, vec![capture(None, Some("bob"))]),
+        &held,
+    );
+    assert_eq!(plan.entries[0].kind, EntryKind::Transfer);
+    assert_eq!(plan.entries[0].credit, AccountKey::user("bob", GOLD));
+    assert_eq!(plan.new_accounts, vec![AccountKey::user("bob", GOLD)]);
+}
+
+fn plan_of(command: &Command, facts: &Facts) -> Plan {
+    plan(decide(command, facts))
+}
+
+#[test]
+fn a_capture_is_refused_when_the_hold_is_missing_closed_exceeded_or_to_its_own_user() {
+    let held = with_hold(100, 60, HoldStatus::Held, NOW + 1);
+    assert_eq!(
+        decide(
+            &command(Route::Capture, vec![capture(None, None)]),
+            &facts(100)
+        ),
+        Err(Rejection::HoldNotFound)
+    );
+    assert_eq!(
+        decide(
+            &command(Route::Capture, vec![capture(Some(61), None)]),
+            &held
+        ),
+        Err(Rejection::CaptureExceedsHold { held: 60 })
+    );
+    assert_eq!(
+        decide(
+            &command(Route::Capture, vec![capture(None, Some("alice"))]),
+            &held
+        ),
+        Err(Rejection::TransferToSelf)
+    );
+    for status in [
+        HoldStatus::Captured,
+        HoldStatus::Voided,
+        HoldStatus::Expired,
+    ] {
+        let closed = with_hold(100, 60, status, NOW + 1);
+        assert_eq!(
+            decide(&command(Route::Capture, vec![capture(None, None)]), &closed),
+            Err(Rejection::HoldNotActive { status })
+        );
+        assert_eq!(
+            decide(&command(Route::Void, vec![void()]), &closed),
+            Err(Rejection::HoldNotActive { status })
+        );
+    }
+}
+
+#[test]
+fn a_void_releases_the_hold_and_writes_no_entry() {
+    let held = with_hold(100, 60, HoldStatus::Held, NOW + 1);
+    let plan = plan_of(&command(Route::Void, vec![void()]), &held);
+    assert!(plan.entries.is_empty());
+    let closed = plan.close_hold.clone().expect("the hold closes");
+    assert_eq!(closed.status, HoldStatus::Voided);
+    assert_eq!(closed.captured_amount, 0);
+    match answer(Route::Void, &[], Some(&closed), &plan.state) {
+        Some(Answer::Hold {
+            balance,
+            held,
+            available,
+            ..
+        }) => assert_eq!((balance, held, available), (100, 0, 100)),
+        other => panic!("a hold answer, not {other:?}"),
+    }
+}
+
+#[test]
+fn a_replayed_hold_answers_as_it_was_made_even_once_captured() {
+    let first = plan_of(
+        &command(Route::Hold, vec![hold_op("alice", 30, 60)]),
+        &facts(100),
+    );
+    let made = first
+        .new_hold
+        .as_ref()
+        .unwrap()
+        .recorded(7, HOLD.into(), &first.key, NOW);
+    let captured = HoldFact {
+        status: HoldStatus::Captured,
+        captured_amount: 30,
+        closed_at_ms: Some(NOW + 5),
+        ..made.clone()
+    };
+    let mut later = facts(70);
+    later.stored = Some(StoredRequest {
+        request: first.request.clone(),
+        entries: vec![],
+        hold: Some(captured),
+        state: first.state.clone(),
+    });
+    match decide(
+        &command(Route::Hold, vec![hold_op("alice", 30, 60)]),
+        &later,
+    ) {
+        Ok(Decision::Replay(Answer::Hold {
+            hold,
+            balance,
+            held,
+            ..
+        })) => {
+            assert_eq!(hold.status, HoldStatus::Held);
+            assert_eq!(hold.closed_at_ms, None);
+            assert_eq!((balance, held), (100, 30));
+        }
+        other => panic!("a replay, not {other:?}"),
+    }
+    // The same key for another expiry is another request.
+    match decide(
+        &command(Route::Hold, vec![hold_op("alice", 30, 61)]),
+        &later,
+    ) {
+        Err(Rejection::IdempotencyKeyReused { differing }) => {
+            assert_eq!(differing, vec!["expiresInSeconds".to_owned()])
+        }
+        other => panic!("a reuse, not {other:?}"),
+    }
 }

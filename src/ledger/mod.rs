@@ -43,6 +43,14 @@ pub enum Rejection {
     AssetExists,
     #[error("the ledger holds as many asset types as it may")]
     TooManyAssets,
+    #[error("no such hold")]
+    HoldNotFound,
+    #[error("the hold is {} and can no longer change", status.as_str())]
+    HoldNotActive { status: engine::HoldStatus },
+    #[error("the capture is more than the hold ({held})")]
+    CaptureExceedsHold { held: i64 },
+    #[error("the account has as many active holds as it may")]
+    TooManyHolds,
     /// The record behind a key could not be turned back into its answer: a
     /// file changed behind the service's back.
     #[error("the stored request for this key is unreadable")]

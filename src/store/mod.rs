@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 use crate::domain::{AssetRef, Cursor, EntryKind, KeyName, PageLimit, ReferenceId, UserId};
-use crate::ledger::engine::{AssetRow, Command, NewAsset, Outcome, UserEntry};
+use crate::ledger::engine::{
+    AssetRow, Command, HoldFact, HoldStatus, NewAsset, Outcome, UserEntry,
+};
 use crate::ledger::Rejection;
 
 pub use sqlite::keys::{ActiveKeyRow, KeyListing, KeySnapshot};
@@ -108,7 +110,7 @@ pub struct BalanceRow {
     pub asset_type_id: String,
     pub asset_name: String,
     pub balance: i64,
-    /// Set aside by holds; 0 until holds exist.
+    /// Set aside by active holds.
     pub held: i64,
     pub available: i64,
 }
@@ -121,6 +123,21 @@ pub struct HistoryQuery {
     pub reference_id: Option<ReferenceId>,
     pub limit: PageLimit,
     pub cursor: Option<Cursor>,
+}
+
+/// Filters and position of one page of a user's holds.
+#[derive(Debug, Clone)]
+pub struct HoldQuery {
+    pub status: Option<HoldStatus>,
+    pub asset: Option<AssetRef>,
+    pub limit: PageLimit,
+    pub cursor: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HoldPage {
+    pub items: Vec<HoldFact>,
+    pub next_cursor: Option<Cursor>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +209,10 @@ pub trait LedgerStore {
         query: HistoryQuery,
     ) -> impl std::future::Future<Output = Result<HistoryPage, LedgerError>>;
     fn transaction(&self, id: Uuid) -> Result<TransactionDetail, LedgerError>;
+    /// One hold as it stands now (a HELD hold past its expiry is EXPIRED).
+    fn hold(&self, id: Uuid) -> Result<HoldFact, LedgerError>;
+    /// A page of a user's holds, newest first, as they stand now.
+    fn holds(&self, user: &UserId, query: HoldQuery) -> Result<HoldPage, LedgerError>;
     /// Entries in the ledger (what `wallet bench` counts its 201s against).
     fn entry_count(&self) -> Result<u64, StorageError>;
     /// Whether the last write failed as storage: health answers 503.
@@ -248,6 +269,14 @@ impl Store {
 
     pub fn transaction(&self, id: Uuid) -> Result<TransactionDetail, LedgerError> {
         dispatch!(self, store => store.transaction(id))
+    }
+
+    pub fn hold(&self, id: Uuid) -> Result<HoldFact, LedgerError> {
+        dispatch!(self, store => store.hold(id))
+    }
+
+    pub fn holds(&self, user: &UserId, query: HoldQuery) -> Result<HoldPage, LedgerError> {
+        dispatch!(self, store => store.holds(user, query))
     }
 
     pub fn entry_count(&self) -> Result<u64, StorageError> {

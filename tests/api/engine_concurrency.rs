@@ -26,10 +26,10 @@ const ALL_ANSWERED_WITHIN: Duration = Duration::from_secs(60);
 
 /// One answer, read whole on a client thread.
 #[derive(Debug, Clone)]
-struct Answer {
-    status: u16,
-    replayed: bool,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) replayed: bool,
+    pub(crate) body: Value,
 }
 
 /// A client of its own: its own connection pool, so each thread talks to
@@ -67,7 +67,7 @@ fn post(client: &Client, url: &str, body: &Value) -> Answer {
 /// released together by one barrier; returns the answers in the order of
 /// `requests`. Fails the test if they are not all answered within
 /// `ALL_ANSWERED_WITHIN` (a deadlock, or a lost request).
-fn post_all_at_once(app: &TestApp, requests: Vec<(String, Value)>) -> Vec<Answer> {
+pub(crate) fn post_all_at_once(app: &TestApp, requests: Vec<(String, Value)>) -> Vec<Answer> {
     let count = requests.len();
     let start = Arc::new(Barrier::new(count));
     let (sender, receiver) = mpsc::channel();

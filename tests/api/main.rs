@@ -15,6 +15,7 @@ mod engine;
 mod engine_concurrency;
 mod faults;
 mod helpers;
+mod holds;
 mod hostile;
 mod idempotency;
 mod migration;

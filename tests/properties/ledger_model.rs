@@ -1097,6 +1097,10 @@ impl Model {
         let transactions: Vec<&UserEntry> = match answer {
             Answer::Entry { transaction, .. } => vec![&**transaction],
             Answer::Batch { transactions, .. } => transactions.iter().collect(),
+            // This model makes no holds (see `holds_model.rs`).
+            Answer::Hold { .. } | Answer::Capture { .. } => {
+                panic!("{request:?}: a hold's answer to a request that holds nothing: {answer:?}")
+            }
         };
         assert_eq!(
             transactions.len(),

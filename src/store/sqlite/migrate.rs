@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema.sql"),
     include_str!("../../../migrations/002_api_keys.sql"),
     include_str!("../../../migrations/003_engine.sql"),
+    include_str!("../../../migrations/004_holds.sql"),
 ];
 
 /// The version this binary writes and understands.

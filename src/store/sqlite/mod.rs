@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod files;
+pub mod holds;
 pub mod keys;
 pub mod migrate;
 pub mod open;
@@ -20,10 +21,10 @@ use rusqlite::{ErrorCode, OptionalExtension};
 use uuid::Uuid;
 
 use crate::domain::{EntryKind, Metadata, UserId};
-use crate::ledger::engine::{AssetRow, Command, NewAsset, Outcome};
+use crate::ledger::engine::{AssetRow, Command, HoldFact, NewAsset, Outcome};
 use crate::store::{
-    AssetOutcome, BalanceRow, HistoryPage, HistoryQuery, KeySnapshot, LedgerError, LedgerStore,
-    StorageError, TransactionDetail,
+    AssetOutcome, BalanceRow, HistoryPage, HistoryQuery, HoldPage, HoldQuery, KeySnapshot,
+    LedgerError, LedgerStore, StorageError, TransactionDetail,
 };
 
 pub type ReadPool = r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>;
@@ -243,6 +244,18 @@ impl LedgerStore for SqliteStore {
 
     fn transaction(&self, id: Uuid) -> Result<TransactionDetail, LedgerError> {
         self.read(|conn| reads::transaction(conn, &id.to_string()))
+    }
+
+    fn hold(&self, id: Uuid) -> Result<HoldFact, LedgerError> {
+        self.read(|conn| holds::hold(conn, &id.to_string(), now_ms()))
+    }
+
+    fn holds(&self, user: &UserId, query: HoldQuery) -> Result<HoldPage, LedgerError> {
+        // Bounded: at most `HISTORY_ROWS_EXAMINED_MAX` holds a page, and a
+        // time limit besides.
+        self.read(|conn| {
+            reads::within_time_limit(conn, |conn| holds::user_holds(conn, user, &query, now_ms()))
+        })
     }
 
     fn entry_count(&self) -> Result<u64, StorageError> {

@@ -78,20 +78,26 @@ pub fn balances(conn: &mut Connection, user: &UserId) -> Result<Vec<BalanceRow>,
     if accounts.iter().all(|account| account.account_id.is_none()) {
         return Err(Rejection::WalletNotFound.into());
     }
+    let now_ms = super::now_ms();
     let mut rows = Vec::with_capacity(accounts.len());
     for account in accounts {
-        let balance = match account.account_id {
-            Some(id) => super::latest_balance(&tx, id)?,
-            None => 0,
+        let (balance, held) = match account.account_id {
+            // `held` from the account's one row of totals, less the few
+            // holds due but not yet recorded expired: never a sum over the
+            // account's holds.
+            Some(id) => (
+                super::latest_balance(&tx, id)?,
+                super::holds::held_now(&tx, id, now_ms)?,
+            ),
+            None => (0, 0),
         };
         rows.push(BalanceRow {
             asset_symbol: account.asset_symbol,
             asset_type_id: account.asset_type_id,
             asset_name: account.asset_name,
             balance,
-            // No holds yet: nothing is set aside.
-            held: 0,
-            available: balance,
+            held,
+            available: balance - held,
         });
     }
     tx.commit()?;
@@ -176,7 +182,7 @@ pub fn history(
         // among the newest `window` postings, never more rows examined.
         let mut statement = tx.prepare_cached(if filtered {
             "SELECT p.entry_seq, e.id, e.kind, e.amount, p.delta, p.balance_after, r.key,
-                    e.reference_id, e.note, e.metadata, e.created_at, o.owner_id, rv.id
+                    e.reference_id, e.note, e.metadata, e.created_at, o.owner_id, rv.id, hh.id
                FROM (SELECT account_id, entry_seq, delta, balance_after FROM postings
                       WHERE account_id = ?1 AND entry_seq < ?2
                       ORDER BY entry_seq DESC LIMIT ?3) p
@@ -185,17 +191,19 @@ pub fn history(
                JOIN accounts o ON o.id = CASE WHEN e.debit_account_id = p.account_id
                                               THEN e.credit_account_id ELSE e.debit_account_id END
                LEFT JOIN ledger_entries rv ON rv.seq = e.reverses_seq
+               LEFT JOIN holds hh ON hh.seq = e.hold_seq
               WHERE (?4 IS NULL OR e.kind = ?4) AND (?5 IS NULL OR e.reference_id = ?5)
               ORDER BY p.entry_seq DESC"
         } else {
             "SELECT p.entry_seq, e.id, e.kind, e.amount, p.delta, p.balance_after, r.key,
-                    e.reference_id, e.note, e.metadata, e.created_at, o.owner_id, rv.id
+                    e.reference_id, e.note, e.metadata, e.created_at, o.owner_id, rv.id, hh.id
                FROM postings p
                JOIN ledger_entries e ON e.seq = p.entry_seq
                JOIN idempotency_records r ON r.id = e.request_id
                JOIN accounts o ON o.id = CASE WHEN e.debit_account_id = p.account_id
                                               THEN e.credit_account_id ELSE e.debit_account_id END
                LEFT JOIN ledger_entries rv ON rv.seq = e.reverses_seq
+               LEFT JOIN holds hh ON hh.seq = e.hold_seq
               WHERE p.account_id = ?1 AND p.entry_seq < ?2 AND ?4 IS NULL AND ?5 IS NULL
               ORDER BY p.entry_seq DESC
               LIMIT ?3"
@@ -243,7 +251,7 @@ pub fn history(
                         created_at_ms: row.get(10)?,
                         counterparty: row.get(11)?,
                         reverses: row.get(12)?,
-                        hold_id: None,
+                        hold_id: row.get(13)?,
                     })
                 },
             )?;
@@ -290,13 +298,14 @@ pub fn transaction(conn: &mut Connection, id: &str) -> Result<TransactionDetail,
         "SELECT e.id, e.kind, t.symbol, e.amount, d.owner_id, c.owner_id, rv.id,
                 coalesce((SELECT x.reversed_after FROM ledger_entries x
                            WHERE x.reverses_seq = e.seq ORDER BY x.seq DESC LIMIT 1), 0),
-                r.key, e.reference_id, e.note, e.metadata, e.created_at
+                r.key, e.reference_id, e.note, e.metadata, e.created_at, hh.id
            FROM ledger_entries e
            JOIN asset_types t ON t.id = e.asset_type_id
            JOIN accounts d ON d.id = e.debit_account_id
            JOIN accounts c ON c.id = e.credit_account_id
            JOIN idempotency_records r ON r.id = e.request_id
            LEFT JOIN ledger_entries rv ON rv.seq = e.reverses_seq
+           LEFT JOIN holds hh ON hh.seq = e.hold_seq
           WHERE e.id = ?1",
     )?
     .query_row([id], |row| {
@@ -309,7 +318,7 @@ pub fn transaction(conn: &mut Connection, id: &str) -> Result<TransactionDetail,
             credit: party(row.get(5)?),
             reverses: row.get(6)?,
             reversed_amount: row.get(7)?,
-            hold_id: None,
+            hold_id: row.get(13)?,
             idempotency_key: row.get(8)?,
             reference_id: row.get(9)?,
             note: row.get(10)?,
@@ -331,7 +340,7 @@ pub fn entries_of_request(
     let mut statement = conn.prepare_cached(
         "SELECT e.seq, e.id, e.kind, t.symbol, e.amount, d.owner_id, c.owner_id,
                 pd.balance_after, pc.balance_after, rv.id, rv.kind,
-                e.reference_id, e.note, e.metadata, e.created_at
+                e.reference_id, e.note, e.metadata, e.created_at, hh.id
            FROM ledger_entries e
            JOIN asset_types t ON t.id = e.asset_type_id
            JOIN accounts d ON d.id = e.debit_account_id
@@ -339,6 +348,7 @@ pub fn entries_of_request(
            JOIN postings pd ON pd.account_id = e.debit_account_id AND pd.entry_seq = e.seq
            JOIN postings pc ON pc.account_id = e.credit_account_id AND pc.entry_seq = e.seq
            LEFT JOIN ledger_entries rv ON rv.seq = e.reverses_seq
+           LEFT JOIN holds hh ON hh.seq = e.hold_seq
           WHERE e.request_id = ?1
           ORDER BY e.seq",
     )?;
@@ -361,6 +371,7 @@ pub fn entries_of_request(
             debit_balance_after: row.get(7)?,
             credit_balance_after: row.get(8)?,
             reverses,
+            hold_id: row.get(15)?,
             idempotency_key: key.to_owned(),
             reference_id: row.get(11)?,
             note: row.get(12)?,

@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -36,15 +36,16 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::files::FileWatch;
+use super::holds;
 use super::{latest_balance, parse_stored_kind};
-use crate::domain::{AssetRef, Caller, IdempotencyKey};
+use crate::domain::{AssetRef, Caller, IdempotencyKey, UserId};
 use crate::ledger::engine::{
-    self, AccountFact, AccountKey, AssetDecision, AssetFact, AssetRow, CanonicalRequest, Command,
-    Decision, EntryFact, Facts, NewAsset, Outcome, Owner, Party, Plan, RecordedEntry,
-    StoredRequest,
+    self, AccountFact, AccountKey, AnswerState, AssetDecision, AssetFact, AssetRow,
+    CanonicalRequest, Command, Decision, EntryFact, Facts, HoldFact, NewAsset, Outcome, Owner,
+    Party, Plan, RecordedEntry, StoredRequest,
 };
 use crate::ledger::Rejection;
-use crate::limits::WRITE_QUEUE_DEPTH_MAX;
+use crate::limits::{HOLD_EXPIRY_SWEEP_INTERVAL, HOLD_EXPIRY_SWEEP_MAX, WRITE_QUEUE_DEPTH_MAX};
 use crate::store::{AssetOutcome, LedgerError, StorageError};
 
 /// One piece of work for the writer, with where its answer goes.
@@ -63,6 +64,9 @@ enum Work {
         uses: Vec<(i64, i64)>,
         reply: oneshot::Sender<Result<(), LedgerError>>,
     },
+    /// The writer's own: record the expiry of holds that fell due. Nobody
+    /// waits for it; a hold counts nowhere from its expiry on either way.
+    ExpireHolds,
 }
 
 impl Work {
@@ -71,6 +75,7 @@ impl Work {
             Work::Command { reply, .. } => drop(reply.send(Err(error.into()))),
             Work::CreateAsset { reply, .. } => drop(reply.send(Err(error.into()))),
             Work::KeyUses { reply, .. } => drop(reply.send(Err(error.into()))),
+            Work::ExpireHolds => {}
         }
     }
 }
@@ -317,12 +322,14 @@ impl WriterClock {
 }
 
 fn run(writer: &mut WriterState, receiver: Receiver<Message>, batch_max: usize) {
-    let mut batch: Vec<Work> = Vec::with_capacity(batch_max);
+    let mut batch: Vec<Work> = Vec::with_capacity(batch_max + 1);
     let mut stopping = false;
+    let mut last_sweep = std::time::Instant::now();
     while !stopping {
-        match receiver.recv() {
+        match receiver.recv_timeout(HOLD_EXPIRY_SWEEP_INTERVAL) {
             Ok(Message::Work(work)) => batch.push(work),
-            Ok(Message::Stop) | Err(_) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
         }
         while batch.len() < batch_max {
             match receiver.try_recv() {
@@ -334,7 +341,15 @@ fn run(writer: &mut WriterState, receiver: Receiver<Message>, batch_max: usize) 
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        apply_batch(writer, &mut batch);
+        // At most once a sweep interval, busy or idle, the batch also
+        // records the expiry of holds that fell due.
+        if last_sweep.elapsed() >= HOLD_EXPIRY_SWEEP_INTERVAL {
+            last_sweep = std::time::Instant::now();
+            batch.push(Work::ExpireHolds);
+        }
+        if !batch.is_empty() {
+            apply_batch(writer, &mut batch);
+        }
     }
     // Nothing should follow a stop, but whatever did is applied, not dropped.
     while let Ok(message) = receiver.try_recv() {
@@ -419,6 +434,7 @@ enum Done {
     Command(Result<Outcome, Rejection>),
     Asset(Result<AssetOutcome, Rejection>),
     KeyUses,
+    Expired,
 }
 
 impl Done {
@@ -434,6 +450,7 @@ impl Done {
             (Done::KeyUses, Work::KeyUses { reply, .. }) => {
                 let _ = reply.send(Ok(()));
             }
+            (Done::Expired, Work::ExpireHolds) => {}
             (_, work) => work.refuse(StorageError::BatchRolledBack),
         }
     }
@@ -467,6 +484,10 @@ fn apply_in_one_transaction(
                 super::keys::record_last_used_in(conn, uses)?;
                 Done::KeyUses
             }
+            Work::ExpireHolds => {
+                holds::expire_due(conn, created_at_ms, HOLD_EXPIRY_SWEEP_MAX)?;
+                Done::Expired
+            }
         };
         results.push(done);
     }
@@ -489,34 +510,37 @@ fn apply_command(
     command: &Command,
     created_at_ms: i64,
 ) -> Result<Result<Outcome, Rejection>, StorageError> {
-    let (facts, mut account_ids) = read_facts(conn, assets, command)?;
+    let (facts, mut account_ids) = read_facts(conn, assets, command, created_at_ms)?;
     match engine::decide(command, &facts) {
         Err(rejection) => Ok(Err(rejection)),
         Ok(Decision::Replay(answer)) => Ok(Ok(Outcome::Replayed(answer))),
         Ok(Decision::Apply(plan)) => {
-            let entries = write_plan(conn, &plan, &mut account_ids, created_at_ms)?;
-            let answer = engine::answer(plan.route, &entries).ok_or_else(|| {
-                StorageError::Backend("a command that wrote no entry has no answer".into())
-            })?;
+            let (entries, hold) = write_plan(conn, &plan, &mut account_ids, created_at_ms)?;
+            let answer = engine::answer(plan.route, &entries, hold.as_ref(), &plan.state)
+                .ok_or_else(|| {
+                    StorageError::Backend("a command that wrote no entry has no answer".into())
+                })?;
             Ok(Ok(Outcome::Created(answer)))
         }
     }
 }
 
-/// Every fact `decide` needs for `command`, in this transaction, and the
-/// ids of the accounts among them.
+/// Every fact `decide` needs for `command`, in this transaction at the
+/// writer's clock `now_ms`, and the ids of the accounts among them.
 fn read_facts(
     conn: &Connection,
     assets: &mut AssetCache,
     command: &Command,
+    now_ms: i64,
 ) -> Result<(Facts, BTreeMap<AccountKey, i64>), StorageError> {
     let needs = engine::needs(command);
     let mut facts = Facts {
         stored: find_request(conn, command.caller, &command.key)?,
+        now_ms,
         ..Facts::default()
     };
     let mut account_ids: BTreeMap<AccountKey, i64> = BTreeMap::new();
-    let mut accounts: BTreeMap<AccountKey, i64> = BTreeMap::new();
+    let mut accounts: BTreeMap<AccountKey, AccountFact> = BTreeMap::new();
     let add_asset = |facts: &mut Facts, asset: &ResolvedAsset| {
         if !facts.assets.iter().any(|known| known.id == asset.id) {
             facts.assets.push(AssetFact {
@@ -536,6 +560,19 @@ fn read_facts(
         // A replay or a reuse: the canonical request needs only the assets.
         return Ok((facts, account_ids));
     }
+    // An account already read, or read now with what it holds.
+    let mut read_account = |accounts: &mut BTreeMap<AccountKey, AccountFact>,
+                            key: &AccountKey,
+                            account_id: i64,
+                            balance: Option<i64>| {
+        if accounts.contains_key(key) {
+            return Ok::<(), StorageError>(());
+        }
+        let account = account_fact(conn, key.clone(), account_id, balance, now_ms)?;
+        accounts.insert(key.clone(), account);
+        account_ids.insert(key.clone(), account_id);
+        Ok(())
+    };
     for id in &needs.entries {
         let Some((entry, debit_id, credit_id)) = find_entry(conn, &id.to_string())? else {
             continue;
@@ -547,34 +584,50 @@ fn read_facts(
             treasuries.push(resolved.clone());
         }
         for (key, account_id) in [(&entry.debit, debit_id), (&entry.credit, credit_id)] {
-            if !accounts.contains_key(key) {
-                accounts.insert(key.clone(), latest_balance(conn, account_id)?);
-                account_ids.insert(key.clone(), account_id);
-            }
+            read_account(&mut accounts, key, account_id, None)?;
         }
         facts.entries.push(entry);
     }
-    for treasury in &treasuries {
-        let key = AccountKey::treasury(&treasury.id);
-        if !accounts.contains_key(&key) {
-            accounts.insert(
-                key.clone(),
-                latest_balance(conn, treasury.treasury_account)?,
-            );
-            account_ids.insert(key, treasury.treasury_account);
-        }
-    }
-    for (user, asset) in &needs.user_accounts {
-        let Some(resolved) = assets.resolve(conn, asset)? else {
+    let mut recipients: Vec<(UserId, String)> = Vec::new();
+    for (id, to) in &needs.holds {
+        let Some((hold, account_id)) = holds::by_id(conn, &id.to_string())? else {
             continue;
         };
-        let key = AccountKey::user(user.as_str(), &resolved.id);
+        if let Some(resolved) =
+            assets.resolve(conn, &AssetRef::Symbol(hold.asset_symbol.clone()))?
+        {
+            add_asset(&mut facts, resolved);
+            treasuries.push(resolved.clone());
+        }
+        let key = AccountKey::user(&hold.user, &hold.asset_id);
+        read_account(&mut accounts, &key, account_id, None)?;
+        if let Some(to) = to {
+            recipients.push((to.clone(), hold.asset_id.clone()));
+        }
+        facts.holds.push(hold);
+    }
+    for treasury in &treasuries {
+        let key = AccountKey::treasury(&treasury.id);
+        read_account(&mut accounts, &key, treasury.treasury_account, None)?;
+    }
+    let mut user_accounts: Vec<(&str, String)> = Vec::new();
+    for (user, asset) in &needs.user_accounts {
+        if let Some(resolved) = assets.resolve(conn, asset)? {
+            user_accounts.push((user.as_str(), resolved.id.clone()));
+        }
+    }
+    user_accounts.extend(
+        recipients
+            .iter()
+            .map(|(to, asset_id)| (to.as_str(), asset_id.clone())),
+    );
+    for (user, asset_id) in user_accounts {
+        let key = AccountKey::user(user, &asset_id);
         if accounts.contains_key(&key) {
             continue;
         }
-        if let Some(account) = find_user_account(conn, user.as_str(), &resolved.id)? {
-            accounts.insert(key.clone(), account.balance);
-            account_ids.insert(key, account.id);
+        if let Some(account) = find_user_account(conn, user, &asset_id)? {
+            read_account(&mut accounts, &key, account.id, Some(account.balance))?;
         }
     }
     for user in &needs.wallets {
@@ -593,21 +646,46 @@ fn read_facts(
             facts.users_with_wallet.push(user.as_str().to_owned());
         }
     }
-    facts.accounts = accounts
-        .into_iter()
-        .map(|(key, balance)| AccountFact { key, balance })
-        .collect();
+    facts.accounts = accounts.into_values().collect();
     Ok((facts, account_ids))
 }
 
-/// Writes a decided plan: the accounts it opens, its idempotency record,
-/// its entries and their postings, in order. Only storage can fail here.
+/// An account with its balance and, for a user's, what its holds set aside
+/// at `now_ms`.
+fn account_fact(
+    conn: &Connection,
+    key: AccountKey,
+    account_id: i64,
+    balance: Option<i64>,
+    now_ms: i64,
+) -> Result<AccountFact, StorageError> {
+    let balance = match balance {
+        Some(balance) => balance,
+        None => latest_balance(conn, account_id)?,
+    };
+    let mut account = AccountFact::new(key, balance);
+    if matches!(account.key.owner, Owner::User(_)) {
+        let (held, active, due) = holds::account_held(conn, account_id, now_ms)?;
+        account.held = held;
+        account.active_holds = active;
+        account.due = due;
+    }
+    Ok(account)
+}
+
+/// Writes a decided plan, in the order `Plan` gives: a hold is closed or
+/// made before the entries, so the schema's checks on held money see the
+/// hold's release first. Only storage can fail here. Returns the entries
+/// and the hold as written.
 fn write_plan(
     conn: &Connection,
     plan: &Plan,
     account_ids: &mut BTreeMap<AccountKey, i64>,
     created_at_ms: i64,
-) -> Result<Vec<RecordedEntry>, StorageError> {
+) -> Result<(Vec<RecordedEntry>, Option<HoldFact>), StorageError> {
+    for seq in &plan.expire {
+        holds::expire(conn, *seq)?;
+    }
     for key in &plan.new_accounts {
         let Owner::User(user) = &key.owner else {
             return Err(StorageError::Backend("the engine opened a Treasury".into()));
@@ -616,8 +694,9 @@ fn write_plan(
         account_ids.insert(key.clone(), id);
     }
     conn.prepare_cached(
-        "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at,
+                                          hold_seq, answer_state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         plan.caller.stored_id(),
@@ -625,13 +704,60 @@ fn write_plan(
         plan.request.to_json(),
         plan.entries.len() as i64,
         created_at_ms,
+        plan.close_hold.as_ref().map(|hold| hold.seq),
+        plan.state.to_json(),
     ])?;
     let request_id = conn.last_insert_rowid();
+    let mut hold = None;
+    if let Some(closed) = &plan.close_hold {
+        let changed = conn
+            .prepare_cached(
+                "UPDATE holds SET status = ?2, captured_amount = ?3, closed_at = ?4
+                  WHERE seq = ?1 AND status = 'HELD'",
+            )?
+            .execute(params![
+                closed.seq,
+                closed.status.as_str(),
+                closed.captured_amount,
+                created_at_ms
+            ])?;
+        if changed != 1 {
+            return Err(StorageError::Backend(
+                "the hold the engine closed was not HELD".into(),
+            ));
+        }
+        hold = Some(closed.clone());
+    }
+    if let Some(new) = &plan.new_hold {
+        let account = account_ids.get(&new.account).copied().ok_or_else(|| {
+            StorageError::Backend(format!("no account id for {:?}", new.account).into())
+        })?;
+        let id = entry_id_at(created_at_ms);
+        conn.prepare_cached(
+            "INSERT INTO holds (id, account_id, user_id, asset_type_id, amount, status, request_id,
+                                reference_id, note, metadata, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'HELD', ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            id,
+            account,
+            new.user,
+            new.account.asset_id,
+            new.amount,
+            request_id,
+            new.reference_id,
+            new.note,
+            new.metadata.as_ref().map(|m| m.to_json()),
+            new.expires_at_ms,
+            created_at_ms,
+        ])?;
+        hold = Some(new.recorded(conn.last_insert_rowid(), id, &plan.key, created_at_ms));
+    }
     let mut insert_entry = conn.prepare_cached(
         "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id, credit_account_id,
                                      amount, request_id, reference_id, note, metadata,
-                                     reverses_seq, reversed_after, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                     reverses_seq, reversed_after, hold_seq, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     let mut insert_posting = conn.prepare_cached(
         "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (?1, ?2, ?3, ?4)",
@@ -662,6 +788,7 @@ fn write_plan(
             entry.metadata.as_ref().map(|m| m.to_json()),
             entry.reverses.as_ref().map(|r| r.seq),
             entry.reverses.as_ref().map(|r| r.reversed_after),
+            entry.hold.as_ref().map(|(seq, _)| *seq),
             created_at_ms,
         ])?;
         let seq = conn.last_insert_rowid();
@@ -677,9 +804,13 @@ fn write_plan(
             entry.amount,
             entry.credit_balance_after
         ])?;
-        recorded.push(entry.recorded(seq, entry_id, &plan.key, created_at_ms));
+        let entry = entry.recorded(seq, entry_id, &plan.key, created_at_ms);
+        if let Some(hold) = hold.as_mut().filter(|_| entry.hold_id.is_some()) {
+            hold.captured_by = Some(entry.id.clone());
+        }
+        recorded.push(entry);
     }
-    Ok(recorded)
+    Ok((recorded, hold))
 }
 
 /// `POST /assets`: decided by the engine against the catalogue, then the
@@ -748,20 +879,34 @@ fn find_request(
     caller: Caller,
     key: &IdempotencyKey,
 ) -> Result<Option<StoredRequest>, StorageError> {
-    let found: Option<(i64, String)> = conn
+    type Found = (i64, String, Option<i64>, Option<String>);
+    let found: Option<Found> = conn
         .prepare_cached(
-            "SELECT id, request FROM idempotency_records WHERE caller_id = ?1 AND key = ?2",
+            "SELECT id, request, hold_seq, answer_state FROM idempotency_records
+              WHERE caller_id = ?1 AND key = ?2",
         )?
         .query_row(params![caller.stored_id(), key.as_str()], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })
         .optional()?;
-    let Some((request_id, request)) = found else {
+    let Some((request_id, request, hold_seq, state)) = found else {
         return Ok(None);
     };
     let request = CanonicalRequest::from_json(request);
     let entries = super::reads::entries_of_request(conn, request_id, key.as_str())?;
-    Ok(Some(StoredRequest { request, entries }))
+    // A capture or void names its hold; a hold's creation is found by the
+    // hold that names it.
+    let hold = match hold_seq {
+        Some(seq) => holds::by_seq(conn, seq)?,
+        None if state.is_some() => holds::made_by_request(conn, request_id)?,
+        None => None,
+    };
+    Ok(Some(StoredRequest {
+        request,
+        entries,
+        hold,
+        state: AnswerState::from_json(state.as_deref()),
+    }))
 }
 
 /// An entry to reverse, by id, with its two accounts' ids.
