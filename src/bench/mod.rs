@@ -112,12 +112,20 @@ pub enum Scenario {
     Transfer,
     /// `POST /batch` of 10 transfers of 1 from one user to ten others.
     Batch,
+    /// A hold of 1, then its capture: two requests, one entry.
+    Hold,
+    /// GET balance of one user with 1000 active holds (beside `read`, it
+    /// shows `held` costs the same however many holds there are).
+    HeldRead,
 }
 
 impl Scenario {
     /// Whether the scenario posts entries (every run also funds its users).
     fn writes(self) -> bool {
-        !matches!(self, Scenario::Read | Scenario::History)
+        !matches!(
+            self,
+            Scenario::Read | Scenario::History | Scenario::HeldRead
+        )
     }
 
     fn name(self) -> &'static str {
@@ -130,21 +138,53 @@ impl Scenario {
             Scenario::Mixed => "mixed",
             Scenario::Transfer => "transfer",
             Scenario::Batch => "batch",
+            Scenario::Hold => "hold",
+            Scenario::HeldRead => "held-read",
         }
     }
 
-    /// Ledger entries one write answered 201 makes.
-    fn entries_per_write(name: &str) -> u64 {
+    /// Ledger entries made by a scenario whose writes were answered 201
+    /// `created` times: a batch makes ten, a hold none and its capture one.
+    fn entries_made(name: &str, created: u64) -> u64 {
         if name == Scenario::Batch.name() {
-            BATCH_TRANSFERS
+            created * BATCH_TRANSFERS
+        } else if name == Scenario::Hold.name() {
+            created / 2
         } else {
-            1
+            created
         }
     }
 }
 
 /// Operations in one `batch` scenario request.
 const BATCH_TRANSFERS: u64 = 10;
+/// The user whose balance `held-read` reads, and how many holds it has.
+const HELD_READ_USER: u32 = 0;
+const HELD_READ_HOLDS: u32 = 1000;
+
+/// Gives `user` `HELD_READ_HOLDS` active holds of 1 GOLD (lasting 7 days),
+/// as many as one account may have.
+async fn hold_many(
+    addr: SocketAddr,
+    api_key: Option<&str>,
+    user: &str,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let mut connection = Connection::open(addr, api_key).await?;
+    for _ in 0..HELD_READ_HOLDS {
+        let response = connection
+            .post_json(&format!("/wallets/{user}/holds"), &hold_body(604_800))
+            .await?;
+        if response.status != 201 {
+            failures.push(format!(
+                "held-read: a set-up hold was answered {}",
+                response.status
+            ));
+            break;
+        }
+    }
+    Ok(())
+}
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let transfers = args
@@ -305,8 +345,10 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
             + results
                 .iter()
                 .map(|result| {
-                    result.statuses.get(&201).copied().unwrap_or(0)
-                        * Scenario::entries_per_write(&result.scenario)
+                    Scenario::entries_made(
+                        &result.scenario,
+                        result.statuses.get(&201).copied().unwrap_or(0),
+                    )
                 })
                 .sum::<u64>();
         scenarios.extend(results);
@@ -384,6 +426,9 @@ fn drive(
         let mut expected = fund(addr, api_key, users, connections, failures).await?;
         let mut results = Vec::new();
         for &scenario in &args.scenarios {
+            if scenario == Scenario::HeldRead {
+                hold_many(addr, api_key, &users.name(HELD_READ_USER), failures).await?;
+            }
             let load = Load {
                 scenario,
                 addr,
@@ -557,6 +602,7 @@ enum Operation {
     Topup,
     Transfer,
     Batch,
+    HoldThenCapture,
 }
 
 impl Load<'_> {
@@ -596,6 +642,32 @@ impl Load<'_> {
                         .post_json("/batch", &batch_body(self.users, user))
                         .await
                 }
+                Operation::HoldThenCapture => {
+                    let held = connection
+                        .post_json(&format!("/wallets/{name}/holds"), &hold_body(900))
+                        .await;
+                    match held {
+                        Ok(response) if response.status == 201 => {
+                            // The hold is its own request: counted, then its capture.
+                            *tally.statuses.entry(201).or_default() += 1;
+                            match hold_id_of(&response.body) {
+                                Some(id) => {
+                                    connection
+                                        .post_json(
+                                            &format!("/holds/{id}/capture"),
+                                            &format!(
+                                                r#"{{"idempotencyKey":"{}"}}"#,
+                                                Uuid::new_v4()
+                                            ),
+                                        )
+                                        .await
+                                }
+                                None => Ok(response),
+                            }
+                        }
+                        other => other,
+                    }
+                }
             };
             let latency = started.elapsed();
             match answer {
@@ -606,7 +678,9 @@ impl Load<'_> {
                     *tally.statuses.entry(response.status).or_default() += 1;
                     if response.status == 201 {
                         match operation {
-                            Operation::Spend => tally.balance_deltas[user as usize] -= 1,
+                            Operation::Spend | Operation::HoldThenCapture => {
+                                tally.balance_deltas[user as usize] -= 1
+                            }
                             Operation::Transfer => {
                                 tally.balance_deltas[user as usize] -= 1;
                                 tally.balance_deltas[self.users.next_after(user, 1) as usize] += 1;
@@ -643,6 +717,8 @@ impl Load<'_> {
             Scenario::History => (Operation::History, user),
             Scenario::Transfer => (Operation::Transfer, user),
             Scenario::Batch => (Operation::Batch, user),
+            Scenario::Hold => (Operation::HoldThenCapture, user),
+            Scenario::HeldRead => (Operation::Read, HELD_READ_USER),
             Scenario::Mixed => match random.next() % 100 {
                 0..70 => (Operation::Read, user),
                 70..95 => (Operation::Spend, user),
@@ -685,6 +761,19 @@ fn batch_body(users: &Users, user: u32) -> String {
         Uuid::new_v4(),
         operations.join(",")
     )
+}
+
+/// A hold of 1 GOLD for `seconds` under a fresh random key.
+fn hold_body(seconds: u32) -> String {
+    format!(
+        r#"{{"asset":"GOLD","amount":1,"expiresInSeconds":{seconds},"idempotencyKey":"{}"}}"#,
+        Uuid::new_v4()
+    )
+}
+
+fn hold_id_of(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value["data"]["hold"]["id"].as_str().map(str::to_owned)
 }
 
 fn balance_of(body: &[u8]) -> Option<i64> {

@@ -253,3 +253,32 @@ fn bad_bench_settings_fail_in_one_line() {
         assert!(line.starts_with("wallet: "), "{args:?}: {line}");
     }
 }
+
+/// Goal: the hold scenario (a hold, then its capture) and the balance read
+/// of a user with 1000 active holds run clean: every answer 2xx, the
+/// ledger holds exactly one entry per capture, balances and the audit agree.
+#[test]
+fn the_hold_and_held_read_scenarios_run_clean_and_the_ledger_stays_exact() {
+    let report = bench(&[
+        "--duration",
+        "300ms",
+        "--users",
+        "4",
+        "--connections",
+        "2",
+        "--scenarios",
+        "hold,held-read",
+        "--startup-runs",
+        "0",
+    ]);
+    assert_eq!(report["failures"], Value::Array(vec![]), "{report:#}");
+    let scenarios = report["scenarios"].as_array().unwrap();
+    let names: Vec<&str> = scenarios
+        .iter()
+        .map(|result| result["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hold", "held-read"]);
+    assert!(count(&scenarios[0], "201") >= 2, "{report:#}");
+    assert!(count(&scenarios[1], "200") > 0, "{report:#}");
+    assert_eq!(report["audited"], true);
+}

@@ -29,7 +29,9 @@ const WORKLOAD_TIME_MAX: Duration = Duration::from_secs(30);
 /// and body again. `operation` is `topup`, `bonus`, `spend`, `transfer` (to
 /// `to`), `batch` (a topup of `amount` to `user`, then a transfer of it to
 /// `to`, in one step) or `reverse` (all of the topup `reverses` made to
-/// `user`, of `amount`).
+/// `user`, of `amount`), `hold` (of `amount` on `user`), `capture` (all of
+/// the hold `hold`, of `amount` on `user`, to the Treasury) or `void` (of
+/// the hold `hold`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Op {
     pub operation: &'static str,
@@ -38,6 +40,7 @@ pub(crate) struct Op {
     pub key: String,
     pub to: Option<String>,
     pub reverses: Option<String>,
+    pub hold: Option<String>,
 }
 
 impl Op {
@@ -49,6 +52,16 @@ impl Op {
             key,
             to: None,
             reverses: None,
+            hold: None,
+        }
+    }
+
+    /// The status of its first, new answer: a void answers 200.
+    pub fn created_status(&self) -> u16 {
+        if self.operation == "void" {
+            200
+        } else {
+            201
         }
     }
 
@@ -56,6 +69,12 @@ impl Op {
         match (self.operation, &self.reverses) {
             ("batch", _) => "/batch".to_owned(),
             ("reverse", Some(id)) => format!("/transactions/{id}/reverse"),
+            ("hold", _) => format!("/wallets/{}/holds", self.user),
+            ("capture" | "void", _) => format!(
+                "/holds/{}/{}",
+                self.hold.as_deref().unwrap_or_default(),
+                self.operation
+            ),
             _ => format!("/wallets/{}/{}", self.user, self.operation),
         }
     }
@@ -69,17 +88,20 @@ impl Op {
                 {"type": "transfer", "userId": self.user, "to": self.to, "asset": "GOLD",
                  "amount": self.amount},
             ]}),
-            "reverse" => json!({"idempotencyKey": self.key}),
+            "reverse" | "capture" | "void" => json!({"idempotencyKey": self.key}),
+            "hold" => json!({"asset": "GOLD", "amount": self.amount, "idempotencyKey": self.key,
+                              "expiresInSeconds": 600}),
             _ => json!({"asset": "GOLD", "amount": self.amount, "idempotencyKey": self.key}),
         }
     }
 
     /// The ledger entries this request makes when applied.
     pub fn entries(&self) -> i64 {
-        if self.operation == "batch" {
-            2
-        } else {
-            1
+        match self.operation {
+            "batch" => 2,
+            // Holding and voiding write no entry.
+            "hold" | "void" => 0,
+            _ => 1,
         }
     }
 
@@ -88,7 +110,8 @@ impl Op {
         let amount = i64::try_from(self.amount).expect("small amounts");
         let to = self.to.as_deref().unwrap_or_default();
         match self.operation {
-            "spend" | "reverse" => vec![(self.user.as_str(), -amount)],
+            "spend" | "reverse" | "capture" => vec![(self.user.as_str(), -amount)],
+            "hold" | "void" => vec![],
             "transfer" => vec![(self.user.as_str(), -amount), (to, amount)],
             "batch" => vec![(to, amount)],
             _ => vec![(self.user.as_str(), amount)],
@@ -216,6 +239,9 @@ impl Workload {
                     // This thread's acknowledged topups not reversed yet:
                     // (transaction id, user, amount).
                     let mut reversible: Vec<(String, String, u64)> = Vec::new();
+                    // This thread's acknowledged holds not closed yet:
+                    // (hold id, user, amount).
+                    let mut open_holds: Vec<(String, String, u64)> = Vec::new();
                     for i in 0..OPS_PER_THREAD_MAX {
                         if Instant::now() > deadline {
                             break;
@@ -224,8 +250,10 @@ impl Workload {
                         let other = &users[(thread * 7 + i + 1) % users.len()];
                         let amount = 1 + ((thread * 31 + i * 17) % 50) as u64;
                         let key = format!("{tag}-t{thread}-{i}");
-                        let operation = ["topup", "spend", "bonus", "transfer", "batch", "reverse"]
-                            [(thread + i) % 6];
+                        let operation = [
+                            "topup", "spend", "bonus", "transfer", "batch", "reverse", "hold",
+                            "capture", "hold", "void",
+                        ][(thread + i) % 10];
                         let op = match operation {
                             "transfer" | "batch" if other != user => Op {
                                 to: Some(other.clone()),
@@ -238,6 +266,13 @@ impl Workload {
                                 },
                                 None => Op::entry("topup", user, amount, key),
                             },
+                            "capture" | "void" => match open_holds.pop() {
+                                Some((id, held_user, held_amount)) => Op {
+                                    hold: Some(id),
+                                    ..Op::entry(operation, &held_user, held_amount, key)
+                                },
+                                None => Op::entry("hold", user, amount, key),
+                            },
                             "transfer" | "batch" => Op::entry("topup", user, amount, key),
                             _ => Op::entry(operation, user, amount, key),
                         };
@@ -249,6 +284,15 @@ impl Workload {
                         match reply {
                             Ok(reply) if reply.is_success() => {
                                 let data = reply.data();
+                                if op.operation == "hold" {
+                                    if let Some(id) = data["hold"]["id"].as_str() {
+                                        open_holds.push((
+                                            id.to_owned(),
+                                            op.user.clone(),
+                                            op.amount,
+                                        ));
+                                    }
+                                }
                                 if op.operation == "topup" {
                                     if let Some(id) = data["transaction"]["id"].as_str() {
                                         reversible.push((
@@ -380,6 +424,36 @@ pub(crate) fn balance_mismatches(
         .collect()
 }
 
+/// Every acknowledged capture and void left its hold CAPTURED or VOIDED,
+/// never the other: no hold is both captured and released.
+pub(crate) fn hold_problems(app: &TestApp, acked: &[(Op, Value)]) -> Vec<String> {
+    let mut closed: HashMap<&str, &str> = HashMap::new();
+    let mut problems = Vec::new();
+    for (op, _) in acked {
+        let (Some(id), status) = (op.hold.as_deref(), op.operation) else {
+            continue;
+        };
+        let expected = if status == "capture" {
+            "CAPTURED"
+        } else {
+            "VOIDED"
+        };
+        if let Some(other) = closed.insert(id, expected) {
+            problems.push(format!(
+                "hold {id} acknowledged as {other} and as {expected}"
+            ));
+        }
+        let read = app.get(&format!("/holds/{id}"));
+        if read.body["data"]["status"] != expected {
+            problems.push(format!(
+                "hold {id}: {expected} acknowledged, reads {:?}",
+                read.body
+            ));
+        }
+    }
+    problems
+}
+
 pub(crate) fn assert_verify_passes(db_path: &Path) {
     if let Some(failure) = verify_failure(db_path) {
         panic!("{failure}");
@@ -442,7 +516,9 @@ fn acknowledged_writes_survive_three_sigkills_and_retries_write_at_most_once() {
         for op in tally.unanswered {
             let reply = send(&app.client, &app.address, &op).expect("a retry is answered");
             match (reply.status, reply.replayed) {
-                (201, false) => created_by_retries += op.entries(),
+                (status, false) if status == op.created_status() => {
+                    created_by_retries += op.entries()
+                }
                 (200, true) => {}
                 _ => panic!("cycle {cycle}: the retry of {op:?} got {reply:?}"),
             }
@@ -461,6 +537,8 @@ fn acknowledged_writes_survive_three_sigkills_and_retries_write_at_most_once() {
         );
         assert_verify_passes(&db_path);
         assert_balances_match(&app, &users, &acked);
+        let holds = hold_problems(&app, &acked);
+        assert!(holds.is_empty(), "cycle {cycle}: {holds:?}");
     }
     // The retried requests of the last cycle replay too.
     assert_all_replay(&app, &acked);

@@ -13,8 +13,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::crash::{
-    balance_mismatches, entries_of, open_wallets, replay_problem, send, users, verify_failure,
-    Workload,
+    balance_mismatches, entries_of, hold_problems, open_wallets, replay_problem, send, users,
+    verify_failure, Workload,
 };
 use crate::helpers::{TestApp, SEED_ENTRIES};
 
@@ -92,7 +92,8 @@ fn crash_loop() {
         for op in tally.unanswered {
             match send(&app.client, &app.address, &op) {
                 Ok(reply)
-                    if matches!((reply.status, reply.replayed), (201, false) | (200, true)) =>
+                    if (reply.status, reply.replayed) == (op.created_status(), false)
+                        || (reply.status, reply.replayed) == (200, true) =>
                 {
                     acked.push((op, reply.data()));
                 }
@@ -107,6 +108,7 @@ fn crash_loop() {
             ));
         }
         problems.extend(balance_mismatches(&app, &users, &acked));
+        problems.extend(hold_problems(&app, &acked));
         problems.extend(verify_failure(&db_path));
         for problem in problems {
             eprintln!("cycle {cycle} (killed after {delay_ms} ms): {problem}");

@@ -3,6 +3,7 @@
 //!
 //! Each runs a few dozen cases in `cargo test`; `PROPTEST_CASES=N` runs N.
 
+mod holds_model;
 mod input;
 mod ledger_model;
 

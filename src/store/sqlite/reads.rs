@@ -73,12 +73,20 @@ pub fn asset_by_symbol(conn: &Connection, symbol: &str) -> rusqlite::Result<Opti
 
 /// Every asset's balance for `user`, 0 where the user has no account in it.
 pub fn balances(conn: &mut Connection, user: &UserId) -> Result<Vec<BalanceRow>, LedgerError> {
+    balances_at(conn, user, super::now_ms())
+}
+
+/// As `balances`, with holds counted as they stand at `now_ms`.
+pub fn balances_at(
+    conn: &mut Connection,
+    user: &UserId,
+    now_ms: i64,
+) -> Result<Vec<BalanceRow>, LedgerError> {
     let tx = conn.transaction()?;
     let accounts = user_accounts(&tx, user)?;
     if accounts.iter().all(|account| account.account_id.is_none()) {
         return Err(Rejection::WalletNotFound.into());
     }
-    let now_ms = super::now_ms();
     let mut rows = Vec::with_capacity(accounts.len());
     for account in accounts {
         let (balance, held) = match account.account_id {

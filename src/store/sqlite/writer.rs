@@ -120,6 +120,17 @@ impl Writer {
     /// connection to the file. It commits up to `batch_max` queued commands
     /// together; 1 commits each alone.
     pub fn start(conn: Connection, batch_max: usize) -> std::io::Result<Writer> {
+        Writer::start_with_clock(conn, batch_max, Arc::new(std::time::SystemTime::now))
+    }
+
+    /// As `start`, with the writer's time read from `clock`: what tests use
+    /// to move time (a hold's expiry) at will. The writer still never lets
+    /// its own clock go back.
+    pub fn start_with_clock(
+        conn: Connection,
+        batch_max: usize,
+        clock: ClockSource,
+    ) -> std::io::Result<Writer> {
         let batch_max = batch_max.clamp(1, WRITE_QUEUE_DEPTH_MAX);
         let (sender, receiver) = mpsc::sync_channel(WRITE_QUEUE_DEPTH_MAX);
         let status = Arc::new(WriterStatus::default());
@@ -144,7 +155,10 @@ impl Writer {
                         assets: AssetCache::default(),
                         watch,
                         status: thread_status,
-                        clock: WriterClock::default(),
+                        clock: WriterClock {
+                            last_ms: 0,
+                            source: clock,
+                        },
                         files_lost: false,
                     };
                     run(&mut writer, receiver, batch_max);
@@ -300,14 +314,27 @@ impl WriterState {
 /// The writer's clock: milliseconds since the epoch, never going backwards
 /// (a clock stepped back does not reorder entries), and no time at all while
 /// the system clock reads before 1970.
-#[derive(Default)]
 struct WriterClock {
     last_ms: i64,
+    source: ClockSource,
+}
+
+/// Where the writer reads the time: the system clock, but for tests.
+pub type ClockSource = Arc<dyn Fn() -> std::time::SystemTime + Send + Sync>;
+
+impl Default for WriterClock {
+    fn default() -> WriterClock {
+        WriterClock {
+            last_ms: 0,
+            source: Arc::new(std::time::SystemTime::now),
+        }
+    }
 }
 
 impl WriterClock {
     fn now_ms(&mut self) -> Result<i64, StorageError> {
-        self.read(std::time::SystemTime::now())
+        let now = (self.source)();
+        self.read(now)
     }
 
     fn read(&mut self, now: std::time::SystemTime) -> Result<i64, StorageError> {
