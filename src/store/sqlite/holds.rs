@@ -100,7 +100,7 @@ pub fn account_held(
 
 /// An account's holds stored HELD whose expiry has come at `now_ms`
 /// (`expires_at <= now`, as `has_expired` says).
-fn due_in_account(
+pub fn due_in_account(
     conn: &Connection,
     account_id: i64,
     now_ms: i64,

@@ -591,11 +591,11 @@ fn read_facts(
     let mut read_account = |accounts: &mut BTreeMap<AccountKey, AccountFact>,
                             key: &AccountKey,
                             account_id: i64,
-                            balance: Option<i64>| {
+                            known: Option<(i64, i64, i64)>| {
         if accounts.contains_key(key) {
             return Ok::<(), StorageError>(());
         }
-        let account = account_fact(conn, key.clone(), account_id, balance, now_ms)?;
+        let account = account_fact(conn, key.clone(), account_id, known, now_ms)?;
         accounts.insert(key.clone(), account);
         account_ids.insert(key.clone(), account_id);
         Ok(())
@@ -654,7 +654,12 @@ fn read_facts(
             continue;
         }
         if let Some(account) = find_user_account(conn, user, &asset_id)? {
-            read_account(&mut accounts, &key, account.id, Some(account.balance))?;
+            read_account(
+                &mut accounts,
+                &key,
+                account.id,
+                Some((account.balance, account.held, account.active_holds)),
+            )?;
         }
     }
     for user in &needs.wallets {
@@ -678,26 +683,37 @@ fn read_facts(
 }
 
 /// An account with its balance and, for a user's, what its holds set aside
-/// at `now_ms`.
+/// at `now_ms`; `known` is its (balance, held, active holds) when already
+/// read, so the common spend reads its account in one statement.
 fn account_fact(
     conn: &Connection,
     key: AccountKey,
     account_id: i64,
-    balance: Option<i64>,
+    known: Option<(i64, i64, i64)>,
     now_ms: i64,
 ) -> Result<AccountFact, StorageError> {
-    let balance = match balance {
-        Some(balance) => balance,
-        None => latest_balance(conn, account_id)?,
+    let is_user = matches!(key.owner, Owner::User(_));
+    let (balance, held, active, due) = match known {
+        Some((balance, held, active)) => {
+            let due = if active > 0 {
+                holds::due_in_account(conn, account_id, now_ms)?
+            } else {
+                Vec::new()
+            };
+            (balance, held, active, due)
+        }
+        None if is_user => {
+            let (held, active, due) = holds::account_held(conn, account_id, now_ms)?;
+            (latest_balance(conn, account_id)?, held, active, due)
+        }
+        None => (latest_balance(conn, account_id)?, 0, 0, Vec::new()),
     };
-    let mut account = AccountFact::new(key, balance);
-    if matches!(account.key.owner, Owner::User(_)) {
-        let (held, active, due) = holds::account_held(conn, account_id, now_ms)?;
-        account.held = held;
-        account.active_holds = active;
-        account.due = due;
-    }
-    Ok(account)
+    Ok(AccountFact {
+        held,
+        active_holds: active,
+        due,
+        ..AccountFact::new(key, balance)
+    })
 }
 
 /// Writes a decided plan, in the order `Plan` gives: a hold is closed or
@@ -1053,10 +1069,12 @@ fn lookup_asset(conn: &Connection, asset: &AssetRef) -> rusqlite::Result<Option<
 struct UserAccount {
     id: i64,
     balance: i64,
+    held: i64,
+    active_holds: i64,
 }
 
-/// One statement for both: the account, then its latest posting by one
-/// descent of the postings primary key.
+/// One statement for all: the account, its latest posting by one descent
+/// of the postings primary key, and its hold totals.
 fn find_user_account(
     conn: &Connection,
     user: &str,
@@ -1065,14 +1083,18 @@ fn find_user_account(
     conn.prepare_cached(
         "SELECT a.id,
                 coalesce((SELECT p.balance_after FROM postings p WHERE p.account_id = a.id
-                           ORDER BY p.entry_seq DESC LIMIT 1), 0)
+                           ORDER BY p.entry_seq DESC LIMIT 1), 0),
+                coalesce(h.held, 0), coalesce(h.active, 0)
            FROM accounts a
+           LEFT JOIN account_holds h ON h.account_id = a.id
           WHERE a.owner_type = 'USER' AND a.owner_id = ?1 AND a.asset_type_id = ?2",
     )?
     .query_row([user, asset_id], |row| {
         Ok(UserAccount {
             id: row.get(0)?,
             balance: row.get(1)?,
+            held: row.get(2)?,
+            active_holds: row.get(3)?,
         })
     })
     .optional()
