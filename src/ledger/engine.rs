@@ -844,7 +844,7 @@ pub struct BalanceAfter {
     pub user: String,
     pub asset_symbol: String,
     pub balance: i64,
-    /// `balance` less what holds set aside; until holds exist, `balance`.
+    /// `balance` less what active holds set aside.
     pub available: i64,
 }
 
