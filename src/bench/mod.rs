@@ -117,6 +117,10 @@ pub enum Scenario {
     /// GET balance of one user with 1000 active holds (beside `read`, it
     /// shows `held` costs the same however many holds there are).
     HeldRead,
+    /// GET balance `?at=` a second ago, spread over every user (with
+    /// `--entries`, it shows a balance back in time costs the same however
+    /// long the ledger).
+    ReadAt,
 }
 
 impl Scenario {
@@ -124,7 +128,7 @@ impl Scenario {
     fn writes(self) -> bool {
         !matches!(
             self,
-            Scenario::Read | Scenario::History | Scenario::HeldRead
+            Scenario::Read | Scenario::History | Scenario::HeldRead | Scenario::ReadAt
         )
     }
 
@@ -140,6 +144,7 @@ impl Scenario {
             Scenario::Batch => "batch",
             Scenario::Hold => "hold",
             Scenario::HeldRead => "held-read",
+            Scenario::ReadAt => "read-at",
         }
     }
 
@@ -603,6 +608,7 @@ enum Operation {
     Transfer,
     Batch,
     HoldThenCapture,
+    ReadAt,
 }
 
 impl Load<'_> {
@@ -616,6 +622,12 @@ impl Load<'_> {
             let started = Instant::now();
             let answer = match operation {
                 Operation::Read => connection.get(&format!("/wallets/{name}/balance")).await,
+                Operation::ReadAt => {
+                    let at = crate::http::format_timestamp(crate::store::now_ms() - 1_000);
+                    connection
+                        .get(&format!("/wallets/{name}/balance?at={at}"))
+                        .await
+                }
                 Operation::History => {
                     connection
                         .get(&format!("/wallets/{name}/transactions"))
@@ -719,6 +731,7 @@ impl Load<'_> {
             Scenario::Batch => (Operation::Batch, user),
             Scenario::Hold => (Operation::HoldThenCapture, user),
             Scenario::HeldRead => (Operation::Read, HELD_READ_USER),
+            Scenario::ReadAt => (Operation::ReadAt, user),
             Scenario::Mixed => match random.next() % 100 {
                 0..70 => (Operation::Read, user),
                 70..95 => (Operation::Spend, user),

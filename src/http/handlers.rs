@@ -22,7 +22,9 @@ use super::json::{
     AssetRequest, BatchOperationRequest, BatchRequest, EntryRequest, ReverseRequest,
     TransferRequest,
 };
-use super::openapi::{HistoryParams, IdempotencyKeyParam, TransactionIdParam, UserIdParam};
+use super::openapi::{
+    BalanceParams, HistoryParams, IdempotencyKeyParam, TransactionIdParam, UserIdParam,
+};
 use crate::domain::{
     Amount, AssetDecimals, AssetName, AssetRef, AssetSymbol, Cursor, EntryKind, IdempotencyKey,
     Metadata, Note, PageLimit, ReferenceId, Scope, UserId,
@@ -269,8 +271,8 @@ fn path_transaction_id(request: &HttpRequest, errors: &mut FieldErrors) -> Optio
 
 /// API.md: GET /wallets/{userId}/balance
 #[utoipa::path(get, path = "/wallets/{userId}/balance", tag = "ledger",
-    summary = "A user's balance in every asset",
-    params(UserIdParam),
+    summary = "A user's balance in every asset, now or at an instant",
+    params(UserIdParam, BalanceParams),
     responses((status = 200, description = "One row per asset type, 0 where the user has no account.",
         body = Balances)))]
 pub(super) async fn get_balance(
@@ -279,13 +281,71 @@ pub(super) async fn get_balance(
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::default();
     let user = path_user(&request, &mut errors);
+    let at = parse_balance_query(request.query_string(), &mut errors);
     errors.into_result()?;
     let user = user.ok_or_else(validated_but_missing)?;
-    let rows = store.balances(&user)?;
+    let balances = match at {
+        None => store
+            .balances(&user)?
+            .into_iter()
+            .map(Balance::from)
+            .collect(),
+        Some(at_ms) => store
+            .balances_as_of(&user, at_ms)?
+            .into_iter()
+            .map(Balance::as_it_stood)
+            .collect(),
+    };
     Ok(ok(Balances {
         user_id: user.as_str().to_owned(),
-        balances: rows.into_iter().map(Balance::from).collect(),
+        balances,
     }))
+}
+
+/// `?at=<RFC 3339 time>` of a balance, in milliseconds since the epoch (any
+/// offset; a finer fraction is cut to the millisecond, which counts the
+/// entries of that millisecond). Not a time, or one in the future, is a
+/// problem naming `at`; any other parameter is refused.
+fn parse_balance_query(raw: &str, errors: &mut FieldErrors) -> Option<i64> {
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(raw) {
+        Ok(pairs) => pairs,
+        Err(_) => {
+            errors.push("query", "is not a valid query string");
+            return None;
+        }
+    };
+    let mut at = None;
+    for (index, (name, value)) in pairs.iter().enumerate() {
+        if errors.len() >= QUERY_PROBLEMS_MAX {
+            break;
+        }
+        match name.as_str() {
+            "at" if pairs[..index].iter().any(|(earlier, _)| earlier == "at") => {
+                errors.push("at", "is given more than once")
+            }
+            "at" if value.is_empty() => {}
+            "at" => {
+                let parsed = time::OffsetDateTime::parse(
+                    value,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()
+                .and_then(|time| i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok());
+                match parsed {
+                    Some(ms) if ms > crate::store::now_ms() => {
+                        errors.push("at", "is in the future")
+                    }
+                    Some(ms) => at = Some(ms),
+                    None => errors.push(
+                        "at",
+                        "must be an RFC 3339 time, such as 2026-11-23T10:15:30.123Z",
+                    ),
+                }
+            }
+            _ => errors.push(&truncate_for_echo(name), "is not a known parameter (at)"),
+        }
+    }
+    at
 }
 
 /// API.md: GET /wallets/{userId}/transactions?asset=&type=&referenceId=&limit=&cursor=

@@ -471,10 +471,13 @@ pub struct Balance {
     asset_type_id: String,
     name: String,
     balance: i64,
-    /// Set aside by active holds.
-    held: i64,
-    /// `balance - held`: what spends, transfers and holds are checked against.
-    available: i64,
+    /// Set aside by active holds; omitted from a balance `?at=` a time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held: Option<i64>,
+    /// `balance - held`: what spends, transfers and holds are checked
+    /// against; omitted from a balance `?at=` a time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    available: Option<i64>,
 }
 
 impl From<BalanceRow> for Balance {
@@ -484,8 +487,19 @@ impl From<BalanceRow> for Balance {
             asset_type_id: row.asset_type_id,
             name: row.asset_name,
             balance: row.balance,
-            held: row.held,
-            available: row.available,
+            held: Some(row.held),
+            available: Some(row.available),
+        }
+    }
+}
+
+impl Balance {
+    /// A balance as it stood at some instant: no holds are told.
+    pub fn as_it_stood(row: BalanceRow) -> Balance {
+        Balance {
+            held: None,
+            available: None,
+            ..Balance::from(row)
         }
     }
 }

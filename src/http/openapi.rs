@@ -454,6 +454,27 @@ impl IntoParams for TransactionIdParam {
     }
 }
 
+/// The query of `GET /wallets/{userId}/balance`.
+pub struct BalanceParams;
+
+impl IntoParams for BalanceParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "at",
+            ParameterIn::Query,
+            "An RFC 3339 time (any offset), not in the future: the balances as they stood \
+             then, counting entries made at or before it; `held` and `available` are then \
+             omitted, and before the user's first entry every balance is 0.",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::DateTime,
+                )))
+                .build(),
+        )]
+    }
+}
+
 /// The `{holdId}` of a hold in the path.
 pub struct HoldIdParam;
 

@@ -201,6 +201,8 @@ pub trait LedgerStore {
     fn health(&self) -> Result<(), StorageError>;
     fn assets(&self) -> Result<Vec<AssetRow>, StorageError>;
     fn balances(&self, user: &UserId) -> Result<Vec<BalanceRow>, LedgerError>;
+    /// Balances as they stood at `at_ms` (no holds counted), in O(log n).
+    fn balances_as_of(&self, user: &UserId, at_ms: i64) -> Result<Vec<BalanceRow>, LedgerError>;
     /// A page of history; may read from disk, so it runs off the caller's
     /// thread, under a time limit.
     fn history(
@@ -257,6 +259,14 @@ impl Store {
 
     pub fn balances(&self, user: &UserId) -> Result<Vec<BalanceRow>, LedgerError> {
         dispatch!(self, store => store.balances(user))
+    }
+
+    pub fn balances_as_of(
+        &self,
+        user: &UserId,
+        at_ms: i64,
+    ) -> Result<Vec<BalanceRow>, LedgerError> {
+        dispatch!(self, store => store.balances_as_of(user, at_ms))
     }
 
     pub async fn history(

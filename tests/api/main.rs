@@ -2,6 +2,7 @@
 
 mod auth;
 mod backup;
+mod balance_at;
 mod bench;
 mod bounds;
 mod cli;

@@ -229,6 +229,10 @@ impl LedgerStore for SqliteStore {
         self.read(|conn| reads::balances(conn, user))
     }
 
+    fn balances_as_of(&self, user: &UserId, at_ms: i64) -> Result<Vec<BalanceRow>, LedgerError> {
+        self.read(|conn| reads::balances_as_of(conn, user, at_ms))
+    }
+
     async fn history(&self, user: UserId, query: HistoryQuery) -> Result<HistoryPage, LedgerError> {
         // A page is bounded work, but a cold page cache makes it disk
         // reads: it runs on the blocking pool, under a time limit, so it can

@@ -112,6 +112,72 @@ pub fn balances_at(
     Ok(rows)
 }
 
+/// Every asset's balance for `user` as it stood at `at_ms`: counting the
+/// entries made at or before it. O(log n) of the ledger's length: the last
+/// entry by then is found by a binary search over the entries' sequence
+/// (entries are numbered in the order of the writer's clock, which never
+/// goes back), then each account's balance by one descent of its postings.
+pub fn balances_as_of(
+    conn: &mut Connection,
+    user: &UserId,
+    at_ms: i64,
+) -> Result<Vec<BalanceRow>, LedgerError> {
+    let tx = conn.transaction()?;
+    let accounts = user_accounts(&tx, user)?;
+    if accounts.iter().all(|account| account.account_id.is_none()) {
+        return Err(Rejection::WalletNotFound.into());
+    }
+    let last_seq = last_entry_at(&tx, at_ms)?;
+    let mut rows = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        let balance = match account.account_id {
+            Some(id) => tx
+                .prepare_cached(
+                    "SELECT balance_after FROM postings WHERE account_id = ?1 AND entry_seq <= ?2
+                      ORDER BY entry_seq DESC LIMIT 1",
+                )?
+                .query_row(params![id, last_seq], |row| row.get(0))
+                .optional()?
+                .unwrap_or(0),
+            None => 0,
+        };
+        rows.push(BalanceRow {
+            asset_symbol: account.asset_symbol,
+            asset_type_id: account.asset_type_id,
+            asset_name: account.asset_name,
+            balance,
+            held: 0,
+            available: balance,
+        });
+    }
+    tx.commit()?;
+    Ok(rows)
+}
+
+/// The sequence number of the last entry made at or before `at_ms`, or 0.
+fn last_entry_at(conn: &Connection, at_ms: i64) -> rusqlite::Result<i64> {
+    let newest: Option<i64> = conn
+        .prepare_cached("SELECT max(seq) FROM ledger_entries")?
+        .query_row([], |row| row.get(0))?;
+    let Some(newest) = newest else { return Ok(0) };
+    let mut first_from = conn.prepare_cached(
+        "SELECT seq, created_at FROM ledger_entries WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+    )?;
+    let (mut low, mut high, mut found) = (1_i64, newest, 0_i64);
+    while low <= high {
+        let middle = low + (high - low) / 2;
+        let (seq, created_at): (i64, i64) =
+            first_from.query_row([middle], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        if created_at <= at_ms {
+            found = seq;
+            low = seq + 1;
+        } else {
+            high = middle - 1;
+        }
+    }
+    Ok(found)
+}
+
 struct UserAccount {
     asset_type_id: String,
     asset_symbol: String,
