@@ -606,7 +606,7 @@ fn sigterm_during_a_burst_of_writes_exits_zero_and_keeps_every_acknowledged_writ
         // answer was never applied: its retry is new.
         assert_eq!(
             (reply.status, reply.replayed),
-            (201, false),
+            (op.created_status(), false),
             "the unanswered {op:?} was applied; its retry got {reply:?}"
         );
         acked.push((op, reply.data()));
