@@ -257,16 +257,26 @@ pub(super) fn path_user(request: &HttpRequest, errors: &mut FieldErrors) -> Opti
     errors.check("userId", UserId::parse(raw))
 }
 
-/// A transaction id in the path: a UUID, or 400 (API.md, Conventions).
-fn path_transaction_id(request: &HttpRequest, errors: &mut FieldErrors) -> Option<Uuid> {
-    let raw = request.match_info().get("id").unwrap_or_default();
+/// The id in the path segment `name`: a UUID in its hyphenated form, or a
+/// problem naming `name` (API.md, Conventions).
+pub(super) fn path_uuid(
+    request: &HttpRequest,
+    name: &str,
+    message: &str,
+    errors: &mut FieldErrors,
+) -> Option<Uuid> {
+    let raw = request.match_info().get(name).unwrap_or_default();
     match Uuid::try_parse(raw) {
         Ok(id) if raw.len() == 36 => Some(id),
         _ => {
-            errors.push("id", "must be a transaction id (a UUID)");
+            errors.push(name, message);
             None
         }
     }
+}
+
+fn path_transaction_id(request: &HttpRequest, errors: &mut FieldErrors) -> Option<Uuid> {
+    path_uuid(request, "id", "must be a transaction id (a UUID)", errors)
 }
 
 /// API.md: GET /wallets/{userId}/balance

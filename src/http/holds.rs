@@ -10,7 +10,7 @@ use super::auth::caller_still_allowed;
 use super::body::{FieldErrors, JsonBody, JsonObject};
 use super::handlers::{
     answer, ok, parse_amount_value, parse_details, parse_idempotency_key, parse_movement,
-    path_user, refuse_unknown_fields, truncate_for_echo, validated_but_missing,
+    path_user, path_uuid, refuse_unknown_fields, truncate_for_echo, validated_but_missing,
 };
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
 use super::json::{CaptureReceiptJson, CaptureRequest, HoldReceiptJson, HoldRequest, VoidRequest};
@@ -24,16 +24,8 @@ use crate::limits::{
 };
 use crate::store::{HoldQuery, Store};
 
-/// A hold id in the path: a UUID, or 400 (API.md, Conventions).
 fn path_hold_id(request: &HttpRequest, errors: &mut FieldErrors) -> Option<Uuid> {
-    let raw = request.match_info().get("holdId").unwrap_or_default();
-    match Uuid::try_parse(raw) {
-        Ok(id) if raw.len() == 36 => Some(id),
-        _ => {
-            errors.push("holdId", "must be a hold id (a UUID)");
-            None
-        }
-    }
+    path_uuid(request, "holdId", "must be a hold id (a UUID)", errors)
 }
 
 /// API.md: POST /wallets/{userId}/holds

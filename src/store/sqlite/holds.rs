@@ -130,8 +130,31 @@ pub fn due_in_account(
 
 /// What is held in an account at `now_ms`, expired holds not counted.
 pub fn held_now(conn: &Connection, account_id: i64, now_ms: i64) -> rusqlite::Result<i64> {
-    let (held, _, due) = account_held(conn, account_id, now_ms)?;
-    Ok(held - due.iter().map(|hold| hold.amount).sum::<i64>())
+    let (held, active) = conn
+        .prepare_cached("SELECT held, active FROM account_holds WHERE account_id = ?1")?
+        .query_row([account_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?
+        .unwrap_or((0, 0));
+    unexpired(conn, account_id, held, active, now_ms)
+}
+
+/// The stored totals of an account, `held` in `active` holds, less the
+/// holds among them due at `now_ms`: what a balance read answers as held.
+pub fn unexpired(
+    conn: &Connection,
+    account_id: i64,
+    held: i64,
+    active: i64,
+    now_ms: i64,
+) -> rusqlite::Result<i64> {
+    if active == 0 {
+        return Ok(held);
+    }
+    let due: i64 = due_in_account(conn, account_id, now_ms)?
+        .iter()
+        .map(|hold| hold.amount)
+        .sum();
+    Ok(held - due)
 }
 
 /// Records as EXPIRED up to `max` holds whose expiry has come at `now_ms`,

@@ -90,12 +90,18 @@ pub fn balances_at(
     let mut rows = Vec::with_capacity(accounts.len());
     for account in accounts {
         let (balance, held) = match account.account_id {
-            // `held` from the account's one row of totals, less the few
-            // holds due but not yet recorded expired: never a sum over the
-            // account's holds.
+            // `held` from the account's one row of totals (read with the
+            // account), less the few holds due but not yet recorded
+            // expired: never a sum over the account's holds.
             Some(id) => (
                 super::latest_balance(&tx, id)?,
-                super::holds::held_now(&tx, id, now_ms)?,
+                super::holds::unexpired(
+                    &tx,
+                    id,
+                    account.stored_held,
+                    account.active_holds,
+                    now_ms,
+                )?,
             ),
             None => (0, 0),
         };
@@ -183,15 +189,20 @@ struct UserAccount {
     asset_symbol: String,
     asset_name: String,
     account_id: Option<i64>,
+    /// The account's hold totals as stored, expired holds not yet recorded
+    /// included.
+    stored_held: i64,
+    active_holds: i64,
 }
 
 /// One row per asset type, ordered by symbol, with the user's account in it if any.
 fn user_accounts(conn: &Connection, user: &UserId) -> rusqlite::Result<Vec<UserAccount>> {
     let mut statement = conn.prepare_cached(
-        "SELECT t.id, t.symbol, t.name, a.id
+        "SELECT t.id, t.symbol, t.name, a.id, coalesce(h.held, 0), coalesce(h.active, 0)
            FROM asset_types t
            LEFT JOIN accounts a
              ON a.asset_type_id = t.id AND a.owner_type = 'USER' AND a.owner_id = ?1
+           LEFT JOIN account_holds h ON h.account_id = a.id
           ORDER BY t.symbol",
     )?;
     let rows = statement.query_map([user.as_str()], |row| {
@@ -200,6 +211,8 @@ fn user_accounts(conn: &Connection, user: &UserId) -> rusqlite::Result<Vec<UserA
             asset_symbol: row.get(1)?,
             asset_name: row.get(2)?,
             account_id: row.get(3)?,
+            stored_held: row.get(4)?,
+            active_holds: row.get(5)?,
         })
     })?;
     rows.collect()

@@ -155,7 +155,7 @@ pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
             })?
             .collect::<rusqlite::Result<_>>()?;
         for mut row in rows {
-            // The read path's own figure, by the read path's own function.
+            // The read path's own figure, by the read path's own rule (`unexpired`).
             row.held_as_read = super::holds::held_now(&tx, row.account, now_ms)?;
             auditor.check_held(&row);
         }
