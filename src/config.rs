@@ -11,8 +11,10 @@ use crate::cli::ServeArgs;
 pub const BIND_DEFAULT: &str = "127.0.0.1:8080";
 /// The port to listen on when no address is given, as Fly.io sets it.
 pub const PORT_VAR: &str = "PORT";
-/// The log filter, read by env_logger.
+/// The log filter (tracing-subscriber's `EnvFilter` syntax).
 pub const LOG_VAR: &str = "RUST_LOG";
+/// How log lines are written: `text` (the default) or `json`.
+pub const LOG_FORMAT_VAR: &str = "WALLET_LOG_FORMAT";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeSettings {
@@ -70,6 +72,26 @@ pub fn log_filter(is_bench: bool) -> String {
     match is_bench {
         true => format!("{filter},{ACCESS_LOG_TARGET}=warn"),
         false => filter,
+    }
+}
+
+/// How log lines are written (`WALLET_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event, for a terminal.
+    Text,
+    /// One JSON object per line, for a log shipper.
+    Json,
+}
+
+/// `WALLET_LOG_FORMAT`: `text` (also when unset or empty) or `json`.
+pub fn log_format() -> Result<LogFormat, String> {
+    match std::env::var(LOG_FORMAT_VAR).unwrap_or_default().trim() {
+        "" | "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!(
+            "{LOG_FORMAT_VAR} must be text or json, not {other:?}"
+        )),
     }
 }
 

@@ -303,6 +303,8 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let code = self.code();
+        // Every error answer is made here, once: so it is counted here.
+        crate::metrics::metrics().count_rejection(code.as_str());
         let status = code.status();
         let mut response = HttpResponse::build(status);
         match self {

@@ -19,6 +19,10 @@ pub mod http;
 pub mod ledger;
 /// Every bound in the service, with its reason.
 pub mod limits;
+/// The log: text or JSON lines, written off the request path.
+pub mod logging;
+/// The Prometheus metrics of `GET /metrics`.
+pub mod metrics;
 /// The store seam, and behind it the only SQL (SQLite: open, migrate, read
 /// pool, writer thread, queries, seed).
 pub mod store;

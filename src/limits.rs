@@ -227,3 +227,22 @@ const _: () = assert!(RATE_LIMIT_BURST_DEFAULT <= RATE_LIMIT_SETTING_MAX);
 pub const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bytes of the answer `wallet health` reads; the status line is at the start.
 pub const HEALTH_PROBE_RESPONSE_BYTES_MAX: u64 = 64 * 1024;
+
+/// `GET /events` (API.md): 100 events a page unless asked, at most 1000.
+pub const EVENTS_PAGE_LIMIT_DEFAULT: usize = 100;
+pub const EVENTS_PAGE_LIMIT_MAX: usize = 1000;
+/// Server-Sent Event streams open at once (API.md); past it 503.
+pub const EVENT_STREAMS_MAX: usize = 100;
+/// Events a stream reads from the database at a time: one chunk of its
+/// answer, so a stream never holds more than this in memory.
+pub const EVENT_STREAM_READ_BATCH: usize = 256;
+/// A comment line on an idle stream this often, so proxies and clients can
+/// tell a quiet ledger from a dead connection.
+pub const EVENT_STREAM_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Log lines waiting for the log thread. Past it new lines are dropped
+/// (and counted) rather than slowing the requests that log them.
+pub const LOG_LINES_QUEUED_MAX: usize = 16_384;
+/// The log thread's buffer in front of stderr: it writes once it has drained
+/// what is queued, or when this fills.
+pub const LOG_BUFFER_BYTES: usize = 64 * 1024;

@@ -40,9 +40,15 @@ fn main() -> ExitCode {
         }
     };
     let is_bench = matches!(cli.command, Some(Command::Bench(_)));
-    env_logger::Builder::new()
-        .parse_filters(&config::log_filter(is_bench))
-        .init();
+    let log_format = match config::log_format() {
+        Ok(format) => format,
+        Err(reason) => {
+            eprintln!("wallet: {reason}");
+            return ExitCode::from(2);
+        }
+    };
+    // Held to the end: dropping it writes out the lines still queued.
+    let _log = wallet::logging::init(&config::log_filter(is_bench), log_format);
     match run(cli) {
         Ok(code) => code,
         Err(error) => {

@@ -124,6 +124,19 @@ impl Keyring {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// The name of a caller's key, for the log; `None` for the anonymous
+    /// caller or a key no longer active.
+    pub fn name_of(&self, caller: Caller) -> Option<String> {
+        match caller {
+            Caller::Anonymous => None,
+            Caller::Key(id) => self
+                .current()
+                .by_id
+                .get(&id)
+                .map(|key| key.row.name.clone()),
+        }
+    }
+
     pub fn generation(&self) -> i64 {
         self.current().generation
     }

@@ -22,9 +22,18 @@ pub enum RouteAccess {
     Open,
     /// A key holding this scope (or `admin`), once any key exists.
     Needs(Scope),
+    /// Anyone when the server is bound to a loopback address (a sidecar's
+    /// scraper beside it); elsewhere as `Needs` (API.md: `GET /metrics`).
+    OpenOnLoopback(Scope),
     /// A key, whose scopes the handler checks once the body says what it
     /// needs (API.md: `POST /batch` needs every scope its operations would).
     NeedsPerOperation,
+}
+
+/// Where the server listens, as the routes open on loopback need to know.
+#[derive(Debug, Clone, Copy)]
+pub struct ServedOn {
+    pub loopback: bool,
 }
 
 pub async fn authorize(
@@ -43,6 +52,15 @@ pub async fn authorize(
     let needed = match access {
         Some(RouteAccess::Open) => return Ok(next.call(request).await?.map_into_boxed_body()),
         Some(RouteAccess::Needs(scope)) => Some(scope),
+        Some(RouteAccess::OpenOnLoopback(scope)) => {
+            let on_loopback = request
+                .app_data::<ServedOn>()
+                .is_some_and(|served| served.loopback);
+            if on_loopback {
+                return Ok(next.call(request).await?.map_into_boxed_body());
+            }
+            Some(scope)
+        }
         Some(RouteAccess::NeedsPerOperation) => None,
         // A route registered without saying who may call it: a defect, and
         // refused rather than served open.

@@ -189,6 +189,13 @@ pub struct ConnectionState {
     /// The connection's task, parked while the service handles a request:
     /// woken when the answer is made, to read the next.
     parked_reader: RefCell<Option<Waker>>,
+    /// Answers still streaming after their handler returned (event streams).
+    streams: Cell<u32>,
+    /// Set once the client has closed its side while a stream runs; the
+    /// stream waits on `peer_gone` to end at once rather than at its next
+    /// write.
+    peer_closed: Cell<bool>,
+    peer_gone: tokio::sync::Notify,
 }
 
 impl ConnectionState {
@@ -199,6 +206,9 @@ impl ConnectionState {
             in_flight: Cell::new(0),
             last_activity: Cell::new(now),
             parked_reader: RefCell::new(None),
+            streams: Cell::new(0),
+            peer_closed: Cell::new(false),
+            peer_gone: tokio::sync::Notify::new(),
         }
     }
 
@@ -226,6 +236,32 @@ impl ConnectionState {
     /// The service has answered a request.
     pub fn request_ended(&self, now: Instant) {
         self.body_read();
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        self.last_activity.set(now);
+        if let Some(reader) = self.parked_reader.borrow_mut().take() {
+            reader.wake();
+        }
+    }
+
+    /// An answer that goes on after its handler returned (an event stream)
+    /// began: until it ends the connection is busy, never idle, so the
+    /// keep-alive timer does not close it under a stream.
+    pub fn stream_began(&self) {
+        self.in_flight.set(self.in_flight.get() + 1);
+        self.streams.set(self.streams.get() + 1);
+    }
+
+    /// Resolves once the client has closed the connection (at once if it
+    /// already has).
+    pub async fn peer_closed(&self) {
+        if !self.peer_closed.get() {
+            self.peer_gone.notified().await;
+        }
+    }
+
+    /// That answer has ended.
+    pub fn stream_ended(&self, now: Instant) {
+        self.streams.set(self.streams.get().saturating_sub(1));
         self.in_flight.set(self.in_flight.get().saturating_sub(1));
         self.last_activity.set(now);
         if let Some(reader) = self.parked_reader.borrow_mut().take() {
@@ -404,6 +440,17 @@ impl AsyncRead for GuardedStream {
             }
         }
         if this.state.is_busy() {
+            if this.state.streams.get() > 0 && !this.state.peer_closed.get() {
+                // A stream may run for hours: notice a client that hangs up
+                // now, not at the stream's next write. A peek leaves any
+                // bytes the client sent where they are.
+                let mut probe = [0u8; 1];
+                let mut probe = ReadBuf::new(&mut probe);
+                if let Poll::Ready(Ok(0) | Err(_)) = this.io.poll_peek(cx, &mut probe) {
+                    this.state.peer_closed.set(true);
+                    this.state.peer_gone.notify_one();
+                }
+            }
             *this.state.parked_reader.borrow_mut() = Some(cx.waker().clone());
             this.wake_at(next, cx);
             return Poll::Pending;

@@ -25,6 +25,7 @@ use super::json::{
 use super::openapi::{
     BalanceParams, HistoryParams, IdempotencyKeyParam, TransactionIdParam, UserIdParam,
 };
+use super::watch::{get_events, get_metrics, get_supply};
 use crate::domain::{
     Amount, AssetDecimals, AssetName, AssetRef, AssetSymbol, Cursor, EntryKind, IdempotencyKey,
     Metadata, Note, PageLimit, ReferenceId, Scope, UserId,
@@ -51,8 +52,10 @@ macro_rules! routes {
 
         pub fn routes(config: &mut web::ServiceConfig) {
             $({
-                const METHODS: ResourceMethods =
-                    ResourceMethods(&[$((stringify!($method), $access),)+]);
+                const METHODS: ResourceMethods = ResourceMethods {
+                    pattern: $path,
+                    methods: &[$((stringify!($method), $access),)+],
+                };
                 let mut routes = Vec::new();
                 $(
                     routes.push(web::$method().to($handler));
@@ -83,6 +86,9 @@ routes! {
     "/transactions/{id}" => [get RouteAccess::Needs(Scope::Read) => get_transaction],
     "/transactions/{id}/reverse" => [post RouteAccess::Needs(Scope::Grant) => post_reverse],
     "/batch" => [post RouteAccess::NeedsPerOperation => post_batch],
+    "/assets/{asset}/supply" => [get RouteAccess::Needs(Scope::Read) => get_supply],
+    "/events" => [get RouteAccess::Needs(Scope::Read) => get_events],
+    "/metrics" => [get RouteAccess::OpenOnLoopback(Scope::Admin) => get_metrics],
     "/wallets/{userId}/holds" => [
         get RouteAccess::Needs(Scope::Read) => get_holds,
         post RouteAccess::Needs(Scope::Spend) => post_hold,
@@ -93,9 +99,13 @@ routes! {
     "/openapi.json" => [get RouteAccess::Open => get_openapi],
 }
 
-/// The methods one path answers, each with what it asks of its callers.
+/// The methods one path answers, each with what it asks of its callers,
+/// and the path's pattern: what metrics and logs name a request's route by.
 #[derive(Debug, Clone, Copy)]
-pub struct ResourceMethods(pub &'static [(&'static str, RouteAccess)]);
+pub struct ResourceMethods {
+    pub pattern: &'static str,
+    pub methods: &'static [(&'static str, RouteAccess)],
+}
 
 impl ResourceMethods {
     /// What a request with `method` needs; None when the path does not
@@ -106,7 +116,7 @@ impl ResourceMethods {
         } else {
             method.as_str()
         };
-        self.0
+        self.methods
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(asked))
             .map(|(_, access)| *access)
@@ -114,7 +124,7 @@ impl ResourceMethods {
 
     /// The `Allow` header of a 405.
     fn allow(&self) -> String {
-        self.0
+        self.methods
             .iter()
             .map(|(name, _)| match *name {
                 "get" => "GET, HEAD",

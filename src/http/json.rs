@@ -742,3 +742,53 @@ mod tests {
         );
     }
 }
+
+/// `GET /assets/{asset}/supply` (API.md). Supply figures are sums of many
+/// balances and may pass 2^53 - 1; they are exact JSON integers still.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Supply)]
+pub struct SupplyJson {
+    pub asset: String,
+    /// What users hold: the negative of the Treasury's balance.
+    #[schema(value_type = i64)]
+    pub outstanding: i128,
+    /// What active holds set aside.
+    pub held: i64,
+    /// User accounts with a non-zero balance.
+    pub holders: i64,
+    /// Totals ever issued, by entry type.
+    pub issued: IssuedJson,
+    /// Total of SPEND entries ever.
+    #[schema(value_type = u64)]
+    pub spent: u128,
+    /// Total of REVERSAL entries ever.
+    #[schema(value_type = u64)]
+    pub reversed: u128,
+    /// The time of the newest entry counted; null before the asset's first.
+    #[schema(required = true)]
+    pub as_of: Option<String>,
+}
+
+/// What TOPUP and BONUS entries ever issued.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Issued)]
+pub struct IssuedJson {
+    #[serde(rename = "TOPUP")]
+    #[schema(value_type = u64)]
+    pub topup: u128,
+    #[serde(rename = "BONUS")]
+    #[schema(value_type = u64)]
+    pub bonus: u128,
+}
+
+/// A page of events, oldest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = EventPage)]
+pub struct EventPageJson {
+    pub items: Vec<super::watch::EventJson>,
+    /// Pass back as `after`: never null; at the end, the last event's id (or
+    /// the `after` asked with), so a poller keeps asking with it.
+    pub next_cursor: String,
+}

@@ -12,6 +12,7 @@ mod json;
 pub mod openapi;
 pub mod probe;
 mod request_context;
+mod watch;
 
 pub use handlers::ROUTES;
 pub use json::format_timestamp;
@@ -60,6 +61,19 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let store = web::Data::new(storage.store());
         let keyring = web::Data::from(access.keyring.clone());
+        let served_on = auth::ServedOn {
+            loopback: local_addr.ip().is_loopback(),
+        };
+        let streams = web::Data::new(watch::EventStreams::default());
+        let stop_requested = {
+            let streams = streams.clone();
+            async move {
+                stop_requested.await;
+                // Streams never end by themselves: end them, so the stop
+                // drains as it would without them.
+                streams.close_all();
+            }
+        };
         let per_worker = connections_per_worker();
         let table = ConnectionTable::new(per_worker * HTTP_WORKERS);
         let mut builder = Server::build();
@@ -74,6 +88,8 @@ impl Application {
                 let app = App::new()
                     .app_data(store.clone())
                     .app_data(keyring.clone())
+                    .app_data(streams.clone())
+                    .app_data(served_on)
                     .wrap(from_fn(request_context::request_context))
                     .configure(handlers::routes)
                     .default_service(web::to(handlers::not_found))

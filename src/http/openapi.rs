@@ -26,16 +26,18 @@ use super::handlers;
 use super::holds;
 use super::json::{
     Asset, AssetRequest, Balance, Balances, BatchBalance, BatchOperationRequest, BatchRequest,
-    CaptureReceiptJson, CaptureRequest, EntryRequest, Health, Hold, HoldPageJson, HoldReceiptJson,
-    HoldRequest, Party, ReverseRequest, Transaction, TransactionDetailJson, TransactionPage,
-    TransferRequest, VoidRequest,
+    CaptureReceiptJson, CaptureRequest, EntryRequest, EventPageJson, Health, Hold, HoldPageJson,
+    HoldReceiptJson, HoldRequest, IssuedJson, Party, ReverseRequest, SupplyJson, Transaction,
+    TransactionDetailJson, TransactionPage, TransferRequest, VoidRequest,
 };
+use super::watch::{self, EventJson};
 use crate::domain::EntryKind;
 use crate::error::ErrorCode;
 use crate::ledger::engine::HoldStatus;
 use crate::limits::{
-    ASSET_SYMBOL_CHARS_MAX, CURSOR_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, PAGE_LIMIT_DEFAULT,
-    PAGE_LIMIT_MAX, REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
+    ASSET_SYMBOL_CHARS_MAX, CURSOR_CHARS_MAX, EVENTS_PAGE_LIMIT_DEFAULT, EVENTS_PAGE_LIMIT_MAX,
+    IDEMPOTENCY_KEY_CHARS_MAX, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, REFERENCE_ID_CHARS_MAX,
+    USER_ID_CHARS_MAX,
 };
 
 #[derive(OpenApi)]
@@ -65,18 +67,23 @@ use crate::limits::{
         holds::get_hold,
         holds::post_capture,
         holds::post_void,
+        watch::get_supply,
+        watch::get_events,
+        watch::get_metrics,
         handlers::get_openapi,
     ),
     components(schemas(
         Asset, AssetRequest, Balance, Balances, Transaction, TransactionPage, TransactionDetailJson,
         Party, Health, EntryRequest, TransferRequest, ReverseRequest, BatchRequest,
         BatchOperationRequest, BatchBalance, ErrorBody, ErrorCode, Hold, HoldPageJson,
-        HoldRequest, CaptureRequest, VoidRequest, HoldReceiptJson, CaptureReceiptJson
+        HoldRequest, CaptureRequest, VoidRequest, HoldReceiptJson, CaptureReceiptJson, SupplyJson,
+        IssuedJson, EventPageJson, EventJson
     )),
     modifiers(&Envelopes, &ErrorResponses, &ApiKeys),
     tags(
         (name = "ledger", description = "Assets, balances, history and the writes that move value."),
         (name = "holds", description = "Money set aside for a later capture, or let go."),
+        (name = "events", description = "Every committed entry and hold change, as pages or a stream."),
         (name = "service", description = "Health and this document."),
     )
 )]
@@ -98,7 +105,7 @@ pub fn document_json() -> &'static str {
 }
 
 /// Paths answered bare, outside the envelope.
-const BARE_PATHS: [&str; 1] = ["/openapi.json"];
+const BARE_PATHS: [&str; 2] = ["/openapi.json", "/metrics"];
 
 /// Failures any operation can answer with. An authentication layer adds its
 /// codes here.
@@ -125,6 +132,9 @@ fn operation_errors(operation_id: &str) -> Option<Vec<ErrorCode>> {
     Some(match operation_id {
         "get_health" | "get_assets" => vec![DatabaseUnavailable],
         "get_openapi" => vec![],
+        "get_metrics" => vec![DatabaseUnavailable],
+        "get_supply" => vec![Validation, AssetNotFound, DatabaseUnavailable],
+        "get_events" => vec![Validation, ServiceOverloaded, DatabaseUnavailable],
         "get_balance" | "get_transactions" => read_of_a_wallet.to_vec(),
         "get_transaction" => vec![Validation, TransactionNotFound, DatabaseUnavailable],
         "post_assets" => vec![
@@ -339,6 +349,14 @@ impl Modify for ApiKeys {
                          would need one by one (`grant` for topup and bonus, `spend` for spend and \
                          transfer), checked once the body is parsed: 403 names the first missing."
                             .to_owned(),
+                    ),
+                    Some(RouteAccess::OpenOnLoopback(scope)) => (
+                        vec![scope.as_str()],
+                        format!(
+                            "Open on a loopback bind; elsewhere needs an API key with the `{}` \
+                             scope once any key exists.",
+                            scope.as_str()
+                        ),
                     ),
                     _ => continue,
                 };
@@ -579,6 +597,57 @@ impl IntoParams for HistoryParams {
                 "cursor",
                 ParameterIn::Query,
                 "The `nextCursor` of the previous page.",
+                string_schema(CURSOR_CHARS_MAX).build(),
+            ),
+        ]
+    }
+}
+
+/// The `{asset}` of a path: a symbol or an id.
+pub struct AssetParam;
+
+impl IntoParams for AssetParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "asset",
+            ParameterIn::Path,
+            "The asset: its symbol (such as `GOLD`) or its id (a UUID).",
+            string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
+        )]
+    }
+}
+
+/// The query of `GET /events`, and the header a reconnecting stream sends.
+pub struct EventsParams;
+
+impl IntoParams for EventsParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            parameter(
+                "after",
+                ParameterIn::Query,
+                "Events after this cursor: the `id` of an event, or the `nextCursor` of a page. \
+                 Absent: from the start of the ledger.",
+                string_schema(CURSOR_CHARS_MAX)
+                    .pattern(Some("^(0|[1-9][0-9]*)$"))
+                    .build(),
+            ),
+            parameter(
+                "limit",
+                ParameterIn::Query,
+                "Events per page (a stream ignores it).",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(EVENTS_PAGE_LIMIT_MAX as f64))
+                    .default(Some(json!(EVENTS_PAGE_LIMIT_DEFAULT)))
+                    .build(),
+            ),
+            parameter(
+                "Last-Event-ID",
+                ParameterIn::Header,
+                "With `Accept: text/event-stream`: the `id` of the last event received; the \
+                 stream resumes after it (over `after`).",
                 string_schema(CURSOR_CHARS_MAX).build(),
             ),
         ]

@@ -1,6 +1,7 @@
 //! Middleware around every request: the request id (the caller's, when valid,
-//! or a fresh one) on the response and in the logs, one access-log line, and
-//! the one place a 5xx's cause is logged. It also tells the accept layer
+//! or a fresh one) on the response and in the logs, one access-log line, the
+//! request's metrics (by route pattern, never by path), and the one place a
+//! 5xx's cause is logged. It also tells the accept layer
 //! (`connection.rs`) when a request's head has arrived and when its answer
 //! is made, and leaves the request's deadline for the body reader.
 
@@ -13,12 +14,13 @@ use actix_web::http::header;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
-use log::{error, info};
+use tracing::{error, info};
 
 use super::connection::ConnectionState;
 use crate::limits::HTTP_REQUEST_TIMEOUT;
 
-use crate::domain::RequestId;
+use super::handlers::ResourceMethods;
+use crate::domain::{Caller, RequestId};
 use crate::error::ApiError;
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -80,8 +82,8 @@ pub async fn request_context(
         Ok(response) => response.map_into_boxed_body(),
         Err(failure) => {
             error!(
-                "request_id={} {method} {path} failed in the server: {failure}",
-                request_id.as_str()
+                request_id = request_id.as_str(),
+                "{method} {path} failed in the server: {failure}"
             );
             return Err(failure);
         }
@@ -92,6 +94,14 @@ pub async fn request_context(
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     let status = response.status();
+    // The resource's own data names its pattern; a path that matched no
+    // resource is one label, whatever it was.
+    let route = response
+        .request()
+        .app_data::<ResourceMethods>()
+        .map_or(UNMATCHED_ROUTE, |methods| methods.pattern);
+    let elapsed = started.elapsed();
+    crate::metrics::metrics().observe_request(route, &method, status.as_u16(), elapsed);
     if status.is_server_error() {
         let cause = response
             .response()
@@ -102,20 +112,42 @@ pub async fn request_context(
             })
             .unwrap_or_default();
         error!(
-            "request_id={} {method} {path} failed with {}: {cause}",
-            request_id.as_str(),
+            request_id = request_id.as_str(),
+            route,
+            "{method} {path} failed with {}: {cause}",
             status.as_u16()
         );
     }
-    info!(
-        target: crate::config::ACCESS_LOG_TARGET,
-        "request_id={} {method} {path} {} {:.3}ms",
-        request_id.as_str(),
-        status.as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
-    );
+    if tracing::enabled!(target: crate::config::ACCESS_LOG_TARGET, tracing::Level::INFO) {
+        let key = response
+            .request()
+            .extensions()
+            .get::<Caller>()
+            .copied()
+            .and_then(|caller| {
+                response
+                    .request()
+                    .app_data::<actix_web::web::Data<crate::auth::Keyring>>()
+                    .and_then(|keyring| keyring.name_of(caller))
+            });
+        info!(
+            target: crate::config::ACCESS_LOG_TARGET,
+            request_id = request_id.as_str(),
+            method = method.as_str(),
+            path = path.as_str(),
+            route,
+            status = status.as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            key = key.as_deref().unwrap_or("-"),
+            "{method} {path} {}",
+            status.as_u16()
+        );
+    }
     Ok(response)
 }
+
+/// The route label of a request that matched no resource (a 404).
+const UNMATCHED_ROUTE: &str = "unmatched";
 
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

@@ -92,6 +92,49 @@ pub struct AuditCapture {
     pub from_hold_account: bool,
 }
 
+/// An asset's supply totals as stored (`asset_supply`), to be checked
+/// against the entries, the balances and the holds.
+#[derive(Debug, Clone)]
+pub struct AuditSupply {
+    pub asset_type_id: String,
+    pub topup: u128,
+    pub bonus: u128,
+    pub spent: u128,
+    pub reversed: u128,
+    pub held: i64,
+    pub holders: i64,
+}
+
+/// Counts that say whether the event feed holds exactly one event per user
+/// side of every entry and per change of every hold, in commit order.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEvents {
+    /// `transaction.created` events, and postings of user accounts.
+    pub transaction_events: i64,
+    pub user_postings: i64,
+    /// Transaction events that name no user posting.
+    pub unmatched_transaction_events: i64,
+    /// `hold.created` events, and holds.
+    pub hold_created_events: i64,
+    pub holds: i64,
+    /// Closing events, and holds no longer HELD.
+    pub closing_events: i64,
+    pub closed_holds: i64,
+    /// Hold events whose type does not match their hold.
+    pub unmatched_hold_events: i64,
+    /// Transaction events whose entry is older than the one before them.
+    pub out_of_order: i64,
+}
+
+/// Running totals of one asset's entries, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct KindTotals {
+    topup: u128,
+    bonus: u128,
+    spent: u128,
+    reversed: u128,
+}
+
 /// What `verify` prints, and whether the ledger holds.
 #[derive(Debug, Clone)]
 pub struct AuditReport {
@@ -151,6 +194,10 @@ pub struct Auditor {
     /// Asset id to symbol, for the report.
     asset_symbols: BTreeMap<String, String>,
     recomputed: HashMap<i64, i64>,
+    /// Per asset id: the entries' amounts by kind.
+    kind_totals: HashMap<String, KindTotals>,
+    /// Per account: what its HELD holds sum to.
+    held_by_holds: HashMap<i64, i64>,
     entries: u64,
     last_seq: i64,
     problems: Vec<String>,
@@ -163,6 +210,8 @@ impl Auditor {
             accounts: accounts.into_iter().map(|a| (a.id, a)).collect(),
             asset_symbols,
             recomputed: HashMap::new(),
+            kind_totals: HashMap::new(),
+            held_by_holds: HashMap::new(),
             entries: 0,
             last_seq: 0,
             problems: Vec::new(),
@@ -188,6 +237,18 @@ impl Auditor {
             ));
         }
         self.last_seq = seq;
+        let totals = self
+            .kind_totals
+            .entry(entry.asset_type_id.clone())
+            .or_default();
+        let amount = u128::try_from(entry.amount).unwrap_or(0);
+        match entry.kind.as_str() {
+            "TOPUP" => totals.topup += amount,
+            "BONUS" => totals.bonus += amount,
+            "SPEND" => totals.spent += amount,
+            "REVERSAL" => totals.reversed += amount,
+            _ => {}
+        }
         if entry.amount <= 0 || entry.amount as u64 > AMOUNT_MAX {
             self.problem(format!("entry {seq}: amount {} out of range", entry.amount));
         }
@@ -349,6 +410,7 @@ impl Auditor {
     /// covers what is held, so no available balance is below zero.
     pub fn check_held(&mut self, held: &AuditHeld) {
         let account = held.account;
+        self.held_by_holds.insert(account, held.held_by_holds);
         if (held.stored_held, held.stored_active) != (held.held_by_holds, held.active_by_holds) {
             self.problem(format!(
                 "account {account}: stored held {} in {} holds, but its HELD holds sum to {} in {}",
@@ -399,6 +461,107 @@ impl Auditor {
         if !capture.from_hold_account {
             self.problem(format!(
                 "hold {hold}: its capture does not debit the hold's account"
+            ));
+        }
+    }
+
+    /// Checks each asset's stored supply totals against the entries seen,
+    /// the recomputed balances (holders) and the holds (held). Call it after
+    /// every entry and every account's holds have been checked.
+    pub fn check_supply(&mut self, supplies: &[AuditSupply]) {
+        for supply in supplies {
+            let asset = &supply.asset_type_id;
+            let symbol = self
+                .asset_symbols
+                .get(asset)
+                .cloned()
+                .unwrap_or_else(|| asset.clone());
+            let entries = self.kind_totals.get(asset).cloned().unwrap_or_default();
+            let stored = KindTotals {
+                topup: supply.topup,
+                bonus: supply.bonus,
+                spent: supply.spent,
+                reversed: supply.reversed,
+            };
+            let in_asset = |account: &i64| {
+                self.accounts
+                    .get(account)
+                    .is_some_and(|info| info.is_user && info.asset_type_id == *asset)
+            };
+            let holders = self
+                .recomputed
+                .iter()
+                .filter(|(account, balance)| in_asset(account) && **balance != 0)
+                .count() as i64;
+            let held: i64 = self
+                .held_by_holds
+                .iter()
+                .filter(|(account, _)| in_asset(account))
+                .map(|(_, held)| *held)
+                .sum();
+            if stored != entries {
+                self.problem(format!(
+                    "asset {symbol}: supply totals {stored:?} but its entries sum to {entries:?}"
+                ));
+            }
+            if holders != supply.holders {
+                self.problem(format!(
+                    "asset {symbol}: supply counts {} holders, but {holders} users hold a balance",
+                    supply.holders
+                ));
+            }
+            if held != supply.held {
+                self.problem(format!(
+                    "asset {symbol}: supply says {} held, but its HELD holds sum to {held}",
+                    supply.held
+                ));
+            }
+        }
+        let missing = self
+            .asset_symbols
+            .keys()
+            .filter(|asset| {
+                !supplies
+                    .iter()
+                    .any(|supply| &supply.asset_type_id == *asset)
+            })
+            .count();
+        if missing > 0 {
+            self.problem(format!("{missing} assets have no supply totals"));
+        }
+    }
+
+    /// Checks the event feed: one event per user side of every entry and per
+    /// change of every hold, each matching what it names, in commit order.
+    pub fn check_events(&mut self, events: &AuditEvents) {
+        if events.transaction_events != events.user_postings {
+            self.problem(format!(
+                "the feed has {} transaction events for {} user postings",
+                events.transaction_events, events.user_postings
+            ));
+        }
+        if events.hold_created_events != events.holds {
+            self.problem(format!(
+                "the feed has {} hold.created events for {} holds",
+                events.hold_created_events, events.holds
+            ));
+        }
+        if events.closing_events != events.closed_holds {
+            self.problem(format!(
+                "the feed has {} closing events for {} closed holds",
+                events.closing_events, events.closed_holds
+            ));
+        }
+        if events.unmatched_transaction_events + events.unmatched_hold_events > 0 {
+            self.problem(format!(
+                "{} events name no such posting and {} do not match their hold",
+                events.unmatched_transaction_events, events.unmatched_hold_events
+            ));
+        }
+        if events.out_of_order > 0 {
+            self.problem(format!(
+                "{} transaction events come after a newer entry's",
+                events.out_of_order
             ));
         }
     }

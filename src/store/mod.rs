@@ -172,6 +172,77 @@ pub struct TransactionDetail {
     pub created_at_ms: i64,
 }
 
+/// `GET /assets/{asset}/supply`: an asset's totals, kept as entries are
+/// written. Sums of amounts may pass 2^53 - 1 (API.md), hence 128 bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupplyRow {
+    pub asset_symbol: String,
+    /// What users hold: the negative of the Treasury's balance.
+    pub outstanding: i128,
+    pub held: i64,
+    /// User accounts with a non-zero balance.
+    pub holders: i64,
+    pub topup: u128,
+    pub bonus: u128,
+    pub spent: u128,
+    pub reversed: u128,
+    /// The time of the newest entry counted; None before the first.
+    pub as_of_ms: Option<i64>,
+}
+
+/// The types of event of `GET /events` (API.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    TransactionCreated,
+    HoldCreated,
+    HoldCaptured,
+    HoldVoided,
+    HoldExpired,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::TransactionCreated,
+        EventKind::HoldCreated,
+        EventKind::HoldCaptured,
+        EventKind::HoldVoided,
+        EventKind::HoldExpired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::TransactionCreated => "transaction.created",
+            EventKind::HoldCreated => "hold.created",
+            EventKind::HoldCaptured => "hold.captured",
+            EventKind::HoldVoided => "hold.voided",
+            EventKind::HoldExpired => "hold.expired",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|kind| kind.as_str() == raw)
+    }
+}
+
+/// What an event is about.
+#[derive(Debug, Clone)]
+pub enum EventData {
+    /// An entry as the history of `user` shows it.
+    Transaction { user: String, entry: UserEntry },
+    /// A hold as the change left it.
+    Hold(HoldFact),
+}
+
+/// One event of the feed; `seq` is its cursor.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub seq: i64,
+    pub kind: EventKind,
+    /// When the change was committed (the writer's clock).
+    pub created_at_ms: i64,
+    pub data: EventData,
+}
+
 /// What `POST /assets` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AssetOutcome {
@@ -215,6 +286,20 @@ pub trait LedgerStore {
     fn hold(&self, id: Uuid) -> Result<HoldFact, LedgerError>;
     /// A page of a user's holds, newest first, as they stand now.
     fn holds(&self, user: &UserId, query: HoldQuery) -> Result<HoldPage, LedgerError>;
+    /// An asset's supply figures, in O(log n).
+    fn supply(&self, asset: &AssetRef) -> Result<SupplyRow, LedgerError>;
+    /// Up to `limit` events after the cursor `after` (0: from the start),
+    /// oldest first. Off the caller's thread, under a time limit.
+    fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<EventRow>, StorageError>>;
+    /// Changes each time a write transaction commits: what event streams
+    /// wait on between reads.
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// What a metrics scrape reads from the ledger.
+    fn ledger_figures(&self) -> Result<crate::metrics::LedgerFigures, StorageError>;
     /// Entries in the ledger (what `wallet bench` counts its 201s against).
     fn entry_count(&self) -> Result<u64, StorageError>;
     /// Whether the last write failed as storage: health answers 503.
@@ -287,6 +372,26 @@ impl Store {
 
     pub fn holds(&self, user: &UserId, query: HoldQuery) -> Result<HoldPage, LedgerError> {
         dispatch!(self, store => store.holds(user, query))
+    }
+
+    pub fn supply(&self, asset: &AssetRef) -> Result<SupplyRow, LedgerError> {
+        dispatch!(self, store => store.supply(asset))
+    }
+
+    pub async fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRow>, StorageError> {
+        dispatch!(self, store => store.events_after(after, limit).await)
+    }
+
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        dispatch!(self, store => store.commits())
+    }
+
+    pub fn ledger_figures(&self) -> Result<crate::metrics::LedgerFigures, StorageError> {
+        dispatch!(self, store => store.ledger_figures())
     }
 
     pub fn entry_count(&self) -> Result<u64, StorageError> {

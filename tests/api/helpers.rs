@@ -15,7 +15,7 @@ use reqwest::blocking::{Body, Client, RequestBuilder};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use wallet::config::{LOG_VAR, PORT_VAR};
+use wallet::config::{LOG_FORMAT_VAR, LOG_VAR, PORT_VAR};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -68,7 +68,11 @@ pub fn variables_the_binary_reads() -> BTreeSet<String> {
             collect(subcommand, names);
         }
     }
-    let mut names = BTreeSet::from([PORT_VAR.to_owned(), LOG_VAR.to_owned()]);
+    let mut names = BTreeSet::from([
+        PORT_VAR.to_owned(),
+        LOG_VAR.to_owned(),
+        LOG_FORMAT_VAR.to_owned(),
+    ]);
     collect(&wallet::cli::Cli::command(), &mut names);
     names
 }

@@ -37,8 +37,16 @@ fn wal_hook(wal: &rusqlite::hooks::Wal, frames: std::os::raw::c_int) -> rusqlite
         // PASSIVE: never waits for readers; what it cannot copy now the
         // next one will. A failure here is not the commit's.
         let _ = wal.checkpoint();
+        crate::metrics::metrics().checkpoint_run();
     }
     Ok(())
+}
+
+/// The WAL beside a database: its path with `-wal` appended.
+pub fn wal_path_of(database: &Path) -> PathBuf {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
 }
 
 /// A file's identity: the device and inode its path named when opened.
@@ -108,9 +116,7 @@ impl FileWatch {
             return Ok(None);
         };
         let database = PathBuf::from(database);
-        let mut wal = database.clone().into_os_string();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
+        let wal = wal_path_of(&database);
         let (database_identity, _) = identity_of(&database)?;
         let page_bytes: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
         conn.wal_hook(Some(wal_hook));

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/002_api_keys.sql"),
     include_str!("../../../migrations/003_engine.sql"),
     include_str!("../../../migrations/004_holds.sql"),
+    include_str!("../../../migrations/005_watch.sql"),
 ];
 
 /// The version this binary writes and understands.

@@ -12,6 +12,7 @@ pub mod reads;
 pub mod restore;
 pub mod seed;
 pub mod verify;
+pub mod watch;
 pub mod writer;
 
 pub mod commands;
@@ -20,11 +21,11 @@ use anyhow::Context;
 use rusqlite::{ErrorCode, OptionalExtension};
 use uuid::Uuid;
 
-use crate::domain::{EntryKind, Metadata, UserId};
+use crate::domain::{AssetRef, EntryKind, Metadata, UserId};
 use crate::ledger::engine::{AssetRow, Command, HoldFact, NewAsset, Outcome};
 use crate::store::{
-    AssetOutcome, BalanceRow, HistoryPage, HistoryQuery, HoldPage, HoldQuery, KeySnapshot,
-    LedgerError, LedgerStore, StorageError, TransactionDetail,
+    AssetOutcome, BalanceRow, EventRow, HistoryPage, HistoryQuery, HoldPage, HoldQuery,
+    KeySnapshot, LedgerError, LedgerStore, StorageError, SupplyRow, TransactionDetail,
 };
 
 pub type ReadPool = r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>;
@@ -128,6 +129,8 @@ pub struct SqliteStore {
     /// from the blocking pool, never on an HTTP worker, each under
     /// `READ_TIME_MAX`.
     off_worker_pool: ReadPool,
+    /// The WAL beside the database, whose size the metrics report.
+    wal_path: std::path::PathBuf,
 }
 
 /// The database as the server holds it: the lock, the writer with the only
@@ -171,6 +174,7 @@ impl Serving {
             writer: writer.handle(),
             pool,
             off_worker_pool,
+            wal_path: files::wal_path_of(path),
         };
         Ok(Serving {
             _lock: lock,
@@ -260,6 +264,30 @@ impl LedgerStore for SqliteStore {
         self.read(|conn| {
             reads::within_time_limit(conn, |conn| holds::user_holds(conn, user, &query, now_ms()))
         })
+    }
+
+    fn supply(&self, asset: &AssetRef) -> Result<SupplyRow, LedgerError> {
+        self.read(|conn| watch::supply(conn, asset))
+    }
+
+    async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, StorageError> {
+        // A page of up to 1000 events is a few thousand index descents: on
+        // the blocking pool, as history pages are, never on an HTTP worker.
+        let pool = self.off_worker_pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(StorageError::from)?;
+            reads::within_time_limit(&mut conn, |conn| watch::events_after(conn, after, limit))
+        })
+        .await
+        .map_err(|error| StorageError::Backend(Box::new(error)))?
+    }
+
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writer.commits()
+    }
+
+    fn ledger_figures(&self) -> Result<crate::metrics::LedgerFigures, StorageError> {
+        self.read(|conn| watch::ledger_figures(conn, &self.wal_path))
     }
 
     fn entry_count(&self) -> Result<u64, StorageError> {

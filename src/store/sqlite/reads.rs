@@ -120,9 +120,8 @@ pub fn balances_at(
 
 /// Every asset's balance for `user` as it stood at `at_ms`: counting the
 /// entries made at or before it. O(log n) of the ledger's length: the last
-/// entry by then is found by a binary search over the entries' sequence
-/// (entries are numbered in the order of the writer's clock, which never
-/// goes back), then each account's balance by one descent of its postings.
+/// entry by then is one descent of the entries' time index, then each
+/// account's balance one descent of its postings.
 pub fn balances_as_of(
     conn: &mut Connection,
     user: &UserId,
@@ -160,28 +159,19 @@ pub fn balances_as_of(
     Ok(rows)
 }
 
-/// The sequence number of the last entry made at or before `at_ms`, or 0.
+/// The sequence number of the last entry made at or before `at_ms`, or 0:
+/// one descent of the entries' time index. Entries are numbered in the
+/// order of the writer's clock, which never goes back, so among entries of
+/// one millisecond the highest number is the last.
 fn last_entry_at(conn: &Connection, at_ms: i64) -> rusqlite::Result<i64> {
-    let newest: Option<i64> = conn
-        .prepare_cached("SELECT max(seq) FROM ledger_entries")?
-        .query_row([], |row| row.get(0))?;
-    let Some(newest) = newest else { return Ok(0) };
-    let mut first_from = conn.prepare_cached(
-        "SELECT seq, created_at FROM ledger_entries WHERE seq >= ?1 ORDER BY seq LIMIT 1",
-    )?;
-    let (mut low, mut high, mut found) = (1_i64, newest, 0_i64);
-    while low <= high {
-        let middle = low + (high - low) / 2;
-        let (seq, created_at): (i64, i64) =
-            first_from.query_row([middle], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        if created_at <= at_ms {
-            found = seq;
-            low = seq + 1;
-        } else {
-            high = middle - 1;
-        }
-    }
-    Ok(found)
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq FROM ledger_entries INDEXED BY ledger_entries_by_time
+              WHERE created_at <= ?1 ORDER BY created_at DESC, seq DESC LIMIT 1",
+        )?
+        .query_row([at_ms], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 struct UserAccount {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 
 use crate::ledger::audit::{
-    AuditAccount, AuditCapture, AuditEntry, AuditHeld, AuditPosting, AuditReport, AuditRequest,
-    AuditReversal, Auditor,
+    AuditAccount, AuditCapture, AuditEntry, AuditEvents, AuditHeld, AuditPosting, AuditReport,
+    AuditRequest, AuditReversal, AuditSupply, Auditor,
 };
 use crate::limits::AUDIT_BATCH_ENTRIES;
 
@@ -182,6 +182,70 @@ pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
         for row in rows {
             auditor.check_capture(&row?);
         }
+    }
+    // Each asset's supply totals, stored in two parts (see 005_watch.sql).
+    {
+        let total =
+            |high: i64, low: i64| (high.max(0) as u128) * (1u128 << 53) + low.max(0) as u128;
+        let supplies: Vec<AuditSupply> = tx
+            .prepare(
+                "SELECT asset_type_id, topup_high, topup_low, bonus_high, bonus_low,
+                        spent_high, spent_low, reversed_high, reversed_low, held, holders
+                   FROM asset_supply",
+            )?
+            .query_map([], |row| {
+                Ok(AuditSupply {
+                    asset_type_id: row.get(0)?,
+                    topup: total(row.get(1)?, row.get(2)?),
+                    bonus: total(row.get(3)?, row.get(4)?),
+                    spent: total(row.get(5)?, row.get(6)?),
+                    reversed: total(row.get(7)?, row.get(8)?),
+                    held: row.get(9)?,
+                    holders: row.get(10)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        auditor.check_supply(&supplies);
+    }
+    // The event feed against the postings and holds it tells of.
+    {
+        let count = |sql: &str| tx.query_row(sql, [], |row| row.get::<_, i64>(0));
+        let events = AuditEvents {
+            transaction_events: count(
+                "SELECT count(*) FROM events WHERE type = 'transaction.created'",
+            )?,
+            user_postings: count(
+                "SELECT count(*) FROM postings p JOIN accounts a ON a.id = p.account_id
+                  WHERE a.owner_type = 'USER'",
+            )?,
+            unmatched_transaction_events: count(
+                "SELECT count(*) FROM events v
+                   LEFT JOIN postings p ON p.account_id = v.account_id AND p.entry_seq = v.entry_seq
+                   LEFT JOIN accounts a ON a.id = v.account_id
+                  WHERE v.type = 'transaction.created'
+                    AND (p.entry_seq IS NULL OR a.owner_type IS NOT 'USER')",
+            )?,
+            hold_created_events: count("SELECT count(*) FROM events WHERE type = 'hold.created'")?,
+            holds: count("SELECT count(*) FROM holds")?,
+            closing_events: count(
+                "SELECT count(*) FROM events
+                  WHERE type IN ('hold.captured', 'hold.voided', 'hold.expired')",
+            )?,
+            closed_holds: count("SELECT count(*) FROM holds WHERE status <> 'HELD'")?,
+            unmatched_hold_events: count(
+                "SELECT count(*) FROM events v LEFT JOIN holds h ON h.seq = v.hold_seq
+                  WHERE v.type <> 'transaction.created'
+                    AND (h.seq IS NULL OR (v.type <> 'hold.created'
+                                           AND v.type <> 'hold.' || lower(h.status)))",
+            )?,
+            out_of_order: count(
+                "SELECT count(*) FROM
+                   (SELECT entry_seq, lag(entry_seq) OVER (ORDER BY seq) AS before
+                      FROM events WHERE entry_seq IS NOT NULL)
+                  WHERE entry_seq < before",
+            )?,
+        };
+        auditor.check_events(&events);
     }
     let postings_stored: i64 =
         tx.query_row("SELECT count(*) FROM postings", [], |row| row.get(0))?;

@@ -94,11 +94,25 @@ pub fn files_lost() -> bool {
     FILES_LOST.load(Ordering::SeqCst)
 }
 
-/// How the writer's last batch went, for `GET /health`.
-#[derive(Debug, Default)]
+/// How the writer's last batch went, for `GET /health`, and a count of
+/// its commits for whoever follows the ledger as it grows (event streams).
+#[derive(Debug)]
 struct WriterStatus {
     /// The last batch failed as storage (disk full, I/O error, files lost).
     failing: AtomicBool,
+    /// Bumped after every commit. A watch keeps only the newest value, so
+    /// however many streams wait on it and however slowly they read, the
+    /// writer's side is one store and a wake-up.
+    commits: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for WriterStatus {
+    fn default() -> WriterStatus {
+        WriterStatus {
+            failing: AtomicBool::new(false),
+            commits: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 /// The running writer thread; whoever started it stops it.
@@ -201,16 +215,29 @@ impl WriterHandle {
         self.status.failing.load(Ordering::Relaxed)
     }
 
+    /// Changes after every commit.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.status.commits.subscribe()
+    }
+
     /// Queues work without waiting: a full queue fails at once.
     fn submit<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Work,
     ) -> Result<oneshot::Receiver<Result<T, LedgerError>>, StorageError> {
         let (reply, receiver) = oneshot::channel();
+        // Counted before it is sent, so the writer's count down never
+        // passes it.
+        crate::metrics::metrics().command_queued();
         match self.sender.try_send(Message::Work(make(reply))) {
             Ok(()) => Ok(receiver),
-            Err(TrySendError::Full(_)) => Err(StorageError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => Err(StorageError::WriterStopped),
+            Err(failure) => {
+                crate::metrics::metrics().command_dequeued();
+                match failure {
+                    TrySendError::Full(_) => Err(StorageError::Overloaded),
+                    TrySendError::Disconnected(_) => Err(StorageError::WriterStopped),
+                }
+            }
         }
     }
 
@@ -354,13 +381,13 @@ fn run(writer: &mut WriterState, receiver: Receiver<Message>, batch_max: usize) 
     let mut last_sweep = std::time::Instant::now();
     while !stopping {
         match receiver.recv_timeout(HOLD_EXPIRY_SWEEP_INTERVAL) {
-            Ok(Message::Work(work)) => batch.push(work),
+            Ok(Message::Work(work)) => take(&mut batch, work),
             Err(RecvTimeoutError::Timeout) => {}
             Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
         }
         while batch.len() < batch_max {
             match receiver.try_recv() {
-                Ok(Message::Work(work)) => batch.push(work),
+                Ok(Message::Work(work)) => take(&mut batch, work),
                 Ok(Message::Stop) => {
                     stopping = true;
                     break;
@@ -381,10 +408,16 @@ fn run(writer: &mut WriterState, receiver: Receiver<Message>, batch_max: usize) 
     // Nothing should follow a stop, but whatever did is applied, not dropped.
     while let Ok(message) = receiver.try_recv() {
         if let Message::Work(work) = message {
-            batch.push(work);
+            take(&mut batch, work);
             apply_batch(writer, &mut batch);
         }
     }
+}
+
+/// Work taken off the queue into the batch.
+fn take(batch: &mut Vec<Work>, work: Work) {
+    crate::metrics::metrics().command_dequeued();
+    batch.push(work);
 }
 
 /// Applies `batch` in one transaction and replies to every job in it.
@@ -401,9 +434,11 @@ fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Work>) {
         return refuse_all(batch, || StorageError::FilesLost);
     }
     let conn = &writer.conn;
+    let began = std::time::Instant::now();
     let outcome = apply_in_one_transaction(conn, &mut writer.assets, &mut writer.clock, batch);
     match outcome {
         Ok(results) => {
+            crate::metrics::metrics().batch_committed(batch.len(), began.elapsed());
             if let Some(lost) = writer.watch.as_mut().and_then(|watch| watch.check().err()) {
                 // Committed, but to files that are no longer ours: nobody
                 // is told it stands.
@@ -411,6 +446,14 @@ fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Work>) {
                 return refuse_all(batch, || StorageError::FilesLost);
             }
             writer.status.failing.store(false, Ordering::Relaxed);
+            // A sweep that found nothing due wrote nothing: followers are
+            // not woken for it.
+            if results.iter().any(|done| !matches!(done, Done::Expired(0))) {
+                writer
+                    .status
+                    .commits
+                    .send_modify(|commits| *commits = commits.wrapping_add(1));
+            }
             for (work, result) in batch.drain(..).zip(results) {
                 // The caller may have gone; the entry stands either way.
                 result.send(work);
@@ -425,6 +468,7 @@ fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Work>) {
             // An asset met inside the rolled-back transaction may not exist.
             writer.assets = AssetCache::default();
             writer.status.failing.store(true, Ordering::Relaxed);
+            crate::metrics::metrics().batch_failed();
             let storage_error_kind = match storage_error {
                 StorageError::ClockBeforeEpoch => StorageErrorKind::Clock,
                 _ => StorageErrorKind::Other,
@@ -461,7 +505,8 @@ enum Done {
     Command(Result<Outcome, Rejection>),
     Asset(Result<AssetOutcome, Rejection>),
     KeyUses,
-    Expired,
+    /// How many holds the sweep recorded as expired.
+    Expired(usize),
 }
 
 impl Done {
@@ -477,7 +522,7 @@ impl Done {
             (Done::KeyUses, Work::KeyUses { reply, .. }) => {
                 let _ = reply.send(Ok(()));
             }
-            (Done::Expired, Work::ExpireHolds) => {}
+            (Done::Expired(_), Work::ExpireHolds) => {}
             (_, work) => work.refuse(StorageError::BatchRolledBack),
         }
     }
@@ -511,10 +556,11 @@ fn apply_in_one_transaction(
                 super::keys::record_last_used_in(conn, uses)?;
                 Done::KeyUses
             }
-            Work::ExpireHolds => {
-                holds::expire_due(conn, created_at_ms, HOLD_EXPIRY_SWEEP_MAX)?;
-                Done::Expired
-            }
+            Work::ExpireHolds => Done::Expired(holds::expire_due(
+                conn,
+                created_at_ms,
+                HOLD_EXPIRY_SWEEP_MAX,
+            )?),
         };
         results.push(done);
     }

@@ -1,0 +1,463 @@
+//! The routes that let people watch the ledger: `GET /metrics`,
+//! `GET /assets/{asset}/supply` and `GET /events` (a page of JSON, or a
+//! Server-Sent Event stream that follows the ledger as it commits).
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::body::FieldErrors;
+use super::connection::ConnectionState;
+use super::handlers::{ok, truncate_for_echo, validated_but_missing};
+use super::json::{format_timestamp, Hold, IssuedJson, Transaction};
+use super::json::{EventPageJson, SupplyJson};
+use super::openapi::{AssetParam, EventsParams};
+use crate::domain::AssetRef;
+use crate::error::ApiError;
+use crate::limits::{
+    CURSOR_CHARS_MAX, EVENTS_PAGE_LIMIT_DEFAULT, EVENTS_PAGE_LIMIT_MAX, EVENT_STREAMS_MAX,
+    EVENT_STREAM_KEEP_ALIVE, EVENT_STREAM_READ_BATCH, QUERY_PROBLEMS_MAX,
+};
+use crate::store::{EventData, EventRow, Store, SupplyRow};
+
+/// API.md: GET /metrics
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "The metrics in Prometheus' text format \
+        (`text/plain; version=0.0.4`), bare (no envelope).",
+        content_type = "text/plain", body = String)))]
+pub(super) async fn get_metrics(store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
+    let figures = store
+        .ledger_figures()
+        .map_err(ApiError::DatabaseUnavailable)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::exposition(&figures)))
+}
+
+/// API.md: GET /assets/{asset}/supply
+#[utoipa::path(get, path = "/assets/{asset}/supply", tag = "ledger",
+    summary = "An asset's supply: outstanding, held, holders, and totals ever",
+    params(AssetParam),
+    responses((status = 200, description = "The asset's figures, read in O(log n).",
+        body = SupplyJson)))]
+pub(super) async fn get_supply(
+    request: HttpRequest,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    let asset = request
+        .match_info()
+        .get("asset")
+        .and_then(|raw| errors.check("asset", AssetRef::parse(raw)));
+    refuse_any_query(request.query_string(), &mut errors);
+    errors.into_result()?;
+    let asset = asset.ok_or_else(validated_but_missing)?;
+    Ok(ok(SupplyJson::from(store.supply(&asset)?)))
+}
+
+fn refuse_any_query(raw: &str, errors: &mut FieldErrors) {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).unwrap_or_default();
+    for (name, _) in pairs.iter().take(QUERY_PROBLEMS_MAX) {
+        errors.push(&truncate_for_echo(name), "is not a known parameter");
+    }
+}
+
+impl From<SupplyRow> for SupplyJson {
+    fn from(row: SupplyRow) -> Self {
+        SupplyJson {
+            asset: row.asset_symbol,
+            outstanding: row.outstanding,
+            held: row.held,
+            holders: row.holders,
+            issued: IssuedJson {
+                topup: row.topup,
+                bonus: row.bonus,
+            },
+            spent: row.spent,
+            reversed: row.reversed,
+            as_of: row.as_of_ms.map(format_timestamp),
+        }
+    }
+}
+
+/// Where a feed starts, and how much of it a page holds.
+struct EventsQuery {
+    after: i64,
+    limit: usize,
+}
+
+/// `after` is a cursor this service gave: an event's sequence number, or
+/// `0` for the start. Digits only, no sign, no leading zero.
+fn parse_event_cursor(raw: &str) -> Option<i64> {
+    let digits_only = !raw.is_empty()
+        && raw.len() <= CURSOR_CHARS_MAX
+        && raw.bytes().all(|byte| byte.is_ascii_digit())
+        && (raw == "0" || !raw.starts_with('0'));
+    digits_only.then(|| raw.parse::<i64>().ok()).flatten()
+}
+
+fn parse_events_query(raw: &str, errors: &mut FieldErrors) -> EventsQuery {
+    let mut query = EventsQuery {
+        after: 0,
+        limit: EVENTS_PAGE_LIMIT_DEFAULT,
+    };
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(raw) {
+        Ok(pairs) => pairs,
+        Err(_) => {
+            errors.push("query", "is not a valid query string");
+            return query;
+        }
+    };
+    for (index, (name, value)) in pairs.iter().enumerate() {
+        if errors.len() >= QUERY_PROBLEMS_MAX {
+            break;
+        }
+        if pairs[..index].iter().any(|(earlier, _)| earlier == name) {
+            errors.push(&truncate_for_echo(name), "is given more than once");
+            continue;
+        }
+        match name.as_str() {
+            "after" => match parse_event_cursor(value) {
+                Some(after) => query.after = after,
+                None => errors.push("after", "is not a cursor this service returned"),
+            },
+            "limit" => match value.parse::<usize>() {
+                Ok(limit)
+                    if (1..=EVENTS_PAGE_LIMIT_MAX).contains(&limit)
+                        && value.bytes().all(|byte| byte.is_ascii_digit()) =>
+                {
+                    query.limit = limit
+                }
+                _ => errors.push(
+                    "limit",
+                    format!("must be an integer from 1 to {EVENTS_PAGE_LIMIT_MAX}"),
+                ),
+            },
+            _ => errors.push(
+                &truncate_for_echo(name),
+                "is not a known parameter (after, limit)",
+            ),
+        }
+    }
+    query
+}
+
+/// API.md: GET /events?after=&limit=
+#[utoipa::path(get, path = "/events", tag = "events",
+    summary = "Every committed entry and hold change, in commit order",
+    description = "A page of JSON, or with `Accept: text/event-stream` the same events as \
+        Server-Sent Events (`id:` the cursor, `event:` the type, `data:` the event), kept open \
+        and fed as writes commit. A reconnect with `Last-Event-ID` resumes after that event. \
+        At most 100 streams are open at once; past it 503 SERVICE_OVERLOADED.",
+    params(EventsParams),
+    responses((status = 200, description = "A page of events and the cursor to ask with next \
+        (never null); or, asked for, an event stream.", body = EventPageJson)))]
+pub(super) async fn get_events(
+    request: HttpRequest,
+    store: web::Data<Store>,
+    streams: web::Data<EventStreams>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    let mut query = parse_events_query(request.query_string(), &mut errors);
+    let wants_stream = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.to_ascii_lowercase().contains("text/event-stream"));
+    if wants_stream {
+        // A reconnecting EventSource sends the last id it saw: it wins over
+        // the `after` of the URL it first opened.
+        if let Some(value) = request.headers().get("last-event-id") {
+            match value.to_str().ok().and_then(parse_event_cursor) {
+                Some(after) => query.after = after,
+                None => errors.push("Last-Event-ID", "is not a cursor this service returned"),
+            }
+        }
+    }
+    errors.into_result()?;
+    if wants_stream {
+        return open_stream(&request, store.get_ref().clone(), &streams, query.after);
+    }
+    let events = store.events_after(query.after, query.limit).await?;
+    let next_cursor = events.last().map_or(query.after, |event| event.seq);
+    Ok(ok(EventPageJson {
+        items: events.into_iter().map(EventJson::from).collect(),
+        next_cursor: next_cursor.to_string(),
+    }))
+}
+
+/// The open event streams, bounded, and the signal that ends them all when
+/// the server stops (a stream would otherwise hold its connection open past
+/// the graceful stop).
+pub struct EventStreams {
+    open: AtomicUsize,
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for EventStreams {
+    fn default() -> EventStreams {
+        EventStreams {
+            open: AtomicUsize::new(0),
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+impl EventStreams {
+    /// Ends every stream, and refuses new ones.
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+
+    fn try_open(self: &Arc<Self>) -> Option<StreamSlot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < EVENT_STREAMS_MAX).then_some(open + 1)
+            })
+            .ok()?;
+        crate::metrics::metrics().event_stream_opened();
+        Some(StreamSlot(Arc::clone(self)))
+    }
+}
+
+/// One of the `EVENT_STREAMS_MAX` places, given back when its stream ends.
+struct StreamSlot(Arc<EventStreams>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::metrics().event_stream_closed();
+    }
+}
+
+/// Keeps the connection busy while its stream runs (see
+/// `ConnectionState::stream_began`).
+struct StreamOnConnection(Option<Rc<ConnectionState>>);
+
+impl Drop for StreamOnConnection {
+    fn drop(&mut self) {
+        if let Some(state) = &self.0 {
+            state.stream_ended(Instant::now());
+        }
+    }
+}
+
+/// What a stream carries between its chunks.
+struct Following {
+    store: Store,
+    after: i64,
+    /// When the next keep-alive comment is due if nothing else is sent.
+    keep_alive_at: tokio::time::Instant,
+    commits: tokio::sync::watch::Receiver<u64>,
+    closing: tokio::sync::watch::Receiver<bool>,
+    _slot: StreamSlot,
+    _connection: StreamOnConnection,
+}
+
+fn open_stream(
+    request: &HttpRequest,
+    store: Store,
+    streams: &web::Data<EventStreams>,
+    after: i64,
+) -> Result<HttpResponse, ApiError> {
+    let streams = streams.clone().into_inner();
+    let closing = streams.closing.subscribe();
+    if *closing.borrow() {
+        return Err(ApiError::ServiceOverloaded);
+    }
+    let slot = streams.try_open().ok_or(ApiError::ServiceOverloaded)?;
+    let connection = request.conn_data::<Rc<ConnectionState>>().cloned();
+    if let Some(state) = &connection {
+        state.stream_began();
+    }
+    let following = Following {
+        commits: store.commits(),
+        store,
+        after,
+        keep_alive_at: tokio::time::Instant::now() + EVENT_STREAM_KEEP_ALIVE,
+        closing,
+        _slot: slot,
+        _connection: StreamOnConnection(connection),
+    };
+    let stream = futures_util::stream::unfold(following, next_chunk);
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // Proxies that buffer answers (nginx) pass this one on as it comes.
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(stream))
+}
+
+/// The stream's next chunk: the events committed after the last one sent
+/// (up to `EVENT_STREAM_READ_BATCH`, read from the database, so a reader
+/// that falls behind costs the writer nothing), or once nothing new came
+/// for a while a comment line, or the end when the server stops. A read
+/// that fails ends the stream; the client's reconnect with `Last-Event-ID`
+/// resumes where it stopped.
+async fn next_chunk(
+    mut following: Following,
+) -> Option<(Result<Bytes, std::io::Error>, Following)> {
+    loop {
+        if *following.closing.borrow() {
+            return None;
+        }
+        // Marked seen before the read: a commit during it wakes the wait
+        // below at once, so nothing committed is left waiting.
+        following.commits.borrow_and_update();
+        let events = match following
+            .store
+            .events_after(following.after, EVENT_STREAM_READ_BATCH)
+            .await
+        {
+            Ok(events) => events,
+            Err(failure) => {
+                tracing::warn!("an event stream ended: its read failed: {failure}");
+                return None;
+            }
+        };
+        if let Some(last) = events.last() {
+            following.after = last.seq;
+            following.keep_alive_at = tokio::time::Instant::now() + EVENT_STREAM_KEEP_ALIVE;
+            return Some((Ok(Bytes::from(server_sent_events(events))), following));
+        }
+        let connection = following._connection.0.clone();
+        let peer_closed = async move {
+            match connection {
+                Some(state) => state.peer_closed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = following.commits.changed() => {
+                if changed.is_err() {
+                    // The writer has gone: the server is stopping.
+                    return None;
+                }
+            }
+            _ = following.closing.changed() => return None,
+            // The client hung up: give its place back now.
+            _ = peer_closed => return None,
+            _ = tokio::time::sleep_until(following.keep_alive_at) => {
+                following.keep_alive_at = tokio::time::Instant::now() + EVENT_STREAM_KEEP_ALIVE;
+                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), following));
+            }
+        }
+    }
+}
+
+/// Events as Server-Sent Events: `id`, `event`, `data` (one line: compact
+/// JSON has no raw newline), and a blank line each.
+fn server_sent_events(events: Vec<EventRow>) -> String {
+    let mut text = String::with_capacity(events.len() * 512);
+    for event in events {
+        let id = event.seq;
+        let kind = event.kind.as_str();
+        let json = serde_json::to_string(&EventJson::from(event)).unwrap_or_default();
+        text.push_str(&format!("id: {id}\nevent: {kind}\ndata: {json}\n\n"));
+    }
+    text
+}
+
+/// One event (API.md's Event).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Event)]
+pub struct EventJson {
+    /// The event's cursor.
+    id: String,
+    #[serde(rename = "type")]
+    #[schema(schema_with = event_type_schema)]
+    kind: &'static str,
+    /// When the change was committed. RFC 3339, UTC, millisecond precision.
+    created_at: String,
+    /// The transaction as its user's history shows it, or the hold after the
+    /// change; each with `userId`.
+    #[schema(value_type = Object)]
+    data: EventDataJson,
+}
+
+fn event_type_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(crate::store::EventKind::ALL.map(|kind| kind.as_str())))
+        .build()
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EventDataJson {
+    Transaction {
+        #[serde(rename = "userId")]
+        user_id: String,
+        #[serde(flatten)]
+        transaction: Transaction,
+    },
+    Hold(Hold),
+}
+
+impl From<EventRow> for EventJson {
+    fn from(event: EventRow) -> Self {
+        EventJson {
+            id: event.seq.to_string(),
+            kind: event.kind.as_str(),
+            created_at: format_timestamp(event.created_at_ms),
+            data: match event.data {
+                EventData::Transaction { user, entry } => EventDataJson::Transaction {
+                    user_id: user,
+                    transaction: Transaction::from(entry),
+                },
+                EventData::Hold(hold) => EventDataJson::Hold(Hold::from(hold)),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_is_digits_without_a_leading_zero_or_zero_itself() {
+        assert_eq!(parse_event_cursor("0"), Some(0));
+        assert_eq!(parse_event_cursor("17"), Some(17));
+        for bad in [
+            "",
+            "00",
+            "017",
+            "-1",
+            "+1",
+            "1.0",
+            "x",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_event_cursor(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_page_query_takes_after_and_limit_and_refuses_the_rest() {
+        let mut errors = FieldErrors::default();
+        let query = parse_events_query("after=5&limit=1000", &mut errors);
+        assert!(errors.is_empty());
+        assert_eq!((query.after, query.limit), (5, 1000));
+        for bad in [
+            "limit=0",
+            "limit=1001",
+            "limit=+5",
+            "after=abc",
+            "after=1&after=2",
+            "x=1",
+        ] {
+            let mut errors = FieldErrors::default();
+            parse_events_query(bad, &mut errors);
+            assert!(!errors.is_empty(), "{bad:?} was accepted");
+        }
+    }
+}
