@@ -105,15 +105,15 @@ pub struct AuditSupply {
     pub holders: i64,
 }
 
-/// Counts that say whether the event feed holds exactly one event per user
-/// side of every entry and per change of every hold, in commit order.
+/// Counts that say whether the event feed holds exactly one row per entry
+/// and per change of every hold, in commit order.
 #[derive(Debug, Clone, Default)]
 pub struct AuditEvents {
-    /// `transaction.created` events, and postings of user accounts.
-    pub transaction_events: i64,
-    pub user_postings: i64,
-    /// Transaction events that name no user posting.
-    pub unmatched_transaction_events: i64,
+    /// Rows naming an entry, and entries.
+    pub entry_rows: i64,
+    pub entries: i64,
+    /// Entry rows that name no entry, or name a hold too.
+    pub unmatched_entry_rows: i64,
     /// `hold.created` events, and holds.
     pub hold_created_events: i64,
     pub holds: i64,
@@ -122,7 +122,7 @@ pub struct AuditEvents {
     pub closed_holds: i64,
     /// Hold events whose type does not match their hold.
     pub unmatched_hold_events: i64,
-    /// Transaction events whose entry is older than the one before them.
+    /// Entry rows that do not follow the entry before them.
     pub out_of_order: i64,
 }
 
@@ -531,13 +531,13 @@ impl Auditor {
         }
     }
 
-    /// Checks the event feed: one event per user side of every entry and per
-    /// change of every hold, each matching what it names, in commit order.
+    /// Checks the event feed: one row per entry and per change of every
+    /// hold, each matching what it names, in commit order.
     pub fn check_events(&mut self, events: &AuditEvents) {
-        if events.transaction_events != events.user_postings {
+        if events.entry_rows != events.entries {
             self.problem(format!(
-                "the feed has {} transaction events for {} user postings",
-                events.transaction_events, events.user_postings
+                "the feed has {} entry rows for {} entries",
+                events.entry_rows, events.entries
             ));
         }
         if events.hold_created_events != events.holds {
@@ -552,15 +552,15 @@ impl Auditor {
                 events.closing_events, events.closed_holds
             ));
         }
-        if events.unmatched_transaction_events + events.unmatched_hold_events > 0 {
+        if events.unmatched_entry_rows + events.unmatched_hold_events > 0 {
             self.problem(format!(
-                "{} events name no such posting and {} do not match their hold",
-                events.unmatched_transaction_events, events.unmatched_hold_events
+                "{} feed rows name no such entry and {} do not match their hold",
+                events.unmatched_entry_rows, events.unmatched_hold_events
             ));
         }
         if events.out_of_order > 0 {
             self.problem(format!(
-                "{} transaction events come after a newer entry's",
+                "{} entry rows come after a newer entry's (or twice)",
                 events.out_of_order
             ));
         }

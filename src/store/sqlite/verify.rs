@@ -211,19 +211,12 @@ pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
     {
         let count = |sql: &str| tx.query_row(sql, [], |row| row.get::<_, i64>(0));
         let events = AuditEvents {
-            transaction_events: count(
-                "SELECT count(*) FROM events WHERE type = 'transaction.created'",
-            )?,
-            user_postings: count(
-                "SELECT count(*) FROM postings p JOIN accounts a ON a.id = p.account_id
-                  WHERE a.owner_type = 'USER'",
-            )?,
-            unmatched_transaction_events: count(
-                "SELECT count(*) FROM events v
-                   LEFT JOIN postings p ON p.account_id = v.account_id AND p.entry_seq = v.entry_seq
-                   LEFT JOIN accounts a ON a.id = v.account_id
-                  WHERE v.type = 'transaction.created'
-                    AND (p.entry_seq IS NULL OR a.owner_type IS NOT 'USER')",
+            entry_rows: count("SELECT count(*) FROM events WHERE entry_seq IS NOT NULL")?,
+            entries: count("SELECT count(*) FROM ledger_entries")?,
+            unmatched_entry_rows: count(
+                "SELECT count(*) FROM events v LEFT JOIN ledger_entries e ON e.seq = v.entry_seq
+                  WHERE v.entry_seq IS NOT NULL
+                    AND (e.seq IS NULL OR v.hold_seq IS NOT NULL OR v.type IS NOT NULL)",
             )?,
             hold_created_events: count("SELECT count(*) FROM events WHERE type = 'hold.created'")?,
             holds: count("SELECT count(*) FROM holds")?,
@@ -234,15 +227,15 @@ pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
             closed_holds: count("SELECT count(*) FROM holds WHERE status <> 'HELD'")?,
             unmatched_hold_events: count(
                 "SELECT count(*) FROM events v LEFT JOIN holds h ON h.seq = v.hold_seq
-                  WHERE v.type <> 'transaction.created'
-                    AND (h.seq IS NULL OR (v.type <> 'hold.created'
-                                           AND v.type <> 'hold.' || lower(h.status)))",
+                  WHERE v.entry_seq IS NULL
+                    AND (h.seq IS NULL OR v.type IS NULL
+                         OR (v.type <> 'hold.created' AND v.type <> 'hold.' || lower(h.status)))",
             )?,
             out_of_order: count(
                 "SELECT count(*) FROM
                    (SELECT entry_seq, lag(entry_seq) OVER (ORDER BY seq) AS before
                       FROM events WHERE entry_seq IS NOT NULL)
-                  WHERE entry_seq < before",
+                  WHERE entry_seq <= before",
             )?,
         };
         auditor.check_events(&events);

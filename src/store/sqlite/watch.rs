@@ -12,66 +12,98 @@ use crate::ledger::Rejection;
 use crate::metrics::{AssetFigures, LedgerFigures};
 use crate::store::{EventData, EventKind, EventRow, LedgerError, StorageError, SupplyRow};
 
-/// Events after `after` (a cursor: an event's seq, 0 before the first), oldest
-/// first, at most `limit`.
+/// Events after `after` (a cursor: an event's id, 0 before the first),
+/// oldest first, at most `limit`. An entry's row gives an event for each
+/// user account it touches, numbered `2 * seq` (debit) and `2 * seq + 1`
+/// (credit); a hold's change is `2 * seq`. Every row gives at least one
+/// event, so `limit + 1` rows from the cursor's own always suffice.
 pub fn events_after(
     conn: &Connection,
     after: i64,
     limit: usize,
 ) -> Result<Vec<EventRow>, StorageError> {
     let mut page = conn.prepare_cached(
-        "SELECT seq, type, entry_seq, account_id, hold_seq FROM events
-          WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, entry_seq, hold_seq, type FROM events
+          WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let rows = page.query_map(params![after, limit as i64], |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, Option<i64>>(2)?,
-            row.get::<_, Option<i64>>(3)?,
-            row.get::<_, Option<i64>>(4)?,
-        ))
-    })?;
+    let rows = page
+        .query_map(params![after / 2, limit as i64 + 1], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Option<i64>>(1)?,
+                row.get::<_, Option<i64>>(2)?,
+                row.get::<_, Option<String>>(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut events = Vec::with_capacity(limit.min(1024));
-    for row in rows {
-        let (seq, kind, entry_seq, account_id, hold_seq) = row?;
-        let kind =
-            EventKind::parse(&kind).ok_or_else(|| corrupt(format!("event type {kind:?}")))?;
-        let event = match (kind, entry_seq, account_id, hold_seq) {
-            (EventKind::TransactionCreated, Some(entry_seq), Some(account_id), None) => {
-                let (user, entry) = entry_as_seen_by(conn, account_id, entry_seq)?
-                    .ok_or_else(|| corrupt(format!("event {seq} names a missing posting")))?;
-                EventRow {
-                    seq,
-                    kind,
-                    created_at_ms: entry.created_at_ms,
-                    data: EventData::Transaction { user, entry },
+    for (seq, entry_seq, hold_seq, kind) in rows {
+        match (entry_seq, hold_seq, kind) {
+            (Some(entry_seq), None, None) => {
+                for (side, account_id) in user_sides_of(conn, entry_seq)? {
+                    let id = seq * 2 + side;
+                    if id <= after {
+                        continue;
+                    }
+                    let (user, entry) = entry_as_seen_by(conn, account_id, entry_seq)?
+                        .ok_or_else(|| corrupt(format!("event {id} names a missing posting")))?;
+                    events.push(EventRow {
+                        seq: id,
+                        kind: EventKind::TransactionCreated,
+                        created_at_ms: entry.created_at_ms,
+                        data: EventData::Transaction { user, entry },
+                    });
                 }
             }
-            (_, None, None, Some(hold_seq)) => {
+            (None, Some(hold_seq), Some(kind)) => {
+                let id = seq * 2;
+                if id <= after {
+                    continue;
+                }
+                let kind = EventKind::parse(&kind)
+                    .filter(|kind| *kind != EventKind::TransactionCreated)
+                    .ok_or_else(|| corrupt(format!("event {id} has type {kind:?}")))?;
                 let stored = super::holds::by_seq(conn, hold_seq)?
-                    .ok_or_else(|| corrupt(format!("event {seq} names a missing hold")))?;
+                    .ok_or_else(|| corrupt(format!("event {id} names a missing hold")))?;
                 let hold = hold_after(kind, stored)
-                    .ok_or_else(|| corrupt(format!("event {seq} does not match its hold")))?;
-                EventRow {
-                    seq,
+                    .ok_or_else(|| corrupt(format!("event {id} does not match its hold")))?;
+                events.push(EventRow {
+                    seq: id,
                     kind,
                     created_at_ms: hold.closed_at_ms.unwrap_or(hold.created_at_ms),
                     data: EventData::Hold(hold),
-                }
+                });
             }
-            _ => return Err(corrupt(format!("event {seq} is malformed"))),
-        };
-        events.push(event);
+            _ => return Err(corrupt(format!("event row {seq} is malformed"))),
+        }
     }
+    events.truncate(limit);
     Ok(events)
 }
 
-/// The newest event's cursor (0 when there is none).
-pub fn last_event(conn: &Connection) -> Result<i64, StorageError> {
-    Ok(conn
-        .prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
-        .query_row([], |row| row.get(0))?)
+/// The user accounts an entry touches, as (side, account): 0 for its debit
+/// account, 1 for its credit account.
+fn user_sides_of(conn: &Connection, entry_seq: i64) -> Result<Vec<(i64, i64)>, StorageError> {
+    let sides: Option<(i64, bool, i64, bool)> = conn
+        .prepare_cached(
+            "SELECT e.debit_account_id, d.owner_type = 'USER',
+                    e.credit_account_id, c.owner_type = 'USER'
+               FROM ledger_entries e
+               JOIN accounts d ON d.id = e.debit_account_id
+               JOIN accounts c ON c.id = e.credit_account_id
+              WHERE e.seq = ?1",
+        )?
+        .query_row([entry_seq], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .optional()?;
+    let (debit, debit_is_user, credit, credit_is_user) =
+        sides.ok_or_else(|| corrupt(format!("the feed names a missing entry {entry_seq}")))?;
+    Ok([(0, debit, debit_is_user), (1, credit, credit_is_user)]
+        .into_iter()
+        .filter(|(_, _, is_user)| *is_user)
+        .map(|(side, account, _)| (side, account))
+        .collect())
 }
 
 /// The hold as the change of `kind` left it. A hold changes once, so its
