@@ -153,7 +153,14 @@ impl Serving {
                 Ok(line) => {
                     self.log.push(line.clone());
                     if let Some(rest) = line.split("listening on http://").nth(1) {
-                        return rest.split_whitespace().next().unwrap().to_owned();
+                        // The host and port, whatever follows them (a
+                        // space, or the quote of a JSON line).
+                        return rest
+                            .chars()
+                            .take_while(|c| {
+                                c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')
+                            })
+                            .collect();
                     }
                 }
                 Err(_) => break,

@@ -13,7 +13,7 @@ use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
 
 use crate::engine::history;
-use crate::helpers::{send, TestApp};
+use crate::helpers::{send, Lcg, TestApp};
 
 /// Every event from the start, paged with `limit`; and the last cursor.
 fn all_events(app: &TestApp, limit: usize) -> (Vec<Value>, String) {
@@ -214,20 +214,6 @@ fn read_events(
         } else if let Some(value) = text.strip_prefix("data: ") {
             data = Some(serde_json::from_str(value).expect("data is JSON"));
         }
-    }
-}
-
-/// A small, seeded generator: the readers' moments to leave are random
-/// but reproducible from the seed printed on failure.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
     }
 }
 

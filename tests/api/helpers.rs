@@ -480,3 +480,16 @@ impl Drop for TestApp {
         let _ = self.child.wait();
     }
 }
+
+/// A small, seeded generator, so a failure can be replayed from its seed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % bound
+    }
+}

@@ -3,10 +3,9 @@
 //! labels that never carry a user id, who may scrape, and JSON logs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
@@ -341,99 +340,39 @@ fn metrics_are_open_on_loopback_and_need_admin_elsewhere() {
     let _ = keys;
 }
 
-/// A server started with `variables`, its stderr lines sent as they come.
-/// Returns the child, its address, the lines to come, the lines read so far
-/// and its folder.
-fn serve_logging(variables: &[(&str, &str)]) -> Logging {
-    let dir = tempfile::tempdir().unwrap();
-    let mut command: Command = wallet_command();
-    without_wallet_variables(&mut command)
-        .args(["serve", "--bind", "127.0.0.1:0", "--db"])
-        .arg(dir.path().join("wallet.db"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, value) in variables {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().expect("the wallet binary starts");
-    let stderr = child.stderr.take().unwrap();
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    let address = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = receiver
-            .recv_timeout(left)
-            .expect("the server says where it listens");
-        seen.push(line.clone());
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let address: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                .collect();
-            break format!("http://{address}");
-        }
-    };
-    Logging {
-        child,
-        address,
-        lines: receiver,
-        seen,
-        _dir: dir,
-    }
-}
-
-struct Logging {
-    child: std::process::Child,
-    address: String,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Logging {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Goal: logs a shipper can read. With `WALLET_LOG_FORMAT=json` every line
 /// is one JSON object, and a request's line carries its request id, route
 /// (the pattern), status, latency and caller key name, never the secret.
 #[test]
 fn json_logs_are_one_object_a_line_with_the_request_and_never_a_secret() {
-    let mut server = serve_logging(&[("WALLET_LOG_FORMAT", "json"), ("RUST_LOG", "info")]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = serve_command(&dir.path().join("wallet.db"));
+    command
+        .args(["--bind", "127.0.0.1:0"])
+        .env("WALLET_LOG_FORMAT", "json");
+    let mut server = Serving::start(command);
+    let address = server.wait_until_listening();
     let client = Client::new();
     let response = client
-        .get(format!("{}/wallets/user_alice/balance", server.address))
+        .get(format!("http://{address}/wallets/user_alice/balance"))
         .header("x-request-id", "json-log-check-1")
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     let line = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = server
-            .lines
-            .recv_timeout(left)
-            .expect("the request is logged");
-        server.seen.push(line.clone());
-        if line.contains("json-log-check-1") {
-            break line;
+        if let Some(line) = server
+            .log()
+            .iter()
+            .find(|line| line.contains("json-log-check-1"))
+        {
+            break line.clone();
         }
+        assert!(Instant::now() < deadline, "not logged: {:?}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
     };
     // Every line so far, the start's included, is one JSON object.
-    for seen in &server.seen {
+    for seen in server.log() {
         let record: serde_json::Value =
             serde_json::from_str(seen).unwrap_or_else(|_| panic!("not a JSON line: {seen:?}"));
         assert!(

@@ -8,20 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::crash::assert_verify_passes;
-use crate::helpers::TestApp;
-
-/// A small, seeded generator, so a failure can be replayed from its seed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
-    }
-}
+use crate::helpers::{Lcg, TestApp};
 
 #[derive(Default, Debug, Clone, PartialEq)]
 struct Totals {

@@ -307,30 +307,7 @@ pub fn history(
             }
             let rows = statement.query_map(
                 params![account_id, before_seq, window as i64, kind, reference_id],
-                |row| {
-                    let delta: i64 = row.get(4)?;
-                    Ok(UserEntry {
-                        seq: row.get(0)?,
-                        id: row.get(1)?,
-                        kind: parse_stored_kind(&row.get::<_, String>(2)?)?,
-                        asset_symbol: account.asset_symbol.clone(),
-                        amount: row.get(3)?,
-                        direction: if delta < 0 {
-                            Direction::Debit
-                        } else {
-                            Direction::Credit
-                        },
-                        balance_after: row.get(5)?,
-                        idempotency_key: row.get(6)?,
-                        reference_id: row.get(7)?,
-                        note: row.get(8)?,
-                        metadata: read_metadata(row.get(9)?)?,
-                        created_at_ms: row.get(10)?,
-                        counterparty: row.get(11)?,
-                        reverses: row.get(12)?,
-                        hold_id: row.get(13)?,
-                    })
-                },
+                |row| user_entry(row, account.asset_symbol.clone()),
             )?;
             for row in rows {
                 items.push(row?);
@@ -350,6 +327,38 @@ pub fn history(
         None
     };
     Ok(HistoryPage { items, next_cursor })
+}
+
+/// One history row, as the history query and the event feed select it
+/// (columns 0-13: seq, id, kind, amount, delta, balance after, key,
+/// reference, note, metadata, time, counterparty, reversed entry, hold), in
+/// `asset_symbol`.
+pub(super) fn user_entry(
+    row: &rusqlite::Row<'_>,
+    asset_symbol: String,
+) -> rusqlite::Result<UserEntry> {
+    let delta: i64 = row.get(4)?;
+    Ok(UserEntry {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        kind: parse_stored_kind(&row.get::<_, String>(2)?)?,
+        asset_symbol,
+        amount: row.get(3)?,
+        direction: if delta < 0 {
+            Direction::Debit
+        } else {
+            Direction::Credit
+        },
+        balance_after: row.get(5)?,
+        idempotency_key: row.get(6)?,
+        reference_id: row.get(7)?,
+        note: row.get(8)?,
+        metadata: read_metadata(row.get(9)?)?,
+        created_at_ms: row.get(10)?,
+        counterparty: row.get(11)?,
+        reverses: row.get(12)?,
+        hold_id: row.get(13)?,
+    })
 }
 
 fn names_asset(asset: &AssetRef, account: &UserAccount) -> bool {

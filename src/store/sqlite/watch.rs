@@ -5,8 +5,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{parse_stored_kind, read_metadata};
-use crate::domain::{AssetRef, Direction};
+use super::reads::user_entry;
+use crate::domain::AssetRef;
 use crate::ledger::engine::{HoldFact, HoldStatus, UserEntry};
 use crate::ledger::Rejection;
 use crate::metrics::{AssetFigures, LedgerFigures};
@@ -149,31 +149,7 @@ fn entry_as_seen_by(
           WHERE p.account_id = ?1 AND p.entry_seq = ?2",
     )?
     .query_row(params![account_id, entry_seq], |row| {
-        let delta: i64 = row.get(4)?;
-        Ok((
-            row.get::<_, String>(15)?,
-            UserEntry {
-                seq: row.get(0)?,
-                id: row.get(1)?,
-                kind: parse_stored_kind(&row.get::<_, String>(2)?)?,
-                asset_symbol: row.get(14)?,
-                amount: row.get(3)?,
-                direction: if delta < 0 {
-                    Direction::Debit
-                } else {
-                    Direction::Credit
-                },
-                balance_after: row.get(5)?,
-                idempotency_key: row.get(6)?,
-                reference_id: row.get(7)?,
-                note: row.get(8)?,
-                metadata: read_metadata(row.get(9)?)?,
-                created_at_ms: row.get(10)?,
-                counterparty: row.get(11)?,
-                reverses: row.get(12)?,
-                hold_id: row.get(13)?,
-            },
-        ))
+        Ok((row.get::<_, String>(15)?, user_entry(row, row.get(14)?)?))
     })
     .optional()
 }
@@ -184,8 +160,8 @@ fn corrupt(what: String) -> StorageError {
     StorageError::Backend(what.into())
 }
 
-/// A total kept as `high * 2^53 + low`.
-fn total(high: i64, low: i64) -> u128 {
+/// A total kept as `high * 2^53 + low` (see `005_watch.sql`).
+pub(super) fn total(high: i64, low: i64) -> u128 {
     (high.max(0) as u128) * (1u128 << 53) + low.max(0) as u128
 }
 
