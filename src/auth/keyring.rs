@@ -107,6 +107,9 @@ pub struct Keyring {
     /// loopback address, or with `--insecure-no-auth`. Otherwise the service
     /// starts locked, and the first key created unlocks it for keyed callers.
     open_without_keys: bool,
+    /// Bumped each time a new generation is installed: what long-lived
+    /// answers (event streams) wait on to check their caller again.
+    replaced: tokio::sync::watch::Sender<u64>,
 }
 
 impl Keyring {
@@ -115,6 +118,7 @@ impl Keyring {
             current: RwLock::new(Arc::default()),
             rate_limit,
             open_without_keys,
+            replaced: tokio::sync::watch::Sender::new(0),
         };
         keyring.replace(snapshot);
         keyring
@@ -185,6 +189,14 @@ impl Keyring {
             by_id,
         });
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = next;
+        self.replaced.send_modify(|count| *count += 1);
+    }
+
+    /// Changes each time the accepted keys are replaced (a key created or
+    /// revoked): an answer that outlives its request re-checks its caller
+    /// with `confirm` then.
+    pub fn replacements(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.replaced.subscribe()
     }
 
     /// Decides one request: `presented` is the bearer token, if any; `needed`

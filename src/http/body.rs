@@ -10,7 +10,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::connection::ConnectionState;
@@ -97,39 +97,91 @@ fn parse_map(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::InvalidJson("the body is empty".into()));
     }
-    serde_json::from_slice::<UniqueKeyObject>(bytes)
-        .map(|object| object.0)
-        .map_err(|error| ApiError::InvalidJson(error.to_string()))
+    parse_unique_key_object(bytes).map_err(|error| ApiError::InvalidJson(error.to_string()))
 }
 
-/// A top-level JSON object that refuses a repeated key: `{"amount": 1,
-/// "amount": 1000}` is ambiguous, and a money service does not guess.
-struct UniqueKeyObject(Map<String, Value>);
+/// A top-level JSON object that refuses a repeated key at any depth:
+/// `{"amount": 1, "amount": 1000}` is ambiguous, and so is the same inside a
+/// batch's operation or a metadata object. A proxy, a log or an auditor that
+/// keeps the first value would see another request than the one applied, so
+/// a money service does not guess. The keys are checked in a first pass
+/// that builds nothing; serde_json's own `Value` (with its exact numbers)
+/// is built in the second.
+fn parse_unique_key_object(bytes: &[u8]) -> Result<Map<String, Value>, serde_json::Error> {
+    serde_json::from_slice::<UniqueKeys>(bytes)?;
+    serde_json::from_slice::<Map<String, Value>>(bytes)
+}
 
-impl<'de> Deserialize<'de> for UniqueKeyObject {
+/// Any JSON value whose objects, however deep, name no key twice; the value
+/// itself is not kept.
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = UniqueKeyObject;
+        deserializer.deserialize_any(UniqueKeysVisitor)
+    }
+}
 
-            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-                formatter.write_str("a JSON object")
-            }
+struct UniqueKeysVisitor;
 
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-                let mut object = Map::new();
-                while let Some((key, value)) = access.next_entry::<String, Value>()? {
-                    if object.contains_key(&key) {
-                        return Err(serde::de::Error::custom(format!(
-                            "the key {key:?} appears twice"
-                        )));
-                    }
-                    object.insert(key, value);
-                }
-                Ok(UniqueKeyObject(object))
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<UniqueKeys, A::Error> {
+        while access.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = access.next_key::<String>()? {
+            access.next_value::<UniqueKeys>()?;
+            if let Some(key) = seen.replace(key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {:?} appears twice in one object",
+                    truncate_key(&key)
+                )));
             }
         }
-        deserializer.deserialize_map(ObjectVisitor)
+        Ok(UniqueKeys)
+    }
+}
+
+/// A repeated key as the error quotes it: at most 64 characters, so a
+/// 60 KiB key is not echoed back whole.
+fn truncate_key(key: &str) -> String {
+    const QUOTED_CHARS_MAX: usize = 64;
+    match key.char_indices().nth(QUOTED_CHARS_MAX) {
+        Some((cut, _)) => format!("{}...", &key[..cut]),
+        None => key.to_owned(),
     }
 }
 
@@ -210,6 +262,32 @@ mod tests {
         let refused = parse_object(br#"{"amount": 1, "amount": 1000}"#);
         assert!(
             matches!(refused, Err(ApiError::InvalidJson(message)) if message.contains("twice"))
+        );
+    }
+
+    /// A repeated key inside an operation of a batch, a metadata object or
+    /// an object inside an array is as ambiguous as one at the top.
+    #[test]
+    fn a_repeated_key_is_refused_at_every_depth() {
+        for body in [
+            &br#"{"operations": [{"type": "bonus", "amount": 1, "amount": 1000000}]}"#[..],
+            br#"{"metadata": {"a": "1", "a": "2"}}"#,
+            br#"{"x": [[{"k": {"y": 1, "y": 1}}]]}"#,
+        ] {
+            let refused = parse_object(body);
+            assert!(
+                matches!(&refused, Err(ApiError::InvalidJson(message)) if message.contains("twice")),
+                "{:?}: {refused:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let JsonBody(kept) = parse_object(
+            br#"{"a": {"b": [1, -2, 2.5, "s", true, null, {"b": 1}], "c": {}}, "b": 18446744073709551615}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(kept),
+            serde_json::json!({"a": {"b": [1, -2, 2.5, "s", true, null, {"b": 1}], "c": {}}, "b": 18446744073709551615u64})
         );
     }
 

@@ -343,7 +343,7 @@ fn parse_balance_query(raw: &str, errors: &mut FieldErrors) -> Option<i64> {
             "at" if pairs[..index].iter().any(|(earlier, _)| earlier == "at") => {
                 errors.push("at", "is given more than once")
             }
-            "at" if value.is_empty() => {}
+            "at" if value.is_empty() => refuse_empty("at", errors),
             "at" => {
                 let parsed = time::OffsetDateTime::parse(
                     value,
@@ -415,9 +415,9 @@ pub(super) async fn get_transaction(
     Ok(ok(TransactionDetailJson::from(detail)))
 }
 
-/// The query string of a history request. An empty value means "not given",
-/// as in API.md's own template `?asset=&type=&referenceId=&limit=&cursor=`; an unknown or
-/// repeated parameter is refused, so a typo never silently widens a filter.
+/// The query string of a history request. An unknown, repeated or empty
+/// parameter is refused, so a typo (or a form field left blank) never
+/// silently widens a filter: `?asset=` is not "every asset".
 fn parse_history_query(raw: &str, errors: &mut FieldErrors) -> HistoryQuery {
     let mut query = HistoryQuery {
         asset: None,
@@ -445,9 +445,9 @@ fn parse_history_query(raw: &str, errors: &mut FieldErrors) -> HistoryQuery {
             errors.push(&truncate_for_echo(name), "is given more than once");
             continue;
         }
-        if value.is_empty()
-            && ["asset", "type", "referenceId", "limit", "cursor"].contains(&name.as_str())
-        {
+        let known = ["asset", "type", "referenceId", "limit", "cursor"];
+        if value.is_empty() && known.contains(&name.as_str()) {
+            refuse_empty(name, errors);
             continue;
         }
         match name.as_str() {
@@ -991,6 +991,16 @@ fn optional_text<T>(
             None
         }
     }
+}
+
+/// A query parameter given with no value: refused rather than read as
+/// absent, since a filter or a time the caller meant to set and left blank
+/// would otherwise answer a wider question than the one asked.
+pub(super) fn refuse_empty(name: &str, errors: &mut FieldErrors) {
+    errors.push(
+        name,
+        "is empty: give it a value, or leave the parameter out",
+    );
 }
 
 /// A caller's own field name, echoed back in an error, cut to a sane length.

@@ -10,7 +10,8 @@ use super::auth::caller_still_allowed;
 use super::body::{FieldErrors, JsonBody, JsonObject};
 use super::handlers::{
     answer, ok, parse_amount_value, parse_details, parse_idempotency_key, parse_movement,
-    path_user, path_uuid, refuse_unknown_fields, truncate_for_echo, validated_but_missing,
+    path_user, path_uuid, refuse_empty, refuse_unknown_fields, truncate_for_echo,
+    validated_but_missing,
 };
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
 use super::json::{CaptureReceiptJson, CaptureRequest, HoldReceiptJson, HoldRequest, VoidRequest};
@@ -229,8 +230,8 @@ pub(super) async fn get_holds(
     }))
 }
 
-/// The query of a holds list, read as a history query is: an empty value
-/// is "not given", an unknown or repeated parameter is refused.
+/// The query of a holds list, read as a history query is: an unknown,
+/// repeated or empty parameter is refused.
 fn parse_hold_query(raw: &str, errors: &mut FieldErrors) -> HoldQuery {
     let mut query = HoldQuery {
         status: None,
@@ -255,6 +256,7 @@ fn parse_hold_query(raw: &str, errors: &mut FieldErrors) -> HoldQuery {
             continue;
         }
         if value.is_empty() && ["status", "asset", "limit", "cursor"].contains(&name.as_str()) {
+            refuse_empty(name, errors);
             continue;
         }
         match name.as_str() {

@@ -510,8 +510,8 @@ impl IntoParams for HoldIdParam {
     }
 }
 
-/// The query of `GET /wallets/{userId}/holds`. An empty value means "not
-/// given"; an unknown parameter is refused.
+/// The query of `GET /wallets/{userId}/holds`. An unknown parameter, or
+/// one given empty, is refused.
 pub struct HoldListParams;
 
 impl IntoParams for HoldListParams {
@@ -553,8 +553,8 @@ impl IntoParams for HoldListParams {
     }
 }
 
-/// The query of `GET /wallets/{userId}/transactions`. An empty value means
-/// "not given"; an unknown parameter is refused.
+/// The query of `GET /wallets/{userId}/transactions`. An unknown parameter,
+/// or one given empty, is refused.
 pub struct HistoryParams;
 
 impl IntoParams for HistoryParams {
@@ -627,7 +627,8 @@ impl IntoParams for EventsParams {
                 "after",
                 ParameterIn::Query,
                 "Events after this cursor: the `id` of an event, or the `nextCursor` of a page. \
-                 Absent: from the start of the ledger.",
+                 Absent: from the start of the ledger. A cursor past the newest event (one this \
+                 ledger never gave out) is 400.",
                 string_schema(CURSOR_CHARS_MAX)
                     .pattern(Some("^(0|[1-9][0-9]*)$"))
                     .build(),

@@ -12,13 +12,15 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use super::auth::caller_of;
 use super::body::FieldErrors;
 use super::connection::ConnectionState;
-use super::handlers::{ok, truncate_for_echo, validated_but_missing};
+use super::handlers::{ok, refuse_empty, truncate_for_echo, validated_but_missing};
 use super::json::{format_timestamp, Hold, IssuedJson, Transaction};
 use super::json::{EventPageJson, SupplyJson};
 use super::openapi::{AssetParam, EventsParams};
-use crate::domain::AssetRef;
+use crate::auth::Keyring;
+use crate::domain::{AssetRef, Caller, Scope};
 use crate::error::ApiError;
 use crate::limits::{
     CURSOR_CHARS_MAX, EVENTS_PAGE_LIMIT_DEFAULT, EVENTS_PAGE_LIMIT_MAX, EVENT_STREAMS_MAX,
@@ -87,6 +89,8 @@ impl From<SupplyRow> for SupplyJson {
     }
 }
 
+const NOT_OUR_CURSOR: &str = "is not a cursor this service returned";
+
 /// Where a feed starts, and how much of it a page holds.
 struct EventsQuery {
     after: i64,
@@ -123,10 +127,14 @@ fn parse_events_query(raw: &str, errors: &mut FieldErrors) -> EventsQuery {
             errors.push(&truncate_for_echo(name), "is given more than once");
             continue;
         }
+        if value.is_empty() && ["after", "limit"].contains(&name.as_str()) {
+            refuse_empty(name, errors);
+            continue;
+        }
         match name.as_str() {
             "after" => match parse_event_cursor(value) {
                 Some(after) => query.after = after,
-                None => errors.push("after", "is not a cursor this service returned"),
+                None => errors.push("after", NOT_OUR_CURSOR),
             },
             "limit" => match value.parse::<usize>() {
                 Ok(limit)
@@ -171,19 +179,40 @@ pub(super) async fn get_events(
         .get_all(header::ACCEPT)
         .filter_map(|value| value.to_str().ok())
         .any(|value| value.to_ascii_lowercase().contains("text/event-stream"));
+    let mut cursor_field = "after";
     if wants_stream {
         // A reconnecting EventSource sends the last id it saw: it wins over
         // the `after` of the URL it first opened.
         if let Some(value) = request.headers().get("last-event-id") {
+            cursor_field = "Last-Event-ID";
             match value.to_str().ok().and_then(parse_event_cursor) {
                 Some(after) => query.after = after,
-                None => errors.push("Last-Event-ID", "is not a cursor this service returned"),
+                None => errors.push(cursor_field, NOT_OUR_CURSOR),
             }
         }
     }
     errors.into_result()?;
+    // Following a cursor past the feed's end would skip every event until
+    // the ledger grew past it. The feed only grows, so one look suffices.
+    if query.after > 0 && query.after > store.events_end()? {
+        let mut past_end = FieldErrors::default();
+        past_end.push(cursor_field, NOT_OUR_CURSOR);
+        past_end.into_result()?;
+    }
+    if wants_stream && request.method() == actix_web::http::Method::HEAD {
+        // The stream's head, and no stream: a HEAD has no body to wait for,
+        // so it must neither hang its connection nor hold a stream's place.
+        return Ok(stream_head().finish());
+    }
     if wants_stream {
-        return open_stream(&request, store.get_ref().clone(), &streams, query.after);
+        let watcher = CallerWatch::of(&request)?;
+        return open_stream(
+            &request,
+            store.get_ref().clone(),
+            &streams,
+            watcher,
+            query.after,
+        );
     }
     let events = store.events_after(query.after, query.limit).await?;
     let next_cursor = events.last().map_or(query.after, |event| event.seq);
@@ -249,9 +278,43 @@ impl Drop for StreamOnConnection {
     }
 }
 
+/// The caller a stream serves, checked again each time the accepted keys
+/// change and before each delivery: a key revoked (or left without the
+/// route's scope) ends its open streams as soon as the running server
+/// knows, as it refuses the key's new requests (API.md: within 100 ms).
+struct CallerWatch {
+    keyring: Arc<Keyring>,
+    caller: Caller,
+    replacements: tokio::sync::watch::Receiver<u64>,
+}
+
+impl CallerWatch {
+    fn of(request: &HttpRequest) -> Result<CallerWatch, ApiError> {
+        let caller = caller_of(request)?;
+        let keyring = request
+            .app_data::<web::Data<Keyring>>()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no keyring in the application")))?
+            .clone()
+            .into_inner();
+        Ok(CallerWatch {
+            replacements: keyring.replacements(),
+            keyring,
+            caller,
+        })
+    }
+
+    /// Whether the caller may still read the feed. Marks the current keys
+    /// seen, so the wait below wakes only for a later change.
+    fn still_allowed(&mut self) -> bool {
+        self.replacements.borrow_and_update();
+        self.keyring.confirm(self.caller, Scope::Read).is_ok()
+    }
+}
+
 /// What a stream carries between its chunks.
 struct Following {
     store: Store,
+    caller: CallerWatch,
     after: i64,
     /// When the next keep-alive comment is due if nothing else is sent.
     keep_alive_at: tokio::time::Instant,
@@ -261,10 +324,21 @@ struct Following {
     _connection: StreamOnConnection,
 }
 
+/// The head of an event stream's answer.
+fn stream_head() -> actix_web::HttpResponseBuilder {
+    let mut head = HttpResponse::Ok();
+    head.content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // Proxies that buffer answers (nginx) pass this one on as it comes.
+        .insert_header(("x-accel-buffering", "no"));
+    head
+}
+
 fn open_stream(
     request: &HttpRequest,
     store: Store,
     streams: &web::Data<EventStreams>,
+    caller: CallerWatch,
     after: i64,
 ) -> Result<HttpResponse, ApiError> {
     let streams = streams.clone().into_inner();
@@ -280,6 +354,7 @@ fn open_stream(
     let following = Following {
         commits: store.commits(),
         store,
+        caller,
         after,
         keep_alive_at: tokio::time::Instant::now() + EVENT_STREAM_KEEP_ALIVE,
         closing,
@@ -287,25 +362,20 @@ fn open_stream(
         _connection: StreamOnConnection(connection),
     };
     let stream = futures_util::stream::unfold(following, next_chunk);
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        // Proxies that buffer answers (nginx) pass this one on as it comes.
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(stream))
+    Ok(stream_head().streaming(stream))
 }
 
 /// The stream's next chunk: the events committed after the last one sent
 /// (up to `EVENT_STREAM_READ_BATCH`, read from the database, so a reader
 /// that falls behind costs the writer nothing), or once nothing new came
-/// for a while a comment line, or the end when the server stops. A read
-/// that fails ends the stream; the client's reconnect with `Last-Event-ID`
-/// resumes where it stopped.
+/// for a while a comment line, or the end when the server stops or the
+/// caller's key no longer lets it read. A read that fails ends the stream;
+/// the client's reconnect with `Last-Event-ID` resumes where it stopped.
 async fn next_chunk(
     mut following: Following,
 ) -> Option<(Result<Bytes, std::io::Error>, Following)> {
     loop {
-        if *following.closing.borrow() {
+        if *following.closing.borrow() || !following.caller.still_allowed() {
             return None;
         }
         // Marked seen before the read: a commit during it wakes the wait
@@ -322,6 +392,11 @@ async fn next_chunk(
                 return None;
             }
         };
+        // Checked again after the read: a key revoked while it ran gets
+        // nothing it returned.
+        if !following.caller.still_allowed() {
+            return None;
+        }
         if let Some(last) = events.last() {
             following.after = last.seq;
             following.keep_alive_at = tokio::time::Instant::now() + EVENT_STREAM_KEEP_ALIVE;
@@ -342,6 +417,8 @@ async fn next_chunk(
                 }
             }
             _ = following.closing.changed() => return None,
+            // A key created or revoked: the loop's first check decides.
+            _ = following.caller.replacements.changed() => {}
             // The client hung up: give its place back now.
             _ = peer_closed => return None,
             _ = tokio::time::sleep_until(following.keep_alive_at) => {

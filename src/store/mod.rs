@@ -295,6 +295,8 @@ pub trait LedgerStore {
         after: i64,
         limit: usize,
     ) -> impl std::future::Future<Output = Result<Vec<EventRow>, StorageError>>;
+    /// The largest event cursor given out so far (0 before the first).
+    fn events_end(&self) -> Result<i64, StorageError>;
     /// Changes each time a write transaction commits: what event streams
     /// wait on between reads.
     fn commits(&self) -> tokio::sync::watch::Receiver<u64>;
@@ -384,6 +386,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<EventRow>, StorageError> {
         dispatch!(self, store => store.events_after(after, limit).await)
+    }
+
+    pub fn events_end(&self) -> Result<i64, StorageError> {
+        dispatch!(self, store => store.events_end())
     }
 
     pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {

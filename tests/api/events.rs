@@ -162,6 +162,25 @@ fn pages_follow_commit_order_and_each_transaction_is_its_users_history_row() {
         assert_eq!(refused.error_code(), "VALIDATION_ERROR");
         assert_eq!(refused.invalid_fields(), vec![field.to_owned()], "{query}");
     }
+
+    // A cursor past the feed's end was never given out: following it would
+    // skip events, so a page and a stream refuse it alike.
+    let end: i64 = last.parse::<i64>().unwrap() | 1;
+    assert_eq!(app.get(&format!("/events?after={end}")).status, 200);
+    let past_end = app.get(&format!("/events?after={}", end + 1));
+    assert_eq!(past_end.status, 400, "{:?}", past_end.body);
+    assert_eq!(past_end.invalid_fields(), vec!["after".to_owned()]);
+    let stream_past_end = send(
+        Client::new()
+            .get(format!("{}/events", app.address))
+            .header("accept", "text/event-stream")
+            .header("last-event-id", (end + 1).to_string()),
+    );
+    assert_eq!(stream_past_end.status, 400, "{:?}", stream_past_end.body);
+    assert_eq!(
+        stream_past_end.invalid_fields(),
+        vec!["Last-Event-ID".to_owned()]
+    );
 }
 
 /// One Server-Sent Event.

@@ -1,5 +1,6 @@
 //! API tests: the real binary over real HTTP, one database per test.
 
+mod attacked_routes;
 mod auth;
 mod backup;
 mod balance_at;

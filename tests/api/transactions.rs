@@ -368,25 +368,6 @@ fn the_history_of_an_unknown_user_is_wallet_not_found() {
 }
 
 #[test]
-fn empty_query_values_are_treated_as_not_given() {
-    let app = TestApp::spawn();
-    post_mixed_entries(&app, "user_bob", 60, "k");
-    let plain = app.get("/wallets/user_bob/transactions");
-    assert_eq!(plain.status, 200);
-    assert_eq!(plain.data()["items"].as_array().unwrap().len(), 50);
-    for query in [
-        "?asset=&type=&limit=&cursor=",
-        "?asset=",
-        "?limit=",
-        "?cursor=",
-    ] {
-        let response = app.get(&format!("/wallets/user_bob/transactions{query}"));
-        assert_eq!(response.status, 200, "{query}: {:?}", response.body);
-        assert_eq!(response.data(), plain.data(), "{query}");
-    }
-}
-
-#[test]
 fn an_unknown_query_parameter_is_a_validation_error() {
     let app = TestApp::spawn();
     for (query, field) in [

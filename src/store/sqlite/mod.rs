@@ -129,6 +129,13 @@ pub struct SqliteStore {
     /// from the blocking pool, never on an HTTP worker, each under
     /// `READ_TIME_MAX`.
     off_worker_pool: ReadPool,
+    /// One permit per connection of `off_worker_pool`, taken before a read
+    /// goes to the blocking pool: readers past that wait here, as tasks,
+    /// instead of each waking a blocking thread of its own to wait for a
+    /// connection. Without it, 100 event streams woken by one commit
+    /// started about 100 threads, each keeping megabytes of allocator and
+    /// stack memory long after (`scripts/stream-memory.py`).
+    off_worker_slots: std::sync::Arc<tokio::sync::Semaphore>,
     /// The WAL beside the database, whose size the metrics report.
     wal_path: std::path::PathBuf,
 }
@@ -173,6 +180,9 @@ impl Serving {
         let store = SqliteStore {
             writer: writer.handle(),
             pool,
+            off_worker_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                off_worker_pool.max_size() as usize,
+            )),
             off_worker_pool,
             wal_path: files::wal_path_of(path),
         };
@@ -210,6 +220,33 @@ impl SqliteStore {
         let mut conn = self.pool.get().map_err(StorageError::from)?;
         query(&mut conn)
     }
+
+    /// Runs a read that may take long enough to matter (a page of history
+    /// or of events) on the blocking pool, never on an HTTP worker, under
+    /// `READ_TIME_MAX`; at most one at a time per off-worker connection.
+    async fn read_off_worker<T: Send + 'static, E: From<StorageError> + Send + 'static>(
+        &self,
+        query: impl FnOnce(&mut rusqlite::Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
+        let slot = tokio::time::timeout(
+            crate::limits::READ_POOL_CHECKOUT_TIMEOUT,
+            std::sync::Arc::clone(&self.off_worker_slots).acquire_owned(),
+        )
+        .await
+        .map_err(|_| StorageError::Pool("every off-worker read connection stayed busy".into()))?
+        .map_err(|closed| StorageError::Backend(Box::new(closed)))?;
+        let pool = self.off_worker_pool.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(StorageError::from)?;
+            reads::within_time_limit(&mut conn, query)
+        })
+        .await;
+        // Given back once the blocking thread is done, not from inside it:
+        // the next read then finds that thread idle rather than starting
+        // another.
+        drop(slot);
+        read.map_err(|error| StorageError::Backend(Box::new(error)))?
+    }
 }
 
 impl LedgerStore for SqliteStore {
@@ -239,15 +276,9 @@ impl LedgerStore for SqliteStore {
 
     async fn history(&self, user: UserId, query: HistoryQuery) -> Result<HistoryPage, LedgerError> {
         // A page is bounded work, but a cold page cache makes it disk
-        // reads: it runs on the blocking pool, under a time limit, so it can
-        // never stall an HTTP worker (health checks, writes) behind it.
-        let pool = self.off_worker_pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(StorageError::from)?;
-            reads::within_time_limit(&mut conn, |conn| reads::history(conn, &user, &query))
-        })
-        .await
-        .map_err(|error| StorageError::Backend(Box::new(error)))?
+        // reads: it must never stall an HTTP worker (health checks, writes).
+        self.read_off_worker(move |conn| reads::history(conn, &user, &query))
+            .await
     }
 
     fn transaction(&self, id: Uuid) -> Result<TransactionDetail, LedgerError> {
@@ -271,15 +302,14 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, StorageError> {
-        // A page of up to 1000 events is a few thousand index descents: on
-        // the blocking pool, as history pages are, never on an HTTP worker.
-        let pool = self.off_worker_pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(StorageError::from)?;
-            reads::within_time_limit(&mut conn, |conn| watch::events_after(conn, after, limit))
-        })
-        .await
-        .map_err(|error| StorageError::Backend(Box::new(error)))?
+        // A page of up to 1000 events is a few thousand index descents: off
+        // the HTTP workers, as history pages are.
+        self.read_off_worker(move |conn| watch::events_after(conn, after, limit))
+            .await
+    }
+
+    fn events_end(&self) -> Result<i64, StorageError> {
+        self.read(|conn| watch::events_end(conn))
     }
 
     fn commits(&self) -> tokio::sync::watch::Receiver<u64> {

@@ -81,6 +81,16 @@ pub fn events_after(
     Ok(events)
 }
 
+/// The largest cursor the feed has given out: the credit side of its
+/// newest row, or 0 while it is empty. A cursor past it was never given
+/// out (another ledger's, or one from before a restore), and following it
+/// would skip the events until the feed caught up to it.
+pub fn events_end(conn: &Connection) -> Result<i64, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT coalesce(max(seq) * 2 + 1, 0) FROM events")?
+        .query_row([], |row| row.get(0))?)
+}
+
 /// The user accounts an entry touches, as (side, account): 0 for its debit
 /// account, 1 for its credit account.
 fn user_sides_of(conn: &Connection, entry_seq: i64) -> Result<Vec<(i64, i64)>, StorageError> {
