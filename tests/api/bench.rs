@@ -167,7 +167,17 @@ fn against_a_running_server_nothing_is_written_without_allow_writes() {
 /// any write, instead of reporting figures of 401s.
 #[test]
 fn against_a_keyed_server_the_bench_sends_its_api_key() {
-    let (app, keys) = TestApp::spawn_with_keys(&[("bench", "read,spend,grant")], &[]);
+    // The bench outruns the default per-key rate limit on a fast machine; a
+    // 429 there would be the limiter working, not the key missing.
+    let (app, keys) = TestApp::spawn_with_keys(
+        &[("bench", "read,spend,grant")],
+        &[
+            "--rate-limit-per-second",
+            "1000000",
+            "--rate-limit-burst",
+            "1000000",
+        ],
+    );
     let run = |key_flag: Option<&str>, key_variable: Option<&str>| {
         let mut command = wallet_command();
         without_wallet_variables(&mut command)
