@@ -246,3 +246,7 @@ pub const LOG_LINES_QUEUED_MAX: usize = 16_384;
 /// The log thread's buffer in front of stderr: it writes once it has drained
 /// what is queued, or when this fills.
 pub const LOG_BUFFER_BYTES: usize = 64 * 1024;
+/// How long the log thread waits after writing out what had queued before
+/// it looks again: the most a line is held back, and what keeps it from
+/// waking once a line under load.
+pub const LOG_THREAD_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);

@@ -14,7 +14,7 @@ use actix_web::http::header;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
-use tracing::{error, info};
+use tracing::error;
 
 use super::connection::ConnectionState;
 use crate::limits::HTTP_REQUEST_TIMEOUT;
@@ -118,7 +118,7 @@ pub async fn request_context(
             status.as_u16()
         );
     }
-    if tracing::enabled!(target: crate::config::ACCESS_LOG_TARGET, tracing::Level::INFO) {
+    if crate::logging::access_enabled() {
         let key = response
             .request()
             .extensions()
@@ -130,18 +130,15 @@ pub async fn request_context(
                     .app_data::<actix_web::web::Data<crate::auth::Keyring>>()
                     .and_then(|keyring| keyring.name_of(caller))
             });
-        info!(
-            target: crate::config::ACCESS_LOG_TARGET,
-            request_id = request_id.as_str(),
-            method = method.as_str(),
-            path = path.as_str(),
+        crate::logging::access(&crate::logging::AccessLine {
+            request_id: request_id.as_str(),
+            method: method.as_str(),
+            path: &path,
             route,
-            status = status.as_u16(),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            key = key.as_deref().unwrap_or("-"),
-            "{method} {path} {}",
-            status.as_u16()
-        );
+            status: status.as_u16(),
+            latency: elapsed,
+            key: key.as_deref(),
+        });
     }
     Ok(response)
 }
