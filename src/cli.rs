@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::domain::{AssetDecimals, AssetName, AssetSymbol, KeyName, ParseError, Scopes};
 use crate::limits::{
     RATE_LIMIT_BURST_DEFAULT, RATE_LIMIT_PER_SECOND_DEFAULT, RATE_LIMIT_SETTING_MAX,
-    WRITE_BATCH_MAX, WRITE_QUEUE_DEPTH_MAX,
+    WRITE_BATCH_MAX,
 };
 use crate::store::DatabaseLocation;
 
@@ -234,19 +234,9 @@ pub struct WriterArgs {
         env = "WALLET_WRITE_BATCH_MAX",
         default_value_t = WRITE_BATCH_MAX,
         value_name = "N",
-        value_parser = parse_write_batch_max
+        value_parser = crate::limits::parse_write_batch_max
     )]
     pub write_batch_max: usize,
-}
-
-/// 1 ..= the queue depth: a batch can never hold more than is queued.
-pub fn parse_write_batch_max(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if (1..=WRITE_QUEUE_DEPTH_MAX).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "must be a whole number from 1 to {WRITE_QUEUE_DEPTH_MAX}, not {value:?}"
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 
 use crate::auth::{AccessPolicy, RateLimit};
 use crate::cli::ServeArgs;
+use crate::logging::{LogFormat, ACCESS_LOG_TARGET};
 
 pub const BIND_DEFAULT: &str = "127.0.0.1:8080";
 /// The port to listen on when no address is given, as Fly.io sets it.
@@ -75,15 +76,6 @@ pub fn log_filter(is_bench: bool) -> String {
     }
 }
 
-/// How log lines are written (`WALLET_LOG_FORMAT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One readable line per event, for a terminal.
-    Text,
-    /// One JSON object per line, for a log shipper.
-    Json,
-}
-
 /// `WALLET_LOG_FORMAT`: `text` (also when unset or empty) or `json`.
 pub fn log_format() -> Result<LogFormat, String> {
     match std::env::var(LOG_FORMAT_VAR).unwrap_or_default().trim() {
@@ -94,9 +86,6 @@ pub fn log_format() -> Result<LogFormat, String> {
         )),
     }
 }
-
-/// The target of the access log's line per request.
-pub const ACCESS_LOG_TARGET: &str = "wallet::access";
 
 /// `PORT`, as Fly.io sets it; empty counts as unset.
 fn port_from_environment() -> Option<String> {

@@ -2,16 +2,14 @@
 //! Every failure the service answers with, actix's own included, becomes one
 //! of these and leaves as the envelope of API.md.
 
-use actix_web::http::{header, StatusCode};
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::http::StatusCode;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::auth::Denial;
 use crate::domain::Scope;
-use crate::http::envelope::error_envelope;
 use crate::ledger::Rejection;
-use crate::limits::{HTTP_REQUEST_TIMEOUT, RETRY_AFTER_SECONDS};
+use crate::limits::HTTP_REQUEST_TIMEOUT;
 use crate::store::{LedgerError, StorageError};
 
 /// One problem with one input field, for `details.fields`.
@@ -257,7 +255,7 @@ impl ApiError {
         }
     }
 
-    fn details(&self) -> Option<serde_json::Value> {
+    pub(crate) fn details(&self) -> Option<serde_json::Value> {
         match self {
             ApiError::Validation(fields) => Some(json!({ "fields": fields })),
             ApiError::InsufficientFunds {
@@ -293,41 +291,6 @@ impl ApiError {
 
     pub fn field(field: &str, message: impl Into<String>) -> ApiError {
         ApiError::Validation(vec![FieldError::new(field, message)])
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.code().status()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let code = self.code();
-        // Every error answer is made here, once: so it is counted here.
-        crate::metrics::metrics().count_rejection(code.as_str());
-        let status = code.status();
-        let mut response = HttpResponse::build(status);
-        match self {
-            ApiError::RateLimited {
-                retry_after_seconds,
-            } => {
-                response.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
-            }
-            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
-                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
-            }
-            // The rest of the body may still be on its way: the connection
-            // cannot be reused.
-            ApiError::RequestTimeout => {
-                response.force_close();
-            }
-            // RFC 6750: a 401 names the scheme the caller should use.
-            ApiError::Unauthorized => {
-                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-            }
-            _ => {}
-        }
-        response.json(error_envelope(code, self.to_string(), self.details()))
     }
 }
 
@@ -417,6 +380,8 @@ impl From<LedgerError> for ApiError {
 mod tests {
     use super::*;
     use actix_web::body::MessageBody;
+    use actix_web::http::header;
+    use actix_web::ResponseError;
 
     fn every_variant() -> Vec<ApiError> {
         vec![

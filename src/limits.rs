@@ -92,6 +92,16 @@ pub const WRITE_QUEUE_DEPTH_MAX: usize = 1024;
 /// finishes in a few milliseconds.
 pub const WRITE_BATCH_MAX: usize = 128;
 const _: () = assert!(WRITE_BATCH_MAX <= WRITE_QUEUE_DEPTH_MAX);
+/// 1 ..= the queue depth: a batch can never hold more than is queued.
+pub fn parse_write_batch_max(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=WRITE_QUEUE_DEPTH_MAX).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a whole number from 1 to {WRITE_QUEUE_DEPTH_MAX}, not {value:?}"
+        )),
+    }
+}
+
 /// `Retry-After` sent with 503, in seconds.
 pub const RETRY_AFTER_SECONDS: u64 = 1;
 

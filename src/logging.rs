@@ -24,8 +24,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, ACCESS_LOG_TARGET};
 use crate::limits::{LOG_BUFFER_BYTES, LOG_LINES_QUEUED_MAX, LOG_THREAD_PAUSE};
+
+/// How log lines are written (`WALLET_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event, for a terminal.
+    Text,
+    /// One JSON object per line, for a log shipper.
+    Json,
+}
+
+/// The target of the access log's line per request.
+pub const ACCESS_LOG_TARGET: &str = "wallet::access";
 
 /// Keeps the log thread; dropping it writes out every line queued.
 pub struct LogGuard {

@@ -22,11 +22,11 @@ use uuid::Uuid;
 use self::client::Connection;
 use self::report::{Latency, Report, ScenarioResult, Startup};
 use crate::auth::{Access, AccessPolicy, RateLimit};
-use crate::cli::parse_write_batch_max;
 use crate::domain::{Amount, AssetRef, Caller, IdempotencyKey, UserId};
 use crate::http::Application;
 use crate::ledger::engine::Operation as LedgerOperation;
 use crate::ledger::engine::{Command, CreditKind, EntryDetails, Outcome, Route};
+use crate::limits::parse_write_batch_max;
 use crate::limits::{
     BENCH_CONNECTIONS_MAX, BENCH_DURATION_MAX, BENCH_ENTRIES_MAX, BENCH_USERS_MAX,
     RATE_LIMIT_BURST_DEFAULT, RATE_LIMIT_PER_SECOND_DEFAULT, WRITE_BATCH_MAX,

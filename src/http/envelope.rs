@@ -1,10 +1,11 @@
 //! The envelope of API.md: `{"success", "data", "error"}` on every response.
 
-use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::error::ErrorCode;
+use crate::error::{ApiError, ErrorCode};
+use crate::limits::RETRY_AFTER_SECONDS;
 
 #[derive(Serialize)]
 struct Envelope<T: Serialize> {
@@ -36,8 +37,8 @@ pub fn success<T: Serialize>(status: StatusCode, data: T) -> HttpResponse {
     })
 }
 
-/// A failure's body; `ApiError` is its only caller.
-pub(crate) fn error_envelope(
+/// A failure's body; `ApiError`'s answer below is its only caller.
+fn error_envelope(
     code: ErrorCode,
     message: String,
     details: Option<serde_json::Value>,
@@ -50,5 +51,41 @@ pub(crate) fn error_envelope(
             message,
             details,
         }),
+    }
+}
+
+/// Every failure the service answers with leaves here, as the envelope.
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code().status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = self.code();
+        // Every error answer is made here, once: so it is counted here.
+        crate::metrics::metrics().count_rejection(code.as_str());
+        let status = code.status();
+        let mut response = HttpResponse::build(status);
+        match self {
+            ApiError::RateLimited {
+                retry_after_seconds,
+            } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
+            }
+            // The rest of the body may still be on its way: the connection
+            // cannot be reused.
+            ApiError::RequestTimeout => {
+                response.force_close();
+            }
+            // RFC 6750: a 401 names the scheme the caller should use.
+            ApiError::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
+        }
+        response.json(error_envelope(code, self.to_string(), self.details()))
     }
 }
