@@ -7,6 +7,8 @@ pub mod auth;
 pub mod bench;
 /// The command line: serve, migrate, seed, verify, keys, bench.
 pub mod cli;
+/// The wall clock in milliseconds, and the refusal of one before 1970.
+pub mod clock;
 /// Resolved settings; the only reader of the environment besides clap.
 pub mod config;
 /// Domain types, valid by construction.

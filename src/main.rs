@@ -15,7 +15,7 @@ use wallet::domain::AssetDecimals;
 use wallet::http::{format_timestamp, Application};
 use wallet::ledger::engine::NewAsset;
 use wallet::limits::API_KEYS_RELOAD_INTERVAL;
-use wallet::store::{self, commands, AssetOutcome, BackupOutcome, OpenedStore, RestoreOutcome};
+use wallet::store::{commands, AssetOutcome, BackupOutcome, OpenedStore, RestoreOutcome};
 
 /// mimalloc instead of the system allocator: every request allocates (its
 /// body, the command, the answer), and glibc's malloc and free were about
@@ -75,11 +75,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    store::check_clock()?;
+    wallet::clock::check_clock()?;
     let write_batch_max = args.writer.write_batch_max;
     let settings = ServeSettings::resolve(args)?;
     let storage = OpenedStore::open(&settings.db, write_batch_max, settings.seed_demo_if_empty)?;
-    let access = match Access::start(storage.store(), settings.db.sqlite_path(), &settings.access) {
+    let access = match Access::start(storage.store(), &settings.db, &settings.access) {
         Ok(access) => access,
         Err(error) => {
             storage.close();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::secret;
 use crate::domain::{Caller, Scope};
-use crate::store::sqlite::keys::{ActiveKeyRow, KeySnapshot};
+use crate::store::{ActiveKeyRow, KeySnapshot};
 
 /// Why a request was not let through.
 #[derive(Debug, Clone, PartialEq, Eq)]

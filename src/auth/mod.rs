@@ -8,7 +8,6 @@ pub mod keyring;
 pub mod secret;
 mod watcher;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use log::warn;
@@ -16,7 +15,7 @@ use log::warn;
 pub use keyring::{Denial, Keyring, RateLimit};
 use watcher::KeyWatcher;
 
-use crate::store::Store;
+use crate::store::{DatabaseLocation, Store};
 
 /// How a server decides who may call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,14 +44,18 @@ pub struct Access {
 }
 
 impl Access {
-    /// Loads the keys of the (migrated) database `path` names, says how to
+    /// Loads the keys of the (migrated) database at `location`, says how to
     /// unlock an exposed service that has no key, and starts watching for
     /// changes through `store`.
-    pub fn start(store: Store, path: &Path, policy: &AccessPolicy) -> anyhow::Result<Access> {
+    pub fn start(
+        store: Store,
+        location: &DatabaseLocation,
+        policy: &AccessPolicy,
+    ) -> anyhow::Result<Access> {
         let snapshot = store.load_keys()?;
         if snapshot.active.is_empty() && !policy.open_without_keys() {
             // Once, at start: the watcher's reload line says when it unlocks.
-            warn!("{}", locked_notice(path, policy));
+            warn!("{}", locked_notice(location, policy));
         } else if !snapshot.any_key_exists && !policy.bind_is_loopback {
             warn!(
                 "serving {} without API keys (--insecure-no-auth): anyone who reaches it can mint currency",
@@ -78,7 +81,7 @@ impl Access {
 /// that it is locked, and the command that creates the first key in each of
 /// the deployments the README describes (a volume or a Fly machine has no
 /// shell, so each form runs the binary itself).
-fn locked_notice(path: &Path, policy: &AccessPolicy) -> String {
+fn locked_notice(location: &DatabaseLocation, policy: &AccessPolicy) -> String {
     let create = "keys create --name NAME --scopes read,spend";
     format!(
         "serving {bind} LOCKED: no API key is active, so every route but /health and /openapi.json answers 401 until one is created. \
@@ -90,7 +93,7 @@ fn locked_notice(path: &Path, policy: &AccessPolicy) -> String {
          To serve without keys instead, start with --insecure-no-auth",
         bind = policy.bind,
         reload = crate::limits::API_KEYS_RELOAD_INTERVAL.as_millis(),
-        db = path.display(),
+        db = location.display(),
     )
 }
 
@@ -119,7 +122,10 @@ mod tests {
 
     #[test]
     fn the_locked_notice_is_one_line_naming_every_way_to_create_a_key() {
-        let notice = locked_notice(Path::new("/data/wallet.db"), &policy(false, false));
+        let notice = locked_notice(
+            &DatabaseLocation::parse("/data/wallet.db").unwrap(),
+            &policy(false, false),
+        );
         assert!(!notice.contains('\n'), "one line: {notice}");
         for form in [
             "wallet keys create --name NAME --scopes read,spend --db /data/wallet.db",

@@ -334,7 +334,7 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
         }
         let storage = OpenedStore::open(&location, batch_max, true)?;
         let entries_before = storage.store().entry_count()?;
-        let server = InProcessServer::start(storage, &db)?;
+        let server = InProcessServer::start(storage, &location)?;
         let run = Run {
             addr: server.addr,
             api_key: None,
@@ -623,7 +623,7 @@ impl Load<'_> {
             let answer = match operation {
                 Operation::Read => connection.get(&format!("/wallets/{name}/balance")).await,
                 Operation::ReadAt => {
-                    let at = crate::http::format_timestamp(crate::store::now_ms() - 1_000);
+                    let at = crate::http::format_timestamp(crate::clock::now_ms() - 1_000);
                     connection
                         .get(&format!("/wallets/{name}/balance?at={at}"))
                         .await
@@ -888,7 +888,7 @@ struct InProcessServer {
 }
 
 impl InProcessServer {
-    fn start(storage: OpenedStore, db: &Path) -> anyhow::Result<InProcessServer> {
+    fn start(storage: OpenedStore, location: &DatabaseLocation) -> anyhow::Result<InProcessServer> {
         // A fresh file on loopback: no keys, so the service runs open, as the
         // quick start does.
         let bind = "127.0.0.1:0";
@@ -901,7 +901,7 @@ impl InProcessServer {
                 burst: RATE_LIMIT_BURST_DEFAULT,
             },
         };
-        let access = match Access::start(storage.store(), db, &policy) {
+        let access = match Access::start(storage.store(), location, &policy) {
             Ok(access) => access,
             Err(error) => {
                 storage.close();

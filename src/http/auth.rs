@@ -11,9 +11,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 
 use crate::auth::Keyring;
+use crate::clock::now_ms;
 use crate::domain::{Caller, Scope};
 use crate::error::ApiError;
-use crate::store::now_ms;
 
 /// What a route asks of its callers; set on each resource in `routes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -352,7 +352,7 @@ fn parse_balance_query(raw: &str, errors: &mut FieldErrors) -> Option<i64> {
                 .ok()
                 .and_then(|time| i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok());
                 match parsed {
-                    Some(ms) if ms > crate::store::now_ms() => {
+                    Some(ms) if ms > crate::clock::now_ms() => {
                         errors.push("at", "is in the future")
                     }
                     Some(ms) => at = Some(ms),

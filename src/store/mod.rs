@@ -11,14 +11,12 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use crate::domain::{AssetRef, Cursor, EntryKind, KeyName, PageLimit, ReferenceId, UserId};
+use crate::domain::{AssetRef, Cursor, EntryKind, KeyName, PageLimit, ReferenceId, Scopes, UserId};
+use crate::ledger::audit::AuditReport;
 use crate::ledger::engine::{
     AssetRow, Command, HoldFact, HoldStatus, NewAsset, Outcome, UserEntry,
 };
 use crate::ledger::Rejection;
-
-pub use sqlite::keys::{ActiveKeyRow, KeyListing, KeySnapshot};
-pub use sqlite::{check_clock, now_ms};
 
 /// A backend's own error, carried as the cause of a `StorageError`.
 pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -545,5 +543,48 @@ pub mod commands {
     }
 }
 
-pub use sqlite::backup::BackupOutcome;
-pub use sqlite::restore::RestoreOutcome;
+/// An API key as `wallet keys list` shows it: everything but the digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyListing {
+    pub name: String,
+    pub scopes: String,
+    pub created_at_ms: i64,
+    pub last_used_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// A key a server accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveKeyRow {
+    pub id: i64,
+    pub name: String,
+    pub scopes: Scopes,
+    pub secret_sha256: [u8; 32],
+}
+
+/// Who may call, as of one generation of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySnapshot {
+    pub generation: i64,
+    /// Whether any key was ever created. Once one was, the service requires
+    /// a key on every route but health, even after the last is revoked:
+    /// revoking keys must never open the service.
+    pub any_key_exists: bool,
+    pub active: Vec<ActiveKeyRow>,
+}
+
+/// What a finished backup found when it audited the copy.
+pub enum BackupOutcome {
+    /// The copy passed the audit and is at its destination.
+    Written(AuditReport),
+    /// The copy failed the audit and was deleted; the source needs `verify`.
+    FailedAudit(AuditReport),
+}
+
+/// What a restore did.
+pub enum RestoreOutcome {
+    /// The backup passed its audit and is now the database.
+    Restored(AuditReport),
+    /// The backup failed its audit; the database was not touched.
+    FailedAudit(AuditReport),
+}

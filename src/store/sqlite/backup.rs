@@ -8,14 +8,7 @@ use anyhow::{bail, Context};
 
 use super::{migrate, open, verify};
 use crate::ledger::audit::AuditReport;
-
-/// What a finished backup found when it audited the copy.
-pub enum BackupOutcome {
-    /// The copy passed the audit and is at its destination.
-    Written(AuditReport),
-    /// The copy failed the audit and was deleted; the source needs `verify`.
-    FailedAudit(AuditReport),
-}
+use crate::store::BackupOutcome;
 
 /// Copies `source` to `dest`, audits the copy, and only then gives it the
 /// name `dest`. Refuses a `dest` that exists.

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::{keys, migrate, now_ms, open, reads, seed, verify, writer};
+use super::{keys, migrate, open, reads, seed, verify, writer};
+use crate::clock::now_ms;
 use crate::domain::{KeyName, Scopes};
 use crate::ledger::audit::AuditReport;
 use crate::ledger::engine::{AssetRow, NewAsset};

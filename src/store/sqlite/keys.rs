@@ -8,36 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::domain::{KeyName, Scopes};
 use crate::limits::{API_KEYS_ACTIVE_MAX, API_KEYS_TOTAL_MAX};
-
-/// A key as `wallet keys list` shows it: everything but the digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyListing {
-    pub name: String,
-    pub scopes: String,
-    pub created_at_ms: i64,
-    pub last_used_at_ms: Option<i64>,
-    pub revoked_at_ms: Option<i64>,
-}
-
-/// A key a server accepts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActiveKeyRow {
-    pub id: i64,
-    pub name: String,
-    pub scopes: Scopes,
-    pub secret_sha256: [u8; 32],
-}
-
-/// Who may call, as of one generation of the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeySnapshot {
-    pub generation: i64,
-    /// Whether any key was ever created. Once one was, the service requires
-    /// a key on every route but health, even after the last is revoked:
-    /// revoking keys must never open the service.
-    pub any_key_exists: bool,
-    pub active: Vec<ActiveKeyRow>,
-}
+use crate::store::{ActiveKeyRow, KeyListing, KeySnapshot};
 
 /// Adds a key. Refuses a name already used (revoked keys included) and more
 /// than `API_KEYS_ACTIVE_MAX` active or `API_KEYS_TOTAL_MAX` keys in all.

@@ -21,6 +21,7 @@ use anyhow::Context;
 use rusqlite::{ErrorCode, OptionalExtension};
 use uuid::Uuid;
 
+use crate::clock::now_ms;
 use crate::domain::{AssetRef, EntryKind, Metadata, UserId};
 use crate::ledger::engine::{AssetRow, Command, HoldFact, NewAsset, Outcome};
 use crate::store::{
@@ -97,26 +98,6 @@ pub(crate) fn latest_balance(conn: &rusqlite::Connection, account: i64) -> rusql
     .query_row([account], |row| row.get(0))
     .optional()
     .map(|balance| balance.unwrap_or(0))
-}
-
-/// Refuses to serve while the system clock reads before 1970: no entry could
-/// be timed, and actix-http's `Date` header cannot be written either.
-pub fn check_clock() -> anyhow::Result<()> {
-    if std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .is_err()
-    {
-        anyhow::bail!("the system clock reads before 1970; set it, then start again");
-    }
-    Ok(())
-}
-
-/// Milliseconds since the Unix epoch: how every time is stored.
-pub fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The SQLite store a server holds: the writer's queue and the read pools.

@@ -20,15 +20,7 @@ use anyhow::{bail, Context};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{migrate, open, verify};
-use crate::ledger::audit::AuditReport;
-
-/// What a restore did.
-pub enum RestoreOutcome {
-    /// The backup passed its audit and is now the database.
-    Restored(AuditReport),
-    /// The backup failed its audit; the database was not touched.
-    FailedAudit(AuditReport),
-}
+use crate::store::RestoreOutcome;
 
 /// Audits `source`, then, holding the database exclusively, puts a copy of
 /// it in place of `db` with one rename.

@@ -128,7 +128,7 @@ pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
     }
     // Every account with holds or hold totals, its totals three ways.
     {
-        let now_ms = super::now_ms();
+        let now_ms = crate::clock::now_ms();
         let mut statement = tx.prepare(
             "SELECT a.id, coalesce(ah.held, 0), coalesce(ah.active, 0),
                     coalesce((SELECT sum(h.amount) FROM holds h
