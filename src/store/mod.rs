@@ -6,6 +6,7 @@
 //! seen outside its own module.
 
 pub mod sqlite;
+mod write;
 
 use std::path::{Path, PathBuf};
 

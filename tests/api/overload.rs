@@ -122,8 +122,16 @@ fn more_writers_than_the_queue_holds_are_refused_at_once_and_nothing_acknowledge
             response.head
         );
     }
-    // Reads and health are served beside the full queue.
-    assert_eq!(app.get("/health").status, 200);
+    // Reads and health are answered beside the full queue. Once a batch has
+    // waited out the lock's 5 s and rolled back, writes are failing, and
+    // health says so (503); on a loaded machine that can come first.
+    let health = app.get("/health");
+    assert!(
+        health.status == 200
+            || (health.status == 503 && health.error_code() == "DATABASE_UNAVAILABLE"),
+        "{:?}",
+        health.body
+    );
     assert_eq!(app.balance("user_alice", "GOLD"), 1000);
 
     // The load drops: everything still queued is applied and answered.

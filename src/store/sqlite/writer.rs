@@ -18,11 +18,9 @@
 //! copy the damage into the database, logs once, and stops the process,
 //! which then exits non-zero.
 //!
-//! Each command is decided by the pure engine (`ledger::engine::decide`)
-//! from facts read first (`read_facts`): every rejection happens there. Only
-//! then is its plan written (`write_plan`, which can fail only as storage).
-//! So a rejected command has written nothing and needs no savepoint to undo,
-//! and a storage failure sinks the whole batch.
+//! Inside the transaction, the loop shared by every backend
+//! (`store::write`) reads each command's facts, lets the pure engine decide
+//! and writes the plan, through `SqliteWrite`: this file's queries.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,45 +38,13 @@ use super::holds;
 use super::{latest_balance, parse_stored_kind};
 use crate::domain::{AssetRef, Caller, IdempotencyKey, UserId};
 use crate::ledger::engine::{
-    self, AccountFact, AccountKey, AnswerState, AssetDecision, AssetFact, AssetRow,
-    CanonicalRequest, Command, Decision, EntryFact, Facts, HoldFact, NewAsset, Outcome, Owner,
-    Party, Plan, RecordedEntry, StoredRequest,
+    self, AccountFact, AccountKey, AnswerState, AssetFact, AssetRow, CanonicalRequest, Command,
+    EntryFact, Facts, HoldFact, NewAsset, Outcome, Owner, Party, Plan, RecordedEntry,
+    StoredRequest,
 };
-use crate::ledger::Rejection;
 use crate::limits::{HOLD_EXPIRY_SWEEP_INTERVAL, HOLD_EXPIRY_SWEEP_MAX, WRITE_QUEUE_DEPTH_MAX};
+use crate::store::write::{self, Done, Work, WriteTransaction};
 use crate::store::{AssetOutcome, LedgerError, StorageError};
-
-/// One piece of work for the writer, with where its answer goes.
-enum Work {
-    Command {
-        command: Command,
-        reply: oneshot::Sender<Result<Outcome, LedgerError>>,
-    },
-    CreateAsset {
-        asset: NewAsset,
-        reply: oneshot::Sender<Result<AssetOutcome, LedgerError>>,
-    },
-    /// Last uses of API keys: `(key id, time)` pairs. Written here so that
-    /// the writer's is the only read-write connection.
-    KeyUses {
-        uses: Vec<(i64, i64)>,
-        reply: oneshot::Sender<Result<(), LedgerError>>,
-    },
-    /// The writer's own: record the expiry of holds that fell due. Nobody
-    /// waits for it; a hold counts nowhere from its expiry on either way.
-    ExpireHolds,
-}
-
-impl Work {
-    fn refuse(self, error: StorageError) {
-        match self {
-            Work::Command { reply, .. } => drop(reply.send(Err(error.into()))),
-            Work::CreateAsset { reply, .. } => drop(reply.send(Err(error.into()))),
-            Work::KeyUses { reply, .. } => drop(reply.send(Err(error.into()))),
-            Work::ExpireHolds => {}
-        }
-    }
-}
 
 enum Message {
     Work(Work),
@@ -399,7 +365,9 @@ fn run(writer: &mut WriterState, receiver: Receiver<Message>, batch_max: usize) 
         // records the expiry of holds that fell due.
         if last_sweep.elapsed() >= HOLD_EXPIRY_SWEEP_INTERVAL {
             last_sweep = std::time::Instant::now();
-            batch.push(Work::ExpireHolds);
+            batch.push(Work::ExpireHolds {
+                max: HOLD_EXPIRY_SWEEP_MAX,
+            });
         }
         if !batch.is_empty() {
             apply_batch(writer, &mut batch);
@@ -448,7 +416,7 @@ fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Work>) {
             writer.status.failing.store(false, Ordering::Relaxed);
             // A sweep that found nothing due wrote nothing: followers are
             // not woken for it.
-            if results.iter().any(|done| !matches!(done, Done::Expired(0))) {
+            if results.iter().any(Done::wrote) {
                 writer
                     .status
                     .commits
@@ -500,34 +468,6 @@ enum StorageErrorKind {
     Other,
 }
 
-/// A piece of work's result, held until COMMIT returns.
-enum Done {
-    Command(Result<Outcome, Rejection>),
-    Asset(Result<AssetOutcome, Rejection>),
-    KeyUses,
-    /// How many holds the sweep recorded as expired.
-    Expired(usize),
-}
-
-impl Done {
-    /// Answers `work` with this result.
-    fn send(self, work: Work) {
-        match (self, work) {
-            (Done::Command(result), Work::Command { reply, .. }) => {
-                let _ = reply.send(result.map_err(LedgerError::from));
-            }
-            (Done::Asset(result), Work::CreateAsset { reply, .. }) => {
-                let _ = reply.send(result.map_err(LedgerError::from));
-            }
-            (Done::KeyUses, Work::KeyUses { reply, .. }) => {
-                let _ = reply.send(Ok(()));
-            }
-            (Done::Expired(_), Work::ExpireHolds) => {}
-            (_, work) => work.refuse(StorageError::BatchRolledBack),
-        }
-    }
-}
-
 /// Returns each piece of work's result, or the storage failure that sank
 /// the batch.
 fn apply_in_one_transaction(
@@ -540,32 +480,59 @@ fn apply_in_one_transaction(
     // IMMEDIATE: take the write lock now; a deferred transaction that reads
     // first can hit SQLITE_BUSY when it upgrades.
     run_cached(conn, "BEGIN IMMEDIATE")?;
-    let mut results = Vec::with_capacity(batch.len());
-    for work in batch {
-        // A failed statement may have rolled back the whole transaction
-        // (SQLite does so on a full disk or an I/O error): the batch can no
-        // longer be trusted, so a storage failure fails it as a whole.
-        let done = match work {
-            Work::Command { command, .. } => {
-                Done::Command(apply_command(conn, assets, command, created_at_ms)?)
-            }
-            Work::CreateAsset { asset, .. } => {
-                Done::Asset(create_asset(conn, assets, asset, created_at_ms)?)
-            }
-            Work::KeyUses { uses, .. } => {
-                super::keys::record_last_used_in(conn, uses)?;
-                Done::KeyUses
-            }
-            Work::ExpireHolds => Done::Expired(holds::expire_due(
-                conn,
-                created_at_ms,
-                HOLD_EXPIRY_SWEEP_MAX,
-            )?),
-        };
-        results.push(done);
-    }
+    let results = write::apply_batch(&mut SqliteWrite { conn, assets }, batch, created_at_ms)?;
     run_cached(conn, "COMMIT")?;
     Ok(results)
+}
+
+/// What the write loop does in SQLite's transaction: the queries below.
+struct SqliteWrite<'a> {
+    conn: &'a Connection,
+    assets: &'a mut AssetCache,
+}
+
+impl WriteTransaction for SqliteWrite<'_> {
+    /// The ids of the accounts among the facts.
+    type Found = BTreeMap<AccountKey, i64>;
+
+    fn read_facts(
+        &mut self,
+        command: &Command,
+        now_ms: i64,
+    ) -> Result<(Facts, Self::Found), StorageError> {
+        read_facts(self.conn, self.assets, command, now_ms)
+    }
+
+    fn write_plan(
+        &mut self,
+        plan: &Plan,
+        found: &mut Self::Found,
+        now_ms: i64,
+    ) -> Result<(Vec<RecordedEntry>, Option<HoldFact>), StorageError> {
+        write_plan(self.conn, plan, found, now_ms)
+    }
+
+    fn asset_facts(&mut self, asset: &NewAsset) -> Result<(Option<AssetRow>, usize), StorageError> {
+        let same_symbol = super::reads::asset_by_symbol(self.conn, asset.symbol.as_str())?;
+        let count: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM asset_types")?
+            .query_row([], |row| row.get(0))?;
+        Ok((same_symbol, usize::try_from(count).unwrap_or(usize::MAX)))
+    }
+
+    fn write_asset(&mut self, asset: &NewAsset, now_ms: i64) -> Result<AssetRow, StorageError> {
+        // Not cached yet: the batch may still roll back.
+        write_asset(self.conn, asset, now_ms)
+    }
+
+    fn record_key_uses(&mut self, uses: &[(i64, i64)]) -> Result<(), StorageError> {
+        Ok(super::keys::record_last_used_in(self.conn, uses)?)
+    }
+
+    fn expire_due_holds(&mut self, now_ms: i64, max: usize) -> Result<usize, StorageError> {
+        Ok(holds::expire_due(self.conn, now_ms, max)?)
+    }
 }
 
 /// Runs a statement without parameters through the statement cache: the
@@ -574,28 +541,6 @@ fn apply_in_one_transaction(
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
-}
-
-/// Reads the facts, lets the engine decide, writes the plan.
-fn apply_command(
-    conn: &Connection,
-    assets: &mut AssetCache,
-    command: &Command,
-    created_at_ms: i64,
-) -> Result<Result<Outcome, Rejection>, StorageError> {
-    let (facts, mut account_ids) = read_facts(conn, assets, command, created_at_ms)?;
-    match engine::decide(command, &facts) {
-        Err(rejection) => Ok(Err(rejection)),
-        Ok(Decision::Replay(answer)) => Ok(Ok(Outcome::Replayed(answer))),
-        Ok(Decision::Apply(plan)) => {
-            let (entries, hold) = write_plan(conn, &plan, &mut account_ids, created_at_ms)?;
-            let answer = engine::answer(plan.route, &entries, hold.as_ref(), &plan.state)
-                .ok_or_else(|| {
-                    StorageError::Backend("a command that wrote no entry has no answer".into())
-                })?;
-            Ok(Ok(Outcome::Created(answer)))
-        }
-    }
 }
 
 /// Every fact `decide` needs for `command`, in this transaction at the
@@ -902,54 +847,36 @@ fn write_plan(
     Ok((recorded, hold))
 }
 
-/// `POST /assets`: decided by the engine against the catalogue, then the
-/// asset and its Treasury are written.
-fn create_asset(
+/// Adds an asset the engine let through, and its Treasury.
+fn write_asset(
     conn: &Connection,
-    assets: &mut AssetCache,
     asset: &NewAsset,
     created_at_ms: i64,
-) -> Result<Result<AssetOutcome, Rejection>, StorageError> {
-    let same_symbol = super::reads::asset_by_symbol(conn, asset.symbol.as_str())?;
-    let count: i64 = conn
-        .prepare_cached("SELECT count(*) FROM asset_types")?
-        .query_row([], |row| row.get(0))?;
-    match engine::decide_asset(
-        asset,
-        same_symbol,
-        usize::try_from(count).unwrap_or(usize::MAX),
-    ) {
-        Err(rejection) => Ok(Err(rejection)),
-        Ok(AssetDecision::AlreadyTheSame(row)) => Ok(Ok(AssetOutcome::AlreadyTheSame(row))),
-        Ok(AssetDecision::Create) => {
-            let id = Uuid::new_v4().to_string();
-            conn.prepare_cached(
-                "INSERT INTO asset_types (id, symbol, name, decimals, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                id,
-                asset.symbol.as_str(),
-                asset.name.as_str(),
-                asset.decimals.get(),
-                created_at_ms
-            ])?;
-            conn.prepare_cached(
-                "INSERT INTO accounts (owner_type, owner_id, asset_type_id, created_at)
-                 VALUES ('SYSTEM', NULL, ?1, ?2)",
-            )?
-            .execute(params![id, created_at_ms])?;
-            // Not cached yet: the batch may still roll back.
-            let _ = assets;
-            Ok(Ok(AssetOutcome::Created(AssetRow {
-                id,
-                symbol: asset.symbol.as_str().to_owned(),
-                name: asset.name.as_str().to_owned(),
-                decimals: asset.decimals.get(),
-                created_at_ms,
-            })))
-        }
-    }
+) -> Result<AssetRow, StorageError> {
+    let id = Uuid::new_v4().to_string();
+    conn.prepare_cached(
+        "INSERT INTO asset_types (id, symbol, name, decimals, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        id,
+        asset.symbol.as_str(),
+        asset.name.as_str(),
+        asset.decimals.get(),
+        created_at_ms
+    ])?;
+    conn.prepare_cached(
+        "INSERT INTO accounts (owner_type, owner_id, asset_type_id, created_at)
+         VALUES ('SYSTEM', NULL, ?1, ?2)",
+    )?
+    .execute(params![id, created_at_ms])?;
+    Ok(AssetRow {
+        id,
+        symbol: asset.symbol.as_str().to_owned(),
+        name: asset.name.as_str().to_owned(),
+        decimals: asset.decimals.get(),
+        created_at_ms,
+    })
 }
 
 /// A version 7 UUID for an entry made at `created_at_ms` (not negative: the
@@ -1175,6 +1102,7 @@ mod tests {
     use super::*;
     use crate::domain::{Amount, EntryKind, UserId};
     use crate::ledger::engine::{Answer, CreditKind, EntryDetails, Operation, Route};
+    use crate::ledger::Rejection;
     use crate::limits::WRITE_BATCH_MAX;
     use crate::store::sqlite::{migrate, open, seed, verify};
 
