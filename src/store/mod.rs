@@ -5,13 +5,14 @@
 //! second variant. No backend type (a connection, a driver's error) is
 //! seen outside its own module.
 
-pub mod sqlite;
+mod sqlite;
 mod write;
 
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::domain::{AssetRef, Cursor, EntryKind, KeyName, PageLimit, ReferenceId, Scopes, UserId};
 use crate::ledger::audit::AuditReport;
 use crate::ledger::engine::{
@@ -435,11 +436,22 @@ impl OpenedStore {
         write_batch_max: usize,
         seed_demo_if_empty: bool,
     ) -> anyhow::Result<OpenedStore> {
+        OpenedStore::open_with_clock(location, write_batch_max, seed_demo_if_empty, Clock::System)
+    }
+
+    /// As `open`, with the store's time read from `clock` (tests move it).
+    pub fn open_with_clock(
+        location: &DatabaseLocation,
+        write_batch_max: usize,
+        seed_demo_if_empty: bool,
+        clock: Clock,
+    ) -> anyhow::Result<OpenedStore> {
         match location {
             DatabaseLocation::Sqlite(path) => Ok(OpenedStore::Sqlite(sqlite::Serving::open(
                 path,
                 write_batch_max,
                 seed_demo_if_empty,
+                clock,
             )?)),
         }
     }

@@ -1,6 +1,6 @@
 //! Goal: with holds, captures, voids and the passing of time (a clock the
-//! test moves), the real store (the writer thread on a temporary SQLite
-//! file) and a plain model of API.md's holds rules agree after every step:
+//! test moves), the real store (driven through `Store` on a fresh database,
+//! a temporary SQLite file) and a plain model of API.md's holds rules agree after every step:
 //! on each answer (or refusal), every balance, held and available amount,
 //! every hold's status, and the audit `wallet verify` runs.
 //!
@@ -11,21 +11,21 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
 use uuid::Uuid;
 
-use wallet::domain::{Amount, AssetRef, Caller, IdempotencyKey, UserId};
+use wallet::clock::Clock;
+use wallet::domain::{
+    Amount, AssetDecimals, AssetName, AssetRef, AssetSymbol, Caller, IdempotencyKey, UserId,
+};
 use wallet::ledger::engine::{
-    Answer, Command, CreditKind, EntryDetails, HoldStatus, Operation, Outcome, Route,
+    Answer, Command, CreditKind, EntryDetails, HoldStatus, NewAsset, Operation, Outcome, Route,
 };
 use wallet::ledger::Rejection;
 use wallet::limits::WRITE_BATCH_MAX;
-use wallet::store::sqlite::writer::{Writer, WriterHandle};
-use wallet::store::sqlite::{holds, migrate, open, reads, seed, verify};
-use wallet::store::LedgerError;
+use wallet::store::{commands, AssetOutcome, DatabaseLocation, LedgerError, OpenedStore, Store};
 
 const USERS: [&str; 3] = ["ann", "ben", "cid"];
 /// A hold id no hold has.
@@ -126,44 +126,52 @@ impl Model {
     }
 }
 
+/// The store as a server holds it, on a fresh database with the asset
+/// catalogue, standing at a clock the test moves, and driven only through
+/// `Store`.
 struct Real {
     _dir: tempfile::TempDir,
-    writer: Option<Writer>,
-    handle: WriterHandle,
-    reader: rusqlite::Connection,
+    location: DatabaseLocation,
+    opened: Option<OpenedStore>,
+    store: Store,
+    runtime: tokio::runtime::Runtime,
     clock: Arc<AtomicI64>,
 }
 
 impl Real {
     fn open(start_ms: i64) -> Real {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wallet.db");
-        let mut conn = open::open_read_write(&path).unwrap();
-        migrate::migrate(&mut conn).unwrap();
-        seed::apply_catalogue(&mut conn).unwrap();
-        let clock = Arc::new(AtomicI64::new(start_ms));
-        let source = Arc::clone(&clock);
-        let writer = Writer::start_with_clock(
-            conn,
-            WRITE_BATCH_MAX,
-            Arc::new(move || {
-                UNIX_EPOCH + Duration::from_millis(source.load(Ordering::SeqCst) as u64)
-            }),
-        )
-        .unwrap();
-        let handle = writer.handle();
-        let reader = open::open_read_only(&path).unwrap();
+        let location = crate::fresh_location(dir.path());
+        commands::migrate(&location).unwrap();
+        let gold = NewAsset {
+            symbol: AssetSymbol::parse("GOLD").unwrap(),
+            name: AssetName::parse("Gold Coins").unwrap(),
+            decimals: AssetDecimals::default(),
+        };
+        assert!(matches!(
+            commands::create_asset(&location, gold).unwrap(),
+            Ok(AssetOutcome::Created(_))
+        ));
+        let (clock, hand) = Clock::manual(start_ms);
+        let opened =
+            OpenedStore::open_with_clock(&location, WRITE_BATCH_MAX, false, clock).unwrap();
+        let store = opened.store();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
         Real {
             _dir: dir,
-            writer: Some(writer),
-            handle,
-            reader,
-            clock,
+            location,
+            opened: Some(opened),
+            store,
+            runtime,
+            clock: hand,
         }
     }
 
     fn apply(&self, command: Command) -> Result<Outcome, Rejection> {
-        match self.handle.apply_blocking(command) {
+        match self.runtime.block_on(self.store.apply(command)) {
             Ok(outcome) => Ok(outcome),
             Err(LedgerError::Rejected(rejection)) => Err(rejection),
             Err(other) => panic!("a storage failure: {other:?}"),
@@ -173,8 +181,8 @@ impl Real {
 
 impl Drop for Real {
     fn drop(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            writer.stop();
+        if let Some(opened) = self.opened.take() {
+            opened.close();
         }
     }
 }
@@ -228,7 +236,7 @@ proptest! {
     #[test]
     fn store_and_model_agree_on_holds_captures_voids_and_expiry(steps in steps()) {
         let start = 1_900_000_000_000_i64;
-        let mut real = Real::open(start);
+        let real = Real::open(start);
         let mut model = Model { now: start, ..Model::default() };
         let mut last: Option<(Command, Outcome)> = None;
         for (key, step) in steps.iter().enumerate() {
@@ -377,9 +385,8 @@ proptest! {
                 (expected, got) => prop_assert!(false, "{step:?}: the model says {expected:?}, the store {got:?}"),
             }
             // Every balance, held and available, at the clock's instant.
-            let reader = &mut real.reader;
             for (index, name) in USERS.iter().enumerate() {
-                let rows = reads::balances_at(reader, &user(index), model.now);
+                let rows = real.store.balances(&user(index));
                 if !model.wallets[index] {
                     prop_assert!(matches!(rows, Err(LedgerError::Rejected(Rejection::WalletNotFound))), "{name}");
                     continue;
@@ -394,7 +401,7 @@ proptest! {
             }
             // Every hold's status, as it stands now.
             for hold in &model.holds {
-                let read = holds::hold(reader, &hold.id, model.now).unwrap();
+                let read = real.store.hold(Uuid::parse_str(&hold.id).unwrap()).unwrap();
                 let status = hold.status_at(model.now);
                 prop_assert_eq!(read.status, status, "{:?}", hold);
                 prop_assert_eq!(read.captured_amount, hold.captured);
@@ -404,7 +411,7 @@ proptest! {
                 };
                 prop_assert_eq!(read.closed_at_ms, closed_at, "{:?}", hold);
             }
-            let report = verify::audit(reader).unwrap();
+            let report = commands::verify(&real.location).unwrap();
             prop_assert!(report.is_clean(), "{}", report);
         }
     }

@@ -1,5 +1,6 @@
-//! Goal: the real store (the writer thread on a temporary SQLite file) and a
-//! plain in-memory model of API.md's rules answer every command alike.
+//! Goal: the real store (driven through `Store`, as the handlers drive it,
+//! on a fresh database: a temporary SQLite file) and a plain in-memory model
+//! of API.md's rules answer every command alike.
 //!
 //! Random sequences of topups, bonuses, spends, transfers between the
 //! model's users (now and then to oneself), reversals of earlier entries
@@ -22,21 +23,22 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use rusqlite::Connection;
 use uuid::Uuid;
 
 use wallet::domain::{
-    Amount, AssetRef, Caller, Direction, EntryKind, IdempotencyKey, KeyName, Metadata, Note,
-    PageLimit, ReferenceId, Scopes, UserId,
+    self, Amount, AssetDecimals, AssetRef, AssetSymbol, Caller, Direction, EntryKind,
+    IdempotencyKey, KeyName, Metadata, Note, PageLimit, ReferenceId, Scopes, UserId,
 };
 use wallet::ledger::engine::{
-    Answer, BalanceAfter, Command, CreditKind, EntryDetails, Operation, Outcome, Route, UserEntry,
+    Answer, BalanceAfter, Command, CreditKind, EntryDetails, NewAsset, Operation, Outcome, Route,
+    UserEntry,
 };
 use wallet::ledger::Rejection;
 use wallet::limits::{AMOUNT_MAX, WRITE_BATCH_MAX};
-use wallet::store::sqlite::writer::{Writer, WriterHandle};
-use wallet::store::sqlite::{keys, migrate, open, reads, seed, verify};
-use wallet::store::{HistoryQuery, LedgerError, PartyRow, TransactionDetail};
+use wallet::store::{
+    commands, AssetOutcome, DatabaseLocation, HistoryQuery, LedgerError, OpenedStore, PartyRow,
+    Store, TransactionDetail,
+};
 
 /// The catalogue's assets in symbol order, as `GET /assets` lists them.
 const SYMBOLS: [&str; 3] = ["DIAMOND", "GOLD", "LOYALTY"];
@@ -1198,13 +1200,15 @@ impl Model {
 // ---------------------------------------------------------------------------
 // The real thing
 
-/// A migrated file with the asset catalogue and no entries, its writer, and
-/// a read-only connection beside it.
+/// A ledger with the asset catalogue, one API key and no entries, served by
+/// the store as `wallet serve` holds it (its writer and its read pools),
+/// and driven only through `Store`, as the HTTP handlers drive it.
 struct Real {
     _dir: tempfile::TempDir,
-    writer: Writer,
-    handle: WriterHandle,
-    reader: Connection,
+    location: DatabaseLocation,
+    opened: Option<OpenedStore>,
+    store: Store,
+    runtime: tokio::runtime::Runtime,
     asset_ids: Vec<String>,
     /// The answer each key slot got when its command was created.
     answers: HashMap<usize, Answer>,
@@ -1213,28 +1217,37 @@ struct Real {
 impl Real {
     fn open() -> Real {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wallet.db");
-        let mut conn = open::open_read_write(&path).unwrap();
-        migrate::migrate(&mut conn).unwrap();
-        // The catalogue only: the seed's grants are not posted, so the model
-        // starts from an empty ledger.
-        seed::apply_catalogue(&mut conn).unwrap();
-        keys::create(
-            &mut conn,
+        let location = crate::fresh_location(dir.path());
+        commands::migrate(&location).unwrap();
+        // The catalogue's symbols only: no demo grants, so the model starts
+        // from an empty ledger.
+        for symbol in SYMBOLS {
+            let asset = NewAsset {
+                symbol: AssetSymbol::parse(symbol).unwrap(),
+                name: domain::AssetName::parse(symbol).unwrap(),
+                decimals: AssetDecimals::default(),
+            };
+            assert!(matches!(
+                commands::create_asset(&location, asset).unwrap(),
+                Ok(AssetOutcome::Created(_))
+            ));
+        }
+        commands::create_key(
+            &location,
             &KeyName::parse("game-server").unwrap(),
             Scopes::parse("admin").unwrap(),
             &[7; 32],
-            0,
         )
         .unwrap();
-        let key_id: i64 = conn
-            .query_row("SELECT id FROM api_keys", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(key_id, API_KEY_ID);
-        let writer = Writer::start(conn, WRITE_BATCH_MAX).unwrap();
-        let handle = writer.handle();
-        let mut reader = open::open_read_only(&path).unwrap();
-        let asset_ids = reads::assets(&mut reader)
+        let opened = OpenedStore::open(&location, WRITE_BATCH_MAX, false).unwrap();
+        let store = opened.store();
+        let keys = store.load_keys().unwrap();
+        assert_eq!(
+            keys.active.iter().map(|key| key.id).collect::<Vec<_>>(),
+            vec![API_KEY_ID]
+        );
+        let asset_ids = store
+            .assets()
             .unwrap()
             .into_iter()
             .map(|row| {
@@ -1242,11 +1255,16 @@ impl Real {
                 row.id
             })
             .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
         Real {
             _dir: dir,
-            writer,
-            handle,
-            reader,
+            location,
+            opened: Some(opened),
+            store,
+            runtime,
             asset_ids,
             answers: HashMap::new(),
         }
@@ -1258,7 +1276,9 @@ impl Real {
     /// built that way.
     fn send(&mut self, model: &mut Model, request: &Request, altered: Option<&(Request, String)>) {
         let expected = model.decide(request);
-        let outcome = self.handle.apply_blocking(request.command(&self.asset_ids));
+        let outcome = self
+            .runtime
+            .block_on(self.store.apply(request.command(&self.asset_ids)));
         match (outcome, expected) {
             (Ok(Outcome::Created(answer)), Expected::Created(plan)) => {
                 model.commit(request, plan, &answer);
@@ -1301,7 +1321,7 @@ impl Real {
     fn assert_agrees_with(&mut self, model: &Model, page: &str) {
         for (user, name) in USERS.iter().enumerate() {
             let id = UserId::parse(name).unwrap();
-            let balances = reads::balances(&mut self.reader, &id);
+            let balances = self.store.balances(&id);
             let history = self.history(&id, page);
             if !model.books.has_wallet(user) {
                 for answer in [balances.map(|_| ()), history.map(|_| ())] {
@@ -1347,16 +1367,18 @@ impl Real {
             }
         }
         for entry in &model.entries {
-            let detail = reads::transaction(&mut self.reader, &entry.id).unwrap();
+            let detail = self
+                .store
+                .transaction(Uuid::parse_str(&entry.id).unwrap())
+                .unwrap();
             assert_eq!(detail.reversed_amount, entry.reversed, "{}", entry.id);
             assert_eq!(detail, entry.detail());
         }
-        let entries: i64 = self
-            .reader
-            .query_row("SELECT count(*) FROM ledger_entries", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(entries, model.entries.len() as i64);
-        let report = verify::audit(&mut self.reader).unwrap();
+        assert_eq!(
+            self.store.entry_count().unwrap(),
+            model.entries.len() as u64
+        );
+        let report = commands::verify(&self.location).unwrap();
         assert!(report.is_clean(), "{report}");
         assert_eq!(report.entries, model.entries.len() as u64);
         for totals in &report.assets {
@@ -1379,13 +1401,32 @@ impl Real {
         };
         let mut items = Vec::new();
         loop {
-            let page = reads::history(&mut self.reader, user, &query)?;
+            let page = self
+                .runtime
+                .block_on(self.store.history(user.clone(), query.clone()))?;
             assert!(page.items.len() <= query.limit.get());
             items.extend(page.items);
             match page.next_cursor {
                 Some(cursor) => query.cursor = Some(cursor),
                 None => return Ok(items),
             }
+        }
+    }
+}
+
+impl Real {
+    /// Applies what is queued and closes the database, as a server stops.
+    fn close(mut self) {
+        if let Some(opened) = self.opened.take() {
+            opened.close();
+        }
+    }
+}
+
+impl Drop for Real {
+    fn drop(&mut self) {
+        if let Some(opened) = self.opened.take() {
+            opened.close();
         }
     }
 }
@@ -1433,12 +1474,12 @@ proptest! {
         }
         // Once more, through many small pages; and an id no entry has.
         real.assert_agrees_with(&model, SMALL_PAGE);
-        let missing = reads::transaction(&mut real.reader, &Uuid::from_u128(NO_ENTRY).to_string());
+        let missing = real.store.transaction(Uuid::from_u128(NO_ENTRY));
         prop_assert!(
             matches!(missing, Err(LedgerError::Rejected(Rejection::TransactionNotFound))),
             "{:?}",
             missing
         );
-        real.writer.stop();
+        real.close();
     }
 }

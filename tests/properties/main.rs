@@ -19,3 +19,12 @@ pub fn config(default: u32) -> proptest::test_runner::Config {
         ..proptest::test_runner::Config::default()
     }
 }
+
+/// A fresh ledger for one case, in the folder `dir` the case owns: a SQLite
+/// file there. (The PostgreSQL backend, once built, takes a database of its
+/// own per case instead.)
+pub fn fresh_location(dir: &std::path::Path) -> wallet::store::DatabaseLocation {
+    let path = dir.join("wallet.db");
+    wallet::store::DatabaseLocation::parse(path.to_str().expect("a UTF-8 path"))
+        .expect("a file path is a location")
+}

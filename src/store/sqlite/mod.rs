@@ -21,7 +21,7 @@ use anyhow::Context;
 use rusqlite::{ErrorCode, OptionalExtension};
 use uuid::Uuid;
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::domain::{AssetRef, EntryKind, Metadata, UserId};
 use crate::ledger::engine::{AssetRow, Command, HoldFact, NewAsset, Outcome};
 use crate::store::{
@@ -119,6 +119,9 @@ pub struct SqliteStore {
     off_worker_slots: std::sync::Arc<tokio::sync::Semaphore>,
     /// The WAL beside the database, whose size the metrics report.
     wal_path: std::path::PathBuf,
+    /// What "now" is for the reads that depend on it (what holds set
+    /// aside, whether a hold has expired): the writer's clock.
+    clock: Clock,
 }
 
 /// The database as the server holds it: the lock, the writer with the only
@@ -139,6 +142,7 @@ impl Serving {
         path: &std::path::Path,
         write_batch_max: usize,
         seed_demo_if_empty: bool,
+        clock: Clock,
     ) -> anyhow::Result<Serving> {
         open::existing_folder_of(path)
             .with_context(|| format!("cannot open database {}", path.display()))?;
@@ -151,7 +155,7 @@ impl Serving {
         } else {
             Vec::new()
         };
-        let writer = writer::Writer::start(conn, write_batch_max)?;
+        let writer = writer::Writer::start_with_clock(conn, write_batch_max, clock.clone())?;
         if let Err(error) = seed::post_grants(&writer.handle(), &grants) {
             writer.stop();
             return Err(error);
@@ -166,6 +170,7 @@ impl Serving {
             )),
             off_worker_pool,
             wal_path: files::wal_path_of(path),
+            clock,
         };
         Ok(Serving {
             _lock: lock,
@@ -248,7 +253,7 @@ impl LedgerStore for SqliteStore {
     }
 
     fn balances(&self, user: &UserId) -> Result<Vec<BalanceRow>, LedgerError> {
-        self.read(|conn| reads::balances(conn, user))
+        self.read(|conn| reads::balances_at(conn, user, self.clock.now_ms()))
     }
 
     fn balances_as_of(&self, user: &UserId, at_ms: i64) -> Result<Vec<BalanceRow>, LedgerError> {
@@ -267,14 +272,16 @@ impl LedgerStore for SqliteStore {
     }
 
     fn hold(&self, id: Uuid) -> Result<HoldFact, LedgerError> {
-        self.read(|conn| holds::hold(conn, &id.to_string(), now_ms()))
+        self.read(|conn| holds::hold(conn, &id.to_string(), self.clock.now_ms()))
     }
 
     fn holds(&self, user: &UserId, query: HoldQuery) -> Result<HoldPage, LedgerError> {
         // Bounded: at most `HISTORY_ROWS_EXAMINED_MAX` holds a page, and a
         // time limit besides.
         self.read(|conn| {
-            reads::within_time_limit(conn, |conn| holds::user_holds(conn, user, &query, now_ms()))
+            reads::within_time_limit(conn, |conn| {
+                holds::user_holds(conn, user, &query, self.clock.now_ms())
+            })
         })
     }
 

@@ -71,12 +71,8 @@ pub fn asset_by_symbol(conn: &Connection, symbol: &str) -> rusqlite::Result<Opti
     .optional()
 }
 
-/// Every asset's balance for `user`, 0 where the user has no account in it.
-pub fn balances(conn: &mut Connection, user: &UserId) -> Result<Vec<BalanceRow>, LedgerError> {
-    balances_at(conn, user, crate::clock::now_ms())
-}
-
-/// As `balances`, with holds counted as they stand at `now_ms`.
+/// Every asset's balance for `user`, 0 where the user has no account in
+/// it, with holds counted as they stand at `now_ms`.
 pub fn balances_at(
     conn: &mut Connection,
     user: &UserId,

@@ -36,6 +36,7 @@ use uuid::Uuid;
 use super::files::FileWatch;
 use super::holds;
 use super::{latest_balance, parse_stored_kind};
+use crate::clock::Clock;
 use crate::domain::{AssetRef, Caller, IdempotencyKey, UserId};
 use crate::ledger::engine::{
     self, AccountFact, AccountKey, AnswerState, AssetFact, AssetRow, CanonicalRequest, Command,
@@ -100,7 +101,7 @@ impl Writer {
     /// connection to the file. It commits up to `batch_max` queued commands
     /// together; 1 commits each alone.
     pub fn start(conn: Connection, batch_max: usize) -> std::io::Result<Writer> {
-        Writer::start_with_clock(conn, batch_max, Arc::new(std::time::SystemTime::now))
+        Writer::start_with_clock(conn, batch_max, Clock::System)
     }
 
     /// As `start`, with the writer's time read from `clock`: what tests use
@@ -109,7 +110,7 @@ impl Writer {
     pub fn start_with_clock(
         conn: Connection,
         batch_max: usize,
-        clock: ClockSource,
+        clock: Clock,
     ) -> std::io::Result<Writer> {
         let batch_max = batch_max.clamp(1, WRITE_QUEUE_DEPTH_MAX);
         let (sender, receiver) = mpsc::sync_channel(WRITE_QUEUE_DEPTH_MAX);
@@ -309,24 +310,21 @@ impl WriterState {
 /// the system clock reads before 1970.
 struct WriterClock {
     last_ms: i64,
-    source: ClockSource,
+    source: Clock,
 }
-
-/// Where the writer reads the time: the system clock, but for tests.
-pub type ClockSource = Arc<dyn Fn() -> std::time::SystemTime + Send + Sync>;
 
 impl Default for WriterClock {
     fn default() -> WriterClock {
         WriterClock {
             last_ms: 0,
-            source: Arc::new(std::time::SystemTime::now),
+            source: Clock::System,
         }
     }
 }
 
 impl WriterClock {
     fn now_ms(&mut self) -> Result<i64, StorageError> {
-        let now = (self.source)();
+        let now = self.source.now();
         self.read(now)
     }
 
