@@ -2,11 +2,13 @@
 //! the caller's bearer key, their rate limit. It runs before the body is
 //! read, so a caller without the scope learns nothing from validation. The
 //! caller it finds is left in the request's extensions for the handler.
-//! Never logs the Authorization header or any part of it.
+//! Never logs the Authorization header or any part of it. What each route
+//! asks (`RouteAccess`, and per path `ResourceMethods`) is defined here; the
+//! route table in `routes.rs` declares it for each route.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 
@@ -30,6 +32,43 @@ pub enum RouteAccess {
     NeedsPerOperation,
 }
 
+/// The methods one path answers, each with what it asks of its callers,
+/// and the path's pattern: what metrics and logs name a request's route by.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceMethods {
+    pub pattern: &'static str,
+    pub methods: &'static [(&'static str, RouteAccess)],
+}
+
+impl ResourceMethods {
+    /// What a request with `method` needs; None when the path does not
+    /// answer it (405). HEAD is answered as GET.
+    pub fn access_for(&self, method: &Method) -> Option<RouteAccess> {
+        let asked = if method == Method::HEAD {
+            "get"
+        } else {
+            method.as_str()
+        };
+        self.methods
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(asked))
+            .map(|(_, access)| *access)
+    }
+
+    /// The `Allow` header of a 405.
+    pub fn allow(&self) -> String {
+        self.methods
+            .iter()
+            .map(|(name, _)| match *name {
+                "get" => "GET, HEAD",
+                "post" => "POST",
+                _ => "",
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Where the server listens, as the routes open on loopback need to know.
 #[derive(Debug, Clone, Copy)]
 pub struct ServedOn {
@@ -42,9 +81,7 @@ pub async fn authorize(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     // A method the route does not answer goes straight to its 405: the
     // answer is the same for every caller, so it needs no key.
-    let methods = request
-        .app_data::<super::handlers::ResourceMethods>()
-        .copied();
+    let methods = request.app_data::<ResourceMethods>().copied();
     let access = methods.and_then(|methods| methods.access_for(request.method()));
     if methods.is_some() && access.is_none() {
         return Ok(next.call(request).await?.map_into_boxed_body());
@@ -104,7 +141,7 @@ fn bearer_token(request: &ServiceRequest) -> Option<&str> {
 /// Authentication).
 pub fn caller_still_allowed(request: &actix_web::HttpRequest) -> Result<Caller, ApiError> {
     let access = request
-        .app_data::<super::handlers::ResourceMethods>()
+        .app_data::<ResourceMethods>()
         .and_then(|methods| methods.access_for(request.method()));
     let Some(RouteAccess::Needs(needed)) = access else {
         return Err(ApiError::Internal(anyhow::anyhow!(

@@ -1,10 +1,14 @@
-//! The envelope of API.md: `{"success", "data", "error"}` on every response.
+//! The envelope of API.md: `{"success", "data", "error"}` on every response,
+//! and the success answers the handlers build in it (`ok`, and `answer` for
+//! a write's outcome).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use super::json::AnswerJson;
 use crate::error::{ApiError, ErrorCode};
+use crate::ledger::engine::Outcome;
 use crate::limits::RETRY_AFTER_SECONDS;
 
 #[derive(Serialize)]
@@ -34,6 +38,27 @@ pub fn success<T: Serialize>(status: StatusCode, data: T) -> HttpResponse {
         success: true,
         data: Some(data),
         error: None,
+    })
+}
+
+/// A success with 200 OK.
+pub(super) fn ok<T: Serialize>(data: T) -> HttpResponse {
+    success(StatusCode::OK, data)
+}
+
+/// 201 with the answer for a new command; 200 with `Idempotent-Replayed:
+/// true` and the original answer for a retry.
+pub(super) fn answer(outcome: Outcome) -> Result<HttpResponse, ApiError> {
+    Ok(match outcome {
+        Outcome::Created(answer) => success(StatusCode::CREATED, AnswerJson::from(answer)),
+        Outcome::Replayed(answer) => {
+            let mut response = ok(AnswerJson::from(answer));
+            response.headers_mut().insert(
+                header::HeaderName::from_static("idempotent-replayed"),
+                header::HeaderValue::from_static("true"),
+            );
+            response
+        }
     })
 }
 

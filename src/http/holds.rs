@@ -8,15 +8,15 @@ use uuid::Uuid;
 
 use super::auth::caller_still_allowed;
 use super::body::{FieldErrors, JsonBody, JsonObject};
-use super::handlers::{
-    answer, ok, parse_amount_value, parse_details, parse_idempotency_key, parse_movement,
-    path_user, path_uuid, refuse_empty, refuse_unknown_fields, truncate_for_echo,
-    validated_but_missing,
+use super::envelope::{answer, ok};
+use super::input::{
+    parse_amount_value, parse_details, parse_idempotency_key, parse_movement, path_user, path_uuid,
+    refuse_empty, refuse_unknown_fields, truncate_for_echo, validated_but_missing,
 };
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
 use super::json::{CaptureReceiptJson, CaptureRequest, HoldReceiptJson, HoldRequest, VoidRequest};
 use super::json::{Hold, HoldPageJson};
-use super::openapi::{HoldIdParam, HoldListParams, IdempotencyKeyParam, UserIdParam};
+use super::params::{HoldIdParam, HoldListParams, IdempotencyKeyParam, UserIdParam};
 use crate::domain::{AssetRef, Cursor, PageLimit, UserId};
 use crate::error::ApiError;
 use crate::ledger::engine::{Command, HoldStatus, Operation, Route};

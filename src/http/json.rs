@@ -14,7 +14,7 @@ use crate::limits::{
     IDEMPOTENCY_KEY_CHARS_MAX, METADATA_BYTES_MAX, METADATA_KEYS_MAX, NOTE_CHARS_MAX,
     REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
 };
-use crate::store::{BalanceRow, PartyRow, TransactionDetail};
+use crate::store::{BalanceRow, EventData, EventRow, PartyRow, SupplyRow, TransactionDetail};
 
 /// RFC 3339, UTC, millisecond precision: `2026-11-23T10:15:30.123Z`.
 pub fn format_timestamp(ms_since_epoch: i64) -> String {
@@ -770,6 +770,24 @@ pub struct SupplyJson {
     pub as_of: Option<String>,
 }
 
+impl From<SupplyRow> for SupplyJson {
+    fn from(row: SupplyRow) -> Self {
+        SupplyJson {
+            asset: row.asset_symbol,
+            outstanding: row.outstanding,
+            held: row.held,
+            holders: row.holders,
+            issued: IssuedJson {
+                topup: row.topup,
+                bonus: row.bonus,
+            },
+            spent: row.spent,
+            reversed: row.reversed,
+            as_of: row.as_of_ms.map(format_timestamp),
+        }
+    }
+}
+
 /// What TOPUP and BONUS entries ever issued.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Issued)]
@@ -787,8 +805,62 @@ pub struct IssuedJson {
 #[serde(rename_all = "camelCase")]
 #[schema(as = EventPage)]
 pub struct EventPageJson {
-    pub items: Vec<super::watch::EventJson>,
+    pub items: Vec<EventJson>,
     /// Pass back as `after`: never null; at the end, the last event's id (or
     /// the `after` asked with), so a poller keeps asking with it.
     pub next_cursor: String,
+}
+
+/// One event (API.md's Event).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Event)]
+pub struct EventJson {
+    /// The event's cursor.
+    id: String,
+    #[serde(rename = "type")]
+    #[schema(schema_with = event_type_schema)]
+    kind: &'static str,
+    /// When the change was committed. RFC 3339, UTC, millisecond precision.
+    created_at: String,
+    /// The transaction as its user's history shows it, or the hold after the
+    /// change; each with `userId`.
+    #[schema(value_type = Object)]
+    data: EventDataJson,
+}
+
+fn event_type_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(crate::store::EventKind::ALL.map(|kind| kind.as_str())))
+        .build()
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EventDataJson {
+    Transaction {
+        #[serde(rename = "userId")]
+        user_id: String,
+        #[serde(flatten)]
+        transaction: Transaction,
+    },
+    Hold(Hold),
+}
+
+impl From<EventRow> for EventJson {
+    fn from(event: EventRow) -> Self {
+        EventJson {
+            id: event.seq.to_string(),
+            kind: event.kind.as_str(),
+            created_at: format_timestamp(event.created_at_ms),
+            data: match event.data {
+                EventData::Transaction { user, entry } => EventDataJson::Transaction {
+                    user_id: user,
+                    transaction: Transaction::from(entry),
+                },
+                EventData::Hold(hold) => EventDataJson::Hold(Hold::from(hold)),
+            },
+        }
+    }
 }

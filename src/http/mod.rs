@@ -1,21 +1,46 @@
 //! The HTTP face of the service: routes, the envelope, request ids, body
-//! parsing and the handlers. Handlers parse input into domain types and hand
-//! it to storage; they hold no SQL and no balance logic.
+//! parsing and the handlers. A handler parses its request into domain types
+//! (every problem at once), hands it to the store, and shapes the answer; it
+//! holds no SQL and no ledger rule.
+//!
+//! - `routes.rs`: the route table (every route once, with its access and its
+//!   handler), 404 and 405. Only this file imports it.
+//! - The handlers, one file per resource: `service.rs` (`/health`,
+//!   `/metrics`), `assets.rs` (`/assets`, `/assets/{asset}/supply`),
+//!   `wallets.rs` (a wallet's balance and history, and its topup, bonus,
+//!   spend and transfer), `transactions.rs` (`/transactions/{id}`, its
+//!   reversal), `batch.rs` (`/batch`), `holds.rs` (`/wallets/{userId}/holds`,
+//!   `/holds/{holdId}` and its capture and void), `events.rs` (`/events`,
+//!   pages and streams), and `openapi.rs` (`/openapi.json` and the document).
+//! - Shared by the handlers: `input.rs` (the parsers of paths, keys and
+//!   fields), `params.rs` (the parameters as the document describes them),
+//!   `json.rs` (the payloads), `envelope.rs` (the envelope of every answer).
+//! - Around them: `auth.rs` (each route's access and the key check),
+//!   `request_context.rs` (request ids, the access log, metrics),
+//!   `body.rs` (reading and parsing JSON bodies), `connection.rs` (the accept
+//!   layer), `probe.rs` (the client of `wallet health`).
 
+mod assets;
 mod auth;
+mod batch;
 pub mod body;
 pub mod connection;
 pub mod envelope;
-mod handlers;
+mod events;
 mod holds;
+mod input;
 mod json;
 pub mod openapi;
+mod params;
 pub mod probe;
 mod request_context;
-mod watch;
+mod routes;
+mod service;
+mod transactions;
+mod wallets;
 
-pub use handlers::ROUTES;
 pub use json::format_timestamp;
+pub use routes::ROUTES;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -64,7 +89,7 @@ impl Application {
         let served_on = auth::ServedOn {
             loopback: local_addr.ip().is_loopback(),
         };
-        let streams = web::Data::new(watch::EventStreams::default());
+        let streams = web::Data::new(events::EventStreams::default());
         let stop_requested = {
             let streams = streams.clone();
             async move {
@@ -91,8 +116,8 @@ impl Application {
                     .app_data(streams.clone())
                     .app_data(served_on)
                     .wrap(from_fn(request_context::request_context))
-                    .configure(handlers::routes)
-                    .default_service(web::to(handlers::not_found))
+                    .configure(routes::routes)
+                    .default_service(web::to(routes::not_found))
                     .into_factory()
                     .map_err(|error| error.error_response());
                 let shutdown = shutdown.clone();

@@ -1,44 +1,39 @@
-//! The OpenAPI 3.1 document served at `GET /openapi.json`, generated from the
-//! code: the paths from the handlers' `#[utoipa::path]`, the payloads from
-//! `json.rs`, the error codes from `ErrorCode`, the bounds from `limits.rs`.
-//! It describes; it never decides anything a request gets.
+//! The OpenAPI 3.1 document served at `GET /openapi.json`, and that route's
+//! handler. The document is generated from the code: the paths from the
+//! handlers' `#[utoipa::path]` in the resource files, their parameters from
+//! `params.rs`, the payloads from `json.rs`, the error codes from
+//! `ErrorCode`, the bounds from `limits.rs`. It describes; it never decides
+//! anything a request gets.
 //!
 //! Three modifiers finish the document, each in one place: `Envelopes` wraps
 //! every success payload in the envelope, `ErrorResponses` adds each
 //! operation's failures, and `ApiKeys` adds the bearer scheme, each guarded
-//! operation's scope and the failures of the key check.
+//! operation's scope and the failures of the key check. `ApiKeys` reads the
+//! route table, which `routes.rs` hands over at run time as app data: that
+//! module imports this one (for `get_openapi`), so this one cannot import it.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
-use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{
-    example::ExampleBuilder, Content, OpenApi as Document, Ref, RefOr, Required, Response,
-    ResponseBuilder,
+    example::ExampleBuilder, Content, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder,
 };
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 
 use super::auth::RouteAccess;
 use super::envelope::ErrorBody;
-use super::handlers;
-use super::holds;
 use super::json::{
     Asset, AssetRequest, Balance, Balances, BatchBalance, BatchOperationRequest, BatchRequest,
-    CaptureReceiptJson, CaptureRequest, EntryRequest, EventPageJson, Health, Hold, HoldPageJson,
-    HoldReceiptJson, HoldRequest, IssuedJson, Party, ReverseRequest, SupplyJson, Transaction,
-    TransactionDetailJson, TransactionPage, TransferRequest, VoidRequest,
+    CaptureReceiptJson, CaptureRequest, EntryRequest, EventJson, EventPageJson, Health, Hold,
+    HoldPageJson, HoldReceiptJson, HoldRequest, IssuedJson, Party, ReverseRequest, SupplyJson,
+    Transaction, TransactionDetailJson, TransactionPage, TransferRequest, VoidRequest,
 };
-use super::watch::{self, EventJson};
-use crate::domain::EntryKind;
-use crate::error::ErrorCode;
-use crate::ledger::engine::HoldStatus;
-use crate::limits::{
-    ASSET_SYMBOL_CHARS_MAX, CURSOR_CHARS_MAX, EVENTS_PAGE_LIMIT_DEFAULT, EVENTS_PAGE_LIMIT_MAX,
-    IDEMPOTENCY_KEY_CHARS_MAX, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, REFERENCE_ID_CHARS_MAX,
-    USER_ID_CHARS_MAX,
-};
+use super::{assets, batch, events, holds, service, transactions, wallets};
+use crate::error::{ApiError, ErrorCode};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,27 +45,27 @@ use crate::limits::{
             Amounts are integers in the asset's smallest unit."
     ),
     paths(
-        handlers::get_health,
-        handlers::get_assets,
-        handlers::post_assets,
-        handlers::get_balance,
-        handlers::get_transactions,
-        handlers::get_transaction,
-        handlers::post_topup,
-        handlers::post_bonus,
-        handlers::post_spend,
-        handlers::post_transfer,
-        handlers::post_reverse,
-        handlers::post_batch,
+        service::get_health,
+        assets::get_assets,
+        assets::post_assets,
+        wallets::get_balance,
+        wallets::get_transactions,
+        transactions::get_transaction,
+        wallets::post_topup,
+        wallets::post_bonus,
+        wallets::post_spend,
+        wallets::post_transfer,
+        transactions::post_reverse,
+        batch::post_batch,
         holds::post_hold,
         holds::get_holds,
         holds::get_hold,
         holds::post_capture,
         holds::post_void,
-        watch::get_supply,
-        watch::get_events,
-        watch::get_metrics,
-        handlers::get_openapi,
+        assets::get_supply,
+        events::get_events,
+        service::get_metrics,
+        get_openapi,
     ),
     components(schemas(
         Asset, AssetRequest, Balance, Balances, Transaction, TransactionPage, TransactionDetailJson,
@@ -79,7 +74,8 @@ use crate::limits::{
         HoldRequest, CaptureRequest, VoidRequest, HoldReceiptJson, CaptureReceiptJson, SupplyJson,
         IssuedJson, EventPageJson, EventJson
     )),
-    modifiers(&Envelopes, &ErrorResponses, &ApiKeys),
+    // `ApiKeys` comes last, in `document`: it needs the route table.
+    modifiers(&Envelopes, &ErrorResponses),
     tags(
         (name = "ledger", description = "Assets, balances, history and the writes that move value."),
         (name = "holds", description = "Money set aside for a later capture, or let go."),
@@ -89,17 +85,44 @@ use crate::limits::{
 )]
 struct ApiDoc;
 
-/// The document, built once.
-pub fn document() -> &'static Document {
+/// Every route with what it asks of its callers: `routes::ROUTE_ACCESS`,
+/// which `routes.rs` registers as app data for `get_openapi`.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteAccessTable(pub &'static [(&'static str, &'static str, RouteAccess)]);
+
+/// The OpenAPI 3.1 document of this API, itself generated from the code.
+/// Served as the document itself, not in the envelope, so that OpenAPI tools
+/// can read it as it is.
+#[utoipa::path(get, path = "/openapi.json", tag = "service",
+    summary = "This API's OpenAPI 3.1 document",
+    responses((status = 200, description = "The OpenAPI document, bare (no envelope).",
+        content_type = "application/json", body = Object)))]
+pub(super) async fn get_openapi(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let routes = request
+        .app_data::<RouteAccessTable>()
+        .copied()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no route table in the application")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document_json(routes)))
+}
+
+/// The document, built once, from the route table of the first call (there
+/// is one table).
+pub fn document(routes: RouteAccessTable) -> &'static Document {
     static DOCUMENT: OnceLock<Document> = OnceLock::new();
-    DOCUMENT.get_or_init(ApiDoc::openapi)
+    DOCUMENT.get_or_init(|| {
+        let mut document = ApiDoc::openapi();
+        ApiKeys { routes }.modify(&mut document);
+        document
+    })
 }
 
 /// The document as served.
-pub fn document_json() -> &'static str {
+pub fn document_json(routes: RouteAccessTable) -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
-        serde_json::to_string_pretty(document())
+        serde_json::to_string_pretty(document(routes))
             .unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"))
     })
 }
@@ -319,9 +342,10 @@ impl ErrorResponses {
 }
 
 /// The bearer scheme, and on each operation whose route needs a key (the
-/// routes table of `handlers` says which): the scope, and the key check's
-/// failures.
-struct ApiKeys;
+/// route table says which): the scope, and the key check's failures.
+struct ApiKeys {
+    routes: RouteAccessTable,
+}
 
 impl Modify for ApiKeys {
     fn modify(&self, document: &mut Document) {
@@ -331,7 +355,9 @@ impl Modify for ApiKeys {
         for (path, item) in document.paths.paths.iter_mut() {
             for (method, operation) in [("get", &mut item.get), ("post", &mut item.post)] {
                 let Some(operation) = operation else { continue };
-                let access = handlers::ROUTE_ACCESS
+                let access = self
+                    .routes
+                    .0
                     .iter()
                     .find(|(m, p, _)| *m == method && p == path)
                     .map(|(_, _, access)| *access);
@@ -412,263 +438,6 @@ impl Modify for ErrorResponses {
                 .responses
                 .insert(code.as_str().to_owned(), RefOr::T(Self::response(&[code])));
         }
-    }
-}
-
-fn string_schema(chars_max: usize) -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(chars_max))
-}
-
-fn parameter(name: &str, place: ParameterIn, description: &str, schema: Object) -> Parameter {
-    let required = match place {
-        ParameterIn::Path => Required::True,
-        _ => Required::False,
-    };
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(place)
-        .required(required)
-        .description(Some(description))
-        .schema(Some(schema))
-        .build()
-}
-
-/// An asset id is a hyphenated UUID: 36 characters.
-const UUID_CHARS: usize = 36;
-
-/// `{userId}` in a path.
-pub struct UserIdParam;
-
-impl IntoParams for UserIdParam {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![parameter(
-            "userId",
-            ParameterIn::Path,
-            "The user: characters of `A-Z a-z 0-9 _ . : @ -`.",
-            string_schema(USER_ID_CHARS_MAX)
-                .pattern(Some("^[A-Za-z0-9_.:@-]+$"))
-                .build(),
-        )]
-    }
-}
-
-/// The `{id}` of a transaction in the path.
-pub struct TransactionIdParam;
-
-impl IntoParams for TransactionIdParam {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![parameter(
-            "id",
-            ParameterIn::Path,
-            "The transaction's id, as its `id` field gives it (a UUID).",
-            string_schema(UUID_CHARS)
-                .min_length(Some(UUID_CHARS))
-                .format(Some(utoipa::openapi::SchemaFormat::Custom("uuid".into())))
-                .build(),
-        )]
-    }
-}
-
-/// The query of `GET /wallets/{userId}/balance`.
-pub struct BalanceParams;
-
-impl IntoParams for BalanceParams {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![parameter(
-            "at",
-            ParameterIn::Query,
-            "An RFC 3339 time (any offset), not in the future: the balances as they stood \
-             then, counting entries made at or before it; `held` and `available` are then \
-             omitted, and before the user's first entry every balance is 0.",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                    utoipa::openapi::KnownFormat::DateTime,
-                )))
-                .build(),
-        )]
-    }
-}
-
-/// The `{holdId}` of a hold in the path.
-pub struct HoldIdParam;
-
-impl IntoParams for HoldIdParam {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![parameter(
-            "holdId",
-            ParameterIn::Path,
-            "The hold's id, as its `id` field gives it (a UUID).",
-            string_schema(UUID_CHARS)
-                .min_length(Some(UUID_CHARS))
-                .format(Some(utoipa::openapi::SchemaFormat::Custom("uuid".into())))
-                .build(),
-        )]
-    }
-}
-
-/// The query of `GET /wallets/{userId}/holds`. An unknown parameter, or
-/// one given empty, is refused.
-pub struct HoldListParams;
-
-impl IntoParams for HoldListParams {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![
-            parameter(
-                "status",
-                ParameterIn::Query,
-                "Only holds with this status now (a HELD hold past its expiry is EXPIRED).",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some(HoldStatus::ALL.map(HoldStatus::as_str)))
-                    .build(),
-            ),
-            parameter(
-                "asset",
-                ParameterIn::Query,
-                "Only this asset: a symbol or an id.",
-                string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
-            ),
-            parameter(
-                "limit",
-                ParameterIn::Query,
-                "Holds per page.",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(PAGE_LIMIT_MAX as f64))
-                    .default(Some(json!(PAGE_LIMIT_DEFAULT)))
-                    .build(),
-            ),
-            parameter(
-                "cursor",
-                ParameterIn::Query,
-                "The `nextCursor` of the previous page.",
-                string_schema(CURSOR_CHARS_MAX).build(),
-            ),
-        ]
-    }
-}
-
-/// The query of `GET /wallets/{userId}/transactions`. An unknown parameter,
-/// or one given empty, is refused.
-pub struct HistoryParams;
-
-impl IntoParams for HistoryParams {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let kinds = EntryKind::ALL.map(EntryKind::as_str);
-        vec![
-            parameter(
-                "asset",
-                ParameterIn::Query,
-                "Only this asset: a symbol or an id.",
-                string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
-            ),
-            parameter(
-                "type",
-                ParameterIn::Query,
-                "Only entries of this type.",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some(kinds))
-                    .build(),
-            ),
-            parameter(
-                "referenceId",
-                ParameterIn::Query,
-                "Only entries with exactly this `referenceId`.",
-                string_schema(REFERENCE_ID_CHARS_MAX).build(),
-            ),
-            parameter(
-                "limit",
-                ParameterIn::Query,
-                "Entries per page.",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(PAGE_LIMIT_MAX as f64))
-                    .default(Some(json!(PAGE_LIMIT_DEFAULT)))
-                    .build(),
-            ),
-            parameter(
-                "cursor",
-                ParameterIn::Query,
-                "The `nextCursor` of the previous page.",
-                string_schema(CURSOR_CHARS_MAX).build(),
-            ),
-        ]
-    }
-}
-
-/// The `{asset}` of a path: a symbol or an id.
-pub struct AssetParam;
-
-impl IntoParams for AssetParam {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![parameter(
-            "asset",
-            ParameterIn::Path,
-            "The asset: its symbol (such as `GOLD`) or its id (a UUID).",
-            string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
-        )]
-    }
-}
-
-/// The query of `GET /events`, and the header a reconnecting stream sends.
-pub struct EventsParams;
-
-impl IntoParams for EventsParams {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![
-            parameter(
-                "after",
-                ParameterIn::Query,
-                "Events after this cursor: the `id` of an event, or the `nextCursor` of a page. \
-                 Absent: from the start of the ledger. A cursor past the newest event (one this \
-                 ledger never gave out) is 400.",
-                string_schema(CURSOR_CHARS_MAX)
-                    .pattern(Some("^(0|[1-9][0-9]*)$"))
-                    .build(),
-            ),
-            parameter(
-                "limit",
-                ParameterIn::Query,
-                "Events per page (a stream ignores it).",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(EVENTS_PAGE_LIMIT_MAX as f64))
-                    .default(Some(json!(EVENTS_PAGE_LIMIT_DEFAULT)))
-                    .build(),
-            ),
-            parameter(
-                "Last-Event-ID",
-                ParameterIn::Header,
-                "With `Accept: text/event-stream`: the `id` of the last event received; the \
-                 stream resumes after it (over `after`).",
-                string_schema(CURSOR_CHARS_MAX).build(),
-            ),
-        ]
-    }
-}
-
-/// The `Idempotency-Key` header of a write.
-pub struct IdempotencyKeyParam;
-
-impl IntoParams for IdempotencyKeyParam {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![parameter(
-            "Idempotency-Key",
-            ParameterIn::Header,
-            "The idempotency key, when not given as the body's `idempotencyKey`: \
-             1-255 visible ASCII characters.",
-            string_schema(IDEMPOTENCY_KEY_CHARS_MAX)
-                .pattern(Some("^[!-~]+$"))
-                .build(),
-        )]
     }
 }
 

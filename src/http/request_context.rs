@@ -19,7 +19,7 @@ use tracing::error;
 use super::connection::ConnectionState;
 use crate::limits::HTTP_REQUEST_TIMEOUT;
 
-use super::handlers::ResourceMethods;
+use super::auth::ResourceMethods;
 use crate::domain::{Caller, RequestId};
 use crate::error::ApiError;
 

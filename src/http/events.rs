@@ -1,6 +1,6 @@
-//! The routes that let people watch the ledger: `GET /metrics`,
-//! `GET /assets/{asset}/supply` and `GET /events` (a page of JSON, or a
-//! Server-Sent Event stream that follows the ledger as it commits).
+//! The events route of API.md: `GET /events`, a page of JSON, or a
+//! Server-Sent Event stream that follows the ledger as it commits, and the
+//! bounded set of open streams.
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,84 +10,22 @@ use std::time::Instant;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Serialize;
 
 use super::auth::caller_of;
 use super::body::FieldErrors;
 use super::connection::ConnectionState;
-use super::handlers::{ok, refuse_empty, truncate_for_echo, validated_but_missing};
-use super::json::{format_timestamp, Hold, IssuedJson, Transaction};
-use super::json::{EventPageJson, SupplyJson};
-use super::openapi::{AssetParam, EventsParams};
+use super::envelope::ok;
+use super::input::{refuse_empty, truncate_for_echo};
+use super::json::{EventJson, EventPageJson};
+use super::params::EventsParams;
 use crate::auth::Keyring;
-use crate::domain::{AssetRef, Caller, Scope};
+use crate::domain::{Caller, Scope};
 use crate::error::ApiError;
 use crate::limits::{
     CURSOR_CHARS_MAX, EVENTS_PAGE_LIMIT_DEFAULT, EVENTS_PAGE_LIMIT_MAX, EVENT_STREAMS_MAX,
     EVENT_STREAM_KEEP_ALIVE, EVENT_STREAM_READ_BATCH, QUERY_PROBLEMS_MAX,
 };
-use crate::store::{EventData, EventRow, Store, SupplyRow};
-
-/// API.md: GET /metrics
-#[utoipa::path(get, path = "/metrics", tag = "service",
-    summary = "Prometheus metrics",
-    responses((status = 200, description = "The metrics in Prometheus' text format \
-        (`text/plain; version=0.0.4`), bare (no envelope).",
-        content_type = "text/plain", body = String)))]
-pub(super) async fn get_metrics(store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
-    let figures = store
-        .ledger_figures()
-        .map_err(ApiError::DatabaseUnavailable)?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::exposition(&figures)))
-}
-
-/// API.md: GET /assets/{asset}/supply
-#[utoipa::path(get, path = "/assets/{asset}/supply", tag = "ledger",
-    summary = "An asset's supply: outstanding, held, holders, and totals ever",
-    params(AssetParam),
-    responses((status = 200, description = "The asset's figures, read in O(log n).",
-        body = SupplyJson)))]
-pub(super) async fn get_supply(
-    request: HttpRequest,
-    store: web::Data<Store>,
-) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::default();
-    let asset = request
-        .match_info()
-        .get("asset")
-        .and_then(|raw| errors.check("asset", AssetRef::parse(raw)));
-    refuse_any_query(request.query_string(), &mut errors);
-    errors.into_result()?;
-    let asset = asset.ok_or_else(validated_but_missing)?;
-    Ok(ok(SupplyJson::from(store.supply(&asset)?)))
-}
-
-fn refuse_any_query(raw: &str, errors: &mut FieldErrors) {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).unwrap_or_default();
-    for (name, _) in pairs.iter().take(QUERY_PROBLEMS_MAX) {
-        errors.push(&truncate_for_echo(name), "is not a known parameter");
-    }
-}
-
-impl From<SupplyRow> for SupplyJson {
-    fn from(row: SupplyRow) -> Self {
-        SupplyJson {
-            asset: row.asset_symbol,
-            outstanding: row.outstanding,
-            held: row.held,
-            holders: row.holders,
-            issued: IssuedJson {
-                topup: row.topup,
-                bonus: row.bonus,
-            },
-            spent: row.spent,
-            reversed: row.reversed,
-            as_of: row.as_of_ms.map(format_timestamp),
-        }
-    }
-}
+use crate::store::{EventRow, Store};
 
 const NOT_OUR_CURSOR: &str = "is not a cursor this service returned";
 
@@ -440,60 +378,6 @@ fn server_sent_events(events: Vec<EventRow>) -> String {
         text.push_str(&format!("id: {id}\nevent: {kind}\ndata: {json}\n\n"));
     }
     text
-}
-
-/// One event (API.md's Event).
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = Event)]
-pub struct EventJson {
-    /// The event's cursor.
-    id: String,
-    #[serde(rename = "type")]
-    #[schema(schema_with = event_type_schema)]
-    kind: &'static str,
-    /// When the change was committed. RFC 3339, UTC, millisecond precision.
-    created_at: String,
-    /// The transaction as its user's history shows it, or the hold after the
-    /// change; each with `userId`.
-    #[schema(value_type = Object)]
-    data: EventDataJson,
-}
-
-fn event_type_schema() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::Type::String)
-        .enum_values(Some(crate::store::EventKind::ALL.map(|kind| kind.as_str())))
-        .build()
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum EventDataJson {
-    Transaction {
-        #[serde(rename = "userId")]
-        user_id: String,
-        #[serde(flatten)]
-        transaction: Transaction,
-    },
-    Hold(Hold),
-}
-
-impl From<EventRow> for EventJson {
-    fn from(event: EventRow) -> Self {
-        EventJson {
-            id: event.seq.to_string(),
-            kind: event.kind.as_str(),
-            created_at: format_timestamp(event.created_at_ms),
-            data: match event.data {
-                EventData::Transaction { user, entry } => EventDataJson::Transaction {
-                    user_id: user,
-                    transaction: Transaction::from(entry),
-                },
-                EventData::Hold(hold) => EventDataJson::Hold(Hold::from(hold)),
-            },
-        }
-    }
 }
 
 #[cfg(test)]
