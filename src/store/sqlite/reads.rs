@@ -3,10 +3,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::writer::party_of;
 use super::{parse_stored_kind, read_metadata};
 use crate::domain::{AssetRef, Cursor, Direction, UserId};
-use crate::ledger::engine::{AssetRow, RecordedEntry, UserEntry};
+use crate::ledger::engine::{AssetRow, Party, RecordedEntry, UserEntry};
 use crate::ledger::Rejection;
 use crate::limits::HISTORY_ROWS_EXAMINED_MAX;
 use crate::store::{
@@ -462,4 +461,9 @@ pub fn entries_of_request(
         })
     })?;
     rows.collect()
+}
+
+/// An account's party as callers see it, from its `owner_id`.
+pub(super) fn party_of(owner_id: Option<String>) -> Party {
+    owner_id.map_or(Party::Treasury, Party::User)
 }

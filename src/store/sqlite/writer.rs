@@ -40,8 +40,7 @@ use crate::clock::Clock;
 use crate::domain::{AssetRef, Caller, IdempotencyKey, UserId};
 use crate::ledger::engine::{
     self, AccountFact, AccountKey, AnswerState, AssetFact, AssetRow, CanonicalRequest, Command,
-    EntryFact, Facts, HoldFact, NewAsset, Outcome, Owner, Party, Plan, RecordedEntry,
-    StoredRequest,
+    EntryFact, Facts, HoldFact, NewAsset, Outcome, Owner, Plan, RecordedEntry, StoredRequest,
 };
 use crate::limits::{HOLD_EXPIRY_SWEEP_INTERVAL, HOLD_EXPIRY_SWEEP_MAX, WRITE_QUEUE_DEPTH_MAX};
 use crate::store::write::{self, Done, Work, WriteTransaction};
@@ -1091,10 +1090,6 @@ fn open_user_account(
     Ok(conn.last_insert_rowid())
 }
 
-/// An account's party as callers see it, from its `owner_id`.
-pub(super) fn party_of(owner_id: Option<String>) -> Party {
-    owner_id.map_or(Party::Treasury, Party::User)
-}
 #[cfg(test)]
 mod tests {
     use super::*;
