@@ -32,10 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            let rendered = error.render().to_string();
-            let first_line = rendered.lines().next().unwrap_or("invalid arguments");
-            let reason = first_line.trim_start_matches("error: ");
-            eprintln!("wallet: {reason} (see `wallet --help`)");
+            eprintln!("{}", one_line_usage_error(&error));
             return ExitCode::from(2);
         }
     };
@@ -55,6 +52,35 @@ fn main() -> ExitCode {
             eprintln!("wallet: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A usage error in one line: clap's reason, and the subcommand or flag
+/// it suggests for a mistyped one (`did you mean 'verify'?`).
+fn one_line_usage_error(error: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let rendered = error.render().to_string();
+    let first_line = rendered.lines().next().unwrap_or("invalid arguments");
+    let reason = first_line.trim_start_matches("error: ");
+    let suggested: Vec<String> = [ContextKind::SuggestedSubcommand, ContextKind::SuggestedArg]
+        .into_iter()
+        .filter_map(|kind| error.get(kind))
+        .flat_map(|value| match value {
+            ContextValue::String(one) => vec![one.clone()],
+            ContextValue::Strings(many) => many.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    match suggested.as_slice() {
+        [] => format!("wallet: {reason} (see `wallet --help`)"),
+        names => format!(
+            "wallet: {reason}; did you mean {}? (see `wallet --help`)",
+            names
+                .iter()
+                .map(|name| format!("'{name}'"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
     }
 }
 

@@ -568,6 +568,28 @@ fn a_bad_bind_value_exits_non_zero_with_one_line() {
     }
 }
 
+/// Goal: a mistyped subcommand or flag is refused in one line that names
+/// the one meant, and a folder given as the database is called a folder.
+#[test]
+fn a_mistyped_command_suggests_the_right_one_and_a_folder_is_named_as_one() {
+    for (args, suggestion) in [
+        (&["verfy"][..], "did you mean 'verify'?"),
+        (&["keys", "revok", "x"][..], "did you mean 'revoke'?"),
+        (&["serve", "--db-path", "x"][..], "did you mean '--db'?"),
+    ] {
+        let (status, stdout, stderr) = run_wallet(args);
+        assert_eq!(status.code(), Some(2), "{args:?}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(suggestion), "{args:?}: {stderr}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let (status, stdout, stderr) = run_wallet(&["verify", "--db", folder]);
+    let line = assert_one_line_failure(status, &stdout, &stderr);
+    assert!(line.contains("it is a folder"), "{line}");
+}
+
 #[test]
 fn a_bad_port_value_exits_non_zero_with_one_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -58,6 +58,13 @@ fn configure_read_write(conn: &Connection) -> anyhow::Result<()> {
 
 /// Opens the file read-only, for `verify` and the read pool. The file must exist.
 pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
+    if path.is_dir() {
+        bail!(
+            "cannot open database {}: it is a folder; name the database file in it (such as {})",
+            path.display(),
+            path.join("wallet.db").display()
+        );
+    }
     if !path.is_file() {
         bail!("cannot open database {}: no such file", path.display());
     }
