@@ -25,6 +25,8 @@ pub mod limits;
 pub mod logging;
 /// The Prometheus metrics of `GET /metrics`.
 pub mod metrics;
+/// A progress line on a terminal, for the commands that can run long.
+pub mod progress;
 /// The store seam, and behind it the only SQL (SQLite: open, migrate, read
 /// pool, writer thread, queries, seed).
 pub mod store;

@@ -15,6 +15,7 @@ use wallet::domain::AssetDecimals;
 use wallet::http::{format_timestamp, Application};
 use wallet::ledger::engine::NewAsset;
 use wallet::limits::API_KEYS_RELOAD_INTERVAL;
+use wallet::progress::Progress;
 use wallet::store::{commands, AssetOutcome, BackupOutcome, OpenedStore, RestoreOutcome};
 
 /// mimalloc instead of the system allocator: every request allocates (its
@@ -151,7 +152,10 @@ fn seed(args: DbArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(args: DbArgs) -> anyhow::Result<ExitCode> {
-    let report = commands::verify(&args.db)?;
+    let report = {
+        let mut progress = Progress::new("verify", "entries checked", None);
+        commands::verify_reporting(&args.db, &mut |checked| progress.set(checked))?
+    };
     println!("{report}");
     Ok(if report.is_clean() {
         ExitCode::SUCCESS

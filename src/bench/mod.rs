@@ -32,6 +32,7 @@ use crate::limits::{
     RATE_LIMIT_BURST_DEFAULT, RATE_LIMIT_PER_SECOND_DEFAULT, WRITE_BATCH_MAX,
     WRITE_QUEUE_DEPTH_MAX,
 };
+use crate::progress::Progress;
 use crate::store::{commands, DatabaseLocation, OpenedStore};
 
 /// What every bench user is funded with before the load: enough that no spend
@@ -864,16 +865,18 @@ fn fill(storage: &OpenedStore, users: &Users, entries: u64) -> anyhow::Result<()
             .map(|command| store.apply(command))
             .buffer_unordered(WRITE_QUEUE_DEPTH_MAX);
         let mut done: u64 = 0;
+        let mut progress = Progress::new("wallet bench: filling", "entries", Some(entries));
         while let Some(outcome) = outcomes.next().await {
             match outcome {
                 Ok(Outcome::Created(_)) => done += 1,
                 other => bail!("filling the ledger failed at entry {done}: {other:?}"),
             }
+            progress.set(done);
             if done.is_multiple_of(1_000_000) {
-                eprintln!(
+                progress.line(&format!(
                     "wallet bench: {done} entries in {:.0} s",
                     started.elapsed().as_secs_f64()
-                );
+                ));
             }
         }
         Ok(())

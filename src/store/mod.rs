@@ -495,8 +495,17 @@ pub mod commands {
     }
 
     pub fn verify(location: &DatabaseLocation) -> anyhow::Result<AuditReport> {
+        verify_reporting(location, &mut |_| {})
+    }
+
+    /// As `verify`, telling `checked` how many entries it has checked so
+    /// far, batch by batch (for a progress line).
+    pub fn verify_reporting(
+        location: &DatabaseLocation,
+        checked: &mut dyn FnMut(u64),
+    ) -> anyhow::Result<AuditReport> {
         match location {
-            DatabaseLocation::Sqlite(path) => sqlite::commands::verify(path),
+            DatabaseLocation::Sqlite(path) => sqlite::commands::verify(path, checked),
         }
     }
 

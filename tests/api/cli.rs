@@ -590,6 +590,41 @@ fn a_mistyped_command_suggests_the_right_one_and_a_folder_is_named_as_one() {
     assert!(line.contains("it is a folder"), "{line}");
 }
 
+/// Goal: a long command shows how far it has got on a terminal, and says
+/// nothing more when its output is piped. `script` (util-linux) gives
+/// `wallet verify` a terminal.
+#[test]
+fn verify_shows_progress_on_a_terminal_and_nothing_more_when_piped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("wallet.db");
+    let db = db_path.to_str().unwrap();
+    assert!(run_wallet(&["seed", "--db", db]).0.success());
+    let binary = env!("CARGO_BIN_EXE_wallet");
+    let on_terminal = Command::new("script")
+        .args([
+            "-qec",
+            &format!("'{binary}' verify --db '{db}'"),
+            "/dev/null",
+        ])
+        .output()
+        .expect("script (util-linux) runs");
+    let shown = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(on_terminal.status.success(), "{shown}");
+    assert!(
+        shown.contains(&format!("\rverify: {SEED_ENTRIES} entries checked")),
+        "{shown:?}"
+    );
+    assert!(shown.contains("verify: OK"), "{shown:?}");
+
+    let (status, stdout, stderr) = run_wallet(&["verify", "--db", db]);
+    assert!(status.success());
+    assert!(
+        stderr.is_empty(),
+        "piped, verify wrote to stderr: {stderr:?}"
+    );
+    assert!(!stdout.contains('\r'), "{stdout:?}");
+}
+
 #[test]
 fn a_bad_port_value_exits_non_zero_with_one_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -33,11 +33,11 @@ pub fn seed(path: &Path) -> anyhow::Result<SeedSummary> {
     summary
 }
 
-/// `wallet verify`.
-pub fn verify(path: &Path) -> anyhow::Result<AuditReport> {
+/// `wallet verify`; `checked` hears how many entries are checked so far.
+pub fn verify(path: &Path, checked: &mut dyn FnMut(u64)) -> anyhow::Result<AuditReport> {
     let mut conn = open::open_read_only(path)?;
     migrate::check_current(&conn)?;
-    verify::audit(&mut conn).context("reading the ledger failed")
+    verify::audit_reporting(&mut conn, checked).context("reading the ledger failed")
 }
 
 pub fn create_key(

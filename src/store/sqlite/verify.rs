@@ -13,6 +13,15 @@ use crate::ledger::audit::{
 use crate::limits::AUDIT_BATCH_ENTRIES;
 
 pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
+    audit_reporting(conn, &mut |_| {})
+}
+
+/// As `audit`, telling `checked` how many entries it has checked so far
+/// after each batch of them.
+pub fn audit_reporting(
+    conn: &mut Connection,
+    checked: &mut dyn FnMut(u64),
+) -> rusqlite::Result<AuditReport> {
     let tx = conn.transaction()?;
     let asset_symbols: BTreeMap<String, String> = tx
         .prepare("SELECT id, symbol FROM asset_types")?
@@ -42,6 +51,7 @@ pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
           LIMIT ?2",
     )?;
     let mut after_seq = 0_i64;
+    let mut entries_checked = 0_u64;
     loop {
         let batch: Vec<AuditEntry> = statement
             .query_map([after_seq, AUDIT_BATCH_ENTRIES as i64], |row| {
@@ -68,6 +78,8 @@ pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
         for entry in &batch {
             auditor.check(entry);
         }
+        entries_checked += batch.len() as u64;
+        checked(entries_checked);
     }
     drop(statement);
     // Every reversal against its original, with the running total of the
