@@ -577,8 +577,11 @@ const FAKETIME_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.s
 
 #[test]
 fn a_clock_before_1970_is_refused_in_one_line_never_a_panic() {
-    if !std::path::Path::new(FAKETIME_LIBRARY).exists() {
-        eprintln!("SKIPPED: {FAKETIME_LIBRARY} is missing (apt-get install faketime)");
+    if !crate::helpers::tool_present(
+        std::path::Path::new(FAKETIME_LIBRARY).exists(),
+        FAKETIME_LIBRARY,
+        "apt-get install faketime",
+    ) {
         return;
     }
     let folder = tempfile::tempdir().unwrap();

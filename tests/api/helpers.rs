@@ -499,3 +499,21 @@ impl Lcg {
         (self.0 >> 33) % bound
     }
 }
+
+/// Whether a test that needs a tool from outside the Rust toolchain can run.
+/// On a developer's machine a missing tool skips the test with one SKIPPED
+/// line saying how to install it, so a newcomer's first `cargo test`
+/// passes; under CI (`CI` set, as on the CI machine), where `.ci/run`
+/// installs every such tool, a missing one fails the test instead.
+pub fn tool_present(present: bool, what: &str, install: &str) -> bool {
+    if present {
+        return true;
+    }
+    let in_ci = std::env::var_os("CI").is_some_and(|value| !value.is_empty());
+    assert!(
+        !in_ci,
+        "{what} is missing under CI; .ci/run must install it ({install})"
+    );
+    eprintln!("SKIPPED: {what} is missing ({install})");
+    false
+}
