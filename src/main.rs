@@ -16,7 +16,9 @@ use wallet::http::{format_timestamp, Application};
 use wallet::ledger::engine::NewAsset;
 use wallet::limits::API_KEYS_RELOAD_INTERVAL;
 use wallet::progress::Progress;
-use wallet::store::{commands, AssetOutcome, BackupOutcome, OpenedStore, RestoreOutcome};
+use wallet::store::{
+    commands, AssetOutcome, BackupOutcome, DatabaseLocation, OpenedStore, RestoreOutcome,
+};
 
 /// mimalloc instead of the system allocator: every request allocates (its
 /// body, the command, the answer), and glibc's malloc and free were about
@@ -62,7 +64,11 @@ fn one_line_usage_error(error: &clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue};
     let rendered = error.render().to_string();
     let first_line = rendered.lines().next().unwrap_or("invalid arguments");
-    let reason = first_line.trim_start_matches("error: ");
+    let mut reason = first_line.trim_start_matches("error: ").to_owned();
+    // clap repeats a refused value; a database URL's password must not be.
+    if let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue) {
+        reason = reason.replace(value.as_str(), &DatabaseLocation::shown(value));
+    }
     let suggested: Vec<String> = [ContextKind::SuggestedSubcommand, ContextKind::SuggestedArg]
         .into_iter()
         .filter_map(|kind| error.get(kind))

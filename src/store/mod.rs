@@ -5,6 +5,7 @@
 //! second variant. No backend type (a connection, a driver's error) is
 //! seen outside its own module.
 
+mod postgres;
 mod sqlite;
 mod write;
 
@@ -72,14 +73,16 @@ pub enum LedgerError {
 pub enum DatabaseLocation {
     /// A SQLite file (created if needed; its folder must exist).
     Sqlite(PathBuf),
+    /// A PostgreSQL database. So far `wallet migrate` alone runs on it.
+    Postgres(postgres::PostgresUrl),
 }
 
 impl DatabaseLocation {
-    /// A path, or (refused until that backend lands) a `postgres://` URL.
+    /// A path, or a `postgres://` (`postgresql://`) URL.
     pub fn parse(raw: &str) -> Result<DatabaseLocation, String> {
         let lower = raw.to_ascii_lowercase();
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-            return Err("the PostgreSQL backend is not built into this wallet yet".into());
+            return postgres::PostgresUrl::parse(raw).map(DatabaseLocation::Postgres);
         }
         if raw.is_empty() {
             return Err("must be a file path".into());
@@ -87,20 +90,28 @@ impl DatabaseLocation {
         Ok(DatabaseLocation::Sqlite(PathBuf::from(raw)))
     }
 
-    /// The SQLite file, for the commands only that backend has (backup,
-    /// restore, bench's direct reads).
-    pub fn sqlite_path(&self) -> &Path {
-        match self {
-            DatabaseLocation::Sqlite(path) => path,
-        }
+    /// How a `--db` value is shown in a message: a URL's password hidden,
+    /// anything else as it is.
+    pub fn shown(raw: &str) -> String {
+        postgres::without_password(raw)
     }
 
-    /// How logs and messages name it (never a password, once URLs come).
+    /// How logs and messages name it: never with a password.
     pub fn display(&self) -> String {
         match self {
             DatabaseLocation::Sqlite(path) => path.display().to_string(),
+            DatabaseLocation::Postgres(url) => url.to_string(),
         }
     }
+}
+
+/// The one line a command gives for a PostgreSQL database it cannot run on
+/// yet: the backend has its schema (`wallet migrate`), and serving, seeding,
+/// auditing, keys and assets on it come next.
+fn not_yet_on_postgres(url: &postgres::PostgresUrl, command: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{command} does not run on PostgreSQL yet ({url}): this wallet creates and migrates a PostgreSQL database (`wallet migrate`) but does not yet serve or change one; use a SQLite file for now"
+    )
 }
 
 /// One asset's row of a user's balances.
@@ -453,6 +464,7 @@ impl OpenedStore {
                 seed_demo_if_empty,
                 clock,
             )?)),
+            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "serve")),
         }
     }
 
@@ -485,12 +497,14 @@ pub mod commands {
     pub fn migrate(location: &DatabaseLocation) -> anyhow::Result<i64> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::migrate(path),
+            DatabaseLocation::Postgres(url) => postgres::migrate::migrate(url),
         }
     }
 
     pub fn seed(location: &DatabaseLocation) -> anyhow::Result<SeedSummary> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::seed(path),
+            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "seed")),
         }
     }
 
@@ -506,6 +520,7 @@ pub mod commands {
     ) -> anyhow::Result<AuditReport> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::verify(path, checked),
+            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "verify")),
         }
     }
 
@@ -519,12 +534,14 @@ pub mod commands {
             DatabaseLocation::Sqlite(path) => {
                 sqlite::commands::create_key(path, name, scopes, secret_sha256)
             }
+            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "keys create")),
         }
     }
 
     pub fn list_keys(location: &DatabaseLocation) -> anyhow::Result<Vec<KeyListing>> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::list_keys(path),
+            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "keys list")),
         }
     }
 
@@ -532,6 +549,7 @@ pub mod commands {
     pub fn revoke_key(location: &DatabaseLocation, name: &KeyName) -> anyhow::Result<bool> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::revoke_key(path, name),
+            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "keys revoke")),
         }
     }
 
@@ -541,19 +559,31 @@ pub mod commands {
     ) -> anyhow::Result<Result<AssetOutcome, Rejection>> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::create_asset(path, asset),
+            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "assets create")),
         }
     }
 
     pub fn list_assets(location: &DatabaseLocation) -> anyhow::Result<Vec<AssetRow>> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::list_assets(path),
+            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "assets list")),
         }
+    }
+
+    /// `wallet backup` and `restore` are for SQLite files; PostgreSQL has
+    /// its own tools, which know its replication and its point-in-time
+    /// recovery.
+    fn use_the_databases_own_tools(url: &postgres::PostgresUrl) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{url} is a PostgreSQL database: back it up and restore it with PostgreSQL's own tools (pg_dump and pg_restore, or your provider's backups); wallet backup and restore are for SQLite files"
+        )
     }
 
     /// `wallet backup`: a SQLite file's own consistent copy.
     pub fn backup(location: &DatabaseLocation, dest: &Path) -> anyhow::Result<BackupOutcome> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::backup::backup(path, dest),
+            DatabaseLocation::Postgres(url) => Err(use_the_databases_own_tools(url)),
         }
     }
 
@@ -561,6 +591,7 @@ pub mod commands {
     pub fn restore(location: &DatabaseLocation, source: &Path) -> anyhow::Result<RestoreOutcome> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::restore::restore(source, path),
+            DatabaseLocation::Postgres(url) => Err(use_the_databases_own_tools(url)),
         }
     }
 }

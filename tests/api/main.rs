@@ -25,6 +25,7 @@ mod metrics;
 mod migration;
 mod openapi;
 mod overload;
+mod postgres;
 mod readme;
 mod restore;
 mod smoke;

@@ -1,0 +1,180 @@
+//! The PostgreSQL backend, as far as it is built: its location (a
+//! `postgres://` URL, never shown with its password), its connection, and
+//! its versioned schema (`migrations/postgres/`). Serving comes next.
+
+pub mod migrate;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// How long a command waits for the database before it says it cannot
+/// reach it (API.md: one line within 30 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `postgres://` (or `postgresql://`) URL. Compared by its text; shown
+/// with the password replaced.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    raw: String,
+    shown: String,
+}
+
+impl PostgresUrl {
+    /// The URL, if it is one `tokio-postgres` reads. The message of a
+    /// refusal never repeats the URL: it may hold a password.
+    pub fn parse(raw: &str) -> Result<PostgresUrl, String> {
+        let config = tokio_postgres::Config::from_str(raw).map_err(|_| {
+            "is not a PostgreSQL URL this wallet can read (postgres://USER:PASSWORD@HOST:PORT/DATABASE)"
+                .to_owned()
+        })?;
+        if config.get_dbname().is_none() {
+            return Err("names no database (postgres://USER:PASSWORD@HOST:PORT/DATABASE)".into());
+        }
+        Ok(PostgresUrl {
+            raw: raw.to_owned(),
+            shown: without_password(raw),
+        })
+    }
+
+    fn config(&self) -> tokio_postgres::Config {
+        // Parsed once already: a URL that parsed then parses now.
+        let mut config = tokio_postgres::Config::from_str(&self.raw).unwrap_or_default();
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("wallet");
+        config
+    }
+}
+
+/// The URL with its password, if any, replaced by `***`; text that is not
+/// a URL as it is.
+pub fn without_password(raw: &str) -> String {
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return raw.to_owned();
+    };
+    // The user information ends at the last `@` before the host.
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let shown_authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{user_info}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    // A password may also come as a query parameter.
+    let shown_tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{shown_authority}{shown_tail}")
+}
+
+impl fmt::Display for PostgresUrl {
+    fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str(&self.shown)
+    }
+}
+
+/// Never the password, in a log or a panic message either.
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        write!(formatter, "PostgresUrl({})", self.shown)
+    }
+}
+
+/// Runs `work` with one connection to `url`, on a runtime of its own: for
+/// the commands that do one thing and exit.
+fn with_connection<T>(
+    url: &PostgresUrl,
+    work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    runtime.block_on(async {
+        let (mut client, connection) =
+            url.config()
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|error| {
+                    anyhow::anyhow!("cannot reach the database {url}: {}", reason(&error))
+                })?;
+        let driver = tokio::spawn(connection);
+        let result = work(&mut client).await;
+        drop(client);
+        let _ = driver.await;
+        result
+    })
+}
+
+/// What went wrong, in words that never hold the URL.
+fn reason(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => {
+            let mut text = error.to_string();
+            if let Some(source) = std::error::Error::source(error) {
+                text = format!("{text} ({source})");
+            }
+            text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_never_shown() {
+        for (raw, shown) in [
+            (
+                "postgres://wallet:s3cret@db.internal:5432/wallet",
+                "postgres://wallet:***@db.internal:5432/wallet",
+            ),
+            (
+                "postgresql://wallet@localhost/wallet",
+                "postgresql://wallet@localhost/wallet",
+            ),
+            (
+                "postgres://localhost/wallet?user=w&password=s3cret&sslmode=disable",
+                "postgres://localhost/wallet?user=w&password=***&sslmode=disable",
+            ),
+            (
+                "postgres://wallet:p%40ss@h:1/db",
+                "postgres://wallet:***@h:1/db",
+            ),
+        ] {
+            let url = PostgresUrl::parse(raw).unwrap();
+            assert_eq!(url.to_string(), shown);
+            assert_eq!(format!("{url:?}"), format!("PostgresUrl({shown})"));
+            assert!(!format!("{url} {url:?}").contains("s3cret"));
+        }
+    }
+
+    #[test]
+    fn a_url_that_is_not_one_is_refused_without_repeating_it() {
+        for bad in [
+            "postgres://wallet:s3cret@host:notaport/db",
+            "postgres://host",
+        ] {
+            let refusal = PostgresUrl::parse(bad).unwrap_err();
+            assert!(!refusal.contains("s3cret"), "{refusal}");
+        }
+    }
+}
