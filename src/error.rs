@@ -9,8 +9,8 @@ use serde_json::json;
 use crate::auth::Denial;
 use crate::domain::Scope;
 use crate::ledger::Rejection;
-use crate::limits::HTTP_REQUEST_TIMEOUT;
-use crate::store::{LedgerError, StorageError};
+use crate::limits::{API_KEYS_ACTIVE_MAX, API_KEYS_TOTAL_MAX, HTTP_REQUEST_TIMEOUT};
+use crate::store::{KeyError, KeyRejection, LedgerError, StorageError};
 
 /// One problem with one input field, for `details.fields`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -76,6 +76,15 @@ pub enum ApiError {
     CaptureExceedsHold { held: i64 },
     #[error("The account has 1000 active holds, as many as it may.")]
     TooManyHolds,
+    #[error("A key with this name exists, or existed: names are never reused, even once revoked.")]
+    KeyExists,
+    #[error("{} API keys are active, the most allowed, or {} were ever created, the most one database holds; revoke one first.", API_KEYS_ACTIVE_MAX, API_KEYS_TOTAL_MAX)]
+    TooManyKeys,
+    #[error("No active API key has this name.")]
+    KeyNotFound,
+    /// API.md: so an operator cannot lock themselves out by a click.
+    #[error("A key cannot revoke itself; revoke it with another admin key.")]
+    KeyRevokesItself,
     /// An operation of a batch failed: its error, with its index.
     #[error("Operation {operation} of the batch was refused: {error}")]
     InBatch {
@@ -176,6 +185,17 @@ error_codes! {
         "The capture is more than the hold; `details.held` is the hold's amount.";
     TooManyHolds => UNPROCESSABLE_ENTITY, "TOO_MANY_HOLDS",
         "The account (one user, one asset) already has 1000 active holds.";
+    KeyExists => CONFLICT, "KEY_EXISTS",
+        "A key with this name exists or existed (revoked keys keep their names): names are never reused.";
+    TooManyKeys => UNPROCESSABLE_ENTITY, "TOO_MANY_KEYS",
+        "100 API keys are active already (or 10000 were ever created); revoke one first.";
+    KeyNotFound => NOT_FOUND, "KEY_NOT_FOUND",
+        "No active API key has this name: none ever had it, or it is revoked already (a revocation is final).";
+    // The one code with two statuses (API.md): the request is valid, but
+    // what it asks would lock its caller out. Listed after `Validation`, so
+    // a look-up by wire name finds the 400 first.
+    KeyRevokesItself => UNPROCESSABLE_ENTITY, "VALIDATION_ERROR",
+        "The key named in the path is the key making the request: a key cannot revoke itself. `details.fields` names `name`.";
     Unauthorized => UNAUTHORIZED, "UNAUTHORIZED",
         "No API key, or one that is unknown or revoked, was sent as `Authorization: Bearer <key>`.";
     Forbidden => FORBIDDEN, "FORBIDDEN",
@@ -210,9 +230,17 @@ impl utoipa::PartialSchema for ErrorCode {
                 )
             })
             .collect();
+        // A wire name given twice (VALIDATION_ERROR, at 400 and 422) is one
+        // value of the enumeration.
+        let mut names: Vec<&str> = Vec::new();
+        for code in ErrorCode::ALL {
+            if !names.contains(&code.as_str()) {
+                names.push(code.as_str());
+            }
+        }
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
+            .enum_values(Some(names))
             .description(Some(meanings.join("\n")))
             .into()
     }
@@ -245,6 +273,10 @@ impl ApiError {
             ApiError::HoldNotActive { .. } => ErrorCode::HoldNotActive,
             ApiError::CaptureExceedsHold { .. } => ErrorCode::CaptureExceedsHold,
             ApiError::TooManyHolds => ErrorCode::TooManyHolds,
+            ApiError::KeyExists => ErrorCode::KeyExists,
+            ApiError::TooManyKeys => ErrorCode::TooManyKeys,
+            ApiError::KeyNotFound => ErrorCode::KeyNotFound,
+            ApiError::KeyRevokesItself => ErrorCode::KeyRevokesItself,
             ApiError::InBatch { error, .. } => error.code(),
             ApiError::Unauthorized => ErrorCode::Unauthorized,
             ApiError::Forbidden { .. } => ErrorCode::Forbidden,
@@ -285,6 +317,10 @@ impl ApiError {
             ApiError::RateLimited {
                 retry_after_seconds,
             } => Some(json!({ "retryAfterSeconds": retry_after_seconds })),
+            ApiError::KeyRevokesItself => Some(json!({ "fields": [FieldError::new(
+                "name",
+                "is the key making this request; a key cannot revoke itself",
+            )] })),
             _ => None,
         }
     }
@@ -351,6 +387,27 @@ impl From<Denial> for ApiError {
     }
 }
 
+impl From<KeyRejection> for ApiError {
+    fn from(rejection: KeyRejection) -> Self {
+        match rejection {
+            KeyRejection::KeyExists(_) => ApiError::KeyExists,
+            KeyRejection::TooManyActiveKeys | KeyRejection::TooManyKeysInAll => {
+                ApiError::TooManyKeys
+            }
+            KeyRejection::KeyNotFound(_) => ApiError::KeyNotFound,
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Rejected(rejection) => rejection.into(),
+            KeyError::Storage(storage) => storage.into(),
+        }
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         match error {
@@ -412,6 +469,10 @@ mod tests {
             ApiError::HoldNotActive { status: "VOIDED" },
             ApiError::CaptureExceedsHold { held: 5 },
             ApiError::TooManyHolds,
+            ApiError::KeyExists,
+            ApiError::TooManyKeys,
+            ApiError::KeyNotFound,
+            ApiError::KeyRevokesItself,
             ApiError::Unauthorized,
             ApiError::Forbidden {
                 required_scope: Scope::Grant,
@@ -454,6 +515,10 @@ mod tests {
             (409, "HOLD_NOT_ACTIVE"),
             (422, "CAPTURE_EXCEEDS_HOLD"),
             (422, "TOO_MANY_HOLDS"),
+            (409, "KEY_EXISTS"),
+            (422, "TOO_MANY_KEYS"),
+            (404, "KEY_NOT_FOUND"),
+            (422, "VALIDATION_ERROR"),
             (401, "UNAUTHORIZED"),
             (403, "FORBIDDEN"),
             (429, "RATE_LIMITED"),
@@ -514,6 +579,27 @@ mod tests {
         assert!(body_of(&ApiError::NotFound)["error"]
             .get("details")
             .is_none());
+    }
+
+    #[test]
+    fn a_key_revoking_itself_is_a_422_validation_error_naming_the_path_s_name() {
+        let body = body_of(&ApiError::KeyRevokesItself);
+        assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
+        assert_eq!(body["error"]["details"]["fields"][0]["field"], "name");
+        assert_eq!(ApiError::KeyRevokesItself.code().status().as_u16(), 422);
+    }
+
+    #[test]
+    fn every_rejection_of_a_key_has_its_own_code() {
+        let name = crate::domain::KeyName::parse("game").unwrap();
+        for (rejection, code) in [
+            (KeyRejection::KeyExists(name.clone()), ErrorCode::KeyExists),
+            (KeyRejection::TooManyActiveKeys, ErrorCode::TooManyKeys),
+            (KeyRejection::TooManyKeysInAll, ErrorCode::TooManyKeys),
+            (KeyRejection::KeyNotFound(name), ErrorCode::KeyNotFound),
+        ] {
+            assert_eq!(ApiError::from(rejection).code(), code);
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use wallet::ledger::engine::NewAsset;
 use wallet::limits::API_KEYS_RELOAD_INTERVAL;
 use wallet::progress::Progress;
 use wallet::store::{
-    commands, AssetOutcome, BackupOutcome, DatabaseLocation, OpenedStore, RestoreOutcome,
+    commands, AssetOutcome, BackupOutcome, DatabaseLocation, NewKey, OpenedStore, RestoreOutcome,
 };
 
 /// mimalloc instead of the system allocator: every request allocates (its
@@ -206,8 +206,15 @@ fn assets(command: AssetsCommand) -> anyhow::Result<ExitCode> {
 fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
         KeysCommand::Create(args) => {
-            let (secret, digest) = auth::secret::generate()?;
-            commands::create_key(&args.db.db, &args.name, args.scopes, &digest)?;
+            let (secret, secret_sha256) = auth::secret::generate()?;
+            let key = NewKey {
+                name: args.name.clone(),
+                scopes: args.scopes,
+                secret_sha256,
+            };
+            if let Err(rejection) = commands::create_key(&args.db.db, key)? {
+                anyhow::bail!("{rejection}");
+            }
             // The secret alone on stdout, so a script can capture it; the
             // rest on stderr.
             println!("{secret}");
@@ -239,8 +246,8 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Revoke(args) => {
-            if !commands::revoke_key(&args.db.db, &args.name)? {
-                anyhow::bail!("no active key is named {}", args.name.as_str());
+            if let Err(rejection) = commands::revoke_key(&args.db.db, &args.name)? {
+                anyhow::bail!("{rejection}");
             }
             println!(
                 "revoked key {}: running servers refuse it within {} ms",

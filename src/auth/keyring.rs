@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use log::info;
+
 use super::secret;
 use crate::domain::{Caller, Scope};
 use crate::store::{ActiveKeyRow, KeySnapshot};
@@ -110,6 +112,9 @@ pub struct Keyring {
     /// Bumped each time a new generation is installed: what long-lived
     /// answers (event streams) wait on to check their caller again.
     replaced: tokio::sync::watch::Sender<u64>,
+    /// Held from reading a snapshot to installing it (`reload`), so that of
+    /// two reloads the one that read later installs later.
+    reloading: Mutex<()>,
 }
 
 impl Keyring {
@@ -119,6 +124,7 @@ impl Keyring {
             rate_limit,
             open_without_keys,
             replaced: tokio::sync::watch::Sender::new(0),
+            reloading: Mutex::new(()),
         };
         keyring.replace(snapshot);
         keyring
@@ -190,6 +196,31 @@ impl Keyring {
         });
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = next;
         self.replaced.send_modify(|count| *count += 1);
+    }
+
+    /// Reads the keys with `load` and installs them, one reload at a time:
+    /// the watcher's, and a server's own right after it wrote a key
+    /// (`POST /keys`, a revocation), which then holds from the next request
+    /// on rather than from the watcher's next look. Without the lock, a
+    /// watcher that read the table just before the write could install
+    /// its older snapshot over the newer one (until its next look).
+    pub fn reload<E>(&self, load: impl FnOnce() -> Result<KeySnapshot, E>) -> Result<(), E> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let snapshot = load()?;
+        info!(
+            "API keys changed: {} active, keys {}",
+            snapshot.active.len(),
+            if snapshot.any_key_exists {
+                "required"
+            } else {
+                "not required"
+            }
+        );
+        self.replace(snapshot);
+        Ok(())
     }
 
     /// Changes each time the accepted keys are replaced (a key created or
@@ -443,6 +474,23 @@ mod tests {
         ));
         assert_eq!(keyring.take_unrecorded_uses(), vec![(7, 5_000)]);
         assert_eq!(keyring.take_unrecorded_uses(), Vec::new());
+    }
+
+    #[test]
+    fn a_reload_installs_what_it_read_and_a_failed_one_keeps_the_keys_in_force() {
+        let (game, _) = secret::generate().unwrap();
+        let keyring = Keyring::new(no_keys(), GENEROUS, true);
+        keyring
+            .reload(|| Ok::<_, ()>(snapshot(1, vec![row(1, &game, "read")])))
+            .unwrap();
+        assert_eq!(keyring.generation(), 1);
+        assert_eq!(
+            keyring.authorize(Some(&game), Scope::Read, 0),
+            Ok(Caller::Key(1))
+        );
+        assert_eq!(keyring.reload(|| Err("unreadable")), Err("unreadable"));
+        assert_eq!(keyring.generation(), 1);
+        assert!(keyring.authorize(Some(&game), Scope::Read, 0).is_ok());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::keyring::Keyring;
 use crate::limits::{API_KEYS_RELOAD_INTERVAL, API_KEY_LAST_USED_FLUSH_INTERVAL};
 use crate::store::Store;
 use anyhow::Context;
-use log::{error, info};
+use log::error;
 
 /// The running watcher; whoever started it stops it.
 pub struct KeyWatcher {
@@ -69,18 +69,7 @@ fn reload_if_changed(store: &Store, keyring: &Keyring) -> anyhow::Result<()> {
     if store.key_generation()? == keyring.generation() {
         return Ok(());
     }
-    let snapshot = store.load_keys()?;
-    info!(
-        "API keys changed: {} active, keys {}",
-        snapshot.active.len(),
-        if snapshot.any_key_exists {
-            "required"
-        } else {
-            "not required"
-        }
-    );
-    keyring.replace(snapshot);
-    Ok(())
+    Ok(keyring.reload(|| store.load_keys())?)
 }
 
 fn record_last_uses(store: &Store, keyring: &Keyring) {

@@ -33,6 +33,15 @@ impl Scope {
         }
     }
 
+    /// One scope by its exact name (`read`, never `READ` or ` read`). The
+    /// message does not echo the name: the caller's field names it.
+    pub fn parse(name: &str) -> Result<Scope, ParseError> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == name)
+            .ok_or_else(|| ParseError::new("is not a scope: use read, spend, grant or admin"))
+    }
+
     fn bit(self) -> u8 {
         match self {
             Scope::Read => 1,
@@ -48,19 +57,33 @@ impl Scope {
 pub struct Scopes(u8);
 
 impl Scopes {
-    /// Comma-separated scope names, each at most once, at least one.
+    /// Comma-separated scope names, each at most once, at least one (the
+    /// command line's form).
     pub fn parse(raw: &str) -> Result<Scopes, ParseError> {
-        let mut bits = 0u8;
-        for name in raw.split(',') {
-            let scope = Scope::ALL
-                .into_iter()
-                .find(|scope| scope.as_str() == name.trim())
-                .ok_or_else(|| {
+        let scopes = raw
+            .split(',')
+            .map(|name| {
+                Scope::parse(name.trim()).map_err(|_| {
                     ParseError::new(format!(
                         "{:?} is not a scope; use a comma-separated list of read, spend, grant, admin",
                         name.trim()
                     ))
-                })?;
+                })
+            })
+            .collect::<Result<Vec<Scope>, ParseError>>()?;
+        Scopes::from_list(&scopes)
+    }
+
+    /// Scopes given one by one (the JSON list of `POST /keys`): at least
+    /// one, each at most once.
+    pub fn from_list(scopes: &[Scope]) -> Result<Scopes, ParseError> {
+        if scopes.is_empty() {
+            return Err(ParseError::new(
+                "must name at least one scope: read, spend, grant or admin",
+            ));
+        }
+        let mut bits = 0u8;
+        for scope in scopes {
             if bits & scope.bit() != 0 {
                 return Err(ParseError::new(format!(
                     "scope {} is listed twice",
@@ -151,6 +174,20 @@ mod tests {
     fn an_unknown_empty_or_repeated_scope_is_refused() {
         for raw in ["", "read,", "write", "read,read", "READ"] {
             assert!(Scopes::parse(raw).is_err(), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_list_of_scopes_is_one_or_more_names_each_once() {
+        assert_eq!(
+            Scopes::from_list(&[Scope::Spend, Scope::Read]).unwrap(),
+            Scopes::parse("read,spend").unwrap()
+        );
+        assert!(Scopes::from_list(&[]).is_err());
+        assert!(Scopes::from_list(&[Scope::Read, Scope::Read]).is_err());
+        assert_eq!(Scope::parse("admin"), Ok(Scope::Admin));
+        for bad in ["", "READ", " read", "mint"] {
+            assert!(Scope::parse(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -83,6 +83,39 @@ impl<const MAX: usize> FromRequest for JsonBody<MAX> {
     }
 }
 
+/// The body of a write that takes no fields (`POST /keys/{name}/revoke`):
+/// none when the request announces none (no `Content-Length`, or 0, and no
+/// `Transfer-Encoding`); otherwise read and parsed as `JsonObject` is, with
+/// its rules, so that the handler can refuse each field as unknown rather
+/// than drop it unread.
+#[derive(Debug)]
+pub struct OptionalJsonObject(pub Option<Map<String, Value>>);
+
+impl FromRequest for OptionalJsonObject {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<OptionalJsonObject, ApiError>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if !announces_body(request) {
+            return Box::pin(async { Ok(OptionalJsonObject(None)) });
+        }
+        let body = JsonObject::from_request(request, payload);
+        Box::pin(async move { Ok(OptionalJsonObject(Some(body.await?.0))) })
+    }
+}
+
+/// Whether the request's head says a body follows. (`request_context.rs`
+/// asks the same of a `ServiceRequest`; it cannot import this file, which
+/// imports it.)
+fn announces_body(request: &HttpRequest) -> bool {
+    let headers = request.headers();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.trim() != "0");
+    declared.unwrap_or(false) || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
 /// `application/json`, with any parameters (`; charset=utf-8`).
 fn is_json_media_type(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim();

@@ -7,14 +7,16 @@ use time::OffsetDateTime;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
-use crate::domain::{Direction, EntryKind};
+use crate::domain::{Direction, EntryKind, Scope};
 use crate::ledger::engine::{Answer, AssetRow, BalanceAfter, HoldFact, HoldStatus, UserEntry};
 use crate::limits::{
-    AMOUNT_MAX, ASSET_DECIMALS_MAX, ASSET_NAME_CHARS_MAX, ASSET_SYMBOL_CHARS_MAX,
-    IDEMPOTENCY_KEY_CHARS_MAX, METADATA_BYTES_MAX, METADATA_KEYS_MAX, NOTE_CHARS_MAX,
-    REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
+    AMOUNT_MAX, API_KEY_NAME_CHARS_MAX, ASSET_DECIMALS_MAX, ASSET_NAME_CHARS_MAX,
+    ASSET_SYMBOL_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, METADATA_BYTES_MAX, METADATA_KEYS_MAX,
+    NOTE_CHARS_MAX, REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
 };
-use crate::store::{BalanceRow, EventData, EventRow, PartyRow, SupplyRow, TransactionDetail};
+use crate::store::{
+    BalanceRow, EventData, EventRow, KeyListing, PartyRow, SupplyRow, TransactionDetail,
+};
 
 /// RFC 3339, UTC, millisecond precision: `2026-11-23T10:15:30.123Z`.
 pub fn format_timestamp(ms_since_epoch: i64) -> String {
@@ -741,6 +743,83 @@ mod tests {
             "2001-09-09T01:46:40.007Z"
         );
     }
+}
+
+/// An API key as listed (API.md: `GET /keys`): never its secret or digest.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ApiKey)]
+pub struct ApiKeyJson {
+    #[schema(schema_with = key_name_schema)]
+    name: String,
+    /// What the key may do, in the order read, spend, grant, admin.
+    #[schema(schema_with = scopes_schema)]
+    scopes: Vec<String>,
+    /// RFC 3339, UTC, millisecond precision.
+    created_at: String,
+    /// When it was last used, written at most once a minute; null if never.
+    #[schema(required = true)]
+    last_used_at: Option<String>,
+    /// When it was revoked (final); null while it is active.
+    #[schema(required = true)]
+    revoked_at: Option<String>,
+}
+
+impl From<KeyListing> for ApiKeyJson {
+    fn from(key: KeyListing) -> Self {
+        ApiKeyJson {
+            scopes: key.scope_names().map(str::to_owned).collect(),
+            name: key.name,
+            created_at: format_timestamp(key.created_at_ms),
+            last_used_at: key.last_used_at_ms.map(format_timestamp),
+            revoked_at: key.revoked_at_ms.map(format_timestamp),
+        }
+    }
+}
+
+/// The answer to `POST /keys`: the key as listed, and its secret, which
+/// is shown this once.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreatedKey)]
+pub struct CreatedKeyJson {
+    pub key: ApiKeyJson,
+    /// `wk_` and 48 lower-case hex digits: send it as `Authorization:
+    /// Bearer <secret>`. Only its digest is kept; it cannot be shown again.
+    #[schema(pattern = "^wk_[0-9a-f]{48}$")]
+    pub secret: String,
+}
+
+/// The body of `POST /keys`.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct KeyRequest {
+    /// Never used before, by any key, revoked ones included.
+    #[schema(schema_with = key_name_schema)]
+    name: String,
+    #[schema(schema_with = scopes_schema)]
+    scopes: Vec<String>,
+}
+
+fn key_name_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(API_KEY_NAME_CHARS_MAX))
+        .pattern(Some("^[A-Za-z0-9_.-]+$"))
+        .build()
+}
+
+fn scopes_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(one_of(Scope::ALL.map(Scope::as_str)))
+        .min_items(Some(1))
+        .max_items(Some(Scope::ALL.len()))
+        .unique_items(true)
+        .description(Some(
+            "`read`, `spend`, `grant` and `admin` (every route), each at most once.",
+        ))
+        .build()
 }
 
 /// `GET /assets/{asset}/supply` (API.md). Supply figures are sums of many

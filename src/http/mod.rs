@@ -11,7 +11,8 @@
 //!   spend and transfer), `transactions.rs` (`/transactions/{id}`, its
 //!   reversal), `batch.rs` (`/batch`), `holds.rs` (`/wallets/{userId}/holds`,
 //!   `/holds/{holdId}` and its capture and void), `events.rs` (`/events`,
-//!   pages and streams), and `openapi.rs` (`/openapi.json` and the document).
+//!   pages and streams), `keys.rs` (`/keys` and a key's revocation), and
+//!   `openapi.rs` (`/openapi.json` and the document).
 //! - Shared by the handlers: `input.rs` (the parsers of paths, keys and
 //!   fields), `params.rs` (the parameters as the document describes them),
 //!   `json.rs` (the payloads), `envelope.rs` (the envelope of every answer).
@@ -30,6 +31,7 @@ mod events;
 mod holds;
 mod input;
 mod json;
+mod keys;
 pub mod openapi;
 mod params;
 pub mod probe;

@@ -27,12 +27,13 @@ use utoipa::{Modify, OpenApi};
 use super::auth::RouteAccess;
 use super::envelope::ErrorBody;
 use super::json::{
-    Asset, AssetRequest, Balance, Balances, BatchBalance, BatchOperationRequest, BatchRequest,
-    CaptureReceiptJson, CaptureRequest, EntryRequest, EventJson, EventPageJson, Health, Hold,
-    HoldPageJson, HoldReceiptJson, HoldRequest, IssuedJson, Party, ReverseRequest, SupplyJson,
-    Transaction, TransactionDetailJson, TransactionPage, TransferRequest, VoidRequest,
+    ApiKeyJson, Asset, AssetRequest, Balance, Balances, BatchBalance, BatchOperationRequest,
+    BatchRequest, CaptureReceiptJson, CaptureRequest, CreatedKeyJson, EntryRequest, EventJson,
+    EventPageJson, Health, Hold, HoldPageJson, HoldReceiptJson, HoldRequest, IssuedJson,
+    KeyRequest, Party, ReverseRequest, SupplyJson, Transaction, TransactionDetailJson,
+    TransactionPage, TransferRequest, VoidRequest,
 };
-use super::{assets, batch, events, holds, service, transactions, wallets};
+use super::{assets, batch, events, holds, keys, service, transactions, wallets};
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(OpenApi)]
@@ -65,6 +66,9 @@ use crate::error::{ApiError, ErrorCode};
         assets::get_supply,
         events::get_events,
         service::get_metrics,
+        keys::get_keys,
+        keys::post_keys,
+        keys::post_revoke,
         get_openapi,
     ),
     components(schemas(
@@ -72,7 +76,7 @@ use crate::error::{ApiError, ErrorCode};
         Party, Health, EntryRequest, TransferRequest, ReverseRequest, BatchRequest,
         BatchOperationRequest, BatchBalance, ErrorBody, ErrorCode, Hold, HoldPageJson,
         HoldRequest, CaptureRequest, VoidRequest, HoldReceiptJson, CaptureReceiptJson, SupplyJson,
-        IssuedJson, EventPageJson, EventJson
+        IssuedJson, EventPageJson, EventJson, ApiKeyJson, CreatedKeyJson, KeyRequest
     )),
     // `ApiKeys` comes last, in `document`: it needs the route table.
     modifiers(&Envelopes, &ErrorResponses),
@@ -80,6 +84,7 @@ use crate::error::{ApiError, ErrorCode};
         (name = "ledger", description = "Assets, balances, history and the writes that move value."),
         (name = "holds", description = "Money set aside for a later capture, or let go."),
         (name = "events", description = "Every committed entry and hold change, as pages or a stream."),
+        (name = "keys", description = "API keys: who may call, with which scopes (admin only)."),
         (name = "service", description = "Health and this document."),
     )
 )]
@@ -147,6 +152,17 @@ const WRITE: &[ErrorCode] = &[
     ErrorCode::DatabaseUnavailable,
 ];
 
+/// Failures of a key's creation or revocation beyond its own rules.
+const KEY_WRITE: &[ErrorCode] = &[
+    ErrorCode::Validation,
+    ErrorCode::InvalidJson,
+    ErrorCode::PayloadTooLarge,
+    ErrorCode::RequestTimeout,
+    ErrorCode::UnsupportedMediaType,
+    ErrorCode::ServiceOverloaded,
+    ErrorCode::DatabaseUnavailable,
+];
+
 /// The failures of each operation beyond `ANY_OPERATION`, by operation id (the
 /// handler's name). `None` for an operation this table does not know.
 fn operation_errors(operation_id: &str) -> Option<Vec<ErrorCode>> {
@@ -202,6 +218,9 @@ fn operation_errors(operation_id: &str) -> Option<Vec<ErrorCode>> {
         ]
         .concat(),
         "post_void" => [WRITE, &[HoldNotFound, HoldNotActive]].concat(),
+        "get_keys" => vec![DatabaseUnavailable],
+        "post_keys" => [KEY_WRITE, &[KeyExists, TooManyKeys]].concat(),
+        "post_revoke" => [KEY_WRITE, &[KeyNotFound, KeyRevokesItself]].concat(),
         _ => return None,
     })
 }

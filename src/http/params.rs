@@ -12,9 +12,9 @@ use utoipa::IntoParams;
 use crate::domain::EntryKind;
 use crate::ledger::engine::HoldStatus;
 use crate::limits::{
-    ASSET_SYMBOL_CHARS_MAX, CURSOR_CHARS_MAX, EVENTS_PAGE_LIMIT_DEFAULT, EVENTS_PAGE_LIMIT_MAX,
-    IDEMPOTENCY_KEY_CHARS_MAX, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, REFERENCE_ID_CHARS_MAX,
-    USER_ID_CHARS_MAX,
+    API_KEY_NAME_CHARS_MAX, ASSET_SYMBOL_CHARS_MAX, CURSOR_CHARS_MAX, EVENTS_PAGE_LIMIT_DEFAULT,
+    EVENTS_PAGE_LIMIT_MAX, IDEMPOTENCY_KEY_CHARS_MAX, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX,
+    REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
 };
 
 fn string_schema(chars_max: usize) -> ObjectBuilder {
@@ -215,6 +215,22 @@ impl IntoParams for AssetParam {
             ParameterIn::Path,
             "The asset: its symbol (such as `GOLD`) or its id (a UUID).",
             string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
+        )]
+    }
+}
+
+/// The `{name}` of an API key in the path.
+pub struct KeyNameParam;
+
+impl IntoParams for KeyNameParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "name",
+            ParameterIn::Path,
+            "The key's name, as `GET /keys` lists it: characters of `A-Z a-z 0-9 _ . -`.",
+            string_schema(API_KEY_NAME_CHARS_MAX)
+                .pattern(Some("^[A-Za-z0-9_.-]+$"))
+                .build(),
         )]
     }
 }

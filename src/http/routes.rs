@@ -12,6 +12,7 @@ use super::auth::{authorize, ResourceMethods, RouteAccess};
 use super::batch::post_batch;
 use super::events::get_events;
 use super::holds::{get_hold, get_holds, post_capture, post_hold, post_void};
+use super::keys::{get_keys, post_keys, post_revoke};
 use super::openapi::{get_openapi, RouteAccessTable};
 use super::service::{get_health, get_metrics};
 use super::transactions::{get_transaction, post_reverse};
@@ -84,6 +85,11 @@ routes! {
     "/holds/{holdId}/capture" => [post RouteAccess::Needs(Scope::Spend) => post_capture],
     "/holds/{holdId}/void" => [post RouteAccess::Needs(Scope::Spend) => post_void],
     "/openapi.json" => [get RouteAccess::Open => get_openapi],
+    "/keys" => [
+        get RouteAccess::Needs(Scope::Admin) => get_keys,
+        post RouteAccess::Needs(Scope::Admin) => post_keys,
+    ],
+    "/keys/{name}/revoke" => [post RouteAccess::Needs(Scope::Admin) => post_revoke],
 }
 
 /// A resource answering `methods` and 405 in the envelope with `Allow` to

@@ -20,6 +20,7 @@ use crate::ledger::engine::{
     AssetRow, Command, HoldFact, HoldStatus, NewAsset, Outcome, UserEntry,
 };
 use crate::ledger::Rejection;
+use crate::limits::{API_KEYS_ACTIVE_MAX, API_KEYS_TOTAL_MAX};
 
 /// A backend's own error, carried as the cause of a `StorageError`.
 pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -321,6 +322,19 @@ pub trait LedgerStore {
     fn load_keys(&self) -> Result<KeySnapshot, StorageError>;
     /// Records when keys were last used, through the writer.
     fn record_key_uses(&self, uses: Vec<(i64, i64)>) -> Result<(), StorageError>;
+    /// Every API key, revoked ones included, by name: never a digest.
+    fn keys(&self) -> Result<Vec<KeyListing>, StorageError>;
+    /// Adds a key through the writer, if its name was never used and the
+    /// bounds on keys allow one more.
+    fn create_key(
+        &self,
+        key: NewKey,
+    ) -> impl std::future::Future<Output = Result<KeyListing, KeyError>>;
+    /// Revokes the active key named `name` through the writer: final.
+    fn revoke_key(
+        &self,
+        name: KeyName,
+    ) -> impl std::future::Future<Output = Result<KeyListing, KeyError>>;
 }
 
 /// The store a server holds: cheap to clone, one per backend.
@@ -430,6 +444,18 @@ impl Store {
     pub fn record_key_uses(&self, uses: Vec<(i64, i64)>) -> Result<(), StorageError> {
         dispatch!(self, store => store.record_key_uses(uses))
     }
+
+    pub fn keys(&self) -> Result<Vec<KeyListing>, StorageError> {
+        dispatch!(self, store => store.keys())
+    }
+
+    pub async fn create_key(&self, key: NewKey) -> Result<KeyListing, KeyError> {
+        dispatch!(self, store => store.create_key(key).await)
+    }
+
+    pub async fn revoke_key(&self, name: KeyName) -> Result<KeyListing, KeyError> {
+        dispatch!(self, store => store.revoke_key(name).await)
+    }
 }
 
 /// A database opened for serving: the store, and what must be closed in
@@ -491,7 +517,6 @@ impl OpenedStore {
 /// does one thing, and closes it.
 pub mod commands {
     use super::*;
-    use crate::domain::Scopes;
     use crate::ledger::audit::AuditReport;
 
     pub fn migrate(location: &DatabaseLocation) -> anyhow::Result<i64> {
@@ -524,16 +549,13 @@ pub mod commands {
         }
     }
 
+    /// `wallet keys create`: the key, or why the rules refused it.
     pub fn create_key(
         location: &DatabaseLocation,
-        name: &KeyName,
-        scopes: Scopes,
-        secret_sha256: &[u8; 32],
-    ) -> anyhow::Result<()> {
+        key: NewKey,
+    ) -> anyhow::Result<Result<KeyListing, KeyRejection>> {
         match location {
-            DatabaseLocation::Sqlite(path) => {
-                sqlite::commands::create_key(path, name, scopes, secret_sha256)
-            }
+            DatabaseLocation::Sqlite(path) => sqlite::commands::create_key(path, key),
             DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "keys create")),
         }
     }
@@ -545,8 +567,12 @@ pub mod commands {
         }
     }
 
-    /// Whether an active key of that name was revoked.
-    pub fn revoke_key(location: &DatabaseLocation, name: &KeyName) -> anyhow::Result<bool> {
+    /// `wallet keys revoke`: the key as revoked, or `KeyNotFound` when no
+    /// active key has that name.
+    pub fn revoke_key(
+        location: &DatabaseLocation,
+        name: &KeyName,
+    ) -> anyhow::Result<Result<KeyListing, KeyRejection>> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::revoke_key(path, name),
             DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "keys revoke")),
@@ -596,14 +622,65 @@ pub mod commands {
     }
 }
 
-/// An API key as `wallet keys list` shows it: everything but the digest.
+/// An API key as `wallet keys list` and `GET /keys` show it: everything but
+/// the digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyListing {
     pub name: String,
+    /// As stored: the canonical comma-separated list (`read,spend`).
     pub scopes: String,
     pub created_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+}
+
+impl KeyListing {
+    /// The scopes one name each, in the stored (canonical) order.
+    pub fn scope_names(&self) -> impl Iterator<Item = &str> {
+        self.scopes.split(',').filter(|name| !name.is_empty())
+    }
+}
+
+/// A key to add: only the digest of its secret reaches the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    pub name: KeyName,
+    pub scopes: Scopes,
+    pub secret_sha256: [u8; 32],
+}
+
+/// Why a key was not created or revoked: the rules of keys, decided in the
+/// write transaction (`write::create_key`, `write::revoke_key`) for the
+/// server and the command line alike. The messages are the command line's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRejection {
+    #[error(
+        "a key named {} exists already (names are never reused, even once revoked); choose another name",
+        .0.as_str()
+    )]
+    KeyExists(KeyName),
+    #[error(
+        "{} keys are active already, the most allowed; revoke one first",
+        API_KEYS_ACTIVE_MAX
+    )]
+    TooManyActiveKeys,
+    #[error(
+        "{} keys were created already, the most one database holds",
+        API_KEYS_TOTAL_MAX
+    )]
+    TooManyKeysInAll,
+    /// Unknown, or revoked already: a revocation is final.
+    #[error("no active key is named {}", .0.as_str())]
+    KeyNotFound(KeyName),
+}
+
+/// A key write's failure: refused by the rules of keys, or by storage.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Rejected(#[from] KeyRejection),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 /// A key a server accepts.

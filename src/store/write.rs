@@ -8,18 +8,54 @@
 //! Every rejection happens in `engine::decide`, before anything of the
 //! command is written; a plan's writing can fail only as storage, and then
 //! the whole batch is rolled back. So a rejected command needs no savepoint.
+//!
+//! API keys are written here too, so that a server's only writer writes
+//! them: the rules of keys (`create_key`, `revoke_key`) are decided once,
+//! against facts a backend reads through `KeyTransaction`, for the server's
+//! writer and the command line's own transaction alike.
 
 use tokio::sync::oneshot;
 
+use crate::domain::KeyName;
 use crate::ledger::engine::{
     self, AssetDecision, AssetRow, Command, Decision, Facts, HoldFact, NewAsset, Outcome, Plan,
     RecordedEntry,
 };
 use crate::ledger::Rejection;
-use crate::store::{AssetOutcome, LedgerError, StorageError};
+use crate::limits::{API_KEYS_ACTIVE_MAX, API_KEYS_TOTAL_MAX};
+use crate::store::{
+    AssetOutcome, KeyError, KeyListing, KeyRejection, LedgerError, NewKey, StorageError,
+};
+
+/// What the rules of a new key look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyFacts {
+    /// Whether a key ever had the name, revoked ones included.
+    pub name_used: bool,
+    pub active: usize,
+    /// Every key ever created, revoked ones included.
+    pub total: usize,
+}
+
+/// What a backend does with API keys inside one write transaction.
+pub(crate) trait KeyTransaction {
+    /// The facts `create_key` decides a new key named `name` on.
+    fn key_facts(&mut self, name: &KeyName) -> Result<KeyFacts, StorageError>;
+
+    /// Adds a key the rules allowed; returns it as listed.
+    fn write_key(&mut self, key: &NewKey, now_ms: i64) -> Result<KeyListing, StorageError>;
+
+    /// Revokes the active key named `name` at `now_ms` and returns it as
+    /// listed; None when no active key has that name.
+    fn write_revocation(
+        &mut self,
+        name: &KeyName,
+        now_ms: i64,
+    ) -> Result<Option<KeyListing>, StorageError>;
+}
 
 /// What a backend does inside one write transaction.
-pub(crate) trait WriteTransaction {
+pub(crate) trait WriteTransaction: KeyTransaction {
     /// What a backend learns while reading a command's facts and needs
     /// again to write its plan (the accounts' row ids, say).
     type Found;
@@ -71,6 +107,16 @@ pub(crate) enum Work {
         uses: Vec<(i64, i64)>,
         reply: oneshot::Sender<Result<(), LedgerError>>,
     },
+    /// `POST /keys`: a new API key.
+    CreateKey {
+        key: NewKey,
+        reply: oneshot::Sender<Result<KeyListing, KeyError>>,
+    },
+    /// `POST /keys/{name}/revoke`.
+    RevokeKey {
+        name: KeyName,
+        reply: oneshot::Sender<Result<KeyListing, KeyError>>,
+    },
     /// The writer's own: record the expiry of holds that fell due, at most
     /// this many. Nobody waits for it; a hold counts nowhere from its
     /// expiry on either way.
@@ -84,6 +130,9 @@ impl Work {
             Work::Command { reply, .. } => drop(reply.send(Err(error.into()))),
             Work::CreateAsset { reply, .. } => drop(reply.send(Err(error.into()))),
             Work::KeyUses { reply, .. } => drop(reply.send(Err(error.into()))),
+            Work::CreateKey { reply, .. } | Work::RevokeKey { reply, .. } => {
+                drop(reply.send(Err(error.into())))
+            }
             Work::ExpireHolds { .. } => {}
         }
     }
@@ -94,6 +143,8 @@ pub(crate) enum Done {
     Command(Result<Outcome, Rejection>),
     Asset(Result<AssetOutcome, Rejection>),
     KeyUses,
+    /// A key created or revoked, or why not.
+    Key(Result<KeyListing, KeyRejection>),
     /// How many holds the sweep recorded as expired.
     Expired(usize),
 }
@@ -116,6 +167,9 @@ impl Done {
             }
             (Done::KeyUses, Work::KeyUses { reply, .. }) => {
                 let _ = reply.send(Ok(()));
+            }
+            (Done::Key(result), Work::CreateKey { reply, .. } | Work::RevokeKey { reply, .. }) => {
+                let _ = reply.send(result.map_err(KeyError::from));
             }
             (Done::Expired(_), Work::ExpireHolds { .. }) => {}
             (_, work) => work.refuse(StorageError::BatchRolledBack),
@@ -145,6 +199,8 @@ pub(crate) fn apply_batch(
                 transaction.record_key_uses(uses)?;
                 Done::KeyUses
             }
+            Work::CreateKey { key, .. } => Done::Key(create_key(transaction, key, now_ms)?),
+            Work::RevokeKey { name, .. } => Done::Key(revoke_key(transaction, name, now_ms)?),
             Work::ExpireHolds { max } => Done::Expired(transaction.expire_due_holds(now_ms, *max)?),
         };
         results.push(done);
@@ -187,5 +243,168 @@ fn create_asset(
         Ok(AssetDecision::Create) => Ok(Ok(AssetOutcome::Created(
             transaction.write_asset(asset, now_ms)?,
         ))),
+    }
+}
+
+/// A new API key: refused when its name was ever used (a name in a log
+/// always means one key), when `API_KEYS_ACTIVE_MAX` keys are active, or
+/// when `API_KEYS_TOTAL_MAX` were ever created; written otherwise.
+pub(crate) fn create_key(
+    transaction: &mut impl KeyTransaction,
+    key: &NewKey,
+    now_ms: i64,
+) -> Result<Result<KeyListing, KeyRejection>, StorageError> {
+    let facts = transaction.key_facts(&key.name)?;
+    if facts.name_used {
+        return Ok(Err(KeyRejection::KeyExists(key.name.clone())));
+    }
+    if facts.active >= API_KEYS_ACTIVE_MAX {
+        return Ok(Err(KeyRejection::TooManyActiveKeys));
+    }
+    if facts.total >= API_KEYS_TOTAL_MAX {
+        return Ok(Err(KeyRejection::TooManyKeysInAll));
+    }
+    let written = transaction.write_key(key, now_ms)?;
+    assert!(
+        written.name == key.name.as_str() && written.revoked_at_ms.is_none(),
+        "the key written is the key asked for, active"
+    );
+    Ok(Ok(written))
+}
+
+/// A revocation: final, so a key that is unknown or already revoked is
+/// `KeyNotFound`, as `wallet keys revoke` has always said.
+pub(crate) fn revoke_key(
+    transaction: &mut impl KeyTransaction,
+    name: &KeyName,
+    now_ms: i64,
+) -> Result<Result<KeyListing, KeyRejection>, StorageError> {
+    Ok(transaction
+        .write_revocation(name, now_ms)?
+        .ok_or_else(|| KeyRejection::KeyNotFound(name.clone())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Scopes;
+
+    /// Keys held in memory, to test the rules without a database.
+    #[derive(Default)]
+    struct Keys(Vec<KeyListing>);
+
+    impl KeyTransaction for Keys {
+        fn key_facts(&mut self, name: &KeyName) -> Result<KeyFacts, StorageError> {
+            Ok(KeyFacts {
+                name_used: self.0.iter().any(|key| key.name == name.as_str()),
+                active: self
+                    .0
+                    .iter()
+                    .filter(|key| key.revoked_at_ms.is_none())
+                    .count(),
+                total: self.0.len(),
+            })
+        }
+
+        fn write_key(&mut self, key: &NewKey, now_ms: i64) -> Result<KeyListing, StorageError> {
+            let listing = KeyListing {
+                name: key.name.as_str().to_owned(),
+                scopes: key.scopes.to_string(),
+                created_at_ms: now_ms,
+                last_used_at_ms: None,
+                revoked_at_ms: None,
+            };
+            self.0.push(listing.clone());
+            Ok(listing)
+        }
+
+        fn write_revocation(
+            &mut self,
+            name: &KeyName,
+            now_ms: i64,
+        ) -> Result<Option<KeyListing>, StorageError> {
+            Ok(self
+                .0
+                .iter_mut()
+                .find(|key| key.name == name.as_str() && key.revoked_at_ms.is_none())
+                .map(|key| {
+                    key.revoked_at_ms = Some(now_ms);
+                    key.clone()
+                }))
+        }
+    }
+
+    fn new_key(name: &str) -> NewKey {
+        NewKey {
+            name: KeyName::parse(name).unwrap(),
+            scopes: Scopes::parse("read").unwrap(),
+            // The rules never look at the digest.
+            secret_sha256: [0; 32],
+        }
+    }
+
+    #[test]
+    fn the_last_active_key_allowed_is_created_and_one_more_is_refused_until_one_is_revoked() {
+        let mut keys = Keys::default();
+        for index in 0..API_KEYS_ACTIVE_MAX {
+            let created = create_key(&mut keys, &new_key(&format!("k{index}")), 1).unwrap();
+            assert!(created.is_ok(), "key {index}: {created:?}");
+        }
+        assert_eq!(
+            create_key(&mut keys, &new_key("one-too-many"), 1).unwrap(),
+            Err(KeyRejection::TooManyActiveKeys)
+        );
+        revoke_key(&mut keys, &KeyName::parse("k0").unwrap(), 2)
+            .unwrap()
+            .unwrap();
+        assert!(create_key(&mut keys, &new_key("one-more"), 3)
+            .unwrap()
+            .is_ok());
+    }
+
+    #[test]
+    fn a_name_is_never_reused_and_a_revocation_is_final() {
+        let mut keys = Keys::default();
+        let game = KeyName::parse("game").unwrap();
+        create_key(&mut keys, &new_key("game"), 1).unwrap().unwrap();
+        assert_eq!(
+            create_key(&mut keys, &new_key("game"), 2).unwrap(),
+            Err(KeyRejection::KeyExists(game.clone()))
+        );
+        let revoked = revoke_key(&mut keys, &game, 3).unwrap().unwrap();
+        assert_eq!(revoked.revoked_at_ms, Some(3));
+        assert_eq!(
+            create_key(&mut keys, &new_key("game"), 4).unwrap(),
+            Err(KeyRejection::KeyExists(game.clone()))
+        );
+        assert_eq!(
+            revoke_key(&mut keys, &game, 5).unwrap(),
+            Err(KeyRejection::KeyNotFound(game.clone()))
+        );
+        let unknown = KeyName::parse("nobody").unwrap();
+        assert_eq!(
+            revoke_key(&mut keys, &unknown, 5).unwrap(),
+            Err(KeyRejection::KeyNotFound(unknown))
+        );
+    }
+
+    #[test]
+    fn no_more_keys_are_created_once_the_total_was_reached_even_if_all_are_revoked() {
+        let mut keys = Keys(
+            (0..API_KEYS_TOTAL_MAX - 1)
+                .map(|index| KeyListing {
+                    name: format!("old{index}"),
+                    scopes: "read".into(),
+                    created_at_ms: 0,
+                    last_used_at_ms: None,
+                    revoked_at_ms: Some(1),
+                })
+                .collect(),
+        );
+        create_key(&mut keys, &new_key("last"), 2).unwrap().unwrap();
+        assert_eq!(
+            create_key(&mut keys, &new_key("past-the-total"), 3).unwrap(),
+            Err(KeyRejection::TooManyKeysInAll)
+        );
     }
 }

@@ -37,6 +37,8 @@ const ROUTE_LABELS: &[&str] = &[
     "/holds/{holdId}/capture",
     "/holds/{holdId}/void",
     "/openapi.json",
+    "/keys",
+    "/keys/{name}/revoke",
     "unmatched",
 ];
 

@@ -137,11 +137,18 @@ fn the_documented_error_codes_are_exactly_those_the_code_can_return_with_their_s
         for (name, example) in examples {
             let code = example["value"]["error"]["code"].as_str().unwrap();
             assert_eq!(name, code);
-            let known = ErrorCode::ALL
+            let statuses: Vec<String> = ErrorCode::ALL
                 .iter()
-                .find(|known| known.as_str() == code)
-                .unwrap_or_else(|| panic!("{code} is documented but the code has no such code"));
-            assert_eq!(status, &known.status().as_u16().to_string(), "{code}");
+                .filter(|known| known.as_str() == code)
+                .map(|known| known.status().as_u16().to_string())
+                .collect();
+            assert!(
+                !statuses.is_empty(),
+                "{code} is documented but the code has no such code"
+            );
+            // One wire name may have two statuses (API.md: VALIDATION_ERROR
+            // is 400, and 422 for a key revoking itself): each is a code.
+            assert!(statuses.contains(status), "{code} under {status}");
             documented.insert(code.to_owned());
         }
     }

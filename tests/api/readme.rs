@@ -22,7 +22,7 @@ const README_ADDRESS: &str = "localhost:8080";
 /// server these examples run against); the README shows them in words
 /// instead, and tests/api/auth.rs provokes the three of API keys
 /// (tests/api/bounds.rs the request timeout, which takes ten seconds).
-const SHOWN_WITHOUT_CURL: [ErrorCode; 9] = [
+const SHOWN_WITHOUT_CURL: [ErrorCode; 10] = [
     ErrorCode::RequestTimeout,
     ErrorCode::Unauthorized,
     ErrorCode::Forbidden,
@@ -30,6 +30,8 @@ const SHOWN_WITHOUT_CURL: [ErrorCode; 9] = [
     ErrorCode::TooManyAssets,
     // It takes 1000 active holds on one account first.
     ErrorCode::TooManyHolds,
+    // It takes 100 active keys first.
+    ErrorCode::TooManyKeys,
     ErrorCode::ServiceOverloaded,
     ErrorCode::DatabaseUnavailable,
     ErrorCode::Internal,

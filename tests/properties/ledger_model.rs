@@ -36,8 +36,8 @@ use wallet::ledger::engine::{
 use wallet::ledger::Rejection;
 use wallet::limits::{AMOUNT_MAX, WRITE_BATCH_MAX};
 use wallet::store::{
-    commands, AssetOutcome, DatabaseLocation, HistoryQuery, LedgerError, OpenedStore, PartyRow,
-    Store, TransactionDetail,
+    commands, AssetOutcome, DatabaseLocation, HistoryQuery, LedgerError, NewKey, OpenedStore,
+    PartyRow, Store, TransactionDetail,
 };
 
 /// The catalogue's assets in symbol order, as `GET /assets` lists them.
@@ -1234,10 +1234,13 @@ impl Real {
         }
         commands::create_key(
             &location,
-            &KeyName::parse("game-server").unwrap(),
-            Scopes::parse("admin").unwrap(),
-            &[7; 32],
+            NewKey {
+                name: KeyName::parse("game-server").unwrap(),
+                scopes: Scopes::parse("admin").unwrap(),
+                secret_sha256: [7; 32],
+            },
         )
+        .unwrap()
         .unwrap();
         let opened = OpenedStore::open(&location, WRITE_BATCH_MAX, false).unwrap();
         let store = opened.store();

@@ -8,12 +8,12 @@ use anyhow::Context;
 
 use super::{keys, migrate, open, reads, seed, verify, writer};
 use crate::clock::now_ms;
-use crate::domain::{KeyName, Scopes};
+use crate::domain::KeyName;
 use crate::ledger::audit::AuditReport;
 use crate::ledger::engine::{AssetRow, NewAsset};
 use crate::ledger::Rejection;
 use crate::limits::WRITE_BATCH_MAX;
-use crate::store::{AssetOutcome, KeyListing, LedgerError, SeedSummary};
+use crate::store::{AssetOutcome, KeyListing, KeyRejection, LedgerError, NewKey, SeedSummary};
 
 /// `wallet migrate`: the schema version the file is at now.
 pub fn migrate(path: &Path) -> anyhow::Result<i64> {
@@ -40,15 +40,10 @@ pub fn verify(path: &Path, checked: &mut dyn FnMut(u64)) -> anyhow::Result<Audit
     verify::audit_reporting(&mut conn, checked).context("reading the ledger failed")
 }
 
-pub fn create_key(
-    path: &Path,
-    name: &KeyName,
-    scopes: Scopes,
-    secret_sha256: &[u8; 32],
-) -> anyhow::Result<()> {
+pub fn create_key(path: &Path, key: NewKey) -> anyhow::Result<Result<KeyListing, KeyRejection>> {
     let mut conn = open::open_read_write(path)?;
     migrate::migrate(&mut conn)?;
-    keys::create(&mut conn, name, scopes, secret_sha256, now_ms())
+    keys::create(&mut conn, &key, now_ms())
 }
 
 pub fn list_keys(path: &Path) -> anyhow::Result<Vec<KeyListing>> {
@@ -57,7 +52,7 @@ pub fn list_keys(path: &Path) -> anyhow::Result<Vec<KeyListing>> {
     Ok(keys::list(&conn)?)
 }
 
-pub fn revoke_key(path: &Path, name: &KeyName) -> anyhow::Result<bool> {
+pub fn revoke_key(path: &Path, name: &KeyName) -> anyhow::Result<Result<KeyListing, KeyRejection>> {
     let mut conn = open::open_read_write(path)?;
     migrate::check_current(&conn)?;
     keys::revoke(&mut conn, name, now_ms())

@@ -1,91 +1,136 @@
-//! The `api_keys` table: creating, listing and revoking keys (the CLI), and
-//! loading the active ones and recording their last use (a running server).
-//! Secrets never reach this module: only their SHA-256 digests.
+//! The `api_keys` table: the facts the rules of keys read and the writes
+//! they allow (through the server's writer, or the command line's own
+//! transaction), listing keys, and loading the active ones and recording
+//! their last use (a running server). Secrets never reach this module: only
+//! their SHA-256 digests.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use log::error;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::domain::{KeyName, Scopes};
 use crate::limits::{API_KEYS_ACTIVE_MAX, API_KEYS_TOTAL_MAX};
-use crate::store::{ActiveKeyRow, KeyListing, KeySnapshot};
+use crate::store::write::{self, KeyFacts, KeyTransaction};
+use crate::store::{ActiveKeyRow, KeyListing, KeyRejection, KeySnapshot, NewKey, StorageError};
 
-/// Adds a key. Refuses a name already used (revoked keys included) and more
-/// than `API_KEYS_ACTIVE_MAX` active or `API_KEYS_TOTAL_MAX` keys in all.
+/// The key queries inside a transaction someone else began and commits:
+/// the server's writer's, or the command line's below.
+pub(crate) struct KeysIn<'a>(pub &'a Connection);
+
+impl KeyTransaction for KeysIn<'_> {
+    fn key_facts(&mut self, name: &KeyName) -> Result<KeyFacts, StorageError> {
+        let (name_used, active, total): (bool, i64, i64) = self
+            .0
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM api_keys WHERE name = ?1),
+                        count(*) FILTER (WHERE revoked_at IS NULL), count(*)
+                   FROM api_keys",
+            )?
+            .query_row([name.as_str()], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        Ok(KeyFacts {
+            name_used,
+            active: usize::try_from(active).unwrap_or(usize::MAX),
+            total: usize::try_from(total).unwrap_or(usize::MAX),
+        })
+    }
+
+    fn write_key(&mut self, key: &NewKey, now_ms: i64) -> Result<KeyListing, StorageError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO api_keys (name, secret_sha256, scopes, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                key.name.as_str(),
+                &key.secret_sha256[..],
+                key.scopes.to_string(),
+                now_ms
+            ])?;
+        listing(self.0, &key.name)?
+            .ok_or_else(|| StorageError::Backend("a key just added cannot be read".into()))
+    }
+
+    fn write_revocation(
+        &mut self,
+        name: &KeyName,
+        now_ms: i64,
+    ) -> Result<Option<KeyListing>, StorageError> {
+        let changed = self
+            .0
+            .prepare_cached(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            )?
+            .execute(params![name.as_str(), now_ms])?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        Ok(listing(self.0, name)?)
+    }
+}
+
+/// `wallet keys create`: adds a key in a transaction of its own, as the
+/// rules of keys allow.
 pub fn create(
     conn: &mut Connection,
-    name: &KeyName,
-    scopes: Scopes,
-    secret_sha256: &[u8; 32],
+    key: &NewKey,
     created_at_ms: i64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Result<KeyListing, KeyRejection>> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .context("cannot lock the database to add a key")?;
-    let (active, total): (i64, i64) = tx.query_row(
-        "SELECT count(*) FILTER (WHERE revoked_at IS NULL), count(*) FROM api_keys",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
-    let name_taken: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE name = ?1)",
-        [name.as_str()],
-        |row| row.get(0),
-    )?;
-    if name_taken {
-        bail!(
-            "a key named {} exists already (names are never reused, even once revoked); choose another name",
-            name.as_str()
-        );
+    let outcome = write::create_key(&mut KeysIn(&tx), key, created_at_ms)?;
+    if outcome.is_ok() {
+        tx.commit().context("cannot commit the new key")?;
     }
-    if usize::try_from(active).unwrap_or(usize::MAX) >= API_KEYS_ACTIVE_MAX {
-        bail!("{API_KEYS_ACTIVE_MAX} keys are active already, the most allowed; revoke one first");
+    Ok(outcome)
+}
+
+/// `wallet keys revoke`: revokes the active key named `name`, in a
+/// transaction of its own.
+pub fn revoke(
+    conn: &mut Connection,
+    name: &KeyName,
+    revoked_at_ms: i64,
+) -> anyhow::Result<Result<KeyListing, KeyRejection>> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("cannot lock the database to revoke a key")?;
+    let outcome = write::revoke_key(&mut KeysIn(&tx), name, revoked_at_ms)?;
+    if outcome.is_ok() {
+        tx.commit().context("cannot commit the revocation")?;
     }
-    if usize::try_from(total).unwrap_or(usize::MAX) >= API_KEYS_TOTAL_MAX {
-        bail!("{API_KEYS_TOTAL_MAX} keys were created already, the most one database holds");
-    }
-    tx.execute(
-        "INSERT INTO api_keys (name, secret_sha256, scopes, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            name.as_str(),
-            &secret_sha256[..],
-            scopes.to_string(),
-            created_at_ms
-        ],
-    )?;
-    tx.commit().context("cannot commit the new key")?;
-    Ok(())
+    Ok(outcome)
+}
+
+fn listing_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyListing> {
+    Ok(KeyListing {
+        name: row.get(0)?,
+        scopes: row.get(1)?,
+        created_at_ms: row.get(2)?,
+        last_used_at_ms: row.get(3)?,
+        revoked_at_ms: row.get(4)?,
+    })
+}
+
+/// One key as listed.
+fn listing(conn: &Connection, name: &KeyName) -> rusqlite::Result<Option<KeyListing>> {
+    conn.prepare_cached(
+        "SELECT name, scopes, created_at, last_used_at, revoked_at FROM api_keys WHERE name = ?1",
+    )?
+    .query_row([name.as_str()], listing_of)
+    .optional()
 }
 
 /// Every key, revoked ones included, by name.
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<KeyListing>> {
-    conn.prepare(
+    conn.prepare_cached(
         "SELECT name, scopes, created_at, last_used_at, revoked_at FROM api_keys
           ORDER BY name LIMIT ?1",
     )?
-    .query_map([API_KEYS_TOTAL_MAX as i64], |row| {
-        Ok(KeyListing {
-            name: row.get(0)?,
-            scopes: row.get(1)?,
-            created_at_ms: row.get(2)?,
-            last_used_at_ms: row.get(3)?,
-            revoked_at_ms: row.get(4)?,
-        })
-    })?
+    .query_map([API_KEYS_TOTAL_MAX as i64], listing_of)?
     .collect()
-}
-
-/// Revokes the active key named `name`; false when there is none.
-pub fn revoke(conn: &mut Connection, name: &KeyName, revoked_at_ms: i64) -> anyhow::Result<bool> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .context("cannot lock the database to revoke a key")?;
-    let changed = tx.execute(
-        "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-        params![name.as_str(), revoked_at_ms],
-    )?;
-    tx.commit().context("cannot commit the revocation")?;
-    Ok(changed == 1)
 }
 
 /// The table's generation: it changes whenever a key is added or revoked.
@@ -168,14 +213,13 @@ mod tests {
     }
 
     /// Adds a key whose digest is made from its name, so each is distinct.
-    fn add(conn: &mut Connection, raw: &str) -> anyhow::Result<()> {
-        create(
-            conn,
-            &name(raw),
-            Scopes::parse("read,spend").unwrap(),
-            &crate::auth::secret::digest(raw),
-            1,
-        )
+    fn add(conn: &mut Connection, raw: &str) -> anyhow::Result<Result<KeyListing, KeyRejection>> {
+        let key = NewKey {
+            name: name(raw),
+            scopes: Scopes::parse("spend,read").unwrap(),
+            secret_sha256: crate::auth::secret::digest(raw),
+        };
+        create(conn, &key, 1)
     }
 
     #[test]
@@ -183,7 +227,17 @@ mod tests {
         let (_dir, mut conn) = database();
         let empty = load(&mut conn).unwrap();
         assert!(!empty.any_key_exists);
-        add(&mut conn, "game").unwrap();
+        let added = add(&mut conn, "game").unwrap().unwrap();
+        assert_eq!(
+            added,
+            KeyListing {
+                name: "game".into(),
+                scopes: "read,spend".into(),
+                created_at_ms: 1,
+                last_used_at_ms: None,
+                revoked_at_ms: None,
+            }
+        );
         let one = load(&mut conn).unwrap();
         assert_ne!(one.generation, empty.generation);
         assert!(one.any_key_exists);
@@ -191,7 +245,9 @@ mod tests {
         record_last_used_in(&conn, &[(one.active[0].id, 5)]).unwrap();
         assert_eq!(generation(&conn).unwrap(), one.generation);
         assert_eq!(list(&conn).unwrap()[0].last_used_at_ms, Some(5));
-        assert!(revoke(&mut conn, &name("game"), 9).unwrap());
+        let revoked_key = revoke(&mut conn, &name("game"), 9).unwrap().unwrap();
+        assert_eq!(revoked_key.revoked_at_ms, Some(9));
+        assert_eq!(revoked_key.last_used_at_ms, Some(5));
         let revoked = load(&mut conn).unwrap();
         assert_ne!(revoked.generation, one.generation);
         assert!(revoked.active.is_empty());
@@ -199,28 +255,38 @@ mod tests {
             revoked.any_key_exists,
             "revoking the last key keeps keys required"
         );
-        assert!(!revoke(&mut conn, &name("game"), 10).unwrap());
+        assert_eq!(
+            revoke(&mut conn, &name("game"), 10).unwrap(),
+            Err(KeyRejection::KeyNotFound(name("game")))
+        );
+        assert_eq!(list(&conn).unwrap()[0].revoked_at_ms, Some(9), "final");
     }
 
     #[test]
-    fn a_name_is_never_reused_and_active_keys_are_bounded() {
+    fn a_name_is_never_reused_and_active_keys_are_bounded_in_the_table_too() {
         let (_dir, mut conn) = database();
         for index in 0..API_KEYS_ACTIVE_MAX {
-            add(&mut conn, &format!("k{index}")).unwrap_or_else(|error| panic!("{error}"));
+            add(&mut conn, &format!("k{index}"))
+                .unwrap()
+                .unwrap_or_else(|rejection| panic!("{rejection}"));
         }
-        let error = add(&mut conn, "one-too-many").unwrap_err().to_string();
-        assert!(error.contains("revoke one first"), "{error}");
-        revoke(&mut conn, &name("k0"), 2).unwrap();
-        let error = add(&mut conn, "k0").unwrap_err().to_string();
-        assert!(error.contains("never reused"), "{error}");
-        add(&mut conn, "one-more").unwrap();
+        let refused = add(&mut conn, "one-too-many").unwrap().unwrap_err();
+        assert!(
+            refused.to_string().contains("revoke one first"),
+            "{refused}"
+        );
+        revoke(&mut conn, &name("k0"), 2).unwrap().unwrap();
+        let refused = add(&mut conn, "k0").unwrap().unwrap_err();
+        assert!(refused.to_string().contains("never reused"), "{refused}");
+        add(&mut conn, "one-more").unwrap().unwrap();
+        assert_eq!(list(&conn).unwrap().len(), API_KEYS_ACTIVE_MAX + 1);
     }
 
     #[test]
     fn the_database_refuses_to_delete_a_key_rename_it_or_undo_a_revocation() {
         let (_dir, mut conn) = database();
-        add(&mut conn, "game").unwrap();
-        revoke(&mut conn, &name("game"), 9).unwrap();
+        add(&mut conn, "game").unwrap().unwrap();
+        revoke(&mut conn, &name("game"), 9).unwrap().unwrap();
         for sql in [
             "DELETE FROM api_keys",
             "UPDATE api_keys SET name = 'other'",

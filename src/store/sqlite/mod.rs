@@ -22,11 +22,12 @@ use rusqlite::{ErrorCode, OptionalExtension};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::domain::{AssetRef, EntryKind, Metadata, UserId};
+use crate::domain::{AssetRef, EntryKind, KeyName, Metadata, UserId};
 use crate::ledger::engine::{AssetRow, Command, HoldFact, NewAsset, Outcome};
 use crate::store::{
-    AssetOutcome, BalanceRow, EventRow, HistoryPage, HistoryQuery, HoldPage, HoldQuery,
-    KeySnapshot, LedgerError, LedgerStore, StorageError, SupplyRow, TransactionDetail,
+    AssetOutcome, BalanceRow, EventRow, HistoryPage, HistoryQuery, HoldPage, HoldQuery, KeyError,
+    KeyListing, KeySnapshot, LedgerError, LedgerStore, NewKey, StorageError, SupplyRow,
+    TransactionDetail,
 };
 
 pub type ReadPool = r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>;
@@ -332,5 +333,18 @@ impl LedgerStore for SqliteStore {
                 Err(StorageError::Backend(rejection.to_string().into()))
             }
         }
+    }
+
+    fn keys(&self) -> Result<Vec<KeyListing>, StorageError> {
+        // At most `API_KEYS_TOTAL_MAX` short rows, by the name index.
+        self.read(|conn| Ok(keys::list(conn)?))
+    }
+
+    async fn create_key(&self, key: NewKey) -> Result<KeyListing, KeyError> {
+        self.writer.create_key(key).await
+    }
+
+    async fn revoke_key(&self, name: KeyName) -> Result<KeyListing, KeyError> {
+        self.writer.revoke_key(name).await
     }
 }

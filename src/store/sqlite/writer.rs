@@ -35,16 +35,17 @@ use uuid::Uuid;
 
 use super::files::FileWatch;
 use super::holds;
+use super::keys::KeysIn;
 use super::{latest_balance, parse_stored_kind};
 use crate::clock::Clock;
-use crate::domain::{AssetRef, Caller, IdempotencyKey, UserId};
+use crate::domain::{AssetRef, Caller, IdempotencyKey, KeyName, UserId};
 use crate::ledger::engine::{
     self, AccountFact, AccountKey, AnswerState, AssetFact, AssetRow, CanonicalRequest, Command,
     EntryFact, Facts, HoldFact, NewAsset, Outcome, Owner, Plan, RecordedEntry, StoredRequest,
 };
 use crate::limits::{HOLD_EXPIRY_SWEEP_INTERVAL, HOLD_EXPIRY_SWEEP_MAX, WRITE_QUEUE_DEPTH_MAX};
-use crate::store::write::{self, Done, Work, WriteTransaction};
-use crate::store::{AssetOutcome, LedgerError, StorageError};
+use crate::store::write::{self, Done, KeyFacts, KeyTransaction, Work, WriteTransaction};
+use crate::store::{AssetOutcome, KeyError, KeyListing, LedgerError, NewKey, StorageError};
 
 enum Message {
     Work(Work),
@@ -187,10 +188,10 @@ impl WriterHandle {
     }
 
     /// Queues work without waiting: a full queue fails at once.
-    fn submit<T>(
+    fn submit<T, E>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Work,
-    ) -> Result<oneshot::Receiver<Result<T, LedgerError>>, StorageError> {
+        make: impl FnOnce(oneshot::Sender<Result<T, E>>) -> Work,
+    ) -> Result<oneshot::Receiver<Result<T, E>>, StorageError> {
         let (reply, receiver) = oneshot::channel();
         // Counted before it is sent, so the writer's count down never
         // passes it.
@@ -232,6 +233,18 @@ impl WriterHandle {
         receiver
             .blocking_recv()
             .map_err(|_| StorageError::WriterStopped)?
+    }
+
+    /// Adds an API key (`POST /keys`).
+    pub async fn create_key(&self, key: NewKey) -> Result<KeyListing, KeyError> {
+        let receiver = self.submit(|reply| Work::CreateKey { key, reply })?;
+        receiver.await.map_err(|_| StorageError::WriterStopped)?
+    }
+
+    /// Revokes an API key (`POST /keys/{name}/revoke`).
+    pub async fn revoke_key(&self, name: KeyName) -> Result<KeyListing, KeyError> {
+        let receiver = self.submit(|reply| Work::RevokeKey { name, reply })?;
+        receiver.await.map_err(|_| StorageError::WriterStopped)?
     }
 
     /// Records keys' last uses, from a plain thread (the key watcher).
@@ -486,6 +499,24 @@ fn apply_in_one_transaction(
 struct SqliteWrite<'a> {
     conn: &'a Connection,
     assets: &'a mut AssetCache,
+}
+
+impl KeyTransaction for SqliteWrite<'_> {
+    fn key_facts(&mut self, name: &KeyName) -> Result<KeyFacts, StorageError> {
+        KeysIn(self.conn).key_facts(name)
+    }
+
+    fn write_key(&mut self, key: &NewKey, now_ms: i64) -> Result<KeyListing, StorageError> {
+        KeysIn(self.conn).write_key(key, now_ms)
+    }
+
+    fn write_revocation(
+        &mut self,
+        name: &KeyName,
+        now_ms: i64,
+    ) -> Result<Option<KeyListing>, StorageError> {
+        KeysIn(self.conn).write_revocation(name, now_ms)
+    }
 }
 
 impl WriteTransaction for SqliteWrite<'_> {
@@ -1252,6 +1283,70 @@ mod tests {
             .unwrap();
         assert_eq!(carol, 0);
         assert!(verify::audit(&mut conn).unwrap().is_clean());
+    }
+
+    /// Goal: key writes in one batch see each other, as commands do: the
+    /// second key of a name is refused, and a key revoked in the batch is
+    /// gone from the keys loaded after it.
+    #[test]
+    fn key_writes_in_one_batch_see_each_other() {
+        let (_dir, conn) = empty_ledger();
+        let game = crate::domain::KeyName::parse("game").unwrap();
+        let new_key = |scopes: &str, digest_byte: u8| NewKey {
+            name: game.clone(),
+            scopes: crate::domain::Scopes::parse(scopes).unwrap(),
+            secret_sha256: [digest_byte; 32],
+        };
+        let jobs = vec![
+            Work::CreateKey {
+                key: new_key("read", 1),
+                reply: oneshot::channel().0,
+            },
+            Work::CreateKey {
+                key: new_key("admin", 2),
+                reply: oneshot::channel().0,
+            },
+            Work::RevokeKey {
+                name: game.clone(),
+                reply: oneshot::channel().0,
+            },
+            Work::RevokeKey {
+                name: game.clone(),
+                reply: oneshot::channel().0,
+            },
+        ];
+        let results = apply_in_one_transaction(
+            &conn,
+            &mut AssetCache::default(),
+            &mut WriterClock::default(),
+            &jobs,
+        )
+        .unwrap();
+        let results: Vec<_> = results
+            .into_iter()
+            .map(|done| match done {
+                Done::Key(result) => result,
+                _ => panic!("a key's result"),
+            })
+            .collect();
+        let created = results[0].as_ref().unwrap();
+        assert_eq!(
+            (created.scopes.as_str(), created.revoked_at_ms),
+            ("read", None)
+        );
+        assert_eq!(
+            results[1],
+            Err(crate::store::KeyRejection::KeyExists(game.clone()))
+        );
+        let revoked = results[2].as_ref().unwrap();
+        assert_eq!(revoked.revoked_at_ms, Some(created.created_at_ms));
+        assert_eq!(
+            results[3],
+            Err(crate::store::KeyRejection::KeyNotFound(game))
+        );
+        let mut reader = conn;
+        let snapshot = super::super::keys::load(&mut reader).unwrap();
+        assert!(snapshot.any_key_exists && snapshot.active.is_empty());
     }
 
     #[test]
