@@ -424,9 +424,14 @@ BEGIN
             OR (entry.credit_account_id = NEW.account_id AND NEW.delta = entry.amount)) THEN
         RAISE EXCEPTION 'a posting must be one leg of its entry' USING ERRCODE = 'check_violation';
     END IF;
-    UPDATE accounts SET balance = balance + CASE WHEN owner_type = 'USER' THEN NEW.delta ELSE 0 END
-     WHERE id = NEW.account_id
-     RETURNING * INTO account;
+    -- The Treasury's row is read, never written: every write would queue
+    -- behind an update of it.
+    SELECT * INTO account FROM accounts WHERE id = NEW.account_id;
+    IF account.owner_type = 'USER' THEN
+        UPDATE accounts SET balance = balance + NEW.delta
+         WHERE id = NEW.account_id
+         RETURNING * INTO account;
+    END IF;
     IF account.owner_type = 'SYSTEM' THEN
         IF NEW.balance_after IS NOT NULL THEN
             RAISE EXCEPTION 'a Treasury posting keeps no running balance'

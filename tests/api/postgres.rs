@@ -451,3 +451,138 @@ fn the_schema_refuses_what_must_never_be() {
         "entry,hold.created,entry,hold.voided"
     );
 }
+
+/// Goal: the two claims the schema makes for many instances, on two
+/// connections at once. A write for one user does not wait on a
+/// transaction still open for another user (it locks no row every write
+/// locks: not the Treasury's account, not its totals' row), and the event
+/// feed numbers transactions in the order they commit, not in the order
+/// their entries were numbered.
+#[test]
+fn writers_on_two_connections_share_no_row_and_the_feed_follows_commit_order() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.database("ledger");
+    let (status, _, stderr) = run_wallet(&["migrate", "--db", &url]);
+    assert!(status.success(), "{stderr}");
+    let setup = cluster.psql(
+        "ledger",
+        &format!(
+            "INSERT INTO asset_types (id, symbol, name, created_at) VALUES ('{GOLD}', 'GOLD', 'Gold', 1);
+             INSERT INTO accounts (owner_type, owner_id, asset_type_id, created_at)
+                  VALUES ('SYSTEM', NULL, '{GOLD}', 1), ('USER', 'ann', '{GOLD}', 1),
+                         ('USER', 'ben', '{GOLD}', 1);"
+        ),
+    );
+    assert!(setup.status.success(), "{setup:?}");
+
+    // The first writer numbers its entry, then stays open.
+    let mut first = Command::new(cluster.bin.join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args([
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "wallet",
+            "-d",
+            "ledger",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first_input = first.stdin.take().unwrap();
+    use std::io::Write as _;
+    writeln!(
+        first_input,
+        "SET application_name = 'first_writer'; BEGIN; {} INSERT INTO postings VALUES (1, {E}, -5, NULL), (2, {E}, 5, 5);",
+        entry(1, "TOPUP", 1, 2, 5),
+        E = THIS_ENTRY
+    )
+    .unwrap();
+    first_input.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.value(
+        "ledger",
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE application_name = 'first_writer' AND state = 'idle in transaction'",
+    ) != "1"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first writer did not get to its write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The second writer, on a connection whose totals row is not the
+    // first's, writes for another user and commits, with no lock waited
+    // for (lock_timeout would refuse it).
+    let mut second = None;
+    for _ in 0..32 {
+        let output = cluster.psql(
+            "ledger",
+            &format!(
+                "SET lock_timeout = '2s';
+                 DO $$ BEGIN
+                     IF wallet_shard() = (SELECT (pid % 16)::smallint FROM pg_stat_activity
+                                           WHERE application_name = 'first_writer') THEN
+                         RAISE EXCEPTION 'same totals row';
+                     END IF;
+                 END $$;
+                 BEGIN; {} INSERT INTO postings VALUES (1, {E}, -7, NULL), (3, {E}, 7, 7); COMMIT;",
+                entry(2, "TOPUP", 1, 3, 7),
+                E = THIS_ENTRY
+            ),
+        );
+        if !String::from_utf8_lossy(&output.stderr).contains("same totals row") {
+            second = Some(output);
+            break;
+        }
+    }
+    let second = second.expect("32 connections all had the first writer's totals row");
+    assert!(
+        second.status.success(),
+        "the second writer waited on the first: {second:?}"
+    );
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE application_name = 'first_writer' AND state = 'idle in transaction'"
+        ),
+        "1",
+        "the first writer was still open while the second committed"
+    );
+
+    writeln!(first_input, "COMMIT;").unwrap();
+    drop(first_input);
+    let finished = first.wait_with_output().unwrap();
+    assert!(finished.status.success(), "{finished:?}");
+
+    // Numbered 5 then 7, committed 7 then 5: the feed follows the commits.
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT string_agg(amount::text, ',' ORDER BY seq) FROM ledger_entries"
+        ),
+        "5,7"
+    );
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT string_agg(e.amount::text, ',' ORDER BY f.feed_seq)
+               FROM events f JOIN ledger_entries e ON e.seq = f.entry_seq"
+        ),
+        "7,5"
+    );
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT sum(treasury) || '/' || sum(topup) || '/' || sum(holders) FROM asset_totals"
+        ),
+        "-12/12/2"
+    );
+}
