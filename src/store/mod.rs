@@ -74,7 +74,8 @@ pub enum LedgerError {
 pub enum DatabaseLocation {
     /// A SQLite file (created if needed; its folder must exist).
     Sqlite(PathBuf),
-    /// A PostgreSQL database. So far `wallet migrate` alone runs on it.
+    /// A PostgreSQL database. So far `wallet migrate`, `keys` and `assets`
+    /// run on it.
     Postgres(postgres::PostgresUrl),
 }
 
@@ -107,11 +108,11 @@ impl DatabaseLocation {
 }
 
 /// The one line a command gives for a PostgreSQL database it cannot run on
-/// yet: the backend has its schema (`wallet migrate`), and serving, seeding,
-/// auditing, keys and assets on it come next.
+/// yet: the backend has its schema (`wallet migrate`) and its keys and
+/// assets commands; serving, seeding and auditing on it come next.
 fn not_yet_on_postgres(url: &postgres::PostgresUrl, command: &str) -> anyhow::Error {
     anyhow::anyhow!(
-        "{command} does not run on PostgreSQL yet ({url}): this wallet creates and migrates a PostgreSQL database (`wallet migrate`) but does not yet serve or change one; use a SQLite file for now"
+        "{command} does not run on PostgreSQL yet ({url}): on PostgreSQL this wallet runs migrate, keys and assets so far, and does not yet serve, seed or audit a ledger; use a SQLite file for now"
     )
 }
 
@@ -556,14 +557,14 @@ pub mod commands {
     ) -> anyhow::Result<Result<KeyListing, KeyRejection>> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::create_key(path, key),
-            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "keys create")),
+            DatabaseLocation::Postgres(url) => postgres::keys::create(url, &key),
         }
     }
 
     pub fn list_keys(location: &DatabaseLocation) -> anyhow::Result<Vec<KeyListing>> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::list_keys(path),
-            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "keys list")),
+            DatabaseLocation::Postgres(url) => postgres::keys::list(url),
         }
     }
 
@@ -575,7 +576,7 @@ pub mod commands {
     ) -> anyhow::Result<Result<KeyListing, KeyRejection>> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::revoke_key(path, name),
-            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "keys revoke")),
+            DatabaseLocation::Postgres(url) => postgres::keys::revoke(url, name),
         }
     }
 
@@ -585,14 +586,14 @@ pub mod commands {
     ) -> anyhow::Result<Result<AssetOutcome, Rejection>> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::create_asset(path, asset),
-            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "assets create")),
+            DatabaseLocation::Postgres(url) => postgres::assets::create(url, asset),
         }
     }
 
     pub fn list_assets(location: &DatabaseLocation) -> anyhow::Result<Vec<AssetRow>> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::list_assets(path),
-            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "assets list")),
+            DatabaseLocation::Postgres(url) => postgres::assets::list(url),
         }
     }
 

@@ -54,8 +54,19 @@ pub(crate) trait KeyTransaction {
     ) -> Result<Option<KeyListing>, StorageError>;
 }
 
+/// What a backend does with the asset catalogue inside one write
+/// transaction.
+pub(crate) trait AssetTransaction {
+    /// The asset already named as `asset` is, if any, and how many assets
+    /// the catalogue holds.
+    fn asset_facts(&mut self, asset: &NewAsset) -> Result<(Option<AssetRow>, usize), StorageError>;
+
+    /// Adds `asset` and its Treasury.
+    fn write_asset(&mut self, asset: &NewAsset, now_ms: i64) -> Result<AssetRow, StorageError>;
+}
+
 /// What a backend does inside one write transaction.
-pub(crate) trait WriteTransaction: KeyTransaction {
+pub(crate) trait WriteTransaction: KeyTransaction + AssetTransaction {
     /// What a backend learns while reading a command's facts and needs
     /// again to write its plan (the accounts' row ids, say).
     type Found;
@@ -75,13 +86,6 @@ pub(crate) trait WriteTransaction: KeyTransaction {
         found: &mut Self::Found,
         now_ms: i64,
     ) -> Result<(Vec<RecordedEntry>, Option<HoldFact>), StorageError>;
-
-    /// The asset already named as `asset` is, if any, and how many assets
-    /// the catalogue holds.
-    fn asset_facts(&mut self, asset: &NewAsset) -> Result<(Option<AssetRow>, usize), StorageError>;
-
-    /// Adds `asset` and its Treasury.
-    fn write_asset(&mut self, asset: &NewAsset, now_ms: i64) -> Result<AssetRow, StorageError>;
 
     /// Records API keys' last uses: `(key id, time)` pairs.
     fn record_key_uses(&mut self, uses: &[(i64, i64)]) -> Result<(), StorageError>;
@@ -231,8 +235,8 @@ fn apply_command(
 
 /// `POST /assets`: decided by the engine against the catalogue, then the
 /// asset and its Treasury are written.
-fn create_asset(
-    transaction: &mut impl WriteTransaction,
+pub(crate) fn create_asset(
+    transaction: &mut impl AssetTransaction,
     asset: &NewAsset,
     now_ms: i64,
 ) -> Result<Result<AssetOutcome, Rejection>, StorageError> {
@@ -265,10 +269,11 @@ pub(crate) fn create_key(
         return Ok(Err(KeyRejection::TooManyKeysInAll));
     }
     let written = transaction.write_key(key, now_ms)?;
-    assert!(
-        written.name == key.name.as_str() && written.revoked_at_ms.is_none(),
-        "the key written is the key asked for, active"
-    );
+    if written.name != key.name.as_str() || written.revoked_at_ms.is_some() {
+        return Err(StorageError::Backend(
+            "the key written is not the key asked for, active".into(),
+        ));
+    }
     Ok(Ok(written))
 }
 

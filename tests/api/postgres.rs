@@ -1,8 +1,9 @@
 //! The PostgreSQL backend as far as it is built, on a real server: `wallet
 //! migrate` creates the schema once and refuses a newer or a foreign
-//! database; a password never appears in any output; the commands not yet
-//! built on PostgreSQL say so in one line; and the schema itself refuses
-//! what must never be, whoever writes to it.
+//! database; `wallet keys` and `wallet assets` keep the same rules and say
+//! the same things as on SQLite; a password never appears in any output;
+//! the commands not yet built on PostgreSQL say so in one line; and the
+//! schema itself refuses what must never be, whoever writes to it.
 //!
 //! Each test starts a throwaway cluster of its own from Debian's
 //! `postgresql` packages (initdb and pg_ctl in a temporary folder, fsync
@@ -251,11 +252,22 @@ fn a_password_never_appears_and_commands_not_built_yet_say_so_in_one_line() {
     assert!(!format!("{stdout}{stderr}").contains(PASSWORD));
 
     for args in [
+        vec!["keys", "list", "--db", &unreachable],
+        vec!["assets", "list", "--db", &unreachable],
+    ] {
+        let (status, stdout, stderr) = run_wallet(&args);
+        assert!(!status.success(), "{args:?}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot reach the database"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!format!("{stdout}{stderr}").contains(PASSWORD), "{args:?}");
+    }
+    for args in [
         vec!["serve", "--db", &unreachable],
         vec!["seed", "--db", &unreachable],
         vec!["verify", "--db", &unreachable],
-        vec!["keys", "list", "--db", &unreachable],
-        vec!["assets", "list", "--db", &unreachable],
     ] {
         let (status, stdout, stderr) = run_wallet(&args);
         assert!(!status.success(), "{args:?}");
@@ -584,5 +596,105 @@ fn writers_on_two_connections_share_no_row_and_the_feed_follows_commit_order() {
             "SELECT sum(treasury) || '/' || sum(topup) || '/' || sum(holders) FROM asset_totals"
         ),
         "-12/12/2"
+    );
+}
+
+/// Goal: `wallet keys` and `wallet assets` on PostgreSQL keep the rules
+/// and the words they have on SQLite: a key's secret printed once, alone
+/// on stdout, its name never reused, a revocation final (and each change
+/// moves the generation every instance reloads on); an asset created once,
+/// found the same again, refused with other settings, with its Treasury
+/// and its totals' rows.
+#[test]
+fn keys_and_assets_commands_keep_their_rules_on_postgresql() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.database("ledger");
+    assert!(run_wallet(&["migrate", "--db", &url]).0.success());
+    let wallet = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--db", &url]);
+        run_wallet(&all)
+    };
+
+    let (status, secret, stderr) =
+        wallet(&["keys", "create", "--name", "game", "--scopes", "read,spend"]);
+    assert!(status.success(), "{stderr}");
+    let secret = secret.trim();
+    assert!(secret.starts_with("wk_") && secret.len() == 51, "{secret}");
+    let stored = cluster.value(
+        "ledger",
+        "SELECT count(*) FROM api_keys WHERE name = 'game'",
+    );
+    assert_eq!(stored, "1");
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            &format!(
+                "SELECT secret_sha256 = sha256(convert_to('{secret}', 'UTF8'))
+                   FROM api_keys WHERE name = 'game'"
+            )
+        ),
+        "t",
+        "only the secret's digest is stored"
+    );
+    let (status, _, stderr) = wallet(&["keys", "create", "--name", "game", "--scopes", "read"]);
+    assert!(!status.success());
+    assert!(stderr.contains("exists already"), "{stderr}");
+    let (status, listed, _) = wallet(&["keys", "list"]);
+    assert!(status.success());
+    assert!(listed.contains("game\tread,spend"), "{listed}");
+    assert!(!listed.contains(secret));
+    let (status, _, stderr) = wallet(&["keys", "revoke", "game"]);
+    assert!(status.success(), "{stderr}");
+    let (status, _, stderr) = wallet(&["keys", "revoke", "game"]);
+    assert!(!status.success());
+    assert!(stderr.contains("no active key is named game"), "{stderr}");
+    assert_eq!(
+        cluster.value("ledger", "SELECT generation FROM api_keys_generation"),
+        "2",
+        "a creation and a revocation, each a new generation"
+    );
+
+    let create = |name: &str| {
+        wallet(&[
+            "assets",
+            "create",
+            "--symbol",
+            "GEMS",
+            "--name",
+            name,
+            "--decimals",
+            "2",
+        ])
+    };
+    let (status, stdout, stderr) = create("Gems");
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("created asset GEMS (Gems)"), "{stdout}");
+    let (status, stdout, _) = create("Gems");
+    assert!(status.success());
+    assert!(
+        stdout.contains("exists already with these settings"),
+        "{stdout}"
+    );
+    let (status, _, stderr) = create("Other gems");
+    assert!(!status.success());
+    assert!(stderr.contains("the asset was not created"), "{stderr}");
+    let (status, listed, _) = wallet(&["assets", "list"]);
+    assert!(status.success());
+    assert_eq!(listed.lines().count(), 2, "a header and GEMS: {listed}");
+    assert!(
+        listed.contains("GEMS") && listed.contains("Gems"),
+        "{listed}"
+    );
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT (SELECT count(*) FROM accounts WHERE owner_type = 'SYSTEM') || '/'
+                 || (SELECT count(*) FROM asset_totals) || '/'
+                 || (SELECT decimals FROM asset_types WHERE symbol = 'GEMS')"
+        ),
+        "1/16/2"
     );
 }

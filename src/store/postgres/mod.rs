@@ -1,14 +1,15 @@
 //! The PostgreSQL backend, as far as it is built: its location (a
-//! `postgres://` URL, never shown with its password), its connection, and
-//! its versioned schema (`migrations/postgres/`). Serving comes next.
+//! `postgres://` URL, never shown with its password), its connection, its
+//! versioned schema (`migrations/postgres/`), and the keys and assets
+//! commands, whose rules are the shared write loop's. Serving comes next.
 
+pub mod assets;
+pub mod keys;
 pub mod migrate;
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
-
-use anyhow::Context;
 
 /// How long a command waits for the database before it says it cannot
 /// reach it (API.md: one line within 30 s).
@@ -26,7 +27,7 @@ impl PostgresUrl {
     /// The URL, if it is one `tokio-postgres` reads. The message of a
     /// refusal never repeats the URL: it may hold a password.
     pub fn parse(raw: &str) -> Result<PostgresUrl, String> {
-        let config = tokio_postgres::Config::from_str(raw).map_err(|_| {
+        let config = postgres::Config::from_str(raw).map_err(|_| {
             "is not a PostgreSQL URL this wallet can read (postgres://USER:PASSWORD@HOST:PORT/DATABASE)"
                 .to_owned()
         })?;
@@ -39,9 +40,9 @@ impl PostgresUrl {
         })
     }
 
-    fn config(&self) -> tokio_postgres::Config {
+    fn config(&self) -> postgres::Config {
         // Parsed once already: a URL that parsed then parses now.
-        let mut config = tokio_postgres::Config::from_str(&self.raw).unwrap_or_default();
+        let mut config = postgres::Config::from_str(&self.raw).unwrap_or_default();
         config.connect_timeout(CONNECT_TIMEOUT);
         config.application_name("wallet");
         config
@@ -96,34 +97,28 @@ impl fmt::Debug for PostgresUrl {
     }
 }
 
-/// Runs `work` with one connection to `url`, on a runtime of its own: for
-/// the commands that do one thing and exit.
-fn with_connection<T>(
-    url: &PostgresUrl,
-    work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start a runtime")?;
-    runtime.block_on(async {
-        let (mut client, connection) =
-            url.config()
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(|error| {
-                    anyhow::anyhow!("cannot reach the database {url}: {}", reason(&error))
-                })?;
-        let driver = tokio::spawn(connection);
-        let result = work(&mut client).await;
-        drop(client);
-        let _ = driver.await;
-        result
-    })
+/// One connection to `url`, for the commands that do one thing and exit.
+/// Blocking: never call it from async code.
+fn connect(url: &PostgresUrl) -> anyhow::Result<postgres::Client> {
+    url.config()
+        .connect(postgres::NoTls)
+        .map_err(|error| anyhow::anyhow!("cannot reach the database {url}: {}", reason(&error)))
+}
+
+impl From<postgres::Error> for crate::store::StorageError {
+    fn from(error: postgres::Error) -> Self {
+        // A closed connection or a refused server may pass; a refused
+        // statement will not.
+        if error.is_closed() || error.as_db_error().is_none() {
+            crate::store::StorageError::Unavailable(Box::new(error))
+        } else {
+            crate::store::StorageError::Backend(Box::new(error))
+        }
+    }
 }
 
 /// What went wrong, in words that never hold the URL.
-fn reason(error: &tokio_postgres::Error) -> String {
+fn reason(error: &postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => db.message().to_owned(),
         None => {

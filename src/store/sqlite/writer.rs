@@ -44,7 +44,9 @@ use crate::ledger::engine::{
     EntryFact, Facts, HoldFact, NewAsset, Outcome, Owner, Plan, RecordedEntry, StoredRequest,
 };
 use crate::limits::{HOLD_EXPIRY_SWEEP_INTERVAL, HOLD_EXPIRY_SWEEP_MAX, WRITE_QUEUE_DEPTH_MAX};
-use crate::store::write::{self, Done, KeyFacts, KeyTransaction, Work, WriteTransaction};
+use crate::store::write::{
+    self, AssetTransaction, Done, KeyFacts, KeyTransaction, Work, WriteTransaction,
+};
 use crate::store::{AssetOutcome, KeyError, KeyListing, LedgerError, NewKey, StorageError};
 
 enum Message {
@@ -519,6 +521,22 @@ impl KeyTransaction for SqliteWrite<'_> {
     }
 }
 
+impl AssetTransaction for SqliteWrite<'_> {
+    fn asset_facts(&mut self, asset: &NewAsset) -> Result<(Option<AssetRow>, usize), StorageError> {
+        let same_symbol = super::reads::asset_by_symbol(self.conn, asset.symbol.as_str())?;
+        let count: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM asset_types")?
+            .query_row([], |row| row.get(0))?;
+        Ok((same_symbol, usize::try_from(count).unwrap_or(usize::MAX)))
+    }
+
+    fn write_asset(&mut self, asset: &NewAsset, now_ms: i64) -> Result<AssetRow, StorageError> {
+        // Not cached yet: the batch may still roll back.
+        write_asset(self.conn, asset, now_ms)
+    }
+}
+
 impl WriteTransaction for SqliteWrite<'_> {
     /// The ids of the accounts among the facts.
     type Found = BTreeMap<AccountKey, i64>;
@@ -538,20 +556,6 @@ impl WriteTransaction for SqliteWrite<'_> {
         now_ms: i64,
     ) -> Result<(Vec<RecordedEntry>, Option<HoldFact>), StorageError> {
         write_plan(self.conn, plan, found, now_ms)
-    }
-
-    fn asset_facts(&mut self, asset: &NewAsset) -> Result<(Option<AssetRow>, usize), StorageError> {
-        let same_symbol = super::reads::asset_by_symbol(self.conn, asset.symbol.as_str())?;
-        let count: i64 = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM asset_types")?
-            .query_row([], |row| row.get(0))?;
-        Ok((same_symbol, usize::try_from(count).unwrap_or(usize::MAX)))
-    }
-
-    fn write_asset(&mut self, asset: &NewAsset, now_ms: i64) -> Result<AssetRow, StorageError> {
-        // Not cached yet: the batch may still roll back.
-        write_asset(self.conn, asset, now_ms)
     }
 
     fn record_key_uses(&mut self, uses: &[(i64, i64)]) -> Result<(), StorageError> {

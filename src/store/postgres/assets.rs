@@ -1,0 +1,105 @@
+//! The asset catalogue on PostgreSQL: `wallet assets create|list`. Whether
+//! an asset is created, found the same, or refused is the engine's
+//! decision, through the shared write loop (`store::write::create_asset`);
+//! this file reads the catalogue and writes an asset and its Treasury.
+//! Two commands at once take turns on an advisory lock, so the second
+//! finds the first's asset rather than a unique-key error.
+
+use postgres::{Row, Transaction};
+
+use super::migrate::check_current;
+use super::{connect, PostgresUrl};
+use crate::clock::now_ms;
+use crate::ledger::engine::{AssetRow, NewAsset};
+use crate::ledger::Rejection;
+use crate::limits::ASSET_TYPES_MAX;
+use crate::store::write::{self, AssetTransaction};
+use crate::store::{AssetOutcome, StorageError};
+
+const LISTED: &str = "SELECT id::text, symbol, name, decimals, created_at FROM asset_types";
+
+/// The catalogue's side of one PostgreSQL write transaction.
+pub(super) struct PgAssets<'a, 't>(pub &'a mut Transaction<'t>);
+
+impl AssetTransaction for PgAssets<'_, '_> {
+    fn asset_facts(&mut self, asset: &NewAsset) -> Result<(Option<AssetRow>, usize), StorageError> {
+        let same_symbol = self
+            .0
+            .query_opt(
+                &format!("{LISTED} WHERE symbol = $1"),
+                &[&asset.symbol.as_str()],
+            )?
+            .as_ref()
+            .map(asset_row)
+            .transpose()?;
+        let count: i64 = self
+            .0
+            .query_one("SELECT count(*) FROM asset_types", &[])?
+            .get(0);
+        Ok((same_symbol, usize::try_from(count).unwrap_or(usize::MAX)))
+    }
+
+    fn write_asset(&mut self, asset: &NewAsset, now_ms: i64) -> Result<AssetRow, StorageError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let row = self.0.query_one(
+            "INSERT INTO asset_types (id, symbol, name, decimals, created_at)
+             VALUES ($1::text::uuid, $2, $3, $4, $5)
+             RETURNING id::text, symbol, name, decimals, created_at",
+            &[
+                &id,
+                &asset.symbol.as_str(),
+                &asset.name.as_str(),
+                &i16::from(asset.decimals.get()),
+                &now_ms,
+            ],
+        )?;
+        self.0.execute(
+            "INSERT INTO accounts (owner_type, owner_id, asset_type_id, created_at)
+             VALUES ('SYSTEM', NULL, $1::text::uuid, $2)",
+            &[&id, &now_ms],
+        )?;
+        asset_row(&row)
+    }
+}
+
+fn asset_row(row: &Row) -> Result<AssetRow, StorageError> {
+    let decimals: i16 = row.get(3);
+    Ok(AssetRow {
+        id: row.get(0),
+        symbol: row.get(1),
+        name: row.get(2),
+        decimals: u8::try_from(decimals)
+            .map_err(|_| StorageError::Backend("an asset's decimals out of range".into()))?,
+        created_at_ms: row.get(4),
+    })
+}
+
+/// `wallet assets create`: created, already the same, or refused.
+pub fn create(
+    url: &PostgresUrl,
+    asset: NewAsset,
+) -> anyhow::Result<Result<AssetOutcome, Rejection>> {
+    let mut client = connect(url)?;
+    let mut tx = client.transaction()?;
+    check_current(&mut tx)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('wallet.asset_types'))",
+        &[],
+    )?;
+    let outcome = write::create_asset(&mut PgAssets(&mut tx), &asset, now_ms())?;
+    if matches!(outcome, Ok(AssetOutcome::Created(_))) {
+        tx.commit()?;
+    }
+    Ok(outcome)
+}
+
+/// `wallet assets list`: every asset, by symbol.
+pub fn list(url: &PostgresUrl) -> anyhow::Result<Vec<AssetRow>> {
+    let mut client = connect(url)?;
+    check_current(&mut client)?;
+    let rows = client.query(
+        &format!("{LISTED} ORDER BY symbol LIMIT $1"),
+        &[&(ASSET_TYPES_MAX as i64)],
+    )?;
+    Ok(rows.iter().map(asset_row).collect::<Result<_, _>>()?)
+}
