@@ -260,7 +260,13 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
-    match commands::backup(&args.db.db, &args.dest)? {
+    let outcome = {
+        let mut progress = Progress::new("backup: auditing the copy", "entries checked", None);
+        commands::backup(&args.db.db, &args.dest, &mut |checked| {
+            progress.set(checked)
+        })?
+    };
+    match outcome {
         BackupOutcome::Written(report) => {
             println!("{report}");
             println!(
@@ -282,7 +288,13 @@ fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    match commands::restore(&args.db.db, &args.source)? {
+    let outcome = {
+        let mut progress = Progress::new("restore: auditing the backup", "entries checked", None);
+        commands::restore(&args.db.db, &args.source, &mut |checked| {
+            progress.set(checked)
+        })?
+    };
+    match outcome {
         RestoreOutcome::Restored(report) => {
             println!("{report}");
             println!(

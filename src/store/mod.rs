@@ -607,17 +607,29 @@ pub mod commands {
     }
 
     /// `wallet backup`: a SQLite file's own consistent copy.
-    pub fn backup(location: &DatabaseLocation, dest: &Path) -> anyhow::Result<BackupOutcome> {
+    /// `checked` hears how many entries of the copy's audit are checked so
+    /// far (for a progress line).
+    pub fn backup(
+        location: &DatabaseLocation,
+        dest: &Path,
+        checked: &mut dyn FnMut(u64),
+    ) -> anyhow::Result<BackupOutcome> {
         match location {
-            DatabaseLocation::Sqlite(path) => sqlite::backup::backup(path, dest),
+            DatabaseLocation::Sqlite(path) => sqlite::backup::backup(path, dest, checked),
             DatabaseLocation::Postgres(url) => Err(use_the_databases_own_tools(url)),
         }
     }
 
     /// `wallet restore`: a SQLite file replaced by an audited backup.
-    pub fn restore(location: &DatabaseLocation, source: &Path) -> anyhow::Result<RestoreOutcome> {
+    /// `checked` hears how many entries of the backup's audit are checked
+    /// so far (for a progress line).
+    pub fn restore(
+        location: &DatabaseLocation,
+        source: &Path,
+        checked: &mut dyn FnMut(u64),
+    ) -> anyhow::Result<RestoreOutcome> {
         match location {
-            DatabaseLocation::Sqlite(path) => sqlite::restore::restore(source, path),
+            DatabaseLocation::Sqlite(path) => sqlite::restore::restore(source, path, checked),
             DatabaseLocation::Postgres(url) => Err(use_the_databases_own_tools(url)),
         }
     }

@@ -594,7 +594,7 @@ fn a_mistyped_command_suggests_the_right_one_and_a_folder_is_named_as_one() {
 /// nothing more when its output is piped. `script` (util-linux) gives
 /// `wallet verify` a terminal.
 #[test]
-fn verify_shows_progress_on_a_terminal_and_nothing_more_when_piped() {
+fn verify_backup_and_restore_show_progress_on_a_terminal_and_nothing_more_when_piped() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("wallet.db");
     let db = db_path.to_str().unwrap();
@@ -623,6 +623,33 @@ fn verify_shows_progress_on_a_terminal_and_nothing_more_when_piped() {
         "piped, verify wrote to stderr: {stderr:?}"
     );
     assert!(!stdout.contains('\r'), "{stdout:?}");
+
+    // backup and restore audit what they copy, and say so the same way.
+    let copy = dir.path().join("copy.db");
+    let copy = copy.to_str().unwrap();
+    let restored = dir.path().join("restored.db");
+    let restored = restored.to_str().unwrap();
+    for (args, shows) in [
+        (
+            format!("'{binary}' backup '{copy}' --db '{db}'"),
+            "backup: auditing the copy",
+        ),
+        (
+            format!("'{binary}' restore '{copy}' --db '{restored}'"),
+            "restore: auditing the backup",
+        ),
+    ] {
+        let run = Command::new("script")
+            .args(["-qec", &args, "/dev/null"])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "{args}: {shown}");
+        assert!(
+            shown.contains(&format!("\r{shows}: {SEED_ENTRIES} entries checked")),
+            "{shown:?}"
+        );
+    }
 }
 
 #[test]

@@ -12,7 +12,12 @@ use crate::store::BackupOutcome;
 
 /// Copies `source` to `dest`, audits the copy, and only then gives it the
 /// name `dest`. Refuses a `dest` that exists.
-pub fn backup(source: &Path, dest: &Path) -> anyhow::Result<BackupOutcome> {
+/// `checked` hears how many entries of the copy's audit are checked so far.
+pub fn backup(
+    source: &Path,
+    dest: &Path,
+    checked: &mut dyn FnMut(u64),
+) -> anyhow::Result<BackupOutcome> {
     if dest.exists() {
         bail!(
             "{} exists already; refusing to overwrite it",
@@ -30,7 +35,7 @@ pub fn backup(source: &Path, dest: &Path) -> anyhow::Result<BackupOutcome> {
     if partial.exists() {
         bail!("{} exists already; remove it and retry", partial.display());
     }
-    let result = copy_and_audit(&source_conn, &partial);
+    let result = copy_and_audit(&source_conn, &partial, checked);
     let outcome = match result {
         Ok(report) if report.is_clean() => {
             // A hard link, unlike a rename, fails if `dest` appeared meanwhile.
@@ -94,7 +99,11 @@ fn is_running_backup(pid: u32) -> bool {
     }
 }
 
-fn copy_and_audit(source: &rusqlite::Connection, copy: &Path) -> anyhow::Result<AuditReport> {
+fn copy_and_audit(
+    source: &rusqlite::Connection,
+    copy: &Path,
+    checked: &mut dyn FnMut(u64),
+) -> anyhow::Result<AuditReport> {
     let copy_name = copy
         .to_str()
         .with_context(|| format!("the path {} is not UTF-8", copy.display()))?;
@@ -106,5 +115,5 @@ fn copy_and_audit(source: &rusqlite::Connection, copy: &Path) -> anyhow::Result<
         .with_context(|| format!("cannot copy the database to {}", copy.display()))?;
     let mut copy_conn = open::open_read_only(copy)?;
     migrate::check_current(&copy_conn)?;
-    verify::audit(&mut copy_conn).context("reading the copy failed")
+    verify::audit_reporting(&mut copy_conn, checked).context("reading the copy failed")
 }

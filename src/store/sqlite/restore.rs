@@ -24,7 +24,12 @@ use crate::store::RestoreOutcome;
 
 /// Audits `source`, then, holding the database exclusively, puts a copy of
 /// it in place of `db` with one rename.
-pub fn restore(source: &Path, db: &Path) -> anyhow::Result<RestoreOutcome> {
+/// `checked` hears how many entries of the backup's audit are checked so far.
+pub fn restore(
+    source: &Path,
+    db: &Path,
+    checked: &mut dyn FnMut(u64),
+) -> anyhow::Result<RestoreOutcome> {
     let folder = open::existing_folder_of(db)
         .with_context(|| format!("cannot restore to {}", db.display()))?;
     if db.is_dir() {
@@ -39,7 +44,7 @@ pub fn restore(source: &Path, db: &Path) -> anyhow::Result<RestoreOutcome> {
     }
     migrate::check_current(&source_conn)
         .with_context(|| format!("cannot restore from {}", source.display()))?;
-    let report = verify::audit(&mut source_conn)
+    let report = verify::audit_reporting(&mut source_conn, checked)
         .with_context(|| format!("reading the backup {} failed", source.display()))?;
     if !report.is_clean() {
         return Ok(RestoreOutcome::FailedAudit(report));

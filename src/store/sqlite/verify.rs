@@ -12,6 +12,8 @@ use crate::ledger::audit::{
 };
 use crate::limits::AUDIT_BATCH_ENTRIES;
 
+/// The audit alone, for tests that check a file they wrote.
+#[cfg(test)]
 pub fn audit(conn: &mut Connection) -> rusqlite::Result<AuditReport> {
     audit_reporting(conn, &mut |_| {})
 }
