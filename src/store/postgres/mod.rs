@@ -55,33 +55,35 @@ pub fn without_password(raw: &str) -> String {
     let Some((scheme, rest)) = raw.split_once("://") else {
         return raw.to_owned();
     };
-    // The user information ends at the last `@` before the host.
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let shown_authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{user_info}@{host}"),
+    // A password may come as a query parameter: its value is hidden
+    // wherever it stands, first.
+    let rest = without_password_parameters(rest);
+    // The user information runs to the last `@`: a password pasted with a
+    // raw `/`, `?` or `@` in it is hidden whole (a host never holds an `@`).
+    let shown = match rest.rsplit_once('@') {
+        Some((user_info, after)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{after}"),
+            None => rest.clone(),
         },
-        None => authority.to_owned(),
+        None => rest.clone(),
     };
-    // A password may also come as a query parameter.
-    let shown_tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
-                        format!("{name}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}://{shown_authority}{shown_tail}")
+    format!("{scheme}://{shown}")
+}
+
+/// `password=VALUE` (any case) with VALUE, up to the next `&`, as `***`.
+fn without_password_parameters(text: &str) -> String {
+    const NAME: &str = "password=";
+    let mut shown = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.to_ascii_lowercase().find(NAME) {
+        let value_starts = at + NAME.len();
+        shown.push_str(&rest[..value_starts]);
+        shown.push_str("***");
+        rest = &rest[value_starts..];
+        rest = rest.find('&').map_or("", |end| &rest[end..]);
+    }
+    shown.push_str(rest);
+    shown
 }
 
 impl fmt::Display for PostgresUrl {
@@ -159,6 +161,26 @@ mod tests {
             assert_eq!(url.to_string(), shown);
             assert_eq!(format!("{url:?}"), format!("PostgresUrl({shown})"));
             assert!(!format!("{url} {url:?}").contains("s3cret"));
+        }
+    }
+
+    /// What a caller typed, shown in a refusal even when it is no URL the
+    /// driver reads: a password with raw `/`, `?` or `@`, or one given as
+    /// a parameter after an `@`, is hidden whole.
+    #[test]
+    fn an_odd_url_is_shown_without_its_password_too() {
+        for (raw, shown) in [
+            (
+                "postgres://wallet:s3cret/with?odd@chars@h:1/db",
+                "postgres://wallet:***@h:1/db",
+            ),
+            (
+                "postgres://h/db?options=a@b&PASSWORD=s3cret@x",
+                "postgres://h/db?options=a@b&PASSWORD=***",
+            ),
+            ("./wallet.db", "./wallet.db"),
+        ] {
+            assert_eq!(without_password(raw), shown);
         }
     }
 
