@@ -2,11 +2,11 @@
 """What open event streams cost a wallet server in memory, and whether it
 gives that memory back once they close.
 
-    scripts/stream-memory.py BINARY [--streams 100] [--cycles 3] [--writes 300]
+    scripts/stream-memory.py BINARY [--streams 100] [--reading 50] [--cycles 3] [--writes 300]
 
 Starts BINARY on a fresh database in a temporary folder (loopback, no keys),
-then, CYCLES times: opens STREAMS `GET /events` streams (half read what they
-are sent, half never read a byte), makes WRITES top-ups while they are open
+then, CYCLES times: opens STREAMS `GET /events` streams (READING of them read
+what they are sent, the others never read a byte), makes WRITES top-ups while they are open
 (each one an event every stream is sent), reads the server's resident memory
 (VmRSS) at its peak, closes every stream and reads it again once the server
 has noticed. Prints one line per reading, then a summary line:
@@ -93,10 +93,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
     parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--reading", type=int, default=None,
+                        help="how many streams read what they are sent (default: half)")
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--writes", type=int, default=300)
     args = parser.parse_args()
 
+    reading = args.streams // 2 if args.reading is None else args.reading
     folder = tempfile.mkdtemp()
     port = free_port()
     server = subprocess.Popen(
@@ -122,9 +125,9 @@ def main():
             for write in range(args.writes):
                 top_up(writer, f"user-{write % 10}", f"c{cycle}-w{write}")
                 if write % 50 == 49:
-                    # Half the streams read what they were sent; the other
-                    # half never read.
-                    for stream in streams[: args.streams // 2]:
+                    # READING streams read what they were sent; the others
+                    # never read.
+                    for stream in streams[:reading]:
                         stream.setblocking(False)
                         try:
                             while stream.recv(1 << 16):
