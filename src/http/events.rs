@@ -15,7 +15,7 @@ use super::auth::caller_of;
 use super::body::FieldErrors;
 use super::connection::ConnectionState;
 use super::envelope::ok;
-use super::input::{refuse_empty, truncate_for_echo};
+use super::input::read_query;
 use super::json::{EventJson, EventPageJson};
 use super::params::EventsParams;
 use crate::auth::Keyring;
@@ -23,7 +23,7 @@ use crate::domain::{Caller, Scope};
 use crate::error::ApiError;
 use crate::limits::{
     CURSOR_CHARS_MAX, EVENTS_PAGE_LIMIT_DEFAULT, EVENTS_PAGE_LIMIT_MAX, EVENT_STREAMS_MAX,
-    EVENT_STREAM_KEEP_ALIVE, EVENT_STREAM_READ_BATCH, QUERY_PROBLEMS_MAX,
+    EVENT_STREAM_KEEP_ALIVE, EVENT_STREAM_READ_BATCH,
 };
 use crate::store::{EventRow, Store};
 
@@ -50,26 +50,8 @@ fn parse_events_query(raw: &str, errors: &mut FieldErrors) -> EventsQuery {
         after: 0,
         limit: EVENTS_PAGE_LIMIT_DEFAULT,
     };
-    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(raw) {
-        Ok(pairs) => pairs,
-        Err(_) => {
-            errors.push("query", "is not a valid query string");
-            return query;
-        }
-    };
-    for (index, (name, value)) in pairs.iter().enumerate() {
-        if errors.len() >= QUERY_PROBLEMS_MAX {
-            break;
-        }
-        if pairs[..index].iter().any(|(earlier, _)| earlier == name) {
-            errors.push(&truncate_for_echo(name), "is given more than once");
-            continue;
-        }
-        if value.is_empty() && ["after", "limit"].contains(&name.as_str()) {
-            refuse_empty(name, errors);
-            continue;
-        }
-        match name.as_str() {
+    read_query(raw, &["after", "limit"], errors, |name, value, errors| {
+        match name {
             "after" => match parse_event_cursor(value) {
                 Some(after) => query.after = after,
                 None => errors.push("after", NOT_OUR_CURSOR),
@@ -86,12 +68,10 @@ fn parse_events_query(raw: &str, errors: &mut FieldErrors) -> EventsQuery {
                     format!("must be an integer from 1 to {EVENTS_PAGE_LIMIT_MAX}"),
                 ),
             },
-            _ => errors.push(
-                &truncate_for_echo(name),
-                "is not a known parameter (after, limit)",
-            ),
+            // read_query passes only the names given above.
+            _ => {}
         }
-    }
+    });
     query
 }
 

@@ -11,7 +11,7 @@ use super::body::{FieldErrors, JsonBody, JsonObject};
 use super::envelope::{answer, ok};
 use super::input::{
     parse_amount_value, parse_details, parse_idempotency_key, parse_movement, path_user, path_uuid,
-    refuse_empty, refuse_unknown_fields, truncate_for_echo, validated_but_missing,
+    read_query, refuse_unknown_fields, validated_but_missing,
 };
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
 use super::json::{CaptureReceiptJson, CaptureRequest, HoldReceiptJson, HoldRequest, VoidRequest};
@@ -20,9 +20,7 @@ use super::params::{HoldIdParam, HoldListParams, IdempotencyKeyParam, UserIdPara
 use crate::domain::{AssetRef, Cursor, PageLimit, UserId};
 use crate::error::ApiError;
 use crate::ledger::engine::{Command, HoldStatus, Operation, Route};
-use crate::limits::{
-    HOLD_EXPIRES_IN_SECONDS_DEFAULT, HOLD_EXPIRES_IN_SECONDS_MAX, QUERY_PROBLEMS_MAX,
-};
+use crate::limits::{HOLD_EXPIRES_IN_SECONDS_DEFAULT, HOLD_EXPIRES_IN_SECONDS_MAX};
 use crate::store::{HoldQuery, Store};
 
 fn path_hold_id(request: &HttpRequest, errors: &mut FieldErrors) -> Option<Uuid> {
@@ -239,43 +237,21 @@ fn parse_hold_query(raw: &str, errors: &mut FieldErrors) -> HoldQuery {
         limit: PageLimit::default(),
         cursor: None,
     };
-    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(raw) {
-        Ok(pairs) => pairs,
-        Err(_) => {
-            errors.push("query", "is not a valid query string");
-            return query;
-        }
-    };
-    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for (name, value) in &pairs {
-        if errors.len() >= QUERY_PROBLEMS_MAX {
-            break;
-        }
-        if !seen.insert(name.as_str()) {
-            errors.push(&truncate_for_echo(name), "is given more than once");
-            continue;
-        }
-        if value.is_empty() && ["status", "asset", "limit", "cursor"].contains(&name.as_str()) {
-            refuse_empty(name, errors);
-            continue;
-        }
-        match name.as_str() {
-            "status" => match HoldStatus::parse(value) {
-                Some(status) => query.status = Some(status),
-                None => errors.push("status", "must be one of HELD, CAPTURED, VOIDED, EXPIRED"),
-            },
-            "asset" => query.asset = errors.check("asset", AssetRef::parse(value)),
-            "limit" => {
-                if let Some(limit) = errors.check("limit", PageLimit::parse(value)) {
-                    query.limit = limit;
-                }
+    let known = ["status", "asset", "limit", "cursor"];
+    read_query(raw, &known, errors, |name, value, errors| match name {
+        "status" => match HoldStatus::parse(value) {
+            Some(status) => query.status = Some(status),
+            None => errors.push("status", "must be one of HELD, CAPTURED, VOIDED, EXPIRED"),
+        },
+        "asset" => query.asset = errors.check("asset", AssetRef::parse(value)),
+        "limit" => {
+            if let Some(limit) = errors.check("limit", PageLimit::parse(value)) {
+                query.limit = limit;
             }
-            "cursor" => query.cursor = errors.check("cursor", Cursor::parse(value)),
-            _ => errors.push(
-                &truncate_for_echo(name),
-                "is not a known parameter (status, asset, limit, cursor)",
-            ),
         }
-    }
+        "cursor" => query.cursor = errors.check("cursor", Cursor::parse(value)),
+        // read_query passes only the names in `known`.
+        _ => {}
+    });
     query
 }

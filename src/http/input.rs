@@ -230,10 +230,50 @@ fn optional_text<T>(
     }
 }
 
+/// Reads a query string by the rules every route shares, and hands each
+/// parameter left to `read(name, value, errors)`: a query that does not
+/// parse is a problem named `query`; a name given twice, a name not in
+/// `known` (the problem lists those that are) and a known one given empty
+/// are refused. At most `QUERY_PROBLEMS_MAX` problems are reported, each
+/// name echoed cut short, in time linear in the query's length, however
+/// long and repetitive a hostile one is.
+pub(super) fn read_query(
+    raw: &str,
+    known: &[&str],
+    errors: &mut FieldErrors,
+    mut read: impl FnMut(&str, &str, &mut FieldErrors),
+) {
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(raw) {
+        Ok(pairs) => pairs,
+        Err(_) => {
+            errors.push("query", "is not a valid query string");
+            return;
+        }
+    };
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for (name, value) in &pairs {
+        if errors.len() >= QUERY_PROBLEMS_MAX {
+            break;
+        }
+        if !seen.insert(name.as_str()) {
+            errors.push(&truncate_for_echo(name), "is given more than once");
+        } else if !known.contains(&name.as_str()) {
+            errors.push(
+                &truncate_for_echo(name),
+                format!("is not a known parameter ({})", known.join(", ")),
+            );
+        } else if value.is_empty() {
+            refuse_empty(name, errors);
+        } else {
+            read(name, value, errors);
+        }
+    }
+}
+
 /// A query parameter given with no value: refused rather than read as
 /// absent, since a filter or a time the caller meant to set and left blank
 /// would otherwise answer a wider question than the one asked.
-pub(super) fn refuse_empty(name: &str, errors: &mut FieldErrors) {
+fn refuse_empty(name: &str, errors: &mut FieldErrors) {
     errors.push(
         name,
         "is empty: give it a value, or leave the parameter out",

@@ -8,8 +8,8 @@ use super::auth::{caller_of, caller_still_allowed};
 use super::body::{FieldErrors, JsonBody, JsonObject};
 use super::envelope::{answer, ok};
 use super::input::{
-    operation_of, parse_idempotency_key, parse_movement, path_user, refuse_empty,
-    refuse_unknown_fields, required_text, truncate_for_echo, validated_but_missing,
+    operation_of, parse_idempotency_key, parse_movement, path_user, read_query,
+    refuse_unknown_fields, required_text, validated_but_missing,
 };
 use super::json::{Balance, Balances, Transaction, TransactionPage};
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
@@ -18,7 +18,6 @@ use super::params::{BalanceParams, HistoryParams, IdempotencyKeyParam, UserIdPar
 use crate::domain::{AssetRef, Cursor, EntryKind, PageLimit, ReferenceId, UserId};
 use crate::error::ApiError;
 use crate::ledger::engine::{Command, Route};
-use crate::limits::QUERY_PROBLEMS_MAX;
 use crate::store::{HistoryQuery, Store};
 
 /// API.md: GET /wallets/{userId}/balance
@@ -59,44 +58,21 @@ pub(super) async fn get_balance(
 /// entries of that millisecond). Not a time, or one in the future, is a
 /// problem naming `at`; any other parameter is refused.
 fn parse_balance_query(raw: &str, errors: &mut FieldErrors) -> Option<i64> {
-    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(raw) {
-        Ok(pairs) => pairs,
-        Err(_) => {
-            errors.push("query", "is not a valid query string");
-            return None;
-        }
-    };
     let mut at = None;
-    for (index, (name, value)) in pairs.iter().enumerate() {
-        if errors.len() >= QUERY_PROBLEMS_MAX {
-            break;
-        }
-        match name.as_str() {
-            "at" if pairs[..index].iter().any(|(earlier, _)| earlier == "at") => {
-                errors.push("at", "is given more than once")
-            }
-            "at" if value.is_empty() => refuse_empty("at", errors),
-            "at" => {
-                let parsed = time::OffsetDateTime::parse(
-                    value,
-                    &time::format_description::well_known::Rfc3339,
-                )
+    read_query(raw, &["at"], errors, |_, value, errors| {
+        let parsed =
+            time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
                 .ok()
                 .and_then(|time| i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok());
-                match parsed {
-                    Some(ms) if ms > crate::clock::now_ms() => {
-                        errors.push("at", "is in the future")
-                    }
-                    Some(ms) => at = Some(ms),
-                    None => errors.push(
-                        "at",
-                        "must be an RFC 3339 time, such as 2026-11-23T10:15:30.123Z",
-                    ),
-                }
-            }
-            _ => errors.push(&truncate_for_echo(name), "is not a known parameter (at)"),
+        match parsed {
+            Some(ms) if ms > crate::clock::now_ms() => errors.push("at", "is in the future"),
+            Some(ms) => at = Some(ms),
+            None => errors.push(
+                "at",
+                "must be an RFC 3339 time, such as 2026-11-23T10:15:30.123Z",
+            ),
         }
-    }
+    });
     at
 }
 
@@ -141,48 +117,22 @@ fn parse_history_query(raw: &str, errors: &mut FieldErrors) -> HistoryQuery {
         limit: PageLimit::default(),
         cursor: None,
     };
-    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(raw) {
-        Ok(pairs) => pairs,
-        Err(_) => {
-            errors.push("query", "is not a valid query string");
-            return query;
+    let known = ["asset", "type", "referenceId", "limit", "cursor"];
+    read_query(raw, &known, errors, |name, value, errors| match name {
+        "asset" => query.asset = errors.check("asset", AssetRef::parse(value)),
+        "type" => query.kind = errors.check("type", EntryKind::parse(value)),
+        "referenceId" => {
+            query.reference_id = errors.check("referenceId", ReferenceId::parse(value))
         }
-    };
-    // Linear in the query's length: a set of the names seen, and no more
-    // than `QUERY_PROBLEMS_MAX` problems reported (each name echoed cut
-    // short), however long and repetitive a hostile query string is.
-    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for (name, value) in &pairs {
-        if errors.len() >= QUERY_PROBLEMS_MAX {
-            break;
-        }
-        if !seen.insert(name.as_str()) {
-            errors.push(&truncate_for_echo(name), "is given more than once");
-            continue;
-        }
-        let known = ["asset", "type", "referenceId", "limit", "cursor"];
-        if value.is_empty() && known.contains(&name.as_str()) {
-            refuse_empty(name, errors);
-            continue;
-        }
-        match name.as_str() {
-            "asset" => query.asset = errors.check("asset", AssetRef::parse(value)),
-            "type" => query.kind = errors.check("type", EntryKind::parse(value)),
-            "referenceId" => {
-                query.reference_id = errors.check("referenceId", ReferenceId::parse(value))
+        "limit" => {
+            if let Some(limit) = errors.check("limit", PageLimit::parse(value)) {
+                query.limit = limit;
             }
-            "limit" => {
-                if let Some(limit) = errors.check("limit", PageLimit::parse(value)) {
-                    query.limit = limit;
-                }
-            }
-            "cursor" => query.cursor = errors.check("cursor", Cursor::parse(value)),
-            _ => errors.push(
-                &truncate_for_echo(name),
-                "is not a known parameter (asset, type, referenceId, limit, cursor)",
-            ),
         }
-    }
+        "cursor" => query.cursor = errors.check("cursor", Cursor::parse(value)),
+        // read_query passes only the names in `known`.
+        _ => {}
+    });
     query
 }
 
