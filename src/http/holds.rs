@@ -10,8 +10,8 @@ use super::auth::caller_still_allowed;
 use super::body::{FieldErrors, JsonBody, JsonObject};
 use super::envelope::{answer, ok};
 use super::input::{
-    parse_amount_value, parse_details, parse_idempotency_key, parse_movement, path_user, path_uuid,
-    read_query, refuse_unknown_fields, validated_but_missing,
+    as_filter_error, parse_amount_value, parse_details, parse_idempotency_key, parse_movement,
+    path_user, path_uuid, read_query, refuse_unknown_fields, validated_but_missing,
 };
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
 use super::json::{CaptureReceiptJson, CaptureRequest, HoldReceiptJson, HoldRequest, VoidRequest};
@@ -217,11 +217,7 @@ pub(super) async fn get_holds(
     let page = store
         .holds(&user, query)
         .map_err(ApiError::from)
-        .map_err(|error| match error {
-            // Here the asset is a filter the caller wrote, not a thing to act on.
-            ApiError::AssetNotFound => ApiError::field("asset", "no asset has this symbol or id"),
-            other => other,
-        })?;
+        .map_err(as_filter_error)?;
     Ok(ok(HoldPageJson {
         items: page.items.into_iter().map(Hold::from).collect(),
         next_cursor: page.next_cursor.map(Cursor::encode),

@@ -338,3 +338,13 @@ pub(super) fn operation_of(
         Route::Reverse | Route::Batch | Route::Hold | Route::Capture | Route::Void => return None,
     })
 }
+
+/// A list's failure as its caller should read it: an asset it names is a
+/// filter the caller wrote, so an unknown one is a bad `asset` parameter
+/// (400), not a missing thing to act on (404).
+pub(super) fn as_filter_error(error: ApiError) -> ApiError {
+    match error {
+        ApiError::AssetNotFound => ApiError::field("asset", "no asset has this symbol or id"),
+        other => other,
+    }
+}

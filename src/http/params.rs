@@ -24,6 +24,41 @@ fn string_schema(chars_max: usize) -> ObjectBuilder {
         .max_length(Some(chars_max))
 }
 
+/// `asset` of a list's query: a filter by symbol or id.
+fn asset_filter() -> Parameter {
+    parameter(
+        "asset",
+        ParameterIn::Query,
+        "Only this asset: a symbol or an id.",
+        string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
+    )
+}
+
+/// `limit` of a paged list.
+fn page_limit(description: &str) -> Parameter {
+    parameter(
+        "limit",
+        ParameterIn::Query,
+        description,
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(PAGE_LIMIT_MAX as f64))
+            .default(Some(json!(PAGE_LIMIT_DEFAULT)))
+            .build(),
+    )
+}
+
+/// `cursor` of a paged list.
+fn page_cursor() -> Parameter {
+    parameter(
+        "cursor",
+        ParameterIn::Query,
+        "The `nextCursor` of the previous page.",
+        string_schema(CURSOR_CHARS_MAX).build(),
+    )
+}
+
 fn parameter(name: &str, place: ParameterIn, description: &str, schema: Object) -> Parameter {
     let required = match place {
         ParameterIn::Path => Required::True,
@@ -128,29 +163,9 @@ impl IntoParams for HoldListParams {
                     .enum_values(Some(HoldStatus::ALL.map(HoldStatus::as_str)))
                     .build(),
             ),
-            parameter(
-                "asset",
-                ParameterIn::Query,
-                "Only this asset: a symbol or an id.",
-                string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
-            ),
-            parameter(
-                "limit",
-                ParameterIn::Query,
-                "Holds per page.",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(PAGE_LIMIT_MAX as f64))
-                    .default(Some(json!(PAGE_LIMIT_DEFAULT)))
-                    .build(),
-            ),
-            parameter(
-                "cursor",
-                ParameterIn::Query,
-                "The `nextCursor` of the previous page.",
-                string_schema(CURSOR_CHARS_MAX).build(),
-            ),
+            asset_filter(),
+            page_limit("Holds per page."),
+            page_cursor(),
         ]
     }
 }
@@ -163,12 +178,7 @@ impl IntoParams for HistoryParams {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         let kinds = EntryKind::ALL.map(EntryKind::as_str);
         vec![
-            parameter(
-                "asset",
-                ParameterIn::Query,
-                "Only this asset: a symbol or an id.",
-                string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
-            ),
+            asset_filter(),
             parameter(
                 "type",
                 ParameterIn::Query,
@@ -184,23 +194,8 @@ impl IntoParams for HistoryParams {
                 "Only entries with exactly this `referenceId`.",
                 string_schema(REFERENCE_ID_CHARS_MAX).build(),
             ),
-            parameter(
-                "limit",
-                ParameterIn::Query,
-                "Entries per page.",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(PAGE_LIMIT_MAX as f64))
-                    .default(Some(json!(PAGE_LIMIT_DEFAULT)))
-                    .build(),
-            ),
-            parameter(
-                "cursor",
-                ParameterIn::Query,
-                "The `nextCursor` of the previous page.",
-                string_schema(CURSOR_CHARS_MAX).build(),
-            ),
+            page_limit("Entries per page."),
+            page_cursor(),
         ]
     }
 }

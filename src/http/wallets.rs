@@ -8,7 +8,7 @@ use super::auth::{caller_of, caller_still_allowed};
 use super::body::{FieldErrors, JsonBody, JsonObject};
 use super::envelope::{answer, ok};
 use super::input::{
-    operation_of, parse_idempotency_key, parse_movement, path_user, read_query,
+    as_filter_error, operation_of, parse_idempotency_key, parse_movement, path_user, read_query,
     refuse_unknown_fields, required_text, validated_but_missing,
 };
 use super::json::{Balance, Balances, Transaction, TransactionPage};
@@ -95,11 +95,7 @@ pub(super) async fn get_transactions(
         .history(user, query)
         .await
         .map_err(ApiError::from)
-        .map_err(|error| match error {
-            // Here the asset is a filter the caller wrote, not a thing to act on.
-            ApiError::AssetNotFound => ApiError::field("asset", "no asset has this symbol or id"),
-            other => other,
-        })?;
+        .map_err(as_filter_error)?;
     Ok(ok(TransactionPage {
         items: page.items.into_iter().map(Transaction::from).collect(),
         next_cursor: page.next_cursor.map(Cursor::encode),

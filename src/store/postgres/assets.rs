@@ -8,7 +8,7 @@
 use postgres::{Row, Transaction};
 
 use super::migrate::check_current;
-use super::{connect, PostgresUrl};
+use super::{connect, locked_transaction, PostgresUrl};
 use crate::clock::now_ms;
 use crate::ledger::engine::{AssetRow, NewAsset};
 use crate::ledger::Rejection;
@@ -80,12 +80,8 @@ pub fn create(
     asset: NewAsset,
 ) -> anyhow::Result<Result<AssetOutcome, Rejection>> {
     let mut client = connect(url)?;
-    let mut tx = client.transaction()?;
-    check_current(&mut tx)?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('wallet.asset_types'))",
-        &[],
-    )?;
+    // The same lock as the catalogue's bound in the schema.
+    let mut tx = locked_transaction(&mut client, "wallet.asset_types")?;
     let outcome = write::create_asset(&mut PgAssets(&mut tx), &asset, now_ms())?;
     if matches!(outcome, Ok(AssetOutcome::Created(_))) {
         tx.commit()?;

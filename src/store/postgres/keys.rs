@@ -7,7 +7,7 @@
 use postgres::{Row, Transaction};
 
 use super::migrate::check_current;
-use super::{connect, PostgresUrl};
+use super::{connect, locked_transaction, PostgresUrl};
 use crate::clock::now_ms;
 use crate::domain::KeyName;
 use crate::limits::API_KEYS_TOTAL_MAX;
@@ -81,9 +81,7 @@ fn change_keys(
     change: impl FnOnce(&mut PgKeys) -> Result<Result<KeyListing, KeyRejection>, StorageError>,
 ) -> anyhow::Result<Result<KeyListing, KeyRejection>> {
     let mut client = connect(url)?;
-    let mut tx = client.transaction()?;
-    check_current(&mut tx)?;
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext('wallet.keys'))", &[])?;
+    let mut tx = locked_transaction(&mut client, "wallet.keys")?;
     let outcome = change(&mut PgKeys(&mut tx))?;
     if outcome.is_ok() {
         tx.commit()?;

@@ -119,6 +119,20 @@ impl From<postgres::Error> for crate::store::StorageError {
     }
 }
 
+/// A transaction on a migrated database at this wallet's version, holding
+/// the advisory lock named `lock` until it ends: what a command that must
+/// not race another of its kind (two key creations, two asset creations)
+/// runs in.
+fn locked_transaction<'c>(
+    client: &'c mut postgres::Client,
+    lock: &str,
+) -> anyhow::Result<postgres::Transaction<'c>> {
+    let mut tx = client.transaction()?;
+    migrate::check_current(&mut tx)?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock])?;
+    Ok(tx)
+}
+
 /// What went wrong, in words that never hold the URL.
 fn reason(error: &postgres::Error) -> String {
     match error.as_db_error() {
