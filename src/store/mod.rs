@@ -6,6 +6,7 @@
 //! seen outside its own module.
 
 mod postgres;
+mod queue;
 mod sqlite;
 mod write;
 

@@ -14,12 +14,15 @@
 //! against facts a backend reads through `KeyTransaction`, for the server's
 //! writer and the command line's own transaction alike.
 
-use tokio::sync::oneshot;
+use std::collections::BTreeMap;
 
-use crate::domain::KeyName;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::domain::{AssetRef, Caller, IdempotencyKey, KeyName, UserId};
 use crate::ledger::engine::{
-    self, AssetDecision, AssetRow, Command, Decision, Facts, HoldFact, NewAsset, Outcome, Plan,
-    RecordedEntry,
+    self, AccountFact, AccountKey, AssetDecision, AssetFact, AssetRow, Command, Decision,
+    EntryFact, Facts, HoldFact, NewAsset, Outcome, Owner, Plan, RecordedEntry, StoredRequest,
 };
 use crate::ledger::Rejection;
 use crate::limits::{API_KEYS_ACTIVE_MAX, API_KEYS_TOTAL_MAX};
@@ -179,6 +182,226 @@ impl Done {
             (_, work) => work.refuse(StorageError::BatchRolledBack),
         }
     }
+}
+
+/// An asset a command names, with its Treasury's account.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedAsset {
+    pub id: String,
+    pub symbol: String,
+    pub treasury_account: i64,
+}
+
+/// A user's account in one asset, as stored now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UserAccountRow {
+    pub id: i64,
+    pub balance: i64,
+    pub held: i64,
+    pub active_holds: i64,
+}
+
+/// The reads a backend answers inside its write transaction, from which
+/// `read_facts` assembles what `engine::decide` needs. Each is one lookup;
+/// which to make, and in what order, is decided once, here.
+pub(crate) trait FactSource {
+    /// What this caller's key already names, with the entries it made.
+    fn find_request(
+        &mut self,
+        caller: Caller,
+        key: &IdempotencyKey,
+    ) -> Result<Option<StoredRequest>, StorageError>;
+
+    /// The asset a command names, if it exists.
+    fn resolve_asset(&mut self, asset: &AssetRef) -> Result<Option<ResolvedAsset>, StorageError>;
+
+    /// An entry to reverse, by id, with its debit and credit accounts' ids.
+    fn find_entry(&mut self, id: &Uuid) -> Result<Option<(EntryFact, i64, i64)>, StorageError>;
+
+    /// A hold to capture or void, by id, with its account's id.
+    fn find_hold(&mut self, id: &Uuid) -> Result<Option<(HoldFact, i64)>, StorageError>;
+
+    /// A user's account in an asset, with what it holds.
+    fn find_user_account(
+        &mut self,
+        user: &str,
+        asset_id: &str,
+    ) -> Result<Option<UserAccountRow>, StorageError>;
+
+    /// The account `key`, whose id is `account_id`, as the engine sees it
+    /// at `now_ms`; `known` is its row when already read.
+    fn account_fact(
+        &mut self,
+        key: &AccountKey,
+        account_id: i64,
+        known: Option<UserAccountRow>,
+        now_ms: i64,
+    ) -> Result<AccountFact, StorageError>;
+
+    /// Whether `user` has an account in any asset.
+    fn user_has_wallet(&mut self, user: &str) -> Result<bool, StorageError>;
+}
+
+/// Every fact `decide` needs for `command`, read through `source` at the
+/// writer's clock `now_ms`, and the ids of the accounts among them.
+pub(crate) fn read_facts(
+    source: &mut impl FactSource,
+    command: &Command,
+    now_ms: i64,
+) -> Result<(Facts, BTreeMap<AccountKey, i64>), StorageError> {
+    let needs = engine::needs(command);
+    let mut facts = Facts {
+        stored: source.find_request(command.caller, &command.key)?,
+        now_ms,
+        ..Facts::default()
+    };
+    let mut account_ids: BTreeMap<AccountKey, i64> = BTreeMap::new();
+    let mut accounts: BTreeMap<AccountKey, AccountFact> = BTreeMap::new();
+    let add_asset = |facts: &mut Facts, asset: &ResolvedAsset| {
+        if !facts.assets.iter().any(|known| known.id == asset.id) {
+            facts.assets.push(AssetFact {
+                id: asset.id.clone(),
+                symbol: asset.symbol.clone(),
+            });
+        }
+    };
+    let mut treasuries: Vec<ResolvedAsset> = Vec::new();
+    for asset in &needs.assets {
+        if let Some(resolved) = source.resolve_asset(asset)? {
+            add_asset(&mut facts, &resolved);
+            treasuries.push(resolved);
+        }
+    }
+    if facts.stored.is_some() {
+        // A replay or a reuse: the canonical request needs only the assets.
+        return Ok((facts, account_ids));
+    }
+    for id in &needs.entries {
+        let Some((entry, debit_id, credit_id)) = source.find_entry(id)? else {
+            continue;
+        };
+        if let Some(resolved) =
+            source.resolve_asset(&AssetRef::Symbol(entry.asset_symbol.clone()))?
+        {
+            add_asset(&mut facts, &resolved);
+            treasuries.push(resolved);
+        }
+        for (key, account_id) in [(&entry.debit, debit_id), (&entry.credit, credit_id)] {
+            read_account(
+                source,
+                &mut accounts,
+                &mut account_ids,
+                key,
+                account_id,
+                None,
+                now_ms,
+            )?;
+        }
+        facts.entries.push(entry);
+    }
+    let mut recipients: Vec<(UserId, String)> = Vec::new();
+    for (id, to) in &needs.holds {
+        let Some((hold, account_id)) = source.find_hold(id)? else {
+            continue;
+        };
+        if let Some(resolved) =
+            source.resolve_asset(&AssetRef::Symbol(hold.asset_symbol.clone()))?
+        {
+            add_asset(&mut facts, &resolved);
+            treasuries.push(resolved);
+        }
+        let key = AccountKey::user(&hold.user, &hold.asset_id);
+        read_account(
+            source,
+            &mut accounts,
+            &mut account_ids,
+            &key,
+            account_id,
+            None,
+            now_ms,
+        )?;
+        if let Some(to) = to {
+            recipients.push((to.clone(), hold.asset_id.clone()));
+        }
+        facts.holds.push(hold);
+    }
+    for treasury in &treasuries {
+        let key = AccountKey::treasury(&treasury.id);
+        read_account(
+            source,
+            &mut accounts,
+            &mut account_ids,
+            &key,
+            treasury.treasury_account,
+            None,
+            now_ms,
+        )?;
+    }
+    let mut user_accounts: Vec<(&str, String)> = Vec::new();
+    for (user, asset) in &needs.user_accounts {
+        if let Some(resolved) = source.resolve_asset(asset)? {
+            user_accounts.push((user.as_str(), resolved.id));
+        }
+    }
+    user_accounts.extend(
+        recipients
+            .iter()
+            .map(|(to, asset_id)| (to.as_str(), asset_id.clone())),
+    );
+    for (user, asset_id) in user_accounts {
+        let key = AccountKey::user(user, &asset_id);
+        if accounts.contains_key(&key) {
+            continue;
+        }
+        if let Some(account) = source.find_user_account(user, &asset_id)? {
+            read_account(
+                source,
+                &mut accounts,
+                &mut account_ids,
+                &key,
+                account.id,
+                Some(account),
+                now_ms,
+            )?;
+        }
+    }
+    for user in &needs.wallets {
+        if facts
+            .users_with_wallet
+            .iter()
+            .any(|known| known == user.as_str())
+        {
+            continue;
+        }
+        // An account already read is a wallet: no query in the common case.
+        let has_account_read = accounts
+            .keys()
+            .any(|key| matches!(&key.owner, Owner::User(owner) if owner == user.as_str()));
+        if has_account_read || source.user_has_wallet(user.as_str())? {
+            facts.users_with_wallet.push(user.as_str().to_owned());
+        }
+    }
+    facts.accounts = accounts.into_values().collect();
+    Ok((facts, account_ids))
+}
+
+/// Reads the account `key` once: a second mention finds it read.
+fn read_account(
+    source: &mut impl FactSource,
+    accounts: &mut BTreeMap<AccountKey, AccountFact>,
+    account_ids: &mut BTreeMap<AccountKey, i64>,
+    key: &AccountKey,
+    account_id: i64,
+    known: Option<UserAccountRow>,
+    now_ms: i64,
+) -> Result<(), StorageError> {
+    if accounts.contains_key(key) {
+        return Ok(());
+    }
+    let account = source.account_fact(key, account_id, known, now_ms)?;
+    accounts.insert(key.clone(), account);
+    account_ids.insert(key.clone(), account_id);
+    Ok(())
 }
 
 /// Applies every piece of `batch` in `transaction`, in order, at the one

@@ -27,7 +27,7 @@ pub fn seed(path: &Path) -> anyhow::Result<SeedSummary> {
     let mut conn = open::open_read_write(path)?;
     migrate::migrate(&mut conn)?;
     let grants = seed::apply_catalogue(&mut conn)?;
-    let writer = writer::Writer::start(conn, WRITE_BATCH_MAX).context("cannot start the writer")?;
+    let writer = writer::start(conn, WRITE_BATCH_MAX).context("cannot start the writer")?;
     let summary = seed::post_grants(&writer.handle(), &grants);
     writer.stop();
     summary
@@ -65,7 +65,7 @@ pub fn create_asset(
 ) -> anyhow::Result<Result<AssetOutcome, Rejection>> {
     let mut conn = open::open_read_write(path)?;
     migrate::migrate(&mut conn)?;
-    let writer = writer::Writer::start(conn, 1).context("cannot start the writer")?;
+    let writer = writer::start(conn, 1).context("cannot start the writer")?;
     let outcome = writer.handle().create_asset_blocking(asset);
     writer.stop();
     match outcome {

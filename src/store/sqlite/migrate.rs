@@ -320,7 +320,7 @@ mod tests {
         assert!(report.is_clean(), "{report}");
 
         // Every old key replays for its own caller, with the answer as then.
-        let writer = crate::store::sqlite::writer::Writer::start(conn, 8).unwrap();
+        let writer = crate::store::sqlite::writer::start(conn, 8).unwrap();
         let handle = writer.handle();
         let topup = |caller: Caller, amount: u64, reference: Option<&str>| Command {
             caller,

@@ -105,7 +105,7 @@ pub(crate) fn latest_balance(conn: &rusqlite::Connection, account: i64) -> rusql
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: writer::WriterHandle,
+    writer: crate::store::queue::WriterHandle,
     pool: ReadPool,
     /// For reads that may take long enough to matter (history pages): used
     /// from the blocking pool, never on an HTTP worker, each under
@@ -130,7 +130,7 @@ pub struct SqliteStore {
 pub struct Serving {
     /// Held while serving: one server per file.
     _lock: open::ServeLock,
-    writer: writer::Writer,
+    writer: crate::store::queue::Writer,
     store: SqliteStore,
 }
 
@@ -156,7 +156,7 @@ impl Serving {
         } else {
             Vec::new()
         };
-        let writer = writer::Writer::start_with_clock(conn, write_batch_max, clock.clone())?;
+        let writer = writer::start_with_clock(conn, write_batch_max, clock.clone())?;
         if let Err(error) = seed::post_grants(&writer.handle(), &grants) {
             writer.stop();
             return Err(error);
@@ -326,13 +326,7 @@ impl LedgerStore for SqliteStore {
     }
 
     fn record_key_uses(&self, uses: Vec<(i64, i64)>) -> Result<(), StorageError> {
-        match self.writer.record_key_uses_blocking(uses) {
-            Ok(()) => Ok(()),
-            Err(LedgerError::Storage(error)) => Err(error),
-            Err(LedgerError::Rejected(rejection)) => {
-                Err(StorageError::Backend(rejection.to_string().into()))
-            }
-        }
+        self.writer.record_key_uses_blocking(uses)
     }
 
     fn keys(&self) -> Result<Vec<KeyListing>, StorageError> {

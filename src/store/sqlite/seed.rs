@@ -7,9 +7,9 @@
 use anyhow::Context;
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::writer::WriterHandle;
 use crate::domain::{Amount, AssetRef, Caller, IdempotencyKey, UserId};
 use crate::ledger::engine::{Command, CreditKind, EntryDetails, Operation, Outcome, Route};
+use crate::store::queue::WriterHandle;
 use crate::store::{LedgerError, SeedSummary};
 
 const SEED_SQL: &str = include_str!("../../../seed.sql");

@@ -1,6 +1,6 @@
-//! The writer: one thread that owns the only read-write connection and applies
-//! every write. Handlers hand it commands over a bounded queue and await the
-//! reply.
+//! SQLite's writer: the thread of the shared queue (`store::queue`) owns
+//! the only read-write connection and applies every write. Handlers hand it
+//! commands over the bounded queue and await the reply.
 //!
 //! Why one writer: our own writes never contend for SQLite's lock, and
 //! concurrent retries of one idempotency key line up behind each other, so the
@@ -24,13 +24,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use log::error;
 use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::files::FileWatch;
@@ -38,21 +35,20 @@ use super::holds;
 use super::keys::KeysIn;
 use super::{latest_balance, parse_stored_kind};
 use crate::clock::Clock;
-use crate::domain::{AssetRef, Caller, IdempotencyKey, KeyName, UserId};
+use crate::domain::{AssetRef, Caller, IdempotencyKey, KeyName};
 use crate::ledger::engine::{
-    self, AccountFact, AccountKey, AnswerState, AssetFact, AssetRow, CanonicalRequest, Command,
-    EntryFact, Facts, HoldFact, NewAsset, Outcome, Owner, Plan, RecordedEntry, StoredRequest,
+    AccountFact, AccountKey, AnswerState, AssetRow, CanonicalRequest, Command, EntryFact, Facts,
+    HoldFact, NewAsset, Owner, Plan, RecordedEntry, StoredRequest,
 };
-use crate::limits::{HOLD_EXPIRY_SWEEP_INTERVAL, HOLD_EXPIRY_SWEEP_MAX, WRITE_QUEUE_DEPTH_MAX};
+use crate::store::queue::{
+    answer_committed, answer_rolled_back, refuse_all, BatchWriter, Writer, WriterClock,
+    WriterStatus,
+};
 use crate::store::write::{
-    self, AssetTransaction, Done, KeyFacts, KeyTransaction, Work, WriteTransaction,
+    self, AssetTransaction, Done, FactSource, KeyFacts, KeyTransaction, ResolvedAsset,
+    UserAccountRow, Work, WriteTransaction,
 };
-use crate::store::{AssetOutcome, KeyError, KeyListing, LedgerError, NewKey, StorageError};
-
-enum Message {
-    Work(Work),
-    Stop,
-}
+use crate::store::{KeyListing, NewKey, StorageError};
 
 /// Set once the writer finds its files replaced, deleted or truncated: the
 /// process must end, and exit non-zero.
@@ -63,199 +59,38 @@ pub fn files_lost() -> bool {
     FILES_LOST.load(Ordering::SeqCst)
 }
 
-/// How the writer's last batch went, for `GET /health`, and a count of
-/// its commits for whoever follows the ledger as it grows (event streams).
-#[derive(Debug)]
-struct WriterStatus {
-    /// The last batch failed as storage (disk full, I/O error, files lost).
-    failing: AtomicBool,
-    /// Bumped after every commit. A watch keeps only the newest value, so
-    /// however many streams wait on it and however slowly they read, the
-    /// writer's side is one store and a wake-up.
-    commits: tokio::sync::watch::Sender<u64>,
+/// Starts the writer on `conn`, which must be the only read-write
+/// connection to the file. It commits up to `batch_max` queued commands
+/// together; 1 commits each alone.
+pub fn start(conn: Connection, batch_max: usize) -> std::io::Result<Writer> {
+    start_with_clock(conn, batch_max, Clock::System)
 }
 
-impl Default for WriterStatus {
-    fn default() -> WriterStatus {
-        WriterStatus {
-            failing: AtomicBool::new(false),
-            commits: tokio::sync::watch::Sender::new(0),
-        }
-    }
-}
-
-/// The running writer thread; whoever started it stops it.
-pub struct Writer {
-    sender: SyncSender<Message>,
-    thread: JoinHandle<()>,
-    status: Arc<WriterStatus>,
-}
-
-/// A cheap, cloneable way to hand the writer commands.
-#[derive(Clone)]
-pub struct WriterHandle {
-    sender: SyncSender<Message>,
-    status: Arc<WriterStatus>,
-}
-
-impl Writer {
-    /// Starts the writer on `conn`, which must be the only read-write
-    /// connection to the file. It commits up to `batch_max` queued commands
-    /// together; 1 commits each alone.
-    pub fn start(conn: Connection, batch_max: usize) -> std::io::Result<Writer> {
-        Writer::start_with_clock(conn, batch_max, Clock::System)
-    }
-
-    /// As `start`, with the writer's time read from `clock`: what tests use
-    /// to move time (a hold's expiry) at will. The writer still never lets
-    /// its own clock go back.
-    pub fn start_with_clock(
-        conn: Connection,
-        batch_max: usize,
-        clock: Clock,
-    ) -> std::io::Result<Writer> {
-        let batch_max = batch_max.clamp(1, WRITE_QUEUE_DEPTH_MAX);
-        let (sender, receiver) = mpsc::sync_channel(WRITE_QUEUE_DEPTH_MAX);
-        let status = Arc::new(WriterStatus::default());
-        let thread_status = Arc::clone(&status);
-        let thread = std::thread::Builder::new()
-            .name("wallet-writer".into())
-            .spawn(move || {
-                // A panic here is a defect in the writer. Its transaction is
-                // uncommitted and so lost, which is safe; serving on without a
-                // writer is not, so end the process.
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    // The WAL hook is per thread: installed on this one.
-                    let watch = match FileWatch::start(&conn) {
-                        Ok(watch) => watch,
-                        Err(failure) => {
-                            error!("cannot watch the database files: {failure:#}");
-                            None
-                        }
-                    };
-                    let mut writer = WriterState {
-                        conn,
-                        assets: AssetCache::default(),
-                        watch,
-                        status: thread_status,
-                        clock: WriterClock {
-                            last_ms: 0,
-                            source: clock,
-                        },
-                        files_lost: false,
-                    };
-                    run(&mut writer, receiver, batch_max);
-                    writer.close();
-                }));
-                if outcome.is_err() {
-                    error!("the writer thread panicked; stopping the process");
-                    std::process::abort();
-                }
-            })?;
-        Ok(Writer {
-            sender,
-            thread,
-            status,
-        })
-    }
-
-    pub fn handle(&self) -> WriterHandle {
-        WriterHandle {
-            sender: self.sender.clone(),
-            status: Arc::clone(&self.status),
-        }
-    }
-
-    /// Applies everything queued so far, then ends the thread and closes the
-    /// connection (checkpointing the WAL).
-    pub fn stop(self) {
-        // A blocking send: the stop waits its turn behind queued commands.
-        let _ = self.sender.send(Message::Stop);
-        if self.thread.join().is_err() {
-            error!("the writer thread ended with a panic");
-        }
-    }
-}
-
-impl WriterHandle {
-    /// Whether the writer's last batch failed as storage: `GET /health`
-    /// answers 503 while it does.
-    pub fn is_failing(&self) -> bool {
-        self.status.failing.load(Ordering::Relaxed)
-    }
-
-    /// Changes after every commit.
-    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.status.commits.subscribe()
-    }
-
-    /// Queues work without waiting: a full queue fails at once.
-    fn submit<T, E>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, E>>) -> Work,
-    ) -> Result<oneshot::Receiver<Result<T, E>>, StorageError> {
-        let (reply, receiver) = oneshot::channel();
-        // Counted before it is sent, so the writer's count down never
-        // passes it.
-        crate::metrics::metrics().command_queued();
-        match self.sender.try_send(Message::Work(make(reply))) {
-            Ok(()) => Ok(receiver),
+/// As `start`, with the writer's time read from `clock`: what tests use
+/// to move time (a hold's expiry) at will. The writer still never lets
+/// its own clock go back.
+pub fn start_with_clock(
+    conn: Connection,
+    batch_max: usize,
+    clock: Clock,
+) -> std::io::Result<Writer> {
+    Writer::start("wallet-writer", batch_max, clock, move |status| {
+        // The WAL hook is per thread: installed on this one.
+        let watch = match FileWatch::start(&conn) {
+            Ok(watch) => watch,
             Err(failure) => {
-                crate::metrics::metrics().command_dequeued();
-                match failure {
-                    TrySendError::Full(_) => Err(StorageError::Overloaded),
-                    TrySendError::Disconnected(_) => Err(StorageError::WriterStopped),
-                }
+                error!("cannot watch the database files: {failure:#}");
+                None
             }
+        };
+        WriterState {
+            conn,
+            assets: AssetCache::default(),
+            watch,
+            status,
+            files_lost: false,
         }
-    }
-
-    /// Applies a command, from async code. If the caller goes away the
-    /// command still completes, and a retry with the same key replays it.
-    pub async fn apply(&self, command: Command) -> Result<Outcome, LedgerError> {
-        let receiver = self.submit(|reply| Work::Command { command, reply })?;
-        receiver.await.map_err(|_| StorageError::WriterStopped)?
-    }
-
-    /// Applies a command from a plain thread (the seed, the CLI).
-    pub fn apply_blocking(&self, command: Command) -> Result<Outcome, LedgerError> {
-        let receiver = self.submit(|reply| Work::Command { command, reply })?;
-        receiver
-            .blocking_recv()
-            .map_err(|_| StorageError::WriterStopped)?
-    }
-
-    pub async fn create_asset(&self, asset: NewAsset) -> Result<AssetOutcome, LedgerError> {
-        let receiver = self.submit(|reply| Work::CreateAsset { asset, reply })?;
-        receiver.await.map_err(|_| StorageError::WriterStopped)?
-    }
-
-    pub fn create_asset_blocking(&self, asset: NewAsset) -> Result<AssetOutcome, LedgerError> {
-        let receiver = self.submit(|reply| Work::CreateAsset { asset, reply })?;
-        receiver
-            .blocking_recv()
-            .map_err(|_| StorageError::WriterStopped)?
-    }
-
-    /// Adds an API key (`POST /keys`).
-    pub async fn create_key(&self, key: NewKey) -> Result<KeyListing, KeyError> {
-        let receiver = self.submit(|reply| Work::CreateKey { key, reply })?;
-        receiver.await.map_err(|_| StorageError::WriterStopped)?
-    }
-
-    /// Revokes an API key (`POST /keys/{name}/revoke`).
-    pub async fn revoke_key(&self, name: KeyName) -> Result<KeyListing, KeyError> {
-        let receiver = self.submit(|reply| Work::RevokeKey { name, reply })?;
-        receiver.await.map_err(|_| StorageError::WriterStopped)?
-    }
-
-    /// Records keys' last uses, from a plain thread (the key watcher).
-    pub fn record_key_uses_blocking(&self, uses: Vec<(i64, i64)>) -> Result<(), LedgerError> {
-        let receiver = self.submit(|reply| Work::KeyUses { uses, reply })?;
-        receiver
-            .blocking_recv()
-            .map_err(|_| StorageError::WriterStopped)?
-    }
+    })
 }
 
 /// Everything the writer thread owns.
@@ -264,18 +99,11 @@ struct WriterState {
     assets: AssetCache,
     watch: Option<FileWatch>,
     status: Arc<WriterStatus>,
-    clock: WriterClock,
     /// The files are no longer ours: nothing more is written or acknowledged.
     files_lost: bool,
 }
 
 impl WriterState {
-    fn close(self) {
-        if let Err(close_error) = self.conn.close() {
-            error!("closing the write connection failed: {}", close_error.1);
-        }
-    }
-
     /// The files under the writer are not the ones it opened. Once, loudly:
     /// stop acknowledging, never checkpoint what may be damage into the
     /// database, and stop the process (SIGTERM: the server drains, answering
@@ -319,165 +147,48 @@ impl WriterState {
     }
 }
 
-/// The writer's clock: milliseconds since the epoch, never going backwards
-/// (a clock stepped back does not reorder entries), and no time at all while
-/// the system clock reads before 1970.
-struct WriterClock {
-    last_ms: i64,
-    source: Clock,
-}
-
-impl Default for WriterClock {
-    fn default() -> WriterClock {
-        WriterClock {
-            last_ms: 0,
-            source: Clock::System,
+impl BatchWriter for WriterState {
+    /// Applies `batch` in one transaction and replies to every job in it.
+    fn write(&mut self, batch: &mut Vec<Work>, clock: &mut WriterClock) {
+        if self.files_lost {
+            return refuse_all(batch, || StorageError::FilesLost);
         }
-    }
-}
-
-impl WriterClock {
-    fn now_ms(&mut self) -> Result<i64, StorageError> {
-        let now = self.source.now();
-        self.read(now)
-    }
-
-    fn read(&mut self, now: std::time::SystemTime) -> Result<i64, StorageError> {
-        let since_epoch = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|_| StorageError::ClockBeforeEpoch)?;
-        let ms =
-            i64::try_from(since_epoch.as_millis()).map_err(|_| StorageError::ClockBeforeEpoch)?;
-        self.last_ms = self.last_ms.max(ms);
-        Ok(self.last_ms)
-    }
-}
-
-fn run(writer: &mut WriterState, receiver: Receiver<Message>, batch_max: usize) {
-    let mut batch: Vec<Work> = Vec::with_capacity(batch_max + 1);
-    let mut stopping = false;
-    let mut last_sweep = std::time::Instant::now();
-    while !stopping {
-        match receiver.recv_timeout(HOLD_EXPIRY_SWEEP_INTERVAL) {
-            Ok(Message::Work(work)) => take(&mut batch, work),
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+        if let Some(lost) = self
+            .watch
+            .as_mut()
+            .and_then(|watch| watch.check_before_write().err())
+        {
+            self.lose_files(&lost);
+            return refuse_all(batch, || StorageError::FilesLost);
         }
-        while batch.len() < batch_max {
-            match receiver.try_recv() {
-                Ok(Message::Work(work)) => take(&mut batch, work),
-                Ok(Message::Stop) => {
-                    stopping = true;
-                    break;
+        let began = std::time::Instant::now();
+        match apply_in_one_transaction(&self.conn, &mut self.assets, clock, batch) {
+            Ok(results) => {
+                if let Some(lost) = self.watch.as_mut().and_then(|watch| watch.check().err()) {
+                    // Committed, but to files that are no longer ours:
+                    // nobody is told it stands.
+                    self.lose_files(&lost);
+                    return refuse_all(batch, || StorageError::FilesLost);
                 }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                answer_committed(batch, results, &self.status, began);
+            }
+            Err(storage_error) => {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                // An asset met inside the rolled-back transaction may not
+                // exist.
+                self.assets = AssetCache::default();
+                answer_rolled_back(batch, storage_error, &self.status);
             }
         }
-        // At most once a sweep interval, busy or idle, the batch also
-        // records the expiry of holds that fell due.
-        if last_sweep.elapsed() >= HOLD_EXPIRY_SWEEP_INTERVAL {
-            last_sweep = std::time::Instant::now();
-            batch.push(Work::ExpireHolds {
-                max: HOLD_EXPIRY_SWEEP_MAX,
-            });
-        }
-        if !batch.is_empty() {
-            apply_batch(writer, &mut batch);
-        }
     }
-    // Nothing should follow a stop, but whatever did is applied, not dropped.
-    while let Ok(message) = receiver.try_recv() {
-        if let Message::Work(work) = message {
-            take(&mut batch, work);
-            apply_batch(writer, &mut batch);
-        }
-    }
-}
 
-/// Work taken off the queue into the batch.
-fn take(batch: &mut Vec<Work>, work: Work) {
-    crate::metrics::metrics().command_dequeued();
-    batch.push(work);
-}
-
-/// Applies `batch` in one transaction and replies to every job in it.
-fn apply_batch(writer: &mut WriterState, batch: &mut Vec<Work>) {
-    if writer.files_lost {
-        return refuse_all(batch, || StorageError::FilesLost);
-    }
-    if let Some(lost) = writer
-        .watch
-        .as_mut()
-        .and_then(|watch| watch.check_before_write().err())
-    {
-        writer.lose_files(&lost);
-        return refuse_all(batch, || StorageError::FilesLost);
-    }
-    let conn = &writer.conn;
-    let began = std::time::Instant::now();
-    let outcome = apply_in_one_transaction(conn, &mut writer.assets, &mut writer.clock, batch);
-    match outcome {
-        Ok(results) => {
-            crate::metrics::metrics().batch_committed(batch.len(), began.elapsed());
-            if let Some(lost) = writer.watch.as_mut().and_then(|watch| watch.check().err()) {
-                // Committed, but to files that are no longer ours: nobody
-                // is told it stands.
-                writer.lose_files(&lost);
-                return refuse_all(batch, || StorageError::FilesLost);
-            }
-            writer.status.failing.store(false, Ordering::Relaxed);
-            // A sweep that found nothing due wrote nothing: followers are
-            // not woken for it.
-            if results.iter().any(Done::wrote) {
-                writer
-                    .status
-                    .commits
-                    .send_modify(|commits| *commits = commits.wrapping_add(1));
-            }
-            for (work, result) in batch.drain(..).zip(results) {
-                // The caller may have gone; the entry stands either way.
-                result.send(work);
-            }
-        }
-        Err(storage_error) => {
-            // Nothing of this batch was committed: every caller is told the
-            // database is unavailable, and may retry with the same key.
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            // An asset met inside the rolled-back transaction may not exist.
-            writer.assets = AssetCache::default();
-            writer.status.failing.store(true, Ordering::Relaxed);
-            crate::metrics::metrics().batch_failed();
-            let storage_error_kind = match storage_error {
-                StorageError::ClockBeforeEpoch => StorageErrorKind::Clock,
-                _ => StorageErrorKind::Other,
-            };
-            error!(
-                "a write batch of {} was rolled back: {:#}",
-                batch.len(),
-                anyhow::Error::from(storage_error)
-            );
-            match storage_error_kind {
-                StorageErrorKind::Clock => refuse_all(batch, || StorageError::ClockBeforeEpoch),
-                StorageErrorKind::Other => refuse_all(batch, || StorageError::BatchRolledBack),
-            }
+    fn close(self) {
+        if let Err(close_error) = self.conn.close() {
+            error!("closing the write connection failed: {}", close_error.1);
         }
     }
-}
-
-/// Answers every job of `batch` with the same storage failure.
-fn refuse_all(batch: &mut Vec<Work>, error: impl Fn() -> StorageError) {
-    for work in batch.drain(..) {
-        work.refuse(error());
-    }
-}
-
-/// Which failure sank a batch, kept for the replies once the error itself
-/// has been logged.
-enum StorageErrorKind {
-    Clock,
-    Other,
 }
 
 /// Returns each piece of work's result, or the storage failure that sank
@@ -546,7 +257,7 @@ impl WriteTransaction for SqliteWrite<'_> {
         command: &Command,
         now_ms: i64,
     ) -> Result<(Facts, Self::Found), StorageError> {
-        read_facts(self.conn, self.assets, command, now_ms)
+        write::read_facts(self, command, now_ms)
     }
 
     fn write_plan(
@@ -575,168 +286,71 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Every fact `decide` needs for `command`, in this transaction at the
-/// writer's clock `now_ms`, and the ids of the accounts among them.
-fn read_facts(
-    conn: &Connection,
-    assets: &mut AssetCache,
-    command: &Command,
-    now_ms: i64,
-) -> Result<(Facts, BTreeMap<AccountKey, i64>), StorageError> {
-    let needs = engine::needs(command);
-    let mut facts = Facts {
-        stored: find_request(conn, command.caller, &command.key)?,
-        now_ms,
-        ..Facts::default()
-    };
-    let mut account_ids: BTreeMap<AccountKey, i64> = BTreeMap::new();
-    let mut accounts: BTreeMap<AccountKey, AccountFact> = BTreeMap::new();
-    let add_asset = |facts: &mut Facts, asset: &ResolvedAsset| {
-        if !facts.assets.iter().any(|known| known.id == asset.id) {
-            facts.assets.push(AssetFact {
-                id: asset.id.clone(),
-                symbol: asset.symbol.clone(),
-            });
-        }
-    };
-    let mut treasuries = Vec::new();
-    for asset in &needs.assets {
-        if let Some(resolved) = assets.resolve(conn, asset)? {
-            add_asset(&mut facts, resolved);
-            treasuries.push(resolved.clone());
-        }
+impl FactSource for SqliteWrite<'_> {
+    fn find_request(
+        &mut self,
+        caller: Caller,
+        key: &IdempotencyKey,
+    ) -> Result<Option<StoredRequest>, StorageError> {
+        find_request(self.conn, caller, key)
     }
-    if facts.stored.is_some() {
-        // A replay or a reuse: the canonical request needs only the assets.
-        return Ok((facts, account_ids));
-    }
-    // An account already read, or read now with what it holds.
-    let mut read_account = |accounts: &mut BTreeMap<AccountKey, AccountFact>,
-                            key: &AccountKey,
-                            account_id: i64,
-                            known: Option<(i64, i64, i64)>| {
-        if accounts.contains_key(key) {
-            return Ok::<(), StorageError>(());
-        }
-        let account = account_fact(conn, key.clone(), account_id, known, now_ms)?;
-        accounts.insert(key.clone(), account);
-        account_ids.insert(key.clone(), account_id);
-        Ok(())
-    };
-    for id in &needs.entries {
-        let Some((entry, debit_id, credit_id)) = find_entry(conn, &id.to_string())? else {
-            continue;
-        };
-        if let Some(resolved) =
-            assets.resolve(conn, &AssetRef::Symbol(entry.asset_symbol.clone()))?
-        {
-            add_asset(&mut facts, resolved);
-            treasuries.push(resolved.clone());
-        }
-        for (key, account_id) in [(&entry.debit, debit_id), (&entry.credit, credit_id)] {
-            read_account(&mut accounts, key, account_id, None)?;
-        }
-        facts.entries.push(entry);
-    }
-    let mut recipients: Vec<(UserId, String)> = Vec::new();
-    for (id, to) in &needs.holds {
-        let Some((hold, account_id)) = holds::by_id(conn, &id.to_string())? else {
-            continue;
-        };
-        if let Some(resolved) =
-            assets.resolve(conn, &AssetRef::Symbol(hold.asset_symbol.clone()))?
-        {
-            add_asset(&mut facts, resolved);
-            treasuries.push(resolved.clone());
-        }
-        let key = AccountKey::user(&hold.user, &hold.asset_id);
-        read_account(&mut accounts, &key, account_id, None)?;
-        if let Some(to) = to {
-            recipients.push((to.clone(), hold.asset_id.clone()));
-        }
-        facts.holds.push(hold);
-    }
-    for treasury in &treasuries {
-        let key = AccountKey::treasury(&treasury.id);
-        read_account(&mut accounts, &key, treasury.treasury_account, None)?;
-    }
-    let mut user_accounts: Vec<(&str, String)> = Vec::new();
-    for (user, asset) in &needs.user_accounts {
-        if let Some(resolved) = assets.resolve(conn, asset)? {
-            user_accounts.push((user.as_str(), resolved.id.clone()));
-        }
-    }
-    user_accounts.extend(
-        recipients
-            .iter()
-            .map(|(to, asset_id)| (to.as_str(), asset_id.clone())),
-    );
-    for (user, asset_id) in user_accounts {
-        let key = AccountKey::user(user, &asset_id);
-        if accounts.contains_key(&key) {
-            continue;
-        }
-        if let Some(account) = find_user_account(conn, user, &asset_id)? {
-            read_account(
-                &mut accounts,
-                &key,
-                account.id,
-                Some((account.balance, account.held, account.active_holds)),
-            )?;
-        }
-    }
-    for user in &needs.wallets {
-        if facts
-            .users_with_wallet
-            .iter()
-            .any(|known| known == user.as_str())
-        {
-            continue;
-        }
-        // An account already read is a wallet: no query in the common case.
-        let has_account_read = accounts
-            .keys()
-            .any(|key| matches!(&key.owner, Owner::User(owner) if owner == user.as_str()));
-        if has_account_read || user_has_wallet(conn, user.as_str())? {
-            facts.users_with_wallet.push(user.as_str().to_owned());
-        }
-    }
-    facts.accounts = accounts.into_values().collect();
-    Ok((facts, account_ids))
-}
 
-/// An account with its balance and, for a user's, what its holds set aside
-/// at `now_ms`; `known` is its (balance, held, active holds) when already
-/// read, so the common spend reads its account in one statement.
-fn account_fact(
-    conn: &Connection,
-    key: AccountKey,
-    account_id: i64,
-    known: Option<(i64, i64, i64)>,
-    now_ms: i64,
-) -> Result<AccountFact, StorageError> {
-    let is_user = matches!(key.owner, Owner::User(_));
-    let (balance, held, active, due) = match known {
-        Some((balance, held, active)) => {
-            let due = if active > 0 {
-                holds::due_in_account(conn, account_id, now_ms)?
-            } else {
-                Vec::new()
-            };
-            (balance, held, active, due)
-        }
-        None if is_user => {
-            let (held, active, due) = holds::account_held(conn, account_id, now_ms)?;
-            (latest_balance(conn, account_id)?, held, active, due)
-        }
-        None => (latest_balance(conn, account_id)?, 0, 0, Vec::new()),
-    };
-    Ok(AccountFact {
-        held,
-        active_holds: active,
-        due,
-        ..AccountFact::new(key, balance)
-    })
+    fn resolve_asset(&mut self, asset: &AssetRef) -> Result<Option<ResolvedAsset>, StorageError> {
+        Ok(self.assets.resolve(self.conn, asset)?.cloned())
+    }
+
+    fn find_entry(&mut self, id: &Uuid) -> Result<Option<(EntryFact, i64, i64)>, StorageError> {
+        find_entry(self.conn, &id.to_string())
+    }
+
+    fn find_hold(&mut self, id: &Uuid) -> Result<Option<(HoldFact, i64)>, StorageError> {
+        Ok(holds::by_id(self.conn, &id.to_string())?)
+    }
+
+    fn find_user_account(
+        &mut self,
+        user: &str,
+        asset_id: &str,
+    ) -> Result<Option<UserAccountRow>, StorageError> {
+        Ok(find_user_account(self.conn, user, asset_id)?)
+    }
+
+    /// With `known`, the common spend reads its account in one statement.
+    fn account_fact(
+        &mut self,
+        key: &AccountKey,
+        account_id: i64,
+        known: Option<UserAccountRow>,
+        now_ms: i64,
+    ) -> Result<AccountFact, StorageError> {
+        let conn = self.conn;
+        let is_user = matches!(key.owner, Owner::User(_));
+        let (balance, held, active, due) = match known {
+            Some(row) => {
+                let due = if row.active_holds > 0 {
+                    holds::due_in_account(conn, account_id, now_ms)?
+                } else {
+                    Vec::new()
+                };
+                (row.balance, row.held, row.active_holds, due)
+            }
+            None if is_user => {
+                let (held, active, due) = holds::account_held(conn, account_id, now_ms)?;
+                (latest_balance(conn, account_id)?, held, active, due)
+            }
+            None => (latest_balance(conn, account_id)?, 0, 0, Vec::new()),
+        };
+        Ok(AccountFact {
+            held,
+            active_holds: active,
+            due,
+            ..AccountFact::new(key.clone(), balance)
+        })
+    }
+
+    fn user_has_wallet(&mut self, user: &str) -> Result<bool, StorageError> {
+        Ok(user_has_wallet(self.conn, user)?)
+    }
 }
 
 /// Writes a decided plan, in the order `Plan` gives: a hold is closed or
@@ -1007,14 +621,6 @@ struct AssetCache {
     by_id: HashMap<Uuid, ResolvedAsset>,
 }
 
-/// The asset a command names, with its Treasury.
-#[derive(Clone)]
-struct ResolvedAsset {
-    id: String,
-    symbol: String,
-    treasury_account: i64,
-}
-
 impl AssetCache {
     fn resolve(
         &mut self,
@@ -1069,22 +675,13 @@ fn lookup_asset(conn: &Connection, asset: &AssetRef) -> rusqlite::Result<Option<
         .optional()
 }
 
-/// A user's account in one asset, with its current balance.
-#[derive(Clone, Copy)]
-struct UserAccount {
-    id: i64,
-    balance: i64,
-    held: i64,
-    active_holds: i64,
-}
-
 /// One statement for all: the account, its latest posting by one descent
 /// of the postings primary key, and its hold totals.
 fn find_user_account(
     conn: &Connection,
     user: &str,
     asset_id: &str,
-) -> rusqlite::Result<Option<UserAccount>> {
+) -> rusqlite::Result<Option<UserAccountRow>> {
     conn.prepare_cached(
         "SELECT a.id,
                 coalesce((SELECT p.balance_after FROM postings p WHERE p.account_id = a.id
@@ -1095,7 +692,7 @@ fn find_user_account(
           WHERE a.owner_type = 'USER' AND a.owner_id = ?1 AND a.asset_type_id = ?2",
     )?
     .query_row([user, asset_id], |row| {
-        Ok(UserAccount {
+        Ok(UserAccountRow {
             id: row.get(0)?,
             balance: row.get(1)?,
             held: row.get(2)?,
@@ -1129,10 +726,11 @@ fn open_user_account(
 mod tests {
     use super::*;
     use crate::domain::{Amount, EntryKind, UserId};
-    use crate::ledger::engine::{Answer, CreditKind, EntryDetails, Operation, Route};
+    use crate::ledger::engine::{Answer, CreditKind, EntryDetails, Operation, Outcome, Route};
     use crate::ledger::Rejection;
-    use crate::limits::WRITE_BATCH_MAX;
+    use crate::limits::{WRITE_BATCH_MAX, WRITE_QUEUE_DEPTH_MAX};
     use crate::store::sqlite::{migrate, open, seed, verify};
+    use tokio::sync::oneshot;
 
     fn command(kind: EntryKind, user: &str, amount: u64, key: &str) -> Command {
         let user = UserId::parse(user).unwrap();
@@ -1381,7 +979,7 @@ mod tests {
         // BEGIN IMMEDIATE (within busy_timeout) and the queue fills up.
         let blocker = open::open_read_write(&dir.path().join("wallet.db")).unwrap();
         blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let writer = Writer::start(conn, WRITE_BATCH_MAX).unwrap();
+        let writer = start(conn, WRITE_BATCH_MAX).unwrap();
         let handle = writer.handle();
         let mut accepted = Vec::new();
         let started = std::time::Instant::now();
