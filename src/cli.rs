@@ -181,7 +181,8 @@ fn rate_limit_setting(raw: &str) -> Result<u32, ParseError> {
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
-    /// The SQLite database file; its folder must exist.
+    /// The SQLite database file (its folder must exist), or a
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE URL.
     #[arg(
         long,
         env = "WALLET_DB",

@@ -17,10 +17,12 @@ pub struct AuditAccount {
 }
 
 /// One stored posting: an account's signed change and the balance after it.
+/// A Treasury's posting may store no balance (the PostgreSQL backend keeps
+/// no running balance for it); a user's always does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuditPosting {
     pub delta: i64,
-    pub balance_after: i64,
+    pub balance_after: Option<i64>,
 }
 
 /// One entry as stored, with the two postings stored for it (if any: a file
@@ -343,11 +345,14 @@ impl Auditor {
                         posting.delta
                     ));
                 }
-                if posting.balance_after != after {
-                    self.problem(format!(
-                        "entry {seq}: account {account} stored balance {} but the entries give {after}",
-                        posting.balance_after
-                    ));
+                match posting.balance_after {
+                    Some(stored) if stored != after => self.problem(format!(
+                        "entry {seq}: account {account} stored balance {stored} but the entries give {after}"
+                    )),
+                    None if is_user => self.problem(format!(
+                        "entry {seq}: user account {account} stored no balance"
+                    )),
+                    _ => {}
                 }
             }
         }
@@ -566,6 +571,18 @@ impl Auditor {
         }
     }
 
+    /// Checks a balance kept beside the postings (PostgreSQL keeps a user's
+    /// on its account row, and a Treasury's as a sum of its asset's totals)
+    /// against the entries replayed so far.
+    pub fn check_stored_balance(&mut self, account: i64, stored: i128) {
+        let recomputed = i128::from(self.recomputed.get(&account).copied().unwrap_or(0));
+        if recomputed != stored {
+            self.problem(format!(
+                "account {account}: stores a balance of {stored} but the entries give {recomputed}"
+            ));
+        }
+    }
+
     /// Ends the audit. `postings_stored` is the count of stored postings, which
     /// must be exactly two per entry.
     pub fn finish(mut self, postings_stored: u64) -> AuditReport {
@@ -660,11 +677,11 @@ mod tests {
             credit_account: credit.0,
             debit_posting: Some(AuditPosting {
                 delta: -amount,
-                balance_after: debit.1,
+                balance_after: Some(debit.1),
             }),
             credit_posting: Some(AuditPosting {
                 delta: amount,
-                balance_after: credit.1,
+                balance_after: Some(credit.1),
             }),
         }
     }

@@ -1,8 +1,7 @@
 //! The store seam: the one way the rest of the program reaches the ledger's
 //! database. `LedgerStore` is what a backend must do, in ledger and domain
 //! types only; `Store` picks the backend once, at open, and dispatches
-//! statically. SQLite is the only backend today; PostgreSQL joins as a
-//! second variant. No backend type (a connection, a driver's error) is
+//! statically: SQLite or PostgreSQL. No backend type (a connection, a driver's error) is
 //! seen outside its own module.
 
 mod postgres;
@@ -61,6 +60,13 @@ pub enum StorageError {
     Backend(#[source] BackendError),
 }
 
+/// No pooled connection in time (both backends' read pools are r2d2's).
+impl From<r2d2::Error> for StorageError {
+    fn from(error: r2d2::Error) -> Self {
+        StorageError::Pool(Box::new(error))
+    }
+}
+
 /// A ledger operation's failure: refused by the rules, or by storage.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -75,8 +81,7 @@ pub enum LedgerError {
 pub enum DatabaseLocation {
     /// A SQLite file (created if needed; its folder must exist).
     Sqlite(PathBuf),
-    /// A PostgreSQL database. So far `wallet migrate`, `keys` and `assets`
-    /// run on it.
+    /// A PostgreSQL database, which any number of servers share.
     Postgres(postgres::PostgresUrl),
 }
 
@@ -106,15 +111,6 @@ impl DatabaseLocation {
             DatabaseLocation::Postgres(url) => url.to_string(),
         }
     }
-}
-
-/// The one line a command gives for a PostgreSQL database it cannot run on
-/// yet: the backend has its schema (`wallet migrate`) and its keys and
-/// assets commands; serving, seeding and auditing on it come next.
-fn not_yet_on_postgres(url: &postgres::PostgresUrl, command: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{command} does not run on PostgreSQL yet ({url}): on PostgreSQL this wallet runs migrate, keys and assets so far, and does not yet serve, seed or audit a ledger; use a SQLite file for now"
-    )
 }
 
 /// One asset's row of a user's balances.
@@ -271,6 +267,56 @@ pub struct SeedSummary {
     pub already_present: usize,
 }
 
+/// An initial balance of the demo seed (`seed.sql`), to post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub user: String,
+    pub symbol: String,
+    pub amount: i64,
+}
+
+/// Posts the seed's grants through a writer, the same path as `POST
+/// /topup`, each with the key `seed:<userId>:<SYMBOL>`: a second run
+/// replays and writes nothing.
+fn seed_grants(writer: &queue::WriterHandle, grants: &[Grant]) -> anyhow::Result<SeedSummary> {
+    use crate::domain::{Amount, Caller, IdempotencyKey};
+    use crate::ledger::engine::{CreditKind, EntryDetails, Operation, Route};
+    use anyhow::Context;
+    let command = |grant: &Grant| -> anyhow::Result<Command> {
+        let user = UserId::parse(&grant.user)?;
+        Ok(Command {
+            // The seed's keys belong to the anonymous caller, as every
+            // entry of a version 1 file does.
+            caller: Caller::Anonymous,
+            key: IdempotencyKey::for_seed(&user, &grant.symbol)?,
+            route: Route::Topup,
+            operations: vec![Operation::Credit {
+                kind: CreditKind::Topup,
+                user,
+                asset: AssetRef::parse(&grant.symbol)?,
+                amount: Amount::parse(u64::try_from(grant.amount)?)?,
+                details: EntryDetails::default(),
+            }],
+        })
+    };
+    let mut summary = SeedSummary::default();
+    for grant in grants {
+        let command =
+            command(grant).with_context(|| format!("seed.sql has an invalid grant {grant:?}"))?;
+        match writer.apply_blocking(command) {
+            Ok(Outcome::Created(_)) => summary.created += 1,
+            Ok(Outcome::Replayed(_)) => summary.already_present += 1,
+            Err(LedgerError::Rejected(rejection)) => {
+                anyhow::bail!("seeding {grant:?} was refused: {rejection}")
+            }
+            Err(LedgerError::Storage(error)) => {
+                return Err(anyhow::Error::new(error).context(format!("seeding {grant:?} failed")))
+            }
+        }
+    }
+    Ok(summary)
+}
+
 /// What a backend does for a running server: one method per use.
 pub trait LedgerStore {
     /// Applies a command through the backend's writer: decided by
@@ -343,6 +389,7 @@ pub trait LedgerStore {
 #[derive(Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::serving::PgStore),
 }
 
 /// Dispatches one call to the backend.
@@ -350,6 +397,7 @@ macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             Store::Sqlite($store) => $call,
+            Store::Postgres($store) => $call,
         }
     };
 }
@@ -464,6 +512,7 @@ impl Store {
 /// order when the server stops (the writer drains, then the lock goes).
 pub enum OpenedStore {
     Sqlite(sqlite::Serving),
+    Postgres(postgres::serving::Serving),
 }
 
 impl OpenedStore {
@@ -492,13 +541,16 @@ impl OpenedStore {
                 seed_demo_if_empty,
                 clock,
             )?)),
-            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "serve")),
+            DatabaseLocation::Postgres(url) => Ok(OpenedStore::Postgres(
+                postgres::serving::Serving::open(url, write_batch_max, seed_demo_if_empty, clock)?,
+            )),
         }
     }
 
     pub fn store(&self) -> Store {
         match self {
             OpenedStore::Sqlite(serving) => Store::Sqlite(serving.store()),
+            OpenedStore::Postgres(serving) => Store::Postgres(serving.store()),
         }
     }
 
@@ -506,6 +558,7 @@ impl OpenedStore {
     pub fn close(self) {
         match self {
             OpenedStore::Sqlite(serving) => serving.close(),
+            OpenedStore::Postgres(serving) => serving.close(),
         }
     }
 
@@ -531,7 +584,7 @@ pub mod commands {
     pub fn seed(location: &DatabaseLocation) -> anyhow::Result<SeedSummary> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::seed(path),
-            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "seed")),
+            DatabaseLocation::Postgres(url) => postgres::seed::seed(url),
         }
     }
 
@@ -547,7 +600,7 @@ pub mod commands {
     ) -> anyhow::Result<AuditReport> {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::verify(path, checked),
-            DatabaseLocation::Postgres(url) => Err(not_yet_on_postgres(url, "verify")),
+            DatabaseLocation::Postgres(url) => postgres::verify::audit(url, checked),
         }
     }
 

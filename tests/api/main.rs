@@ -21,6 +21,7 @@ mod helpers;
 mod holds;
 mod hostile;
 mod idempotency;
+mod instances;
 mod keys;
 mod metrics;
 mod migration;

@@ -1,11 +1,17 @@
-//! The PostgreSQL backend, as far as it is built: its location (a
-//! `postgres://` URL, never shown with its password), its connection, its
-//! versioned schema (`migrations/postgres/`), and the keys and assets
-//! commands, whose rules are the shared write loop's. Serving comes next.
+//! The PostgreSQL backend: its location (a `postgres://` URL, never shown
+//! with its password), its connections, its versioned schema
+//! (`migrations/postgres/`), a server's writer and reads (many instances
+//! on one database), the seed, the audit, and the keys and assets
+//! commands, whose rules are the shared write loop's.
 
 pub mod assets;
 pub mod keys;
 pub mod migrate;
+mod reads;
+pub mod seed;
+pub mod serving;
+pub mod verify;
+mod writer;
 
 use std::fmt;
 use std::str::FromStr;
@@ -109,13 +115,30 @@ fn connect(url: &PostgresUrl) -> anyhow::Result<postgres::Client> {
 
 impl From<postgres::Error> for crate::store::StorageError {
     fn from(error: postgres::Error) -> Self {
-        // A closed connection or a refused server may pass; a refused
-        // statement will not.
-        if error.is_closed() || error.as_db_error().is_none() {
+        use postgres::error::SqlState;
+        // A closed connection, a server shutting down or starting, a
+        // statement past its time limit may pass; a refused statement will
+        // not.
+        let transient = error.is_closed()
+            || error.as_db_error().is_none()
+            || error.code().is_some_and(|code| {
+                code.code().starts_with("08")
+                    || code.code().starts_with("53")
+                    || code.code().starts_with("57")
+                    || *code == SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            });
+        if transient {
             crate::store::StorageError::Unavailable(Box::new(error))
         } else {
             crate::store::StorageError::Backend(Box::new(error))
         }
+    }
+}
+
+impl From<postgres::Error> for crate::store::LedgerError {
+    fn from(error: postgres::Error) -> Self {
+        crate::store::LedgerError::Storage(error.into())
     }
 }
 

@@ -28,7 +28,7 @@ pub fn seed(path: &Path) -> anyhow::Result<SeedSummary> {
     migrate::migrate(&mut conn)?;
     let grants = seed::apply_catalogue(&mut conn)?;
     let writer = writer::start(conn, WRITE_BATCH_MAX).context("cannot start the writer")?;
-    let summary = seed::post_grants(&writer.handle(), &grants);
+    let summary = crate::store::seed_grants(&writer.handle(), &grants);
     writer.stop();
     summary
 }

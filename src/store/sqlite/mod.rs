@@ -59,12 +59,6 @@ impl From<rusqlite::Error> for StorageError {
     }
 }
 
-impl From<r2d2::Error> for StorageError {
-    fn from(error: r2d2::Error) -> Self {
-        StorageError::Pool(Box::new(error))
-    }
-}
-
 impl From<rusqlite::Error> for LedgerError {
     fn from(error: rusqlite::Error) -> Self {
         LedgerError::Storage(error.into())
@@ -157,7 +151,7 @@ impl Serving {
             Vec::new()
         };
         let writer = writer::start_with_clock(conn, write_batch_max, clock.clone())?;
-        if let Err(error) = seed::post_grants(&writer.handle(), &grants) {
+        if let Err(error) = crate::store::seed_grants(&writer.handle(), &grants) {
             writer.stop();
             return Err(error);
         }

@@ -7,20 +7,10 @@
 use anyhow::Context;
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::domain::{Amount, AssetRef, Caller, IdempotencyKey, UserId};
-use crate::ledger::engine::{Command, CreditKind, EntryDetails, Operation, Outcome, Route};
-use crate::store::queue::WriterHandle;
-use crate::store::{LedgerError, SeedSummary};
+use crate::ledger::engine::AssetRow;
+use crate::store::Grant;
 
 const SEED_SQL: &str = include_str!("../../../seed.sql");
-
-/// An initial balance to post.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    pub user: String,
-    pub symbol: String,
-    pub amount: i64,
-}
 
 /// Applies the asset types and Treasuries, and returns the grants to post.
 /// Runs on the read-write connection before the writer takes it.
@@ -43,41 +33,12 @@ pub fn apply_catalogue(conn: &mut Connection) -> anyhow::Result<Vec<Grant>> {
     Ok(grants)
 }
 
-/// Posts the grants through the writer, the same path as `POST /topup`.
-pub fn post_grants(writer: &WriterHandle, grants: &[Grant]) -> anyhow::Result<SeedSummary> {
-    let mut summary = SeedSummary::default();
-    for grant in grants {
-        let command = grant_command(grant)
-            .with_context(|| format!("seed.sql has an invalid grant {grant:?}"))?;
-        match writer.apply_blocking(command) {
-            Ok(Outcome::Created(_)) => summary.created += 1,
-            Ok(Outcome::Replayed(_)) => summary.already_present += 1,
-            Err(LedgerError::Rejected(rejection)) => {
-                anyhow::bail!("seeding {grant:?} was refused: {rejection}")
-            }
-            Err(LedgerError::Storage(error)) => {
-                return Err(anyhow::Error::new(error).context(format!("seeding {grant:?} failed")))
-            }
-        }
-    }
-    Ok(summary)
-}
-
-fn grant_command(grant: &Grant) -> anyhow::Result<Command> {
-    let user = UserId::parse(&grant.user)?;
-    let amount = Amount::parse(u64::try_from(grant.amount)?)?;
-    Ok(Command {
-        // The seed's keys belong to the anonymous caller, as every entry of
-        // a version 1 file does.
-        caller: Caller::Anonymous,
-        key: IdempotencyKey::for_seed(&user, &grant.symbol)?,
-        route: Route::Topup,
-        operations: vec![Operation::Credit {
-            kind: CreditKind::Topup,
-            user,
-            asset: AssetRef::parse(&grant.symbol)?,
-            amount,
-            details: EntryDetails::default(),
-        }],
-    })
+/// The demo catalogue and grants of `seed.sql`, read by applying it to a
+/// database in memory: what another backend seeds, from the one source.
+pub fn demo_catalogue() -> anyhow::Result<(Vec<AssetRow>, Vec<Grant>)> {
+    let mut conn = Connection::open_in_memory()?;
+    super::migrate::migrate(&mut conn)?;
+    let grants = apply_catalogue(&mut conn)?;
+    let assets = super::reads::assets(&mut conn)?;
+    Ok((assets, grants))
 }

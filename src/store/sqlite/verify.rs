@@ -60,7 +60,7 @@ pub fn audit_reporting(
                 let posting = |delta: Option<i64>, balance_after: Option<i64>| {
                     Some(AuditPosting {
                         delta: delta?,
-                        balance_after: balance_after?,
+                        balance_after: Some(balance_after?),
                     })
                 };
                 Ok(AuditEntry {

@@ -412,7 +412,7 @@ fn write_plan(
         let account = account_ids.get(&new.account).copied().ok_or_else(|| {
             StorageError::Backend(format!("no account id for {:?}", new.account).into())
         })?;
-        let id = entry_id_at(created_at_ms);
+        let id = write::entry_id_at(created_at_ms);
         conn.prepare_cached(
             "INSERT INTO holds (id, account_id, user_id, asset_type_id, amount, status, request_id,
                                 reference_id, note, metadata, expires_at, created_at)
@@ -452,9 +452,7 @@ fn write_plan(
     for entry in &plan.entries {
         let debit = account_id(&entry.debit)?;
         let credit = account_id(&entry.credit)?;
-        // Version 7: time-ordered, so each new id lands at the right edge
-        // of the ids' unique index instead of on a random page of it.
-        let entry_id = entry_id_at(created_at_ms);
+        let entry_id = write::entry_id_at(created_at_ms);
         insert_entry.execute(params![
             entry_id,
             entry.kind.as_str(),
@@ -523,15 +521,6 @@ fn write_asset(
         decimals: asset.decimals.get(),
         created_at_ms,
     })
-}
-
-/// A version 7 UUID for an entry made at `created_at_ms` (not negative: the
-/// writer's clock refuses times before the epoch).
-fn entry_id_at(created_at_ms: i64) -> String {
-    let ms = u64::try_from(created_at_ms).unwrap_or(0);
-    let timestamp =
-        uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
-    Uuid::new_v7(timestamp).to_string()
 }
 
 /// What this caller's key already names, with the entries it made: keys
@@ -968,8 +957,11 @@ mod tests {
             clock.read(UNIX_EPOCH - Duration::from_secs(1)),
             Err(StorageError::ClockBeforeEpoch)
         ));
-        assert_eq!(entry_id_at(2_000).len(), 36);
-        assert!(entry_id_at(1_000) < entry_id_at(2_000), "ids sort by time");
+        assert_eq!(write::entry_id_at(2_000).len(), 36);
+        assert!(
+            write::entry_id_at(1_000) < write::entry_id_at(2_000),
+            "ids sort by time"
+        );
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! `wallet verify` on PostgreSQL: feeds the ledger to `ledger::audit` in
+//! batches, inside one repeatable-read transaction, so the audit sees one
+//! committed state while every instance goes on writing. Beside what the
+//! SQLite audit checks, it checks what this backend keeps apart from the
+//! postings: each user's balance, held amount and active holds on its
+//! account row, and each Treasury's balance as its asset's totals.
+
+use std::collections::BTreeMap;
+
+use postgres::{IsolationLevel, Row};
+
+use super::migrate::check_current;
+use super::{connect, PostgresUrl};
+use crate::ledger::audit::{
+    AuditAccount, AuditCapture, AuditEntry, AuditEvents, AuditHeld, AuditPosting, AuditReport,
+    AuditRequest, AuditReversal, AuditSupply, Auditor,
+};
+use crate::limits::AUDIT_BATCH_ENTRIES;
+
+fn numeric(row: &Row, index: usize) -> anyhow::Result<i128> {
+    let text: String = row.get(index);
+    Ok(text.parse()?)
+}
+
+pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<AuditReport> {
+    let mut client = connect(url)?;
+    check_current(&mut client)?;
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()?;
+    let asset_symbols: BTreeMap<String, String> = tx
+        .query("SELECT id::text, symbol FROM asset_types", &[])?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let account_rows = tx.query(
+        "SELECT id, owner_type = 'USER', asset_type_id::text, balance FROM accounts",
+        &[],
+    )?;
+    let accounts: Vec<AuditAccount> = account_rows
+        .iter()
+        .map(|row| AuditAccount {
+            id: row.get(0),
+            is_user: row.get(1),
+            asset_type_id: row.get(2),
+        })
+        .collect();
+    let mut auditor = Auditor::new(accounts, asset_symbols);
+    let batch = tx.prepare(
+        "SELECT e.seq, e.kind, e.asset_type_id::text, e.amount, e.debit_account_id,
+                e.credit_account_id, d.delta, d.balance_after, c.delta, c.balance_after
+           FROM ledger_entries e
+           LEFT JOIN postings d ON d.account_id = e.debit_account_id AND d.entry_seq = e.seq
+           LEFT JOIN postings c ON c.account_id = e.credit_account_id AND c.entry_seq = e.seq
+          WHERE e.seq > $1
+          ORDER BY e.seq
+          LIMIT $2",
+    )?;
+    let mut after_seq = 0_i64;
+    let mut entries_checked = 0_u64;
+    loop {
+        let rows = tx.query(&batch, &[&after_seq, &(AUDIT_BATCH_ENTRIES as i64)])?;
+        let Some(last) = rows.last() else { break };
+        after_seq = last.get(0);
+        for row in &rows {
+            let posting = |delta: usize| {
+                row.get::<_, Option<i64>>(delta)
+                    .map(|delta_value| AuditPosting {
+                        delta: delta_value,
+                        balance_after: row.get(delta + 1),
+                    })
+            };
+            auditor.check(&AuditEntry {
+                seq: row.get(0),
+                kind: row.get(1),
+                asset_type_id: row.get(2),
+                amount: row.get(3),
+                debit_account: row.get(4),
+                credit_account: row.get(5),
+                debit_posting: posting(6),
+                credit_posting: posting(8),
+            });
+        }
+        entries_checked += rows.len() as u64;
+        checked(entries_checked);
+    }
+    // What each user's account row stores, against its postings.
+    for row in &account_rows {
+        let is_user: bool = row.get(1);
+        if is_user {
+            auditor.check_stored_balance(row.get(0), i128::from(row.get::<_, i64>(3)));
+        }
+    }
+    // Each Treasury's balance: the sum of its asset's totals.
+    for row in tx.query(
+        "SELECT a.id, sum(s.treasury)::text FROM accounts a
+           JOIN asset_totals s ON s.asset_type_id = a.asset_type_id
+          WHERE a.owner_type = 'SYSTEM' GROUP BY a.id",
+        &[],
+    )? {
+        auditor.check_stored_balance(row.get(0), numeric(&row, 1)?);
+    }
+    for row in tx.query(
+        "SELECT r.seq, o.kind,
+                coalesce(o.debit_account_id = r.credit_account_id
+                         AND o.credit_account_id = r.debit_account_id
+                         AND o.asset_type_id = r.asset_type_id, false),
+                r.reversed_after,
+                (sum(r.amount) OVER (PARTITION BY r.reverses_seq ORDER BY r.seq))::bigint,
+                o.amount
+           FROM ledger_entries r
+           LEFT JOIN ledger_entries o ON o.seq = r.reverses_seq
+          WHERE r.kind = 'REVERSAL' OR r.reverses_seq IS NOT NULL
+          ORDER BY r.seq",
+        &[],
+    )? {
+        auditor.check_reversal(&AuditReversal {
+            seq: row.get(0),
+            original_kind: row.get(1),
+            same_accounts_reversed: row.get(2),
+            reversed_after: row.get(3),
+            reversed_so_far: row.get(4),
+            original_amount: row.get(5),
+        });
+    }
+    for row in tx.query(
+        "SELECT r.id, r.entry_count::bigint, count(e.seq)
+           FROM idempotency_records r
+           LEFT JOIN ledger_entries e ON e.request_id = r.id
+          GROUP BY r.id",
+        &[],
+    )? {
+        auditor.check_request(&AuditRequest {
+            id: row.get(0),
+            entry_count: row.get(1),
+            entries_found: row.get(2),
+        });
+    }
+    // Each user account's hold figures, as stored on its row and as its
+    // holds give them; a balance read answers the stored figure less the
+    // holds due (the read path's rule).
+    let now_ms = crate::clock::now_ms();
+    for row in tx.query(
+        "SELECT a.id, a.held, a.active_holds::bigint,
+                coalesce(sum(h.amount) FILTER (WHERE h.status = 'HELD'), 0)::bigint,
+                count(h.seq) FILTER (WHERE h.status = 'HELD'),
+                coalesce(sum(h.amount) FILTER (WHERE h.status = 'HELD' AND h.expires_at > $1), 0)::bigint
+           FROM accounts a LEFT JOIN holds h ON h.account_id = a.id
+          WHERE a.owner_type = 'USER' AND (a.held <> 0 OR a.active_holds <> 0 OR h.seq IS NOT NULL)
+          GROUP BY a.id",
+        &[&now_ms],
+    )? {
+        let stored_held: i64 = row.get(1);
+        let due: i64 = row.get::<_, i64>(3) - row.get::<_, i64>(5);
+        auditor.check_held(&AuditHeld {
+            account: row.get(0),
+            stored_held,
+            stored_active: row.get(2),
+            held_by_holds: row.get(3),
+            active_by_holds: row.get(4),
+            held_unexpired: row.get(5),
+            held_as_read: stored_held - due,
+        });
+    }
+    for row in tx.query(
+        "SELECT h.seq, h.status, h.captured_amount, count(e.seq), max(e.amount),
+                coalesce(bool_or(e.debit_account_id = h.account_id), false)
+           FROM holds h LEFT JOIN ledger_entries e ON e.hold_seq = h.seq
+          WHERE h.status = 'CAPTURED' OR e.seq IS NOT NULL
+          GROUP BY h.seq",
+        &[],
+    )? {
+        auditor.check_capture(&AuditCapture {
+            hold: row.get(0),
+            status: row.get(1),
+            captured_amount: row.get(2),
+            entries: row.get(3),
+            entry_amount: row.get(4),
+            from_hold_account: row.get(5),
+        });
+    }
+    let mut supplies = Vec::new();
+    for row in tx.query(
+        "SELECT asset_type_id::text, sum(topup)::text, sum(bonus)::text, sum(spent)::text,
+                sum(reversed)::text, sum(held)::text, sum(holders)::bigint
+           FROM asset_totals GROUP BY asset_type_id",
+        &[],
+    )? {
+        let unsigned = |value: i128| u128::try_from(value).unwrap_or(0);
+        supplies.push(AuditSupply {
+            asset_type_id: row.get(0),
+            topup: unsigned(numeric(&row, 1)?),
+            bonus: unsigned(numeric(&row, 2)?),
+            spent: unsigned(numeric(&row, 3)?),
+            reversed: unsigned(numeric(&row, 4)?),
+            held: i64::try_from(numeric(&row, 5)?)?,
+            holders: row.get(6),
+        });
+    }
+    auditor.check_supply(&supplies);
+    let mut count = |sql: &str| -> anyhow::Result<i64> { Ok(tx.query_one(sql, &[])?.get(0)) };
+    let events = AuditEvents {
+        entry_rows: count("SELECT count(*) FROM events WHERE entry_seq IS NOT NULL")?,
+        entries: count("SELECT count(*) FROM ledger_entries")?,
+        unmatched_entry_rows: count(
+            "SELECT count(*) FROM events v LEFT JOIN ledger_entries e ON e.seq = v.entry_seq
+              WHERE v.entry_seq IS NOT NULL AND e.seq IS NULL",
+        )?,
+        hold_created_events: count("SELECT count(*) FROM events WHERE type = 'hold.created'")?,
+        holds: count("SELECT count(*) FROM holds")?,
+        closing_events: count(
+            "SELECT count(*) FROM events
+              WHERE type IN ('hold.captured', 'hold.voided', 'hold.expired')",
+        )?,
+        closed_holds: count("SELECT count(*) FROM holds WHERE status <> 'HELD'")?,
+        unmatched_hold_events: count(
+            "SELECT count(*) FROM events v LEFT JOIN holds h ON h.seq = v.hold_seq
+              WHERE v.entry_seq IS NULL
+                AND (h.seq IS NULL OR (v.type <> 'hold.created'
+                                       AND v.type <> 'hold.' || lower(h.status)))",
+        )?,
+        // Entry numbers are not commit order across users here; within one
+        // user account they are, and the feed must agree with them there.
+        out_of_order: count(
+            "SELECT count(*) FROM
+               (SELECT p.entry_seq,
+                       lag(p.entry_seq) OVER (PARTITION BY p.account_id ORDER BY v.feed_seq) AS before
+                  FROM postings p
+                  JOIN events v ON v.entry_seq = p.entry_seq
+                  JOIN accounts a ON a.id = p.account_id AND a.owner_type = 'USER') AS s
+              WHERE entry_seq <= before",
+        )?,
+    };
+    auditor.check_events(&events);
+    let postings_stored = count("SELECT count(*) FROM postings")?;
+    tx.commit()?;
+    Ok(auditor.finish(u64::try_from(postings_stored).unwrap_or(0)))
+}

@@ -1,0 +1,701 @@
+//! PostgreSQL's writer: the thread of the shared queue (`store::queue`) on
+//! one connection of its own. Each instance keeps group commit: its queued
+//! work goes into one transaction, which the shared loop fills
+//! (`store::write::apply_batch`) through `PgWrite`, this file's queries.
+//!
+//! Several instances write to one database at once. What keeps them apart:
+//!
+//! * Before it reads any fact, a batch locks every user its commands touch,
+//!   once, in one order (the users' hashes, ascending), with
+//!   transaction-scoped advisory locks. A user's writes therefore never
+//!   overlap: the facts read after the lock are the newest, a balance is
+//!   checked and moved as one step, and a user's entries are numbered in
+//!   commit order (what history pages by). Locks taken in one order cannot
+//!   deadlock with one another.
+//! * The Treasury is never locked and keeps no running balance (see the
+//!   schema), so no row is locked by every write.
+//! * A key used at once on two instances: both insert its idempotency
+//!   record; the second waits for the first to commit, fails on the unique
+//!   key, and its batch is retried, now finding the first's record (a
+//!   replay). A deadlock or a serialization failure is retried the same
+//!   way, up to `PG_BATCH_ATTEMPTS` times, so no caller sees one.
+//! * Expiring holds takes a user's lock only if it is free
+//!   (`pg_try_advisory_xact_lock`), so the sweep never waits and never
+//!   deadlocks; a hold it skips is expired by the next sweep, or by the
+//!   user's own next write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use log::{error, warn};
+use postgres::error::SqlState;
+use postgres::{Client, Row, Transaction};
+use uuid::Uuid;
+
+use super::assets::PgAssets;
+use super::keys::PgKeys;
+use super::reads;
+use super::PostgresUrl;
+use crate::domain::{AssetRef, Caller, IdempotencyKey, KeyName};
+use crate::ledger::engine::{
+    self, AccountFact, AccountKey, AnswerState, AssetRow, CanonicalRequest, Command, DueHold,
+    EntryFact, Facts, HoldFact, NewAsset, Owner, Plan, RecordedEntry, StoredRequest,
+};
+use crate::store::queue::{
+    answer_committed, answer_rolled_back, BatchWriter, WriterClock, WriterStatus,
+};
+use crate::store::write::{
+    self, AssetTransaction, Done, FactSource, KeyFacts, KeyTransaction, ResolvedAsset,
+    UserAccountRow, Work, WriteTransaction,
+};
+use crate::store::{KeyListing, NewKey, StorageError};
+
+/// How many times a batch is tried when PostgreSQL aborts it for a
+/// deadlock, a serialization failure or a key another instance wrote
+/// first.
+const PG_BATCH_ATTEMPTS: u32 = 8;
+
+/// The advisory lock space of users' locks: `pg_advisory_xact_lock(space,
+/// hashtext(user))`. The feed's and the catalogue's locks are in the
+/// single-number space, which never meets this one.
+pub(super) const USER_LOCK_SPACE: i32 = 7;
+
+/// What the writer thread owns.
+pub(super) struct PgWriter {
+    url: PostgresUrl,
+    /// Connected on first use, and again after the database went away.
+    client: Option<Client>,
+    assets: HashMap<String, ResolvedAsset>,
+    status: Arc<WriterStatus>,
+}
+
+impl PgWriter {
+    pub fn new(url: PostgresUrl, status: Arc<WriterStatus>) -> PgWriter {
+        PgWriter {
+            url,
+            client: None,
+            assets: HashMap::new(),
+            status,
+        }
+    }
+
+    fn client(&mut self) -> Result<&mut Client, StorageError> {
+        if self.client.is_none() {
+            let client = self
+                .url
+                .serving_config()
+                .connect(postgres::NoTls)
+                .map_err(|error| StorageError::Unavailable(Box::new(error)))?;
+            self.client = Some(client);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| StorageError::Backend("no connection".into()))
+    }
+
+    /// One attempt: the whole batch in one transaction, committed.
+    fn attempt(&mut self, batch: &[Work], now_ms: i64) -> Result<Vec<Done>, StorageError> {
+        let mut assets = std::mem::take(&mut self.assets);
+        let result = (|| {
+            let client = self.client()?;
+            let mut tx = client.transaction()?;
+            lock_users(&mut tx, batch)?;
+            let results = write::apply_batch(
+                &mut PgWrite {
+                    tx: &mut tx,
+                    assets: &mut assets,
+                },
+                batch,
+                now_ms,
+            )?;
+            tx.commit()?;
+            Ok(results)
+        })();
+        // An asset met inside a rolled-back transaction may not exist.
+        if result.is_ok() {
+            self.assets = assets;
+        }
+        result
+    }
+}
+
+impl BatchWriter for PgWriter {
+    fn write(&mut self, batch: &mut Vec<Work>, clock: &mut WriterClock) {
+        let began = std::time::Instant::now();
+        let now_ms = match clock.now_ms() {
+            Ok(now_ms) => now_ms,
+            Err(error) => return answer_rolled_back(batch, error, &self.status),
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.attempt(batch, now_ms) {
+                Ok(results) => return answer_committed(batch, results, &self.status, began),
+                Err(error) if attempts < PG_BATCH_ATTEMPTS && worth_retrying(&error) => {
+                    // Another instance got there first: wait a little
+                    // (more each time, never in step with it) and redo it.
+                    let jitter = u64::from(Uuid::new_v4().as_bytes()[0] % 8);
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        u64::from(attempts) * 2 + jitter,
+                    ));
+                }
+                Err(error) => {
+                    if self.client.as_ref().is_none_or(Client::is_closed) {
+                        // Reconnect for the next batch.
+                        self.client = None;
+                    }
+                    if attempts > 1 {
+                        warn!("a write batch failed after {attempts} attempts");
+                    }
+                    return answer_rolled_back(batch, error, &self.status);
+                }
+            }
+        }
+    }
+
+    fn close(self) {
+        if let Some(client) = self.client {
+            if let Err(failure) = client.close() {
+                error!("closing the write connection failed: {failure}");
+            }
+        }
+    }
+}
+
+/// Whether PostgreSQL aborted the batch for a reason another attempt
+/// resolves: a deadlock, a serialization failure, or a unique key another
+/// instance wrote first (a record of the same idempotency key, an account,
+/// an asset or a key of the same name).
+fn worth_retrying(error: &StorageError) -> bool {
+    let cause = match error {
+        StorageError::Backend(cause) | StorageError::Unavailable(cause) => cause,
+        _ => return false,
+    };
+    let Some(error) = cause.downcast_ref::<postgres::Error>() else {
+        return false;
+    };
+    matches!(
+        error.code(),
+        Some(&SqlState::T_R_DEADLOCK_DETECTED)
+            | Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+            | Some(&SqlState::UNIQUE_VIOLATION)
+    )
+}
+
+/// Locks every user the batch's commands touch, once each, in one order.
+fn lock_users(tx: &mut Transaction, batch: &[Work]) -> Result<(), StorageError> {
+    let mut users: Vec<String> = Vec::new();
+    let mut entries: Vec<String> = Vec::new();
+    let mut holds: Vec<String> = Vec::new();
+    for work in batch {
+        let Work::Command { command, .. } = work else {
+            continue;
+        };
+        let needs = engine::needs(command);
+        users.extend(
+            needs
+                .user_accounts
+                .iter()
+                .map(|(user, _)| user.as_str().to_owned()),
+        );
+        users.extend(needs.wallets.iter().map(|user| user.as_str().to_owned()));
+        entries.extend(needs.entries.iter().map(Uuid::to_string));
+        for (hold, to) in &needs.holds {
+            holds.push(hold.to_string());
+            users.extend(to.iter().map(|to| to.as_str().to_owned()));
+        }
+    }
+    // Whose entries and holds are named: an entry's and a hold's accounts
+    // never change, so reading them before the locks is safe.
+    if !entries.is_empty() {
+        for row in tx.query(
+            "SELECT d.owner_id, c.owner_id FROM ledger_entries e
+               JOIN accounts d ON d.id = e.debit_account_id
+               JOIN accounts c ON c.id = e.credit_account_id
+              WHERE e.id = ANY($1::text[]::uuid[])",
+            &[&entries],
+        )? {
+            users.extend(row.get::<_, Option<String>>(0));
+            users.extend(row.get::<_, Option<String>>(1));
+        }
+    }
+    if !holds.is_empty() {
+        for row in tx.query(
+            "SELECT user_id FROM holds WHERE id = ANY($1::text[]::uuid[])",
+            &[&holds],
+        )? {
+            users.push(row.get(0));
+        }
+    }
+    if users.is_empty() {
+        return Ok(());
+    }
+    users.sort_unstable();
+    users.dedup();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, k)
+           FROM (SELECT DISTINCT hashtext(u) AS k FROM unnest($2::text[]) AS u ORDER BY k) AS s",
+        &[&USER_LOCK_SPACE, &users],
+    )?;
+    Ok(())
+}
+
+/// What the shared write loop does in PostgreSQL's transaction.
+struct PgWrite<'a, 't> {
+    tx: &'a mut Transaction<'t>,
+    assets: &'a mut HashMap<String, ResolvedAsset>,
+}
+
+impl KeyTransaction for PgWrite<'_, '_> {
+    fn key_facts(&mut self, name: &KeyName) -> Result<KeyFacts, StorageError> {
+        // Two instances adding keys at once take turns, so both cannot
+        // pass the same count (the command line takes the same lock).
+        self.tx
+            .execute("SELECT pg_advisory_xact_lock(hashtext('wallet.keys'))", &[])?;
+        PgKeys(self.tx).key_facts(name)
+    }
+
+    fn write_key(&mut self, key: &NewKey, now_ms: i64) -> Result<KeyListing, StorageError> {
+        PgKeys(self.tx).write_key(key, now_ms)
+    }
+
+    fn write_revocation(
+        &mut self,
+        name: &KeyName,
+        now_ms: i64,
+    ) -> Result<Option<KeyListing>, StorageError> {
+        PgKeys(self.tx).write_revocation(name, now_ms)
+    }
+}
+
+impl AssetTransaction for PgWrite<'_, '_> {
+    fn asset_facts(&mut self, asset: &NewAsset) -> Result<(Option<AssetRow>, usize), StorageError> {
+        self.tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('wallet.asset_types'))",
+            &[],
+        )?;
+        PgAssets(self.tx).asset_facts(asset)
+    }
+
+    fn write_asset(&mut self, asset: &NewAsset, now_ms: i64) -> Result<AssetRow, StorageError> {
+        PgAssets(self.tx).write_asset(asset, now_ms)
+    }
+}
+
+impl FactSource for PgWrite<'_, '_> {
+    fn find_request(
+        &mut self,
+        caller: Caller,
+        key: &IdempotencyKey,
+    ) -> Result<Option<StoredRequest>, StorageError> {
+        let Some(row) = self.tx.query_opt(
+            "SELECT id, request, hold_seq, answer_state FROM idempotency_records
+              WHERE caller_id = $1 AND key = $2",
+            &[&caller.stored_id(), &key.as_str()],
+        )?
+        else {
+            return Ok(None);
+        };
+        let (request_id, request, hold_seq, state): (i64, String, Option<i64>, Option<String>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let entries = reads::entries_of_request(self.tx, request_id, key.as_str())?;
+        // A capture or void names its hold; a hold's creation is found by
+        // the hold that names it.
+        let hold = match hold_seq {
+            Some(seq) => reads::hold_where(self.tx, "h.seq = $1", &seq)?.map(|(hold, _)| hold),
+            None if state.is_some() => {
+                reads::hold_where(self.tx, "h.request_id = $1", &request_id)?.map(|(hold, _)| hold)
+            }
+            None => None,
+        };
+        Ok(Some(StoredRequest {
+            request: CanonicalRequest::from_json(request),
+            entries,
+            hold,
+            state: AnswerState::from_json(state.as_deref()),
+        }))
+    }
+
+    fn resolve_asset(&mut self, asset: &AssetRef) -> Result<Option<ResolvedAsset>, StorageError> {
+        let name = match asset {
+            AssetRef::Symbol(symbol) => symbol.clone(),
+            AssetRef::Id(id) => id.to_string(),
+        };
+        if let Some(known) = self.assets.get(&name) {
+            return Ok(Some(known.clone()));
+        }
+        let by = match asset {
+            AssetRef::Symbol(_) => "t.symbol = $1",
+            AssetRef::Id(_) => "t.id = $1::text::uuid",
+        };
+        let Some(row) = self.tx.query_opt(
+            &format!(
+                "SELECT t.id::text, t.symbol, a.id FROM asset_types t
+                   JOIN accounts a ON a.asset_type_id = t.id AND a.owner_type = 'SYSTEM'
+                  WHERE {by}"
+            ),
+            &[&name],
+        )?
+        else {
+            return Ok(None);
+        };
+        let found = ResolvedAsset {
+            id: row.get(0),
+            symbol: row.get(1),
+            treasury_account: row.get(2),
+        };
+        // Bounded: at most `ASSET_TYPES_MAX` assets, each under two names;
+        // an unknown name is never kept.
+        self.assets.insert(found.id.clone(), found.clone());
+        self.assets.insert(found.symbol.clone(), found.clone());
+        Ok(Some(found))
+    }
+
+    fn find_entry(&mut self, id: &Uuid) -> Result<Option<(EntryFact, i64, i64)>, StorageError> {
+        let Some(row) = self.tx.query_opt(
+            "SELECT e.seq, e.id::text, e.kind, e.asset_type_id::text, t.symbol, e.amount,
+                    e.debit_account_id, d.owner_id, e.credit_account_id, c.owner_id,
+                    coalesce((SELECT max(r.reversed_after) FROM ledger_entries r
+                               WHERE r.reverses_seq = e.seq), 0)
+               FROM ledger_entries e
+               JOIN asset_types t ON t.id = e.asset_type_id
+               JOIN accounts d ON d.id = e.debit_account_id
+               JOIN accounts c ON c.id = e.credit_account_id
+              WHERE e.id = $1::text::uuid",
+            &[&id.to_string()],
+        )?
+        else {
+            return Ok(None);
+        };
+        let asset_id: String = row.get(3);
+        let owner = |user: Option<String>| match user {
+            Some(user) => AccountKey::user(&user, &asset_id),
+            None => AccountKey::treasury(&asset_id),
+        };
+        let entry = EntryFact {
+            seq: row.get(0),
+            id: row.get(1),
+            kind: reads::stored_kind(&row.get::<_, String>(2))?,
+            asset_symbol: row.get(4),
+            amount: row.get(5),
+            debit: owner(row.get(7)),
+            credit: owner(row.get(9)),
+            reversed: row.get(10),
+            asset_id: asset_id.clone(),
+        };
+        Ok(Some((entry, row.get(6), row.get(8))))
+    }
+
+    fn find_hold(&mut self, id: &Uuid) -> Result<Option<(HoldFact, i64)>, StorageError> {
+        reads::hold_where(self.tx, "h.id = $1::text::uuid", &id.to_string())
+    }
+
+    fn find_user_account(
+        &mut self,
+        user: &str,
+        asset_id: &str,
+    ) -> Result<Option<UserAccountRow>, StorageError> {
+        Ok(self
+            .tx
+            .query_opt(
+                "SELECT id, balance, held, active_holds FROM accounts
+                  WHERE owner_type = 'USER' AND owner_id = $1 AND asset_type_id = $2::text::uuid",
+                &[&user, &asset_id],
+            )?
+            .map(|row| account_row(&row)))
+    }
+
+    fn account_fact(
+        &mut self,
+        key: &AccountKey,
+        account_id: i64,
+        known: Option<UserAccountRow>,
+        now_ms: i64,
+    ) -> Result<AccountFact, StorageError> {
+        if key.owner == Owner::Treasury {
+            // The Treasury keeps no running balance here: the engine only
+            // keeps it within i64, and a sum over the asset's totals never
+            // overflows (numeric).
+            return Ok(AccountFact::new(key.clone(), 0));
+        }
+        let row = match known {
+            Some(row) => row,
+            None => account_row(&self.tx.query_one(
+                "SELECT id, balance, held, active_holds FROM accounts WHERE id = $1",
+                &[&account_id],
+            )?),
+        };
+        let due = if row.active_holds > 0 {
+            due_in_account(self.tx, account_id, now_ms)?
+        } else {
+            Vec::new()
+        };
+        Ok(AccountFact {
+            held: row.held,
+            active_holds: row.active_holds,
+            due,
+            ..AccountFact::new(key.clone(), row.balance)
+        })
+    }
+
+    fn user_has_wallet(&mut self, user: &str) -> Result<bool, StorageError> {
+        Ok(self
+            .tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM accounts WHERE owner_type = 'USER' AND owner_id = $1)",
+                &[&user],
+            )?
+            .get(0))
+    }
+}
+
+fn account_row(row: &Row) -> UserAccountRow {
+    UserAccountRow {
+        id: row.get(0),
+        balance: row.get(1),
+        held: row.get(2),
+        active_holds: i64::from(row.get::<_, i32>(3)),
+    }
+}
+
+/// An account's holds stored HELD whose expiry has come at `now_ms`.
+fn due_in_account(
+    tx: &mut Transaction,
+    account_id: i64,
+    now_ms: i64,
+) -> Result<Vec<DueHold>, StorageError> {
+    Ok(tx
+        .query(
+            "SELECT seq, amount, expires_at FROM holds
+              WHERE account_id = $1 AND status = 'HELD' AND expires_at <= $2",
+            &[&account_id, &now_ms],
+        )?
+        .iter()
+        .filter(|row| engine::has_expired(row.get(2), now_ms))
+        .map(|row| DueHold {
+            seq: row.get(0),
+            amount: row.get(1),
+        })
+        .collect())
+}
+
+impl WriteTransaction for PgWrite<'_, '_> {
+    /// The ids of the accounts among the facts.
+    type Found = BTreeMap<AccountKey, i64>;
+
+    fn read_facts(
+        &mut self,
+        command: &Command,
+        now_ms: i64,
+    ) -> Result<(Facts, Self::Found), StorageError> {
+        write::read_facts(self, command, now_ms)
+    }
+
+    fn write_plan(
+        &mut self,
+        plan: &Plan,
+        found: &mut Self::Found,
+        now_ms: i64,
+    ) -> Result<(Vec<RecordedEntry>, Option<HoldFact>), StorageError> {
+        write_plan(self.tx, plan, found, now_ms)
+    }
+
+    fn record_key_uses(&mut self, uses: &[(i64, i64)]) -> Result<(), StorageError> {
+        // In key order, so two instances recording the same keys cannot
+        // deadlock on them.
+        let mut uses = uses.to_vec();
+        uses.sort_unstable();
+        for (id, used_at_ms) in uses {
+            self.tx.execute(
+                "UPDATE api_keys SET last_used_at = greatest(coalesce(last_used_at, 0), $2)
+                  WHERE id = $1",
+                &[&id, &used_at_ms],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn expire_due_holds(&mut self, now_ms: i64, max: usize) -> Result<usize, StorageError> {
+        // Holds another instance is closing are skipped, as are those of a
+        // user whose lock is taken: never a wait.
+        let expired = self.tx.execute(
+            "UPDATE holds SET status = 'EXPIRED', closed_at = expires_at
+              WHERE seq IN (SELECT seq FROM holds
+                             WHERE status = 'HELD' AND expires_at <= $1
+                             ORDER BY expires_at LIMIT $2
+                             FOR UPDATE SKIP LOCKED)
+                AND status = 'HELD' AND expires_at <= $1
+                AND pg_try_advisory_xact_lock($3, hashtext(user_id))",
+            &[&now_ms, &(max as i64), &USER_LOCK_SPACE],
+        )?;
+        Ok(usize::try_from(expired).unwrap_or(usize::MAX))
+    }
+}
+
+/// Writes a decided plan, in the order `Plan` gives (see SQLite's writer):
+/// expiries, new accounts, the idempotency record, the hold closed or
+/// made, the entries and their postings. A Treasury's posting carries no
+/// balance.
+fn write_plan(
+    tx: &mut Transaction,
+    plan: &Plan,
+    account_ids: &mut BTreeMap<AccountKey, i64>,
+    created_at_ms: i64,
+) -> Result<(Vec<RecordedEntry>, Option<HoldFact>), StorageError> {
+    for seq in &plan.expire {
+        tx.execute(
+            "UPDATE holds SET status = 'EXPIRED', closed_at = expires_at
+              WHERE seq = $1 AND status = 'HELD'",
+            &[seq],
+        )?;
+    }
+    for key in &plan.new_accounts {
+        let Owner::User(user) = &key.owner else {
+            return Err(StorageError::Backend("the engine opened a Treasury".into()));
+        };
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO accounts (owner_type, owner_id, asset_type_id, created_at)
+                 VALUES ('USER', $1, $2::text::uuid, $3) RETURNING id",
+                &[user, &key.asset_id, &created_at_ms],
+            )?
+            .get(0);
+        account_ids.insert(key.clone(), id);
+    }
+    let request_id: i64 = tx
+        .query_one(
+            "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at,
+                                              hold_seq, answer_state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            &[
+                &plan.caller.stored_id(),
+                &plan.key.as_str(),
+                &plan.request.to_json(),
+                &(plan.entries.len() as i32),
+                &created_at_ms,
+                &plan.close_hold.as_ref().map(|hold| hold.seq),
+                &plan.state.to_json(),
+            ],
+        )?
+        .get(0);
+    let mut hold = None;
+    if let Some(closed) = &plan.close_hold {
+        let changed = tx.execute(
+            "UPDATE holds SET status = $2, captured_amount = $3, closed_at = $4
+              WHERE seq = $1 AND status = 'HELD'",
+            &[
+                &closed.seq,
+                &closed.status.as_str(),
+                &closed.captured_amount,
+                &created_at_ms,
+            ],
+        )?;
+        if changed != 1 {
+            return Err(StorageError::Backend(
+                "the hold the engine closed was not HELD".into(),
+            ));
+        }
+        hold = Some(closed.clone());
+    }
+    let account_id = |key: &AccountKey| {
+        account_ids
+            .get(key)
+            .copied()
+            .ok_or_else(|| StorageError::Backend(format!("no account id for {key:?}").into()))
+    };
+    if let Some(new) = &plan.new_hold {
+        let account = account_id(&new.account)?;
+        let id = write::entry_id_at(created_at_ms);
+        let seq: i64 = tx
+            .query_one(
+                "INSERT INTO holds (id, account_id, user_id, asset_type_id, amount, status,
+                                    request_id, reference_id, note, metadata, expires_at,
+                                    created_at)
+                 VALUES ($1::text::uuid, $2, $3, $4::text::uuid, $5, 'HELD', $6, $7, $8,
+                         $9::text, $10, $11)
+                 RETURNING seq",
+                &[
+                    &id,
+                    &account,
+                    &new.user,
+                    &new.account.asset_id,
+                    &new.amount,
+                    &request_id,
+                    &new.reference_id,
+                    &new.note,
+                    &new.metadata.as_ref().map(|m| m.to_json()),
+                    &new.expires_at_ms,
+                    &created_at_ms,
+                ],
+            )?
+            .get(0);
+        hold = Some(new.recorded(seq, id, &plan.key, created_at_ms));
+    }
+    let insert_entry = tx.prepare(
+        "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
+                                     credit_account_id, amount, request_id, reference_id, note,
+                                     metadata, reverses_seq, reversed_after, hold_seq, created_at)
+         VALUES ($1::text::uuid, $2, $3::text::uuid, $4, $5, $6, $7, $8, $9, $10::text, $11, $12,
+                 $13, $14)
+         RETURNING seq",
+    )?;
+    let insert_posting = tx.prepare(
+        "INSERT INTO postings (account_id, entry_seq, delta, balance_after)
+         VALUES ($1, $2, $3, $4)",
+    )?;
+    let balance_after = |key: &AccountKey, balance: i64| match key.owner {
+        Owner::User(_) => Some(balance),
+        Owner::Treasury => None,
+    };
+    let mut recorded = Vec::with_capacity(plan.entries.len());
+    for entry in &plan.entries {
+        let debit = account_id(&entry.debit)?;
+        let credit = account_id(&entry.credit)?;
+        let entry_id = write::entry_id_at(created_at_ms);
+        let seq: i64 = tx
+            .query_one(
+                &insert_entry,
+                &[
+                    &entry_id,
+                    &entry.kind.as_str(),
+                    &entry.asset_id,
+                    &debit,
+                    &credit,
+                    &entry.amount,
+                    &request_id,
+                    &entry.reference_id,
+                    &entry.note,
+                    &entry.metadata.as_ref().map(|m| m.to_json()),
+                    &entry.reverses.as_ref().map(|r| r.seq),
+                    &entry.reverses.as_ref().map(|r| r.reversed_after),
+                    &entry.hold.as_ref().map(|(seq, _)| *seq),
+                    &created_at_ms,
+                ],
+            )?
+            .get(0);
+        tx.execute(
+            &insert_posting,
+            &[
+                &debit,
+                &seq,
+                &-entry.amount,
+                &balance_after(&entry.debit, entry.debit_balance_after),
+            ],
+        )?;
+        tx.execute(
+            &insert_posting,
+            &[
+                &credit,
+                &seq,
+                &entry.amount,
+                &balance_after(&entry.credit, entry.credit_balance_after),
+            ],
+        )?;
+        let entry = entry.recorded(seq, entry_id, &plan.key, created_at_ms);
+        if let Some(hold) = hold.as_mut().filter(|_| entry.hold_id.is_some()) {
+            hold.captured_by = Some(entry.id.clone());
+        }
+        recorded.push(entry);
+    }
+    Ok((recorded, hold))
+}

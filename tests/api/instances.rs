@@ -1,0 +1,509 @@
+//! Several `wallet serve` processes on one PostgreSQL database, each a real
+//! binary over real HTTP, on a throwaway cluster of the test's own (see
+//! `postgres.rs`): every guarantee of one server holds across instances.
+//! No overdraft, one entry per idempotency key, no deadlock reaching a
+//! caller, a hold closed once, keys and event streams in force everywhere
+//! within a second, pages that neither repeat nor skip an entry while every
+//! instance writes, and `wallet verify` clean at the end.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{client_with_key, create_key, run_wallet, send, ApiResponse, TestApp};
+use crate::postgres::Cluster;
+
+/// `count` servers on a new database of `cluster`, seeded by the first.
+/// Each client sends `key` when given, made with `keys` before they start.
+fn instances(
+    cluster: &Cluster,
+    database: &str,
+    count: usize,
+    keys: &[(&str, &str)],
+) -> (String, Vec<TestApp>, Vec<String>) {
+    let url = cluster.database(database);
+    let (status, stdout, stderr) = run_wallet(&["migrate", "--db", &url]);
+    assert!(status.success(), "{stdout}{stderr}");
+    let secrets: Vec<String> = keys
+        .iter()
+        .map(|(name, scopes)| create_key(Path::new(&url), name, scopes))
+        .collect();
+    let apps = (0..count)
+        .map(|_| {
+            TestApp::start(
+                Path::new(&url),
+                &["--seed-demo"],
+                secrets.first().map(String::as_str),
+            )
+        })
+        .collect();
+    (url, apps, secrets)
+}
+
+fn verify_clean(url: &str) -> String {
+    let (status, stdout, stderr) = run_wallet(&["verify", "--db", url]);
+    assert!(status.success(), "verify failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("verify: OK"), "{stdout}");
+    stdout
+}
+
+/// Sends `requests` from `threads` threads at once; each request is
+/// `(server address, path, body)`. Returns the answers in request order.
+fn at_once(
+    requests: Vec<(String, String, Value)>,
+    threads: usize,
+    key: Option<&str>,
+) -> Vec<ApiResponse> {
+    let requests = Arc::new(requests);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let requests = Arc::clone(&requests);
+            let next = Arc::clone(&next);
+            let start = Arc::clone(&start);
+            let key = key.map(str::to_owned);
+            std::thread::spawn(move || {
+                let client = client_with_key(key.as_deref());
+                start.wait();
+                let mut answers = Vec::new();
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((address, path, body)) = requests.get(index) else {
+                        break;
+                    };
+                    let answer = send(client.post(format!("{address}{path}")).json(body));
+                    answers.push((index, answer));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut answers: Vec<(usize, ApiResponse)> = handles
+        .into_iter()
+        .flat_map(|handle| handle.join().expect("a client thread"))
+        .collect();
+    answers.sort_by_key(|(index, _)| *index);
+    answers.into_iter().map(|(_, answer)| answer).collect()
+}
+
+fn statuses(answers: &[ApiResponse]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for answer in answers {
+        let label = if answer.status < 300 {
+            answer.status.to_string()
+        } else {
+            format!("{} {}", answer.status, answer.error_code())
+        };
+        *counts.entry(label).or_default() += 1;
+    }
+    counts
+}
+
+/// Goal: two instances serve one ledger as one server does: what one
+/// writes the other reads at once (balances, history, the transaction, a
+/// hold), a hold made on one is captured on the other, a reversal on the
+/// other, and the ledger audits clean.
+#[test]
+fn two_instances_serve_one_ledger() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (url, apps, _) = instances(&cluster, "one_ledger", 2, &[]);
+    let (a, b) = (&apps[0], &apps[1]);
+    assert_eq!(a.balance("user_alice", "GOLD"), 1000, "seeded once");
+    assert_eq!(b.balance("user_alice", "GOLD"), 1000);
+    let spent = a.post_spend("user_alice", "GOLD", 30, "spend-1");
+    assert_eq!(spent.status, 201, "{:?}", spent.body);
+    let id = spent.data()["transaction"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(b.balance("user_alice", "GOLD"), 970);
+    let replayed = b.post_spend("user_alice", "GOLD", 30, "spend-1");
+    assert_eq!(replayed.status, 200, "{:?}", replayed.body);
+    assert_eq!(
+        replayed.data(),
+        spent.data(),
+        "a replay on the other instance"
+    );
+    let detail = b.get(&format!("/transactions/{id}"));
+    assert_eq!(detail.data()["amount"], 30);
+    let history = b.get("/wallets/user_alice/transactions?asset=GOLD&limit=1");
+    assert_eq!(history.data()["items"][0]["id"], id.as_str());
+
+    let held = a.post(
+        "/wallets/user_alice/holds",
+        &json!({"asset": "GOLD", "amount": 100, "idempotencyKey": "hold-1"}),
+    );
+    assert_eq!(held.status, 201, "{:?}", held.body);
+    let hold = held.data()["hold"]["id"].as_str().unwrap().to_owned();
+    let balance = b.get("/wallets/user_alice/balance");
+    let gold = balance.data()["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["asset"] == "GOLD")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (gold["held"].clone(), gold["available"].clone()),
+        (json!(100), json!(870))
+    );
+    let captured = b.post(
+        &format!("/holds/{hold}/capture"),
+        &json!({"idempotencyKey": "capture-1", "amount": 60, "to": "user_bob"}),
+    );
+    assert_eq!(captured.status, 201, "{:?}", captured.body);
+    assert_eq!(captured.data()["balance"], 910);
+    assert_eq!(a.balance("user_bob", "GOLD"), 560);
+    let reversed = a.post(
+        &format!("/transactions/{id}/reverse"),
+        &json!({"idempotencyKey": "refund-1", "amount": 10}),
+    );
+    assert_eq!(reversed.status, 201, "{:?}", reversed.body);
+    assert_eq!(b.balance("user_alice", "GOLD"), 920);
+    let supply = b.get("/assets/GOLD/supply");
+    assert_eq!(supply.data()["outstanding"], 1500 - 30 + 10);
+    assert_eq!(supply.data()["held"], 0);
+    verify_clean(&url);
+}
+
+/// Goal: 200 spends of 10 at once from a user holding 1000, spread over
+/// three instances: exactly 100 succeed, the rest are INSUFFICIENT_FUNDS,
+/// nothing else; the balance is 0 on every instance and the ledger audits
+/// clean.
+#[test]
+fn concurrent_spends_over_three_instances_never_overdraw() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (url, apps, _) = instances(&cluster, "overdraw", 3, &[]);
+    let topup = apps[0].post_topup("whale", "GOLD", 1000, "whale-topup");
+    assert_eq!(topup.status, 201, "{:?}", topup.body);
+    let requests = (0..200)
+        .map(|n| {
+            (
+                apps[n % 3].address.clone(),
+                "/wallets/whale/spend".to_owned(),
+                json!({"asset": "GOLD", "amount": 10, "idempotencyKey": format!("spend-{n}")}),
+            )
+        })
+        .collect();
+    let answers = at_once(requests, 24, None);
+    let counts = statuses(&answers);
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            ("201".to_owned(), 100),
+            ("422 INSUFFICIENT_FUNDS".to_owned(), 100)
+        ]),
+    );
+    for app in &apps {
+        assert_eq!(app.balance("whale", "GOLD"), 0);
+    }
+    verify_clean(&url);
+}
+
+/// Goal: 20 requests with one idempotency key at once, over two
+/// instances: one entry, and 20 answers naming the same transaction (the
+/// first 201, the rest replays), never a 500.
+#[test]
+fn one_key_on_two_instances_at_once_is_applied_once() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (url, apps, _) = instances(&cluster, "one_key", 2, &[]);
+    let before = apps[0].entry_count();
+    let requests = (0..20)
+        .map(|n| {
+            (
+                apps[n % 2].address.clone(),
+                "/wallets/user_alice/spend".to_owned(),
+                json!({"asset": "GOLD", "amount": 5, "idempotencyKey": "the-one-key"}),
+            )
+        })
+        .collect();
+    let answers = at_once(requests, 20, None);
+    let counts = statuses(&answers);
+    assert_eq!(counts.get("201"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("200"), Some(&19), "{counts:?}");
+    let ids: HashSet<&str> = answers
+        .iter()
+        .map(|answer| answer.data()["transaction"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(apps[0].entry_count(), before + 1);
+    assert_eq!(apps[1].balance("user_alice", "GOLD"), 995);
+    verify_clean(&url);
+}
+
+/// Goal: transfers from A to B on one instance and from B to A on the
+/// other, at once: every one succeeds (a deadlock between instances is
+/// retried, never shown), and the two balances end where they began.
+#[test]
+fn transfers_both_ways_across_instances_never_reach_a_caller_as_a_deadlock() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (url, apps, _) = instances(&cluster, "both_ways", 2, &[]);
+    for user in ["ann", "ben"] {
+        let topup = apps[0].post_topup(user, "GOLD", 1000, &format!("{user}-topup"));
+        assert_eq!(topup.status, 201, "{:?}", topup.body);
+    }
+    let requests = (0..200)
+        .map(|n| {
+            let (from, to) = if n % 2 == 0 {
+                ("ann", "ben")
+            } else {
+                ("ben", "ann")
+            };
+            (
+                apps[n % 2].address.clone(),
+                format!("/wallets/{from}/transfer"),
+                json!({"to": to, "asset": "GOLD", "amount": 3, "idempotencyKey": format!("t-{n}")}),
+            )
+        })
+        .collect();
+    let answers = at_once(requests, 16, None);
+    assert_eq!(
+        statuses(&answers),
+        BTreeMap::from([("201".to_owned(), 200)])
+    );
+    assert_eq!(apps[1].balance("ann", "GOLD"), 1000);
+    assert_eq!(apps[0].balance("ben", "GOLD"), 1000);
+    verify_clean(&url);
+}
+
+/// Goal: a hold captured on one instance and voided on the other at the
+/// same moment closes once: one wins, the other is HOLD_NOT_ACTIVE, and
+/// the hold shows the winner's status.
+#[test]
+fn a_hold_captured_on_one_instance_and_voided_on_another_closes_once() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (url, apps, _) = instances(&cluster, "hold_race", 2, &[]);
+    for round in 0..10 {
+        let held = apps[0].post(
+            "/wallets/user_alice/holds",
+            &json!({"asset": "GOLD", "amount": 10, "idempotencyKey": format!("hold-{round}")}),
+        );
+        assert_eq!(held.status, 201, "{:?}", held.body);
+        let hold = held.data()["hold"]["id"].as_str().unwrap().to_owned();
+        let answers = at_once(
+            vec![
+                (
+                    apps[0].address.clone(),
+                    format!("/holds/{hold}/capture"),
+                    json!({"idempotencyKey": format!("capture-{round}")}),
+                ),
+                (
+                    apps[1].address.clone(),
+                    format!("/holds/{hold}/void"),
+                    json!({"idempotencyKey": format!("void-{round}")}),
+                ),
+            ],
+            2,
+            None,
+        );
+        let won: Vec<&ApiResponse> = answers.iter().filter(|a| a.status < 300).collect();
+        let lost: Vec<&ApiResponse> = answers.iter().filter(|a| a.status >= 300).collect();
+        assert_eq!(
+            (won.len(), lost.len()),
+            (1, 1),
+            "round {round}: {answers:?}"
+        );
+        assert_eq!(lost[0].status, 409);
+        assert_eq!(lost[0].error_code(), "HOLD_NOT_ACTIVE");
+        let status = apps[1].get(&format!("/holds/{hold}")).data()["status"].clone();
+        assert_eq!(status, won[0].data()["hold"]["status"], "round {round}");
+    }
+    verify_clean(&url);
+}
+
+/// Waits up to `limit` for `condition`; returns how long it took.
+fn within(limit: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Goal: a key created on one instance is accepted by the other, and a key
+/// revoked on the other is refused by the first, each within a second.
+#[test]
+fn keys_created_or_revoked_on_one_instance_are_in_force_on_all_within_a_second() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (_url, apps, _) = instances(&cluster, "keys", 2, &[("operator", "admin")]);
+    let created = apps[0].post("/keys", &json!({"name": "game", "scopes": ["read"]}));
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let secret = created.data()["secret"].as_str().unwrap().to_owned();
+    let game = client_with_key(Some(&secret));
+    let balance_on = |app: &TestApp| send(game.get(app.url("/wallets/user_alice/balance"))).status;
+    let accepted = within(Duration::from_secs(1), || balance_on(&apps[1]) == 200);
+    assert!(
+        accepted.is_some(),
+        "the new key never worked on the other instance"
+    );
+    let revoked = apps[1].post("/keys/game/revoke", &json!({}));
+    assert_eq!(revoked.status, 200, "{:?}", revoked.body);
+    let refused = within(Duration::from_secs(1), || balance_on(&apps[0]) == 401);
+    assert!(
+        refused.is_some(),
+        "the revoked key still works on the other instance"
+    );
+}
+
+/// Goal: while both instances write, a client following the event feed on
+/// one sees every instance's writes within a second, each once, in the
+/// feed's order; a history walked newest first while the writes go on
+/// matches, entry for entry, the same history read once they stopped; and
+/// the ledger audits clean.
+#[test]
+fn pages_of_the_feed_and_of_history_neither_repeat_nor_skip_while_every_instance_writes() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (url, apps, _) = instances(&cluster, "paging", 2, &[]);
+    let addresses: Vec<String> = apps.iter().map(|app| app.address.clone()).collect();
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let address = addresses[writer % 2].clone();
+            let writing = Arc::clone(&writing);
+            std::thread::spawn(move || {
+                let client = client_with_key(None);
+                let mut written = Vec::new();
+                let mut n = 0;
+                while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Two users each time, in two assets: entries of one
+                    // user land in accounts that commit in any order.
+                    let (user, asset) = [("pager", "GOLD"), ("pager", "DIAMOND"), ("other", "GOLD")]
+                        [n % 3];
+                    let answer = send(client.post(format!("{address}/wallets/{user}/topup")).json(
+                        &json!({"asset": asset, "amount": 1, "idempotencyKey": format!("w{writer}-{n}")}),
+                    ));
+                    assert_eq!(answer.status, 201, "{:?}", answer.body);
+                    let id = answer.data()["transaction"]["id"].as_str().unwrap().to_owned();
+                    written.push((user, id));
+                    n += 1;
+                }
+                written
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let reader = client_with_key(None);
+    // The history walk, newest first, a small page at a time.
+    let mut walked: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/wallets/pager/transactions?limit=7&cursor={cursor}"),
+            None => "/wallets/pager/transactions?limit=7".to_owned(),
+        };
+        let page = send(reader.get(format!("{}{path}", addresses[1])));
+        let data = page.data();
+        walked.extend(
+            data["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|item| item["id"].as_str().unwrap().to_owned()),
+        );
+        match data["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The feed, followed from its start on the other instance.
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    let mut after = 0_i64;
+    let follow = |after: &mut i64, seen: &mut Vec<(i64, String)>| {
+        let page = send(reader.get(format!("{}/events?after={after}&limit=50", addresses[0])));
+        for event in page.data()["items"].as_array().unwrap() {
+            let id: i64 = event["id"].as_str().unwrap().parse().unwrap();
+            assert!(id > *after, "event {id} came after {after}");
+            *after = id;
+            if event["type"] == "transaction.created" {
+                seen.push((id, event["data"]["id"].as_str().unwrap().to_owned()));
+            }
+        }
+    };
+    let following_until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < following_until {
+        follow(&mut after, &mut seen);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let written: Vec<(&str, String)> = writers
+        .into_iter()
+        .flat_map(|writer| writer.join().expect("a writer"))
+        .collect();
+    // Every write is in the feed within a second of the last.
+    let caught_up = within(Duration::from_secs(1), || {
+        follow(&mut after, &mut seen);
+        let in_feed: HashSet<&str> = seen.iter().map(|(_, id)| id.as_str()).collect();
+        written.iter().all(|(_, id)| in_feed.contains(id.as_str()))
+    });
+    assert!(caught_up.is_some(), "the feed missed writes");
+    // Each entry once per user it touches: a top-up touches one user.
+    let mut in_feed: Vec<&str> = seen.iter().map(|(_, id)| id.as_str()).collect();
+    in_feed.sort_unstable();
+    let before_dedup = in_feed.len();
+    in_feed.dedup();
+    assert_eq!(in_feed.len(), before_dedup, "the feed repeated an event");
+    // The history as it stands now, from where the walk began down, is
+    // what the walk saw.
+    let mut now: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/wallets/pager/transactions?limit=200&cursor={cursor}"),
+            None => "/wallets/pager/transactions?limit=200".to_owned(),
+        };
+        let page = send(reader.get(format!("{}{path}", addresses[0])));
+        let data = page.data();
+        now.extend(
+            data["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|item| item["id"].as_str().unwrap().to_owned()),
+        );
+        match data["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert!(!walked.is_empty());
+    let top = now
+        .iter()
+        .position(|id| *id == walked[0])
+        .expect("the walk's first entry is in the history");
+    assert_eq!(
+        now[top..],
+        walked[..],
+        "the walk skipped or repeated an entry"
+    );
+    let pager_written: HashSet<&str> = written
+        .iter()
+        .filter(|(user, _)| *user == "pager")
+        .map(|(_, id)| id.as_str())
+        .collect();
+    let pager_now: HashSet<&str> = now.iter().map(String::as_str).collect();
+    assert_eq!(pager_now, pager_written, "the history is every write, once");
+    assert_eq!(now.len(), pager_written.len());
+    verify_clean(&url);
+}
