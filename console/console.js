@@ -72,9 +72,16 @@ function userLink(userId) {
   return link(userId, 'users', userId);
 }
 
+// A heading of a column of figures, aligned with them.
+function figures(heading) {
+  return { heading, class: 'number' };
+}
+
 function table(headings, rows, props = {}) {
   return h('table', props,
-    h('thead', {}, h('tr', {}, headings.map((heading) => h('th', {}, heading)))),
+    h('thead', {}, h('tr', {}, headings.map((heading) => (typeof heading === 'string'
+      ? h('th', {}, heading)
+      : h('th', { class: heading.class }, heading.heading))))),
     h('tbody', {}, rows));
 }
 
@@ -230,7 +237,7 @@ async function userPage(userId) {
     return;
   }
   balances.replaceChildren(h('h2', {}, 'Balances'), table(
-    ['Asset', 'Name', 'Balance', 'Held', 'Available'],
+    ['Asset', 'Name', figures('Balance'), figures('Held'), figures('Available')],
     wallet.balances.map((row) => h('tr', { 'data-asset': row.asset },
       h('td', {}, row.asset),
       h('td', {}, row.name),
@@ -295,16 +302,16 @@ function drawHolds(section, userId, symbols) {
       }));
       body.replaceChildren(page.items.length === 0
         ? h('p', { class: 'muted' }, 'No holds.')
-        : table(['Created', 'Asset', 'Amount', 'Status', 'Captured', 'Expires', 'Reference', 'Note', 'Id'],
+        : table(['Created', 'Asset', figures('Amount'), 'Status', figures('Captured'), 'Expires', 'Reference', 'Note', 'Id'],
           page.items.map((hold) => h('tr', {},
-            h('td', {}, hold.createdAt),
+            h('td', { class: 'time' }, hold.createdAt),
             h('td', {}, hold.asset),
             h('td', { class: 'number' }, text(hold.amount)),
             h('td', {}, hold.status),
             h('td', { class: 'number' }, hold.capturedBy
               ? link(text(hold.capturedAmount), 'transactions', hold.capturedBy)
               : text(hold.capturedAmount)),
-            h('td', {}, hold.expiresAt),
+            h('td', { class: 'time' }, hold.expiresAt),
             h('td', {}, text(hold.referenceId)),
             h('td', { class: 'note' }, text(hold.note)),
             h('td', {}, h('code', { class: 'id' }, hold.id))))));
@@ -340,9 +347,9 @@ function drawHistory(section, userId, symbols) {
       }));
       body.replaceChildren(page.items.length === 0
         ? h('p', { class: 'muted' }, 'No transactions.')
-        : table(['Time', 'Type', 'Asset', 'Amount', 'Balance after', 'Counterparty', 'Reference', 'Note', 'Metadata', ''],
+        : table(['Time', 'Type', 'Asset', figures('Amount'), figures('Balance after'), 'Counterparty', 'Reference', 'Note', 'Metadata', ''],
           page.items.map((entry) => h('tr', { 'data-transaction': entry.id },
-            h('td', {}, entry.createdAt),
+            h('td', { class: 'time' }, entry.createdAt),
             h('td', {}, entry.type),
             h('td', {}, entry.asset),
             h('td', { class: `number ${entry.direction === 'DEBIT' ? 'debit' : 'credit'}` },
@@ -413,8 +420,8 @@ async function transactionPage(id) {
   findReversals(entry).then((found) => {
     reversals.replaceChildren(h('h2', {}, 'Reversals'), found.length === 0
       ? h('p', { class: 'muted' }, 'None.')
-      : table(['Time', 'Amount', 'Note', 'Id'], found.map((reversal) => h('tr', {},
-        h('td', {}, reversal.createdAt),
+      : table(['Time', figures('Amount'), 'Note', 'Id'], found.map((reversal) => h('tr', {},
+        h('td', { class: 'time' }, reversal.createdAt),
         h('td', { class: 'number' }, String(reversal.amount)),
         h('td', { class: 'note' }, text(reversal.note)),
         h('td', {}, link(reversal.id, 'transactions', reversal.id))))));
@@ -529,7 +536,7 @@ function reverseForm(entry) {
 // ---- assets ---------------------------------------------------------------------
 
 async function assetsPage() {
-  const list = h('div', { id: 'assets-list' }, h('p', { class: 'muted' }, 'Loading…'));
+  const list = h('section', { id: 'assets-list' }, h('p', { class: 'muted' }, 'Loading…'));
   const symbol = h('input', { id: 'asset-symbol', placeholder: 'GEMS', maxlength: 32, size: 12 });
   const name = h('input', { id: 'asset-name', placeholder: 'Gems', maxlength: 128, size: 24 });
   const decimals = h('input', { id: 'asset-decimals', type: 'number', min: 0, max: 18, step: 1, value: '0' });
@@ -577,7 +584,8 @@ async function drawAssets(list) {
     const supplies = await Promise.all(assets.map((asset) =>
       get(path('assets', asset.symbol, 'supply')).catch(() => null)));
     list.replaceChildren(table(
-      ['Symbol', 'Name', 'Decimals', 'Outstanding', 'Held', 'Holders', 'Issued (topup)', 'Issued (bonus)', 'Spent', 'Reversed', 'As of', 'Created'],
+      ['Symbol', 'Name', figures('Decimals'), figures('Outstanding'), figures('Held'), figures('Holders'),
+        figures('Issued (topup)'), figures('Issued (bonus)'), figures('Spent'), figures('Reversed'), 'As of', 'Created'],
       assets.map((asset, index) => {
         const supply = supplies[index];
         return h('tr', { 'data-asset': asset.symbol },
@@ -591,8 +599,8 @@ async function drawAssets(list) {
           h('td', { class: 'number' }, text(supply?.issued?.BONUS)),
           h('td', { class: 'number' }, text(supply?.spent)),
           h('td', { class: 'number' }, text(supply?.reversed)),
-          h('td', {}, text(supply?.asOf)),
-          h('td', {}, asset.createdAt));
+          h('td', { class: 'time' }, text(supply?.asOf)),
+          h('td', { class: 'time' }, asset.createdAt));
       }),
       { id: 'assets-table' }));
   } catch (error) {
@@ -603,8 +611,8 @@ async function drawAssets(list) {
 // ---- API keys ---------------------------------------------------------------------
 
 async function keysPage() {
-  const list = h('div', { id: 'keys-list' }, h('p', { class: 'muted' }, 'Loading…'));
-  const secretBox = h('div', { id: 'secret-box', class: 'secret', hidden: true });
+  const list = h('section', { id: 'keys-list' }, h('p', { class: 'muted' }, 'Loading…'));
+  const secretBox = h('section', { id: 'secret-box', class: 'secret', hidden: true });
   const name = h('input', { id: 'key-name', placeholder: 'game-eu', maxlength: 64, size: 24 });
   const boxes = SCOPES.map((scope) => h('input', { type: 'checkbox', value: scope, id: `scope-${scope}` }));
   const create = h('form', {
@@ -638,7 +646,7 @@ async function keysPage() {
 // The secret of a new key, shown this once: the service keeps only its
 // digest. "Done" removes it from the page.
 function showSecret(box, created) {
-  const value = h('input', { id: 'new-secret', readonly: true, value: created.secret, size: 56, spellcheck: 'false' });
+  const value = h('input', { id: 'new-secret', class: 'code', readonly: true, value: created.secret, size: 60, spellcheck: 'false' });
   const done = h('button', { type: 'button', id: 'secret-done' }, 'Done: I have stored it');
   done.addEventListener('click', () => {
     box.hidden = true;
@@ -666,8 +674,8 @@ async function drawKeys(list) {
         return h('tr', { 'data-key': key.name, class: key.revokedAt ? 'revoked' : null },
           h('td', {}, h('code', {}, key.name)),
           h('td', {}, key.scopes.join(', ')),
-          h('td', {}, key.createdAt),
-          h('td', {}, text(key.lastUsedAt)),
+          h('td', { class: 'time' }, key.createdAt),
+          h('td', { class: 'time' }, text(key.lastUsedAt)),
           h('td', { class: 'state' }, key.revokedAt ? `revoked ${key.revokedAt}` : 'active'),
           action);
       }),
@@ -728,10 +736,10 @@ function total(found, name, where = () => true) {
 
 async function servicePage() {
   const health = h('section', { id: 'health' }, h('h2', {}, 'Health'), h('p', { class: 'muted' }, 'Asking…'));
-  const figures = h('section', { id: 'metrics' }, h('h2', {}, 'Headline metrics'), h('p', { class: 'muted' }, 'Asking…'));
+  const headline = h('section', { id: 'metrics' }, h('h2', {}, 'Headline metrics'), h('p', { class: 'muted' }, 'Asking…'));
   const again = h('button', { type: 'button', id: 'refresh' }, 'Refresh');
   again.addEventListener('click', () => servicePage());
-  show(h('h1', {}, 'Health and metrics'), again, health, figures);
+  show(h('h1', {}, 'Health and metrics'), again, health, headline);
   try {
     const answer = await get('/health');
     health.replaceChildren(h('h2', {}, 'Health'), h('table', { class: 'details' }, h('tbody', {},
@@ -758,18 +766,18 @@ async function servicePage() {
       ['Write-ahead log', `${total(found, 'wallet_wal_bytes')} bytes`],
     ];
     const perAsset = found.filter((sample) => sample.name === 'wallet_asset_outstanding');
-    figures.replaceChildren(
+    headline.replaceChildren(
       h('h2', {}, 'Headline metrics'),
       h('table', { class: 'details', id: 'metrics-table' }, h('tbody', {},
         rows.map(([name, value]) => h('tr', {}, h('th', {}, name), h('td', { class: 'number' }, String(value)))))),
       h('h3', {}, 'Outstanding and held, by asset'),
-      table(['Asset', 'Outstanding', 'Held'], perAsset.map((sample) => h('tr', {},
+      table(['Asset', figures('Outstanding'), figures('Held')], perAsset.map((sample) => h('tr', {},
         h('td', {}, sample.labels.asset),
         h('td', { class: 'number' }, String(sample.value)),
         h('td', { class: 'number' }, String(total(found, 'wallet_asset_held', (labels) => labels.asset === sample.labels.asset)))))),
       h('p', { class: 'muted' }, 'From GET /metrics; the full set is there for Prometheus.'));
   } catch (error) {
-    figures.replaceChildren(h('h2', {}, 'Headline metrics'), h('p', {}, describe(error)));
+    headline.replaceChildren(h('h2', {}, 'Headline metrics'), h('p', {}, describe(error)));
   }
 }
 
@@ -814,7 +822,7 @@ function eventsPage() {
           ? link('Open', 'transactions', data.id) : text(data.id);
         rows.prepend(h('tr', { 'data-event': event.id },
           h('td', {}, event.id),
-          h('td', {}, event.createdAt),
+          h('td', { class: 'time' }, event.createdAt),
           h('td', {}, event.type),
           h('td', {}, data.userId ? userLink(data.userId) : '—'),
           h('td', {}, what),

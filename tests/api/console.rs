@@ -1,12 +1,17 @@
 //! The operator console (API.md: `GET /console`): its page and files are
 //! served by the binary without a key, each with the headers that keep the
 //! page to itself, and a path under `/console` that is not one of its files
-//! is the contract's 404.
+//! is the contract's 404. `a_real_browser_drives_the_console` runs
+//! `tests/browser/console.mjs`: Debian's chromium, driven by playwright-core,
+//! through every page against the real binary.
+
+use std::path::Path;
+use std::process::Command;
 
 use reqwest::blocking::Response;
 use reqwest::Method;
 
-use crate::helpers::{client_with_key, send, TestApp};
+use crate::helpers::{client_with_key, send, tool_present, TestApp};
 
 /// The console's files: (path, content type).
 const FILES: [(&str, &str); 4] = [
@@ -134,4 +139,61 @@ fn a_path_under_console_that_is_not_one_of_its_files_is_404_not_found_in_the_env
         (405, "METHOD_NOT_ALLOWED")
     );
     assert_eq!(response.header("allow"), Some("GET, HEAD"));
+}
+
+/// What the browser test needs beyond the Rust toolchain: node, Debian's
+/// chromium, and playwright-core installed by `npm ci` in tests/browser.
+fn browser_tools(browser_dir: &Path) -> bool {
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    tool_present(node, "node", "apt-get install nodejs npm")
+        && tool_present(
+            Path::new("/usr/bin/chromium").exists(),
+            "chromium",
+            "apt-get install chromium",
+        )
+        && tool_present(
+            browser_dir
+                .join("node_modules/playwright-core/package.json")
+                .exists(),
+            "playwright-core",
+            "npm ci --prefix tests/browser",
+        )
+}
+
+#[test]
+fn a_real_browser_drives_the_console() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let browser_dir = root.join("tests/browser");
+    if !browser_tools(&browser_dir) {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    // The README's screenshots change with every run (times, ids, a
+    // secret): a test run writes them to its scratch folder and leaves the
+    // tree clean, unless CONSOLE_SCREENSHOTS names a folder (docs/console
+    // to refresh them; running the script by hand writes there too).
+    let screenshots = std::env::var_os("CONSOLE_SCREENSHOTS")
+        .map(|folder| root.join(folder))
+        .unwrap_or_else(|| scratch.path().join("screenshots"));
+    let output = Command::new("node")
+        .arg(browser_dir.join("console.mjs"))
+        .env("WALLET_BIN", env!("CARGO_BIN_EXE_wallet"))
+        .env("CONSOLE_SCRATCH", scratch.path())
+        .env("CONSOLE_SCREENSHOTS", screenshots)
+        .current_dir(&browser_dir)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("console: every step passed"),
+        "{stdout}\n{stderr}"
+    );
 }
