@@ -2,8 +2,8 @@
 // driven by playwright-core, against the real wallet binary on a fresh,
 // seeded SQLite database with one admin key. It logs in, finds user_alice,
 // checks the balances shown against the API's, pages and filters the
-// history, reverses a spend (a double click on the confirmation reverses
-// once) and sees the balance change, creates an asset, creates a key (its
+// history, reverses a spend (a double click on the confirmation, and a
+// retry after its answer was lost, reverse once) and sees the balance change, creates an asset, creates a key (its
 // secret works) and revokes it (it is refused), reads health and metrics,
 // and watches an event arrive in the live tail. A note and metadata holding
 // markup and `</script>` are shown as text and run nothing: no dialog, no
@@ -274,14 +274,32 @@ async function main() {
     await page.fill('#reverse-note', 'refund: <b>not bold</b>');
     await page.click('#reverse-ask');
     await page.locator('#reverse-confirmation').waitFor({ state: 'visible' });
+    // The first answer is lost on its way back: the service applied the
+    // reversal, the page saw the connection drop. Confirming again sends
+    // the same idempotency key, and the service answers with the original.
+    let answersLost = 0;
+    await page.route('**/transactions/*/reverse', async (route) => {
+      if (answersLost === 0) {
+        answersLost += 1;
+        const applied = await route.fetch();
+        assert.equal(applied.status(), 201);
+        await route.abort('connectionreset');
+      } else {
+        await route.continue();
+      }
+    });
     await page.dblclick('#reverse-confirm');
-    await page.locator('#notice', { hasText: 'Reversed' }).waitFor();
+    await page.locator('#notice', { hasText: 'could not be reached' }).waitFor();
+    assert.equal(answersLost, 1);
+    await page.click('#reverse-confirm');
+    await page.locator('#notice', { hasText: 'Already reversed' }).waitFor();
+    await page.unroute('**/transactions/*/reverse');
     await page.locator('#reversed-amount', { hasText: '40' }).waitFor();
     await page.locator('#reversals tbody tr').first().waitFor();
     assert.equal(await page.locator('#reversals tbody tr').count(), 1);
     assert.equal(await page.locator('#reversals td.note').textContent(), 'refund: <b>not bold</b>');
     const reversals = (await api.get('/wallets/user_alice/transactions?type=REVERSAL')).data.items;
-    assert.equal(reversals.length, 1, 'one reversal for a double click');
+    assert.equal(reversals.length, 1, 'one reversal for a double click and a retry');
     assert.equal(reversals[0].reverses, spendId);
     assert.equal(reversals[0].amount, 40);
     assert.match(reversals[0].idempotencyKey, /^console-[0-9a-f]{32}$/);
@@ -291,7 +309,7 @@ async function main() {
     const goldShown = Number(await page.locator('#balances tr[data-asset="GOLD"] .balance').textContent());
     assert.equal(goldShown, goldBefore + 40);
     assert.equal(goldShown, (await api.get('/wallets/user_alice/balance')).data.balances.find((row) => row.asset === 'GOLD').balance);
-    step('a spend reversed in part: one reversal for a double click; the balance shown rose by 40');
+    step('a spend reversed in part: one reversal for a double click and a retry after a lost answer; the balance shown rose by 40');
 
     // Assets: the supply is shown; a new asset is created.
     await page.click('a[data-nav="assets"]');
