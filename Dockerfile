@@ -58,6 +58,8 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && rm -rf src
 COPY schema.sql seed.sql ./
 COPY migrations ./migrations
+# The operator console's page and files, compiled into the binary.
+COPY console ./console
 COPY src ./src
 # The command CI runs too (.ci/run), so CI proves this step. touch: the
 # placeholder build above is newer than the copied sources.

@@ -11,8 +11,9 @@
 //!   spend and transfer), `transactions.rs` (`/transactions/{id}`, its
 //!   reversal), `batch.rs` (`/batch`), `holds.rs` (`/wallets/{userId}/holds`,
 //!   `/holds/{holdId}` and its capture and void), `events.rs` (`/events`,
-//!   pages and streams), `keys.rs` (`/keys` and a key's revocation), and
-//!   `openapi.rs` (`/openapi.json` and the document).
+//!   pages and streams), `keys.rs` (`/keys` and a key's revocation),
+//!   `console.rs` (`/console`, the operator console's page and files, kept
+//!   in `console/`), and `openapi.rs` (`/openapi.json` and the document).
 //! - Shared by the handlers: `input.rs` (the parsers of paths, keys and
 //!   fields), `params.rs` (the parameters as the document describes them),
 //!   `json.rs` (the payloads), `envelope.rs` (the envelope of every answer).
@@ -26,6 +27,7 @@ mod auth;
 mod batch;
 pub mod body;
 pub mod connection;
+mod console;
 pub mod envelope;
 mod events;
 mod holds;

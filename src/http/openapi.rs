@@ -33,7 +33,7 @@ use super::json::{
     KeyRequest, Party, ReverseRequest, SupplyJson, Transaction, TransactionDetailJson,
     TransactionPage, TransferRequest, VoidRequest,
 };
-use super::{assets, batch, events, holds, keys, service, transactions, wallets};
+use super::{assets, batch, console, events, holds, keys, service, transactions, wallets};
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(OpenApi)]
@@ -69,6 +69,10 @@ use crate::error::{ApiError, ErrorCode};
         keys::get_keys,
         keys::post_keys,
         keys::post_revoke,
+        console::get_console,
+        console::get_console_style,
+        console::get_console_api_script,
+        console::get_console_script,
         get_openapi,
     ),
     components(schemas(
@@ -86,6 +90,8 @@ use crate::error::{ApiError, ErrorCode};
         (name = "events", description = "Every committed entry and hold change, as pages or a stream."),
         (name = "keys", description = "API keys: who may call, with which scopes (admin only)."),
         (name = "service", description = "Health and this document."),
+        (name = "console", description = "The operator console: a web page and its files, \
+            served bare, that call this API with an admin key."),
     )
 )]
 struct ApiDoc;
@@ -133,7 +139,14 @@ pub fn document_json(routes: RouteAccessTable) -> &'static str {
 }
 
 /// Paths answered bare, outside the envelope.
-const BARE_PATHS: [&str; 2] = ["/openapi.json", "/metrics"];
+const BARE_PATHS: [&str; 6] = [
+    "/openapi.json",
+    "/metrics",
+    "/console",
+    "/console/console.css",
+    "/console/api.js",
+    "/console/console.js",
+];
 
 /// Failures any operation can answer with. An authentication layer adds its
 /// codes here.
@@ -171,6 +184,9 @@ fn operation_errors(operation_id: &str) -> Option<Vec<ErrorCode>> {
     Some(match operation_id {
         "get_health" | "get_assets" => vec![DatabaseUnavailable],
         "get_openapi" => vec![],
+        "get_console" | "get_console_style" | "get_console_api_script" | "get_console_script" => {
+            vec![]
+        }
         "get_metrics" => vec![DatabaseUnavailable],
         "get_supply" => vec![Validation, AssetNotFound, DatabaseUnavailable],
         "get_events" => vec![Validation, ServiceOverloaded, DatabaseUnavailable],

@@ -10,6 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::assets::{get_assets, get_supply, post_assets};
 use super::auth::{authorize, ResourceMethods, RouteAccess};
 use super::batch::post_batch;
+use super::console::{get_console, get_console_api_script, get_console_script, get_console_style};
 use super::events::get_events;
 use super::holds::{get_hold, get_holds, post_capture, post_hold, post_void};
 use super::keys::{get_keys, post_keys, post_revoke};
@@ -90,6 +91,12 @@ routes! {
         post RouteAccess::Needs(Scope::Admin) => post_keys,
     ],
     "/keys/{name}/revoke" => [post RouteAccess::Needs(Scope::Admin) => post_revoke],
+    // API.md: the console's page (and its files) needs no key; each call it
+    // makes to the routes above sends the operator's key.
+    "/console" => [get RouteAccess::Open => get_console],
+    "/console/console.css" => [get RouteAccess::Open => get_console_style],
+    "/console/api.js" => [get RouteAccess::Open => get_console_api_script],
+    "/console/console.js" => [get RouteAccess::Open => get_console_script],
 }
 
 /// A resource answering `methods` and 405 in the envelope with `Allow` to

@@ -8,6 +8,7 @@ mod bench;
 mod bounds;
 mod cli;
 mod concurrency;
+mod console;
 mod container;
 mod contract;
 mod crash;
