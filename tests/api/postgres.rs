@@ -107,6 +107,45 @@ impl Cluster {
         Some(cluster)
     }
 
+    /// Stops the server at once (`-m immediate`: as a crash, recovery at
+    /// the next start), waits `down`, and starts it again on the same port.
+    pub fn crash_and_restart(&self, down: Duration) {
+        let data = self.dir.path().join("data");
+        let output = self.server_program(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+        assert!(output.status.success(), "pg_ctl stop: {output:?}");
+        std::thread::sleep(down);
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log");
+        let output = self.server_program(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        assert!(output.status.success(), "pg_ctl start: {output:?}");
+    }
+
     fn server_program(&self, program: &str, args: &[&str]) -> Output {
         let path = self.bin.join(program);
         let mut command = if self.as_postgres {
