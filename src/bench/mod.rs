@@ -42,7 +42,9 @@ const FUNDING: u64 = 1_000_000_000_000;
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Drive a running server (`http://HOST:PORT`) instead of one started
-    /// in-process. Its balances are checked; its file is not audited. Needs
+    /// in-process; several, comma-separated (instances sharing one
+    /// PostgreSQL database), share the connections between them in turn.
+    /// Its balances are checked; its file is not audited. Needs
     /// --allow-writes: the bench writes to its ledger, which cannot be undone.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
@@ -220,17 +222,22 @@ fn bench_remote(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
     if args.entries != [0] || args.write_batch_max != [WRITE_BATCH_MAX] {
         bail!("--entries and --write-batch-max need the in-process server; drop --url");
     }
-    let addr = parse_url(url)?;
+    let addrs = url
+        .split(',')
+        .map(parse_url)
+        .collect::<anyhow::Result<Vec<SocketAddr>>>()?;
     let users = Users::new(args.users);
     let writes = remote_writes(args, url, &users);
     if !args.allow_writes {
         bail!("{writes}; an append-only ledger cannot undo that, so point it at a test server and add --allow-writes");
     }
-    check_remote_access(addr, url, args.api_key.as_deref())?;
+    for &addr in &addrs {
+        check_remote_access(addr, url, args.api_key.as_deref())?;
+    }
     eprintln!("wallet bench: {writes}");
     let mut failures = Vec::new();
     let run = Run {
-        addr,
+        addrs,
         api_key: args.api_key.clone(),
         batch_max: None,
         ledger_entries_before: None,
@@ -337,7 +344,7 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
         let entries_before = storage.store().entry_count()?;
         let server = InProcessServer::start(storage, &location)?;
         let run = Run {
-            addr: server.addr,
+            addrs: vec![server.addr],
             api_key: None,
             batch_max: Some(batch_max),
             ledger_entries_before: Some(entries_before),
@@ -406,9 +413,12 @@ impl Users {
     }
 }
 
-/// One server the scenarios run against, and what is known of it.
+/// The servers the scenarios run against (several instances of one
+/// ledger, or one), and what is known of them.
 struct Run {
-    addr: SocketAddr,
+    /// Connection `i` goes to `addrs[i % len]`; funding and the balance
+    /// check go to the first.
+    addrs: Vec<SocketAddr>,
     /// Sent on every request of a `--url` run.
     api_key: Option<String>,
     batch_max: Option<usize>,
@@ -422,7 +432,8 @@ fn drive(
     users: &Users,
     failures: &mut Vec<String>,
 ) -> anyhow::Result<Vec<ScenarioResult>> {
-    let addr = run.addr;
+    let addr = run.addrs[0];
+    let addrs = run.addrs.as_slice();
     let api_key = run.api_key.as_deref();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -437,7 +448,7 @@ fn drive(
             }
             let load = Load {
                 scenario,
-                addr,
+                addrs,
                 api_key,
                 users,
                 deadline: Instant::now() + args.duration,
@@ -564,7 +575,8 @@ async fn check_balances(
 /// One scenario's load, shared by its connections.
 struct Load<'a> {
     scenario: Scenario,
-    addr: SocketAddr,
+    /// Connection `i` drives `addrs[i % len]`.
+    addrs: &'a [SocketAddr],
     api_key: Option<&'a str>,
     users: &'a Users,
     deadline: Instant,
@@ -616,7 +628,8 @@ impl Load<'_> {
     async fn run_connection(&self, index: u64) -> anyhow::Result<Tally> {
         let mut tally = Tally::new(self.users.count);
         let mut random = SplitMix64(index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED);
-        let mut connection = Connection::open(self.addr, self.api_key).await?;
+        let addr = self.addrs[index as usize % self.addrs.len()];
+        let mut connection = Connection::open(addr, self.api_key).await?;
         while Instant::now() < self.deadline {
             let (operation, user) = self.next(&mut random);
             let name = self.users.name(user);
@@ -713,7 +726,7 @@ impl Load<'_> {
                     // The answer is lost, so the write's outcome is unknown;
                     // the balance check will say whether it landed.
                     tally.transport_errors += 1;
-                    connection = Connection::open(self.addr, self.api_key).await?;
+                    connection = Connection::open(addr, self.api_key).await?;
                 }
             }
         }

@@ -81,6 +81,9 @@ fn backups_taken_under_concurrent_writes_are_consistent_prefixes_that_pass_verif
 
 #[test]
 fn a_backup_refuses_to_overwrite_an_existing_file_in_one_line() {
+    if !crate::helpers::sqlite_only("a backup is of a SQLite file") {
+        return;
+    }
     let app = TestApp::spawn();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("taken.db");

@@ -346,6 +346,9 @@ fn a_filtered_history_page_does_bounded_work_and_resumes_with_a_cursor() {
 
 #[test]
 fn a_wal_deleted_under_load_stops_acknowledgement_and_loses_nothing_acknowledged() {
+    if !crate::helpers::sqlite_only("a WAL file deleted under the server") {
+        return;
+    }
     let mut app = TestApp::spawn();
     let users: Vec<String> = (0..8).map(|i| format!("wal_user_{i}")).collect();
     let mut acked = open_wallets(&app, &users);
@@ -377,6 +380,9 @@ fn a_wal_deleted_under_load_stops_acknowledgement_and_loses_nothing_acknowledged
 
 #[test]
 fn a_wal_truncated_under_load_stops_acknowledgement_and_is_never_checkpointed_into_the_database() {
+    if !crate::helpers::sqlite_only("a WAL file truncated under the server") {
+        return;
+    }
     let mut first = TestApp::spawn();
     let users: Vec<String> = (0..8).map(|i| format!("cut_user_{i}")).collect();
     let opened = open_wallets(&first, &users);
@@ -437,6 +443,11 @@ fn a_wal_truncated_under_load_stops_acknowledgement_and_is_never_checkpointed_in
 
 #[test]
 fn a_second_server_on_a_file_that_is_being_served_refuses_in_one_line() {
+    if !crate::helpers::sqlite_only(
+        "one server per SQLite file (many share a PostgreSQL database: tests/api/instances.rs)",
+    ) {
+        return;
+    }
     let app = TestApp::spawn();
     let (status, _, stderr) = run_wallet(&[
         "serve",
@@ -454,6 +465,9 @@ fn a_second_server_on_a_file_that_is_being_served_refuses_in_one_line() {
 
 #[test]
 fn backup_removes_copies_left_by_backups_that_were_killed() {
+    if !crate::helpers::sqlite_only("a backup is of a SQLite file") {
+        return;
+    }
     let app = TestApp::spawn();
     let folder = tempfile::tempdir().unwrap();
     let dest = folder.path().join("copy.db");

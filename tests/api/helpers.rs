@@ -219,10 +219,11 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// A fresh, seeded database in a new temporary folder.
+    /// A fresh, seeded database in a new temporary folder (or on the
+    /// server `WALLET_TEST_POSTGRES` names).
     pub fn spawn() -> TestApp {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let db_path = dir.path().join("wallet.db");
+        let db_path = PathBuf::from(fresh_database(dir.path()));
         let mut app = TestApp::spawn_on(&db_path);
         app.dir = Some(dir);
         app
@@ -241,7 +242,7 @@ impl TestApp {
     /// order. `client` sends no key.
     pub fn spawn_with_keys(keys: &[(&str, &str)], extra_args: &[&str]) -> (TestApp, Vec<String>) {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let db_path = dir.path().join("wallet.db");
+        let db_path = PathBuf::from(fresh_database(dir.path()));
         let secrets = keys
             .iter()
             .map(|(name, scopes)| create_key(&db_path, name, scopes))
@@ -457,15 +458,6 @@ impl TestApp {
         }
     }
 
-    /// Opens the database file directly, to check what the API cannot show.
-    pub fn open_db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(
-            &self.db_path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("the database opens")
-    }
-
     /// The number of ledger entries, as `wallet verify` counts them: through
     /// the binary, so the count needs no knowledge of the backend's tables.
     pub fn entry_count(&self) -> i64 {
@@ -516,4 +508,17 @@ pub fn tool_present(present: bool, what: &str, install: &str) -> bool {
     );
     eprintln!("SKIPPED: {what} is missing ({install})");
     false
+}
+
+pub use crate::test_database::{fresh_database, postgres_server};
+
+/// Whether a test of what only a SQLite file has (its bytes, its WAL, a
+/// backup of it, a raw SQL look inside) runs: not when the suite runs on
+/// PostgreSQL (`WALLET_TEST_POSTGRES`), where it prints one SKIPPED line.
+pub fn sqlite_only(what: &str) -> bool {
+    if postgres_server().is_some() {
+        println!("SKIPPED on PostgreSQL: {what}");
+        return false;
+    }
+    true
 }

@@ -322,20 +322,21 @@ fn a_hold_of_one_second_expires_and_its_money_is_available_again() {
     // The whole balance spends: the expired hold counts nowhere.
     let spend = app.post_spend("user_alice", "GOLD", 1000, "s-1");
     assert_eq!(spend.status, 201, "{:?}", spend.body);
-    // The writer records the expiry by itself (it sweeps every second).
+    // The writer records the expiry by itself (it sweeps every second):
+    // the record is the feed's hold.expired event, written with it.
     let other = hold(&app, "user_bob", 50, "h-2", json!({"expiresInSeconds": 1}));
     let other_id = hold_id(&other);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let stored: String = app
-            .open_db()
-            .query_row(
-                "SELECT status FROM holds WHERE id = ?1",
-                [&other_id],
-                |row| row.get(0),
-            )
-            .unwrap();
-        if stored == "EXPIRED" {
+        let feed = app.get("/events?limit=1000");
+        let recorded = feed.data()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| {
+                event["type"] == "hold.expired" && event["data"]["id"] == other_id.as_str()
+            });
+        if recorded {
             break;
         }
         assert!(Instant::now() < deadline, "the expiry was never recorded");

@@ -33,5 +33,7 @@ mod readme;
 mod restore;
 mod smoke;
 mod supply;
+#[path = "../common/test_database.rs"]
+mod test_database;
 mod transactions;
 mod validation;

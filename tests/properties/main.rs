@@ -6,6 +6,8 @@
 mod holds_model;
 mod input;
 mod ledger_model;
+#[path = "../common/test_database.rs"]
+mod test_database;
 
 /// Cases per property: `PROPTEST_CASES` when set, else `default`, which keeps
 /// `cargo test` quick while a long run is one environment variable away.
@@ -20,11 +22,10 @@ pub fn config(default: u32) -> proptest::test_runner::Config {
     }
 }
 
-/// A fresh ledger for one case, in the folder `dir` the case owns: a SQLite
-/// file there. (The PostgreSQL backend, once built, takes a database of its
-/// own per case instead.)
+/// A fresh ledger for one case: a SQLite file in the folder `dir` the case
+/// owns, or a database of its own on the server `WALLET_TEST_POSTGRES`
+/// names.
 pub fn fresh_location(dir: &std::path::Path) -> wallet::store::DatabaseLocation {
-    let path = dir.join("wallet.db");
-    wallet::store::DatabaseLocation::parse(path.to_str().expect("a UTF-8 path"))
-        .expect("a file path is a location")
+    wallet::store::DatabaseLocation::parse(&test_database::fresh_database(dir))
+        .expect("a test database is a location")
 }

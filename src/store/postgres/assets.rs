@@ -74,11 +74,13 @@ fn asset_row(row: &Row) -> Result<AssetRow, StorageError> {
     })
 }
 
-/// `wallet assets create`: created, already the same, or refused.
+/// `wallet assets create`: created, already the same, or refused. On a
+/// new database, after creating the schema, as on a new SQLite file.
 pub fn create(
     url: &PostgresUrl,
     asset: NewAsset,
 ) -> anyhow::Result<Result<AssetOutcome, Rejection>> {
+    super::migrate::migrate(url)?;
     let mut client = connect(url)?;
     // The same lock as the catalogue's bound in the schema.
     let mut tx = locked_transaction(&mut client, "wallet.asset_types")?;

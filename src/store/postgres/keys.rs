@@ -89,8 +89,10 @@ fn change_keys(
     Ok(outcome)
 }
 
-/// `wallet keys create`.
+/// `wallet keys create`: on a new database, after creating the schema,
+/// as on a new SQLite file.
 pub fn create(url: &PostgresUrl, key: &NewKey) -> anyhow::Result<Result<KeyListing, KeyRejection>> {
+    super::migrate::migrate(url)?;
     change_keys(url, |keys| write::create_key(keys, key, now_ms()))
 }
 
