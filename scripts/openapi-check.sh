@@ -104,22 +104,27 @@ run_schemathesis() {
     # operation; then the stateful phase on its own, bounded by time, so
     # that it follows the document's links for long enough to reach the
     # chains they make (write, read it back, reverse it, capture a hold...).
-    if ! (cd "${here}" && WALLET_CHECK_MODE="${mode}" timeout "${MAX_TIME}" \
-        "${venv}/bin/schemathesis" --config-file "${here}/schemathesis.toml" --no-color run \
+    if ! (cd "${work}/schemathesis" && WALLET_CHECK_MODE="${mode}" timeout "${MAX_TIME}" \
+        "${venv}/bin/schemathesis" --config-file schemathesis.toml --no-color run \
         "http://127.0.0.1:${port}/openapi.json" \
         --checks all --phases examples,coverage,fuzzing \
         --max-examples "${MAX_EXAMPLES}" --workers 1 \
         --warnings off "${seed_args[@]}" "$@"); then
         failed=1
     fi
-    if ! (cd "${here}" && WALLET_CHECK_MODE="${mode}" timeout "${MAX_TIME}" \
-        "${venv}/bin/schemathesis" --config-file "${here}/schemathesis.toml" --no-color run \
+    if ! (cd "${work}/schemathesis" && WALLET_CHECK_MODE="${mode}" timeout "${MAX_TIME}" \
+        "${venv}/bin/schemathesis" --config-file schemathesis.toml --no-color run \
         "http://127.0.0.1:${port}/openapi.json" \
         --checks all --phases stateful --max-time "${STATEFUL_TIME}" --workers 1 \
         --warnings off "${seed_args[@]}" "$@"); then
         failed=1
     fi
 }
+
+# schemathesis runs in a folder of its own, with its config and hooks, so
+# that what it keeps between runs (.schemathesis/) goes with the rest.
+mkdir "${work}/schemathesis"
+cp "${here}/schemathesis.toml" "${here}/hooks.py" "${work}/schemathesis/"
 
 # Open mode: no key exists, every route answers without one. POST /keys is
 # left out: the first key it made would lock the server for the rest of
