@@ -97,6 +97,12 @@ impl AssetName {
                 "must be 1 to {ASSET_NAME_CHARS_MAX} characters"
             )));
         }
+        // SQLite's length() stops at a NUL, so a name that starts with one
+        // fails the table's CHECK (1-128) after every check here passed, and
+        // a PostgreSQL text cannot hold one at all.
+        if raw.contains('\0') {
+            return Err(ParseError::new("may not contain the NUL character"));
+        }
         Ok(AssetName(raw.to_owned()))
     }
 
@@ -216,6 +222,14 @@ impl RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_asset_name_with_a_nul_is_refused_wherever_it_is() {
+        for name in ["\0", "\0name", "na\0me", "name\0"] {
+            assert!(AssetName::parse(name).is_err(), "{name:?}");
+        }
+        assert!(AssetName::parse("Gems \u{1F48E}").is_ok());
+    }
 
     #[test]
     fn the_dot_segments_are_not_user_ids_but_names_with_dots_are() {

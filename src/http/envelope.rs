@@ -25,11 +25,69 @@ pub(crate) struct ErrorBody {
     code: ErrorCode,
     /// A human sentence; never the internal cause of a 500.
     message: String,
-    /// Present for some codes: `fields` for VALIDATION_ERROR, `balance` and
-    /// `requested` for INSUFFICIENT_FUNDS.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = details_schema)]
     details: Option<serde_json::Value>,
+}
+
+/// `error.details`, as `ApiError::details` fills it: which members come
+/// with which code is in each code's meaning.
+fn details_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let integer = || ObjectBuilder::new().schema_type(Type::Integer);
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let field_problem = ObjectBuilder::new()
+        .property(
+            "field",
+            text().description(Some(
+                "The input's name, such as `amount` or `operations[2].to`.",
+            )),
+        )
+        .property(
+            "message",
+            text().description(Some("What is wrong with it.")),
+        )
+        .required("field")
+        .required("message");
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "Present for some codes. Members may be added; clients ignore the ones they do not know.",
+        ))
+        .property(
+            "fields",
+            ArrayBuilder::new()
+                .items(field_problem)
+                .description(Some("VALIDATION_ERROR: every problem found, not only the first.")),
+        )
+        .property("balance", integer().description(Some("INSUFFICIENT_FUNDS: the balance.")))
+        .property("available", integer().description(Some("INSUFFICIENT_FUNDS: what holds leave of it.")))
+        .property("requested", integer().description(Some("INSUFFICIENT_FUNDS: the amount asked for.")))
+        .property(
+            "differing",
+            ArrayBuilder::new()
+                .items(text())
+                .description(Some("IDEMPOTENCY_KEY_REUSED: the request fields that differ from the original's.")),
+        )
+        .property("reversible", integer().description(Some("REVERSAL_EXCEEDS_ORIGINAL: what is left to reverse.")))
+        .property("status", text().description(Some("HOLD_NOT_ACTIVE: the hold's status.")))
+        .property("held", integer().description(Some("CAPTURE_EXCEEDS_HOLD: the hold's amount.")))
+        .property(
+            "operation",
+            integer().minimum(Some(0)).description(Some("A batch's failure: the index of the operation that failed, from 0.")),
+        )
+        .property(
+            "requiredScope",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(crate::domain::Scope::ALL.map(crate::domain::Scope::as_str)))
+                .description(Some("FORBIDDEN: the scope the route needs.")),
+        )
+        .property(
+            "retryAfterSeconds",
+            integer().minimum(Some(1)).description(Some("RATE_LIMITED: as the `Retry-After` header.")),
+        )
+        .build()
 }
 
 /// A success: `{"success": true, "data": <data>, "error": null}`.

@@ -80,7 +80,9 @@ fn parse_events_query(raw: &str, errors: &mut FieldErrors) -> EventsQuery {
     summary = "Every committed entry and hold change, in commit order",
     description = "A page of JSON, or with `Accept: text/event-stream` the same events as \
         Server-Sent Events (`id:` the cursor, `event:` the type, `data:` the event), kept open \
-        and fed as writes commit. A reconnect with `Last-Event-ID` resumes after that event. \
+        and fed as writes commit. `Last-Event-ID` (a reconnect's, or a poller's) resumes \
+        after that event, over `after`; like `after`, it is a cursor this service gave out, \
+        never one past the newest event (400). \
         At most 100 streams are open at once; past it 503 SERVICE_OVERLOADED.",
     params(EventsParams),
     responses((status = 200, description = "A page of events and the cursor to ask with next \
@@ -98,15 +100,14 @@ pub(super) async fn get_events(
         .filter_map(|value| value.to_str().ok())
         .any(|value| value.to_ascii_lowercase().contains("text/event-stream"));
     let mut cursor_field = "after";
-    if wants_stream {
-        // A reconnecting EventSource sends the last id it saw: it wins over
-        // the `after` of the URL it first opened.
-        if let Some(value) = request.headers().get("last-event-id") {
-            cursor_field = "Last-Event-ID";
-            match value.to_str().ok().and_then(parse_event_cursor) {
-                Some(after) => query.after = after,
-                None => errors.push(cursor_field, NOT_OUR_CURSOR),
-            }
+    // A reconnecting EventSource sends the last id it saw: it wins over the
+    // `after` of the URL it first opened. A page reads it the same way, so
+    // a header the document offers is never taken and then ignored.
+    if let Some(value) = request.headers().get("last-event-id") {
+        cursor_field = "Last-Event-ID";
+        match value.to_str().ok().and_then(parse_event_cursor) {
+            Some(after) => query.after = after,
+            None => errors.push(cursor_field, NOT_OUR_CURSOR),
         }
     }
     errors.into_result()?;

@@ -12,7 +12,7 @@ use crate::ledger::engine::{Answer, AssetRow, BalanceAfter, HoldFact, HoldStatus
 use crate::limits::{
     AMOUNT_MAX, API_KEY_NAME_CHARS_MAX, ASSET_DECIMALS_MAX, ASSET_NAME_CHARS_MAX,
     ASSET_SYMBOL_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, METADATA_BYTES_MAX, METADATA_KEYS_MAX,
-    NOTE_CHARS_MAX, REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
+    METADATA_KEY_CHARS_MAX, NOTE_CHARS_MAX, REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
 };
 use crate::store::{
     BalanceRow, EventData, EventRow, KeyListing, PartyRow, SupplyRow, TransactionDetail,
@@ -108,6 +108,13 @@ fn metadata_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
         .max_properties(Some(METADATA_KEYS_MAX))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(METADATA_KEY_CHARS_MAX))
+                .pattern(Some("^[A-Za-z0-9_.-]+$")),
+        ))
         .additional_properties(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
@@ -269,6 +276,7 @@ pub struct HoldPageJson {
 #[allow(dead_code)]
 pub struct HoldRequest {
     /// An asset symbol such as `GOLD`, or an asset id.
+    #[schema(schema_with = asset_ref_schema)]
     asset: String,
     #[schema(schema_with = amount_schema)]
     amount: u64,
@@ -547,6 +555,7 @@ pub struct TransactionPage {
 #[allow(dead_code)]
 pub struct EntryRequest {
     /// An asset symbol such as `GOLD`, or an asset id.
+    #[schema(schema_with = asset_ref_schema)]
     asset: String,
     #[schema(schema_with = amount_schema)]
     amount: u64,
@@ -569,6 +578,7 @@ pub struct TransferRequest {
     #[schema(schema_with = user_id_schema)]
     to: String,
     /// An asset symbol such as `GOLD`, or an asset id.
+    #[schema(schema_with = asset_ref_schema)]
     asset: String,
     #[schema(schema_with = amount_schema)]
     amount: u64,
@@ -600,22 +610,62 @@ pub struct ReverseRequest {
     metadata: Option<serde_json::Value>,
 }
 
-/// One operation of a batch.
+/// One operation of a batch: a transfer, which names its recipient, or a
+/// topup, bonus or spend, which may not.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[schema(as = BatchOperation)]
+#[allow(dead_code)]
+pub enum BatchOperationRequest {
+    Transfer(BatchTransferRequest),
+    Entry(BatchEntryRequest),
+}
+
+/// A transfer in a batch.
 #[derive(ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = BatchTransfer)]
 #[allow(dead_code)]
-pub struct BatchOperationRequest {
+pub struct BatchTransferRequest {
     #[serde(rename = "type")]
-    #[schema(schema_with = operation_type_schema)]
+    #[schema(schema_with = transfer_type_schema)]
     kind: String,
-    /// The user the operation credits or debits (the sender of a transfer).
+    /// The sender.
     #[schema(schema_with = user_id_schema)]
     user_id: String,
+    /// The recipient: another user than `userId` (400 otherwise).
+    #[schema(schema_with = user_id_schema)]
+    to: String,
+    #[schema(schema_with = asset_ref_schema)]
     asset: String,
     #[schema(schema_with = amount_schema)]
     amount: u64,
-    /// For transfers only: the recipient.
+    #[schema(schema_with = reference_id_schema)]
+    reference_id: Option<String>,
+    #[schema(schema_with = note_schema)]
+    note: Option<String>,
+    #[schema(schema_with = metadata_schema)]
+    metadata: Option<serde_json::Value>,
+}
+
+/// A topup, bonus or spend in a batch.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = BatchEntry)]
+#[allow(dead_code)]
+pub struct BatchEntryRequest {
+    #[serde(rename = "type")]
+    #[schema(schema_with = entry_type_schema)]
+    kind: String,
+    /// The user the operation credits or debits.
     #[schema(schema_with = user_id_schema)]
+    user_id: String,
+    #[schema(schema_with = asset_ref_schema)]
+    asset: String,
+    #[schema(schema_with = amount_schema)]
+    amount: u64,
+    /// For transfers only: here absent or null.
+    #[schema(schema_with = null_schema)]
     to: Option<String>,
     #[schema(schema_with = reference_id_schema)]
     reference_id: Option<String>,
@@ -625,8 +675,16 @@ pub struct BatchOperationRequest {
     metadata: Option<serde_json::Value>,
 }
 
-fn operation_type_schema() -> Object {
-    one_of(["topup", "bonus", "spend", "transfer"])
+fn transfer_type_schema() -> Object {
+    one_of(["transfer"])
+}
+
+fn entry_type_schema() -> Object {
+    one_of(["topup", "bonus", "spend"])
+}
+
+fn null_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::Null).build()
 }
 
 /// The body of a batch: at most 64 KiB.
@@ -667,6 +725,8 @@ fn asset_name_schema() -> Object {
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(ASSET_NAME_CHARS_MAX))
+        .pattern(Some("^[^\\u0000]+$"))
+        .description(Some("Any characters but NUL."))
         .build()
 }
 
@@ -674,7 +734,7 @@ fn decimals_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
         .minimum(Some(0))
-        .maximum(Some(f64::from(ASSET_DECIMALS_MAX)))
+        .maximum(Some(u64::from(ASSET_DECIMALS_MAX)))
         .description(Some("Default 0."))
         .build()
 }
@@ -684,7 +744,19 @@ fn user_id_schema() -> Object {
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(USER_ID_CHARS_MAX))
-        .pattern(Some("^[A-Za-z0-9_.:@-]+$"))
+        .pattern(Some(super::params::USER_ID_PATTERN))
+        .build()
+}
+
+fn asset_ref_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(super::params::UUID_CHARS))
+        .pattern(Some(super::params::asset_ref_pattern()))
+        .description(Some(
+            "An asset symbol such as `GOLD`, or an asset id (a UUID).",
+        ))
         .build()
 }
 
@@ -692,8 +764,11 @@ fn amount_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::Integer)
         .minimum(Some(1))
-        .maximum(Some(AMOUNT_MAX as f64))
-        .description(Some("In the asset's smallest unit; at most 2^53 - 1."))
+        .maximum(Some(AMOUNT_MAX))
+        .description(Some(
+            "In the asset's smallest unit; at most 2^53 - 1. A JSON integer as written: \
+             `5.0` and `1e3` are refused (400), though JSON Schema counts them integers.",
+        ))
         .build()
 }
 

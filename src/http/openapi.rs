@@ -43,8 +43,20 @@ use crate::error::{ApiError, ErrorCode};
         description = "A double-entry, append-only ledger of virtual currencies. Every response \
             but this document is the envelope `{\"success\", \"data\", \"error\"}` and carries \
             `X-Request-Id` (the caller's own when valid, 1-128 visible ASCII characters). \
-            Amounts are integers in the asset's smallest unit."
+            Amounts are integers in the asset's smallest unit.\n\n\
+            Every path answers the methods listed for it, and `HEAD` on a `GET`; any other \
+            method is `405 METHOD_NOT_ALLOWED` in the envelope, with `Allow` listing the \
+            methods it answers, before any key is looked at. A path not listed is \
+            `404 NOT_FOUND` in the envelope.\n\n\
+            Some rules span two inputs and cannot be written as a schema: each is in the \
+            description of what it governs, and each is a `400 VALIDATION_ERROR`. A write \
+            needs an idempotency key, in the body or the `Idempotency-Key` header, the same \
+            in both when both are given; a transfer's `to` is another user than the path's; \
+            an amount is a JSON integer as written (`5.0` is refused); `metadata` is at most \
+            2048 bytes as compact JSON; `at` is not in the future; a cursor is one this \
+            service gave out."
     ),
+    servers((url = "/", description = "The server that serves this document.")),
     paths(
         service::get_health,
         assets::get_assets,
@@ -83,7 +95,7 @@ use crate::error::{ApiError, ErrorCode};
         IssuedJson, EventPageJson, EventJson, ApiKeyJson, CreatedKeyJson, KeyRequest
     )),
     // `ApiKeys` comes last, in `document`: it needs the route table.
-    modifiers(&Envelopes, &ErrorResponses),
+    modifiers(&Envelopes, &ErrorResponses, &Links),
     tags(
         (name = "ledger", description = "Assets, balances, history and the writes that move value."),
         (name = "holds", description = "Money set aside for a later capture, or let go."),
@@ -251,7 +263,9 @@ const KEY_CHECK: [ErrorCode; 3] = [
 /// The name of the bearer scheme in `components.securitySchemes`.
 const BEARER_SCHEME: &str = "apiKey";
 
-/// Failures no single operation answers with: they are about the route.
+/// Failures no single operation answers with: they are about the route. The
+/// document keeps them as shared responses, so that it names every code;
+/// the description of the document says when they come.
 const ROUTE_ERRORS: [ErrorCode; 2] = [ErrorCode::NotFound, ErrorCode::MethodNotAllowed];
 
 /// Every operation of the document with its path.
@@ -419,9 +433,19 @@ impl Modify for ApiKeys {
                             scope.as_str()
                         ),
                     ),
-                    _ => continue,
+                    // Never needs a key: an empty list says so.
+                    Some(RouteAccess::Open) => {
+                        operation.security = Some(vec![]);
+                        continue;
+                    }
+                    None => continue,
                 };
-                operation.security = Some(vec![SecurityRequirement::new(BEARER_SCHEME, scopes)]);
+                let mut security = vec![SecurityRequirement::new(BEARER_SCHEME, scopes)];
+                if matches!(access, Some(RouteAccess::OpenOnLoopback(_))) {
+                    // The empty requirement: on loopback, no key at all.
+                    security.push(SecurityRequirement::default());
+                }
+                operation.security = Some(security);
                 operation.description = Some(match operation.description.take() {
                     Some(text) => format!("{text}\n\n{needs}"),
                     None => needs,
@@ -476,6 +500,362 @@ impl Modify for ErrorResponses {
     }
 }
 
+/// The links of the document, by the operation and status whose answer
+/// supplies them: (operation, status, link, target operation, [(target
+/// parameter, runtime expression)]). Stateful tools follow them from one
+/// answer to the next request; an answer's `data` is the envelope's.
+type LinkRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const PATH_USER: (&str, &str) = ("userId", "$request.path.userId");
+const RECEIPT_TRANSACTION: (&str, &str) = ("id", "$response.body#/data/transaction/id");
+
+const LINKS: &[LinkRow] = &[
+    // A single write: its transaction, and the user's wallet.
+    (
+        "post_topup",
+        "201",
+        "GetTransaction",
+        "get_transaction",
+        &[RECEIPT_TRANSACTION],
+    ),
+    (
+        "post_topup",
+        "201",
+        "ReverseTransaction",
+        "post_reverse",
+        &[RECEIPT_TRANSACTION],
+    ),
+    (
+        "post_topup",
+        "201",
+        "GetBalance",
+        "get_balance",
+        &[PATH_USER],
+    ),
+    (
+        "post_topup",
+        "201",
+        "GetHistory",
+        "get_transactions",
+        &[PATH_USER],
+    ),
+    ("post_topup", "201", "PlaceHold", "post_hold", &[PATH_USER]),
+    ("post_topup", "201", "Spend", "post_spend", &[PATH_USER]),
+    (
+        "post_topup",
+        "201",
+        "Transfer",
+        "post_transfer",
+        &[PATH_USER],
+    ),
+    (
+        "post_bonus",
+        "201",
+        "GetTransaction",
+        "get_transaction",
+        &[RECEIPT_TRANSACTION],
+    ),
+    (
+        "post_bonus",
+        "201",
+        "ReverseTransaction",
+        "post_reverse",
+        &[RECEIPT_TRANSACTION],
+    ),
+    (
+        "post_bonus",
+        "201",
+        "GetBalance",
+        "get_balance",
+        &[PATH_USER],
+    ),
+    ("post_bonus", "201", "GetHolds", "get_holds", &[PATH_USER]),
+    (
+        "post_spend",
+        "201",
+        "GetTransaction",
+        "get_transaction",
+        &[RECEIPT_TRANSACTION],
+    ),
+    (
+        "post_spend",
+        "201",
+        "ReverseTransaction",
+        "post_reverse",
+        &[RECEIPT_TRANSACTION],
+    ),
+    (
+        "post_spend",
+        "201",
+        "GetBalance",
+        "get_balance",
+        &[PATH_USER],
+    ),
+    (
+        "post_spend",
+        "201",
+        "GetHistory",
+        "get_transactions",
+        &[PATH_USER],
+    ),
+    (
+        "post_transfer",
+        "201",
+        "GetTransaction",
+        "get_transaction",
+        &[RECEIPT_TRANSACTION],
+    ),
+    (
+        "post_transfer",
+        "201",
+        "ReverseTransaction",
+        "post_reverse",
+        &[RECEIPT_TRANSACTION],
+    ),
+    (
+        "post_transfer",
+        "201",
+        "GetBalance",
+        "get_balance",
+        &[PATH_USER],
+    ),
+    (
+        "post_transfer",
+        "201",
+        "GetRecipientBalance",
+        "get_balance",
+        &[("userId", "$request.body#/to")],
+    ),
+    (
+        "post_transfer",
+        "201",
+        "GetRecipientHistory",
+        "get_transactions",
+        &[("userId", "$request.body#/to")],
+    ),
+    // A reversal: itself, and what it reverses.
+    (
+        "post_reverse",
+        "201",
+        "GetReversal",
+        "get_transaction",
+        &[RECEIPT_TRANSACTION],
+    ),
+    (
+        "post_reverse",
+        "201",
+        "GetReversed",
+        "get_transaction",
+        &[("id", "$request.path.id")],
+    ),
+    // A batch: its first transaction and the first wallet it touched.
+    (
+        "post_batch",
+        "201",
+        "GetTransaction",
+        "get_transaction",
+        &[("id", "$response.body#/data/transactions/0/id")],
+    ),
+    (
+        "post_batch",
+        "201",
+        "ReverseTransaction",
+        "post_reverse",
+        &[("id", "$response.body#/data/transactions/0/id")],
+    ),
+    (
+        "post_batch",
+        "201",
+        "GetBalance",
+        "get_balance",
+        &[("userId", "$response.body#/data/balances/0/userId")],
+    ),
+    // Reads that name what the next request can act on.
+    (
+        "get_transactions",
+        "200",
+        "GetTransaction",
+        "get_transaction",
+        &[("id", "$response.body#/data/items/0/id")],
+    ),
+    (
+        "get_transactions",
+        "200",
+        "ReverseTransaction",
+        "post_reverse",
+        &[("id", "$response.body#/data/items/0/id")],
+    ),
+    (
+        "get_transaction",
+        "200",
+        "ReverseTransaction",
+        "post_reverse",
+        &[("id", "$request.path.id")],
+    ),
+    // A hold and what can follow it.
+    (
+        "post_hold",
+        "201",
+        "GetHold",
+        "get_hold",
+        &[("holdId", "$response.body#/data/hold/id")],
+    ),
+    (
+        "post_hold",
+        "201",
+        "CaptureHold",
+        "post_capture",
+        &[("holdId", "$response.body#/data/hold/id")],
+    ),
+    (
+        "post_hold",
+        "201",
+        "VoidHold",
+        "post_void",
+        &[("holdId", "$response.body#/data/hold/id")],
+    ),
+    ("post_hold", "201", "GetHolds", "get_holds", &[PATH_USER]),
+    (
+        "post_hold",
+        "201",
+        "GetBalance",
+        "get_balance",
+        &[PATH_USER],
+    ),
+    (
+        "get_holds",
+        "200",
+        "GetHold",
+        "get_hold",
+        &[("holdId", "$response.body#/data/items/0/id")],
+    ),
+    (
+        "get_hold",
+        "200",
+        "CaptureHold",
+        "post_capture",
+        &[("holdId", "$request.path.holdId")],
+    ),
+    (
+        "get_hold",
+        "200",
+        "VoidHold",
+        "post_void",
+        &[("holdId", "$request.path.holdId")],
+    ),
+    (
+        "get_hold",
+        "200",
+        "GetBalance",
+        "get_balance",
+        &[("userId", "$response.body#/data/userId")],
+    ),
+    (
+        "post_capture",
+        "201",
+        "GetHold",
+        "get_hold",
+        &[("holdId", "$request.path.holdId")],
+    ),
+    (
+        "post_capture",
+        "201",
+        "GetTransaction",
+        "get_transaction",
+        &[RECEIPT_TRANSACTION],
+    ),
+    (
+        "post_capture",
+        "201",
+        "ReverseTransaction",
+        "post_reverse",
+        &[RECEIPT_TRANSACTION],
+    ),
+    (
+        "post_void",
+        "200",
+        "GetHold",
+        "get_hold",
+        &[("holdId", "$request.path.holdId")],
+    ),
+    // Assets, the feed, keys.
+    (
+        "post_assets",
+        "201",
+        "GetSupply",
+        "get_supply",
+        &[("asset", "$response.body#/data/symbol")],
+    ),
+    (
+        "post_assets",
+        "201",
+        "GetSupplyById",
+        "get_supply",
+        &[("asset", "$response.body#/data/id")],
+    ),
+    (
+        "post_assets",
+        "200",
+        "GetSupply",
+        "get_supply",
+        &[("asset", "$response.body#/data/symbol")],
+    ),
+    (
+        "get_assets",
+        "200",
+        "GetSupply",
+        "get_supply",
+        &[("asset", "$response.body#/data/0/symbol")],
+    ),
+    (
+        "get_events",
+        "200",
+        "NextPage",
+        "get_events",
+        &[("after", "$response.body#/data/nextCursor")],
+    ),
+    (
+        "post_keys",
+        "201",
+        "RevokeKey",
+        "post_revoke",
+        &[("name", "$response.body#/data/key/name")],
+    ),
+];
+
+/// Puts `LINKS` on the answers that supply them.
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, document: &mut Document) {
+        use utoipa::openapi::link::LinkBuilder;
+        for (_, operation) in operations_mut(document) {
+            let id = operation.operation_id.clone().unwrap_or_default();
+            for (_, status, name, target, parameters) in
+                LINKS.iter().filter(|(source, ..)| *source == id)
+            {
+                let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status)
+                else {
+                    continue;
+                };
+                let link = parameters.iter().fold(
+                    LinkBuilder::new().operation_id(*target),
+                    |link, (parameter, expression)| link.parameter(*parameter, *expression),
+                );
+                response
+                    .links
+                    .insert((*name).to_owned(), RefOr::T(link.build()));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,6 +869,28 @@ mod tests {
                 operation_errors(&id).is_some(),
                 "{path} ({id}) has no entry in operation_errors"
             );
+        }
+    }
+
+    #[test]
+    fn every_link_leaves_a_documented_answer_for_a_documented_operation() {
+        let document = ApiDoc::openapi();
+        let mut responses = std::collections::BTreeSet::new();
+        let mut ids = std::collections::BTreeSet::new();
+        let mut document = document;
+        for (_, operation) in operations_mut(&mut document) {
+            let id = operation.operation_id.clone().unwrap_or_default();
+            for status in operation.responses.responses.keys() {
+                responses.insert((id.clone(), status.clone()));
+            }
+            ids.insert(id);
+        }
+        for (source, status, name, target, _) in LINKS {
+            assert!(
+                responses.contains(&((*source).to_owned(), (*status).to_owned())),
+                "{name}: {source} documents no {status}"
+            );
+            assert!(ids.contains(*target), "{name}: no operation {target}");
         }
     }
 }

@@ -17,6 +17,71 @@ use crate::limits::{
     REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
 };
 
+/// A hyphenated UUID, in either case: what `Uuid::try_parse` takes at 36
+/// characters (`input::path_uuid`, `AssetRef::parse`).
+const UUID_PATTERN_BODY: &str =
+    "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}";
+
+/// An id in a path or a body: a hyphenated UUID.
+pub(super) fn uuid_pattern() -> String {
+    format!("^{UUID_PATTERN_BODY}$")
+}
+
+/// An asset as a caller names it (`AssetRef::parse`): a symbol of 1-32 of
+/// `A-Z 0-9 _`, or an id.
+pub(super) fn asset_ref_pattern() -> String {
+    format!("^(?:[A-Z0-9_]{{1,{ASSET_SYMBOL_CHARS_MAX}}}|{UUID_PATTERN_BODY})$")
+}
+
+/// A user id (`UserId::parse`): characters of `A-Z a-z 0-9 _ . : @ -`, but
+/// never `.` or `..`.
+pub(super) const USER_ID_PATTERN: &str = "^(?!\\.\\.?$)[A-Za-z0-9_.:@-]+$";
+
+/// The decimal numbers from 1 to `i64::MAX` without a leading zero: the
+/// cursors `Cursor::parse` takes (an entry's sequence number).
+pub(super) fn cursor_pattern() -> String {
+    format!("^(?:{})$", positive_decimals_up_to(i64::MAX.unsigned_abs()))
+}
+
+/// `0` (the start) or a cursor: what `after` and `Last-Event-ID` take.
+pub(super) fn event_cursor_pattern() -> String {
+    format!(
+        "^(?:0|{})$",
+        positive_decimals_up_to(i64::MAX.unsigned_abs())
+    )
+}
+
+/// An alternation matching exactly the decimal spellings of `1..=max`
+/// without a leading zero: shorter numbers freely, then for numbers as long
+/// as `max`, each way of staying under it digit by digit.
+fn positive_decimals_up_to(max: u64) -> String {
+    let digits: Vec<u32> = max
+        .to_string()
+        .chars()
+        .filter_map(|c| c.to_digit(10))
+        .collect();
+    let length = digits.len();
+    let mut branches = Vec::new();
+    if length > 1 {
+        branches.push(format!("[1-9][0-9]{{0,{}}}", length - 2));
+    }
+    for (position, &digit) in digits.iter().enumerate() {
+        let lowest = u32::from(position == 0);
+        if digit > lowest {
+            let prefix: String = digits[..position].iter().map(u32::to_string).collect();
+            let rest = length - position - 1;
+            let tail = if rest > 0 {
+                format!("[0-9]{{{rest}}}")
+            } else {
+                String::new()
+            };
+            branches.push(format!("{prefix}[{lowest}-{}]{tail}", digit - 1));
+        }
+    }
+    branches.push(max.to_string());
+    branches.join("|")
+}
+
 fn string_schema(chars_max: usize) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
@@ -30,7 +95,9 @@ fn asset_filter() -> Parameter {
         "asset",
         ParameterIn::Query,
         "Only this asset: a symbol or an id.",
-        string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
+        string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS))
+            .pattern(Some(asset_ref_pattern()))
+            .build(),
     )
 }
 
@@ -43,7 +110,7 @@ fn page_limit(description: &str) -> Parameter {
         ObjectBuilder::new()
             .schema_type(Type::Integer)
             .minimum(Some(1))
-            .maximum(Some(PAGE_LIMIT_MAX as f64))
+            .maximum(Some(PAGE_LIMIT_MAX as u64))
             .default(Some(json!(PAGE_LIMIT_DEFAULT)))
             .build(),
     )
@@ -55,7 +122,9 @@ fn page_cursor() -> Parameter {
         "cursor",
         ParameterIn::Query,
         "The `nextCursor` of the previous page.",
-        string_schema(CURSOR_CHARS_MAX).build(),
+        string_schema(CURSOR_CHARS_MAX)
+            .pattern(Some(cursor_pattern()))
+            .build(),
     )
 }
 
@@ -74,7 +143,7 @@ fn parameter(name: &str, place: ParameterIn, description: &str, schema: Object) 
 }
 
 /// An asset id is a hyphenated UUID: 36 characters.
-const UUID_CHARS: usize = 36;
+pub(super) const UUID_CHARS: usize = 36;
 
 /// `{userId}` in a path.
 pub struct UserIdParam;
@@ -84,9 +153,9 @@ impl IntoParams for UserIdParam {
         vec![parameter(
             "userId",
             ParameterIn::Path,
-            "The user: characters of `A-Z a-z 0-9 _ . : @ -`.",
+            "The user: characters of `A-Z a-z 0-9 _ . : @ -`, but not `.` or `..`.",
             string_schema(USER_ID_CHARS_MAX)
-                .pattern(Some("^[A-Za-z0-9_.:@-]+$"))
+                .pattern(Some(USER_ID_PATTERN))
                 .build(),
         )]
     }
@@ -103,6 +172,7 @@ impl IntoParams for TransactionIdParam {
             "The transaction's id, as its `id` field gives it (a UUID).",
             string_schema(UUID_CHARS)
                 .min_length(Some(UUID_CHARS))
+                .pattern(Some(uuid_pattern()))
                 .format(Some(utoipa::openapi::SchemaFormat::Custom("uuid".into())))
                 .build(),
         )]
@@ -141,6 +211,7 @@ impl IntoParams for HoldIdParam {
             "The hold's id, as its `id` field gives it (a UUID).",
             string_schema(UUID_CHARS)
                 .min_length(Some(UUID_CHARS))
+                .pattern(Some(uuid_pattern()))
                 .format(Some(utoipa::openapi::SchemaFormat::Custom("uuid".into())))
                 .build(),
         )]
@@ -209,7 +280,9 @@ impl IntoParams for AssetParam {
             "asset",
             ParameterIn::Path,
             "The asset: its symbol (such as `GOLD`) or its id (a UUID).",
-            string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS)).build(),
+            string_schema(ASSET_SYMBOL_CHARS_MAX.max(UUID_CHARS))
+                .pattern(Some(asset_ref_pattern()))
+                .build(),
         )]
     }
 }
@@ -243,7 +316,7 @@ impl IntoParams for EventsParams {
                  Absent: from the start of the ledger. A cursor past the newest event (one this \
                  ledger never gave out) is 400.",
                 string_schema(CURSOR_CHARS_MAX)
-                    .pattern(Some("^(0|[1-9][0-9]*)$"))
+                    .pattern(Some(event_cursor_pattern()))
                     .build(),
             ),
             parameter(
@@ -253,16 +326,18 @@ impl IntoParams for EventsParams {
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
                     .minimum(Some(1))
-                    .maximum(Some(EVENTS_PAGE_LIMIT_MAX as f64))
+                    .maximum(Some(EVENTS_PAGE_LIMIT_MAX as u64))
                     .default(Some(json!(EVENTS_PAGE_LIMIT_DEFAULT)))
                     .build(),
             ),
             parameter(
                 "Last-Event-ID",
                 ParameterIn::Header,
-                "With `Accept: text/event-stream`: the `id` of the last event received; the \
-                 stream resumes after it (over `after`).",
-                string_schema(CURSOR_CHARS_MAX).build(),
+                "The `id` of the last event received: the page or stream resumes after it \
+                 (over `after`), as a reconnecting `EventSource` asks. The same rules as `after`.",
+                string_schema(CURSOR_CHARS_MAX)
+                    .pattern(Some(event_cursor_pattern()))
+                    .build(),
             ),
         ]
     }
@@ -282,5 +357,78 @@ impl IntoParams for IdempotencyKeyParam {
                 .pattern(Some("^[!-~]+$"))
                 .build(),
         )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_pattern_spells_exactly_the_numbers_up_to_its_bound() {
+        assert_eq!(
+            positive_decimals_up_to(305),
+            "[1-9][0-9]{0,1}|[1-2][0-9]{2}|30[0-4]|305"
+        );
+        // Every number from 1 to the bound matches and nothing past it, by
+        // brute force on small bounds, each digit by digit.
+        for max in [1u64, 9, 10, 19, 100, 305, 999, 1000, 4071] {
+            let branches = positive_decimals_up_to(max);
+            let matches = |text: &str| {
+                branches
+                    .split('|')
+                    .any(|branch| matches_branch(branch, text))
+            };
+            for n in 1..=max * 2 + 10 {
+                assert_eq!(matches(&n.to_string()), n <= max, "{n} against {max}");
+            }
+            assert!(!matches("0") && !matches("01"), "{max}");
+        }
+    }
+
+    /// A match of the small regex dialect `positive_decimals_up_to` writes:
+    /// literal digits, `[a-b]` and `[a-b]{n}` or `{0,n}`.
+    fn matches_branch(branch: &str, text: &str) -> bool {
+        let mut classes: Vec<(char, char, usize, usize)> = Vec::new();
+        let mut rest = branch;
+        while let Some(c) = rest.chars().next() {
+            let (low, high, after) = if c == '[' {
+                let end = rest.find(']').unwrap();
+                let inner: Vec<char> = rest[1..end].chars().collect();
+                (inner[0], inner[2], &rest[end + 1..])
+            } else {
+                (c, c, &rest[1..])
+            };
+            rest = after;
+            let (min, max) = if rest.starts_with('{') {
+                let end = rest.find('}').unwrap();
+                let counts = &rest[1..end];
+                rest = &rest[end + 1..];
+                match counts.split_once(',') {
+                    Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
+                    None => (counts.parse().unwrap(), counts.parse().unwrap()),
+                }
+            } else {
+                (1, 1)
+            };
+            classes.push((low, high, min, max));
+        }
+        fn walk(classes: &[(char, char, usize, usize)], text: &[char]) -> bool {
+            let Some(&(low, high, min, max)) = classes.first() else {
+                return text.is_empty();
+            };
+            (min..=max).any(|count| {
+                count <= text.len()
+                    && text[..count].iter().all(|c| (low..=high).contains(c))
+                    && walk(&classes[1..], &text[count..])
+            })
+        }
+        walk(&classes, &text.chars().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_cursor_pattern_ends_at_the_largest_cursor() {
+        let pattern = cursor_pattern();
+        assert!(pattern.ends_with("|9223372036854775807)$"), "{pattern}");
     }
 }
