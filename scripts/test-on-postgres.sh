@@ -36,5 +36,10 @@ trap stop EXIT
     -o "-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=400" \
     start >/dev/null
 export WALLET_TEST_POSTGRES="postgres://wallet@127.0.0.1:${port}"
+# Without arguments: every test but those that start clusters of their own
+# (postgres::, instances::), which `cargo test` runs already.
+if [ "$#" -eq 0 ]; then
+    set -- -- --skip postgres:: --skip instances::
+fi
 echo "== cargo test --test api --test properties $* (on PostgreSQL at ${WALLET_TEST_POSTGRES})"
 cargo test --test api --test properties "$@"

@@ -48,6 +48,7 @@ impl Metadata {
                     "values must be at most {METADATA_VALUE_CHARS_MAX} characters"
                 )));
             }
+            super::names::refuse_nul(text)?;
             entries.insert(key.clone(), text.clone());
         }
         let metadata = Metadata(entries);

@@ -86,6 +86,18 @@ impl AssetSymbol {
     }
 }
 
+/// Free text a caller gives (a name, a note, a reference, a metadata
+/// value) may hold any character but NUL: SQLite's length() stops at one,
+/// so a CHECK on length fails after every check here passed, and
+/// PostgreSQL's text and jsonb cannot hold one at all. Refused here, the
+/// same on both backends, with the field named.
+pub fn refuse_nul(raw: &str) -> Result<(), ParseError> {
+    if raw.contains('\0') {
+        return Err(ParseError::new("may not contain the NUL character"));
+    }
+    Ok(())
+}
+
 /// An asset's display name: 1-128 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AssetName(String);
@@ -97,12 +109,7 @@ impl AssetName {
                 "must be 1 to {ASSET_NAME_CHARS_MAX} characters"
             )));
         }
-        // SQLite's length() stops at a NUL, so a name that starts with one
-        // fails the table's CHECK (1-128) after every check here passed, and
-        // a PostgreSQL text cannot hold one at all.
-        if raw.contains('\0') {
-            return Err(ParseError::new("may not contain the NUL character"));
-        }
+        refuse_nul(raw)?;
         Ok(AssetName(raw.to_owned()))
     }
 
@@ -168,6 +175,7 @@ impl ReferenceId {
                 "must be at most {REFERENCE_ID_CHARS_MAX} characters"
             )));
         }
+        refuse_nul(raw)?;
         Ok(ReferenceId(raw.to_owned()))
     }
 
@@ -187,6 +195,7 @@ impl Note {
                 "must be at most {NOTE_CHARS_MAX} characters"
             )));
         }
+        refuse_nul(raw)?;
         Ok(Note(raw.to_owned()))
     }
 
@@ -314,6 +323,14 @@ mod tests {
         assert!(ReferenceId::parse(&"é".repeat(255)).is_ok());
         assert!(ReferenceId::parse(&"é".repeat(256)).is_err());
         assert!(ReferenceId::parse("").is_ok());
+    }
+
+    #[test]
+    fn a_nul_is_refused_in_every_free_text_a_caller_gives() {
+        assert!(Note::parse("a\0b").is_err());
+        assert!(ReferenceId::parse("\0").is_err());
+        assert!(AssetName::parse("\0Gold").is_err());
+        assert!(Note::parse("tab\tand newline\n are fine").is_ok());
     }
 
     #[test]

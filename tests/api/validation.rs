@@ -495,3 +495,28 @@ fn an_invalid_key_in_both_header_and_body_is_reported_for_both() {
     assert_eq!(fields, ["Idempotency-Key", "idempotencyKey"], "{body}");
     assert_eq!(app.entry_count(), SEED_ENTRIES);
 }
+
+/// Goal: a NUL character in a note, a reference or a metadata value is
+/// `400 VALIDATION_ERROR` naming each field, and nothing is written, on
+/// every backend (PostgreSQL's text and jsonb cannot hold one).
+#[test]
+fn a_nul_in_a_note_a_reference_or_a_metadata_value_is_refused_naming_each() {
+    let app = TestApp::spawn();
+    let before = app.entry_count();
+    let response = app.post(
+        "/wallets/user_alice/topup",
+        &json!({"asset": "GOLD", "amount": 1, "idempotencyKey": "nul-1",
+                "note": "a\u{0}b", "referenceId": "\u{0}", "metadata": {"k": "v\u{0}"}}),
+    );
+    assert_eq!(response.status, 400, "{:?}", response.body);
+    assert_eq!(response.error_code(), "VALIDATION_ERROR");
+    let mut fields = response.invalid_fields();
+    fields.sort();
+    assert_eq!(fields, ["metadata", "note", "referenceId"]);
+    assert_eq!(app.entry_count(), before);
+    let fine = app.post(
+        "/wallets/user_alice/topup",
+        &json!({"asset": "GOLD", "amount": 1, "idempotencyKey": "nul-2", "note": "tab\tok"}),
+    );
+    assert_eq!(fine.status, 201, "{:?}", fine.body);
+}
