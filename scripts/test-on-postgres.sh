@@ -3,7 +3,7 @@
 # starts a throwaway cluster in a temporary folder (Debian's postgresql
 # packages; as the postgres user when run as root, which PostgreSQL
 # refuses; fsync on), points WALLET_TEST_POSTGRES at it, runs
-#   cargo test --test api --test properties "$@"
+#   cargo test --no-fail-fast --test api --test properties "$@"
 # and stops the cluster whatever the outcome. Tests of what only a SQLite
 # file has print "SKIPPED on PostgreSQL".
 #
@@ -41,5 +41,5 @@ export WALLET_TEST_POSTGRES="postgres://wallet@127.0.0.1:${port}"
 if [ "$#" -eq 0 ]; then
     set -- -- --skip postgres:: --skip instances::
 fi
-echo "== cargo test --test api --test properties $* (on PostgreSQL at ${WALLET_TEST_POSTGRES})"
-cargo test --test api --test properties "$@"
+echo "== cargo test --no-fail-fast --test api --test properties $* (on PostgreSQL at ${WALLET_TEST_POSTGRES})"
+cargo test --no-fail-fast --test api --test properties "$@"

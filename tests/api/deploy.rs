@@ -584,3 +584,51 @@ fn ci_installs_and_starts_the_engine_the_container_test_needs_and_stops_it() {
     assert!(position("kill \"${dockerd_pid}\"") < position("trap cleanup EXIT"));
     assert!(position("dockerd >\"${dockerd_log}\"") < position("cargo test"));
 }
+
+/// Goal: the PostgreSQL deployment files say what the README says: the
+/// compose file runs PostgreSQL, two wallet instances on one database URL
+/// (each draining within its grace period) and one proxy port in front of
+/// both; the Fly config has no volume, at least two machines, and no
+/// database URL in plain text (it is a secret).
+#[test]
+fn the_postgresql_deployment_files_run_two_instances_on_one_database() {
+    let compose: Value = yaml_serde::from_str(&project_file("deploy/postgres/docker-compose.yml"))
+        .expect("deploy/postgres/docker-compose.yml is valid YAML");
+    let services = &compose["services"];
+    assert!(services["postgres"]["image"]
+        .as_str()
+        .is_some_and(|image| image.starts_with("postgres:")));
+    let url = |service: &str| {
+        services[service]["environment"]["WALLET_DB"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        url("wallet-a").starts_with("postgres://"),
+        "{}",
+        url("wallet-a")
+    );
+    assert_eq!(url("wallet-a"), url("wallet-b"), "one database for both");
+    for service in ["wallet-a", "wallet-b"] {
+        assert_eq!(services[service]["stop_grace_period"], "35s");
+        assert!(
+            services[service].get("ports").is_none(),
+            "only the proxy is published"
+        );
+    }
+    let proxy = services["proxy"]["command"].as_str().unwrap_or_default();
+    assert!(
+        proxy.contains("--to wallet-a:8080") && proxy.contains("--to wallet-b:8080"),
+        "{proxy}"
+    );
+    assert_eq!(services["proxy"]["ports"][0], "8080:8080");
+
+    let fly: toml::Table = project_file("deploy/postgres/fly.toml")
+        .parse()
+        .expect("deploy/postgres/fly.toml is valid TOML");
+    assert!(fly.get("mounts").is_none(), "stateless machines: no volume");
+    assert!(fly["http_service"]["min_machines_running"].as_integer() >= Some(2));
+    assert!(fly["env"].get("WALLET_DB").is_none(), "the URL is a secret");
+    assert!(project_file("deploy/postgres/fly.toml").contains("fly secrets set"));
+}
