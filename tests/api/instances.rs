@@ -615,3 +615,46 @@ fn killing_an_instance_and_crashing_postgresql_under_load_loses_no_acknowledged_
     assert_eq!(total, sent.len() as i64, "one GOLD per key, each once");
     verify_clean(&url);
 }
+
+/// Goal: while the database is down, the server answers at once instead
+/// of hanging: health 503, a write `503 DATABASE_UNAVAILABLE` with
+/// `Retry-After`, a read 503; once the database is back, it serves again
+/// by itself (no restart), and the write retried with its key is applied
+/// once.
+#[test]
+fn a_database_that_goes_away_is_503_with_retry_after_and_the_server_recovers_by_itself() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (url, apps, _) = instances(&cluster, "outage", 1, &[]);
+    let app = &apps[0];
+    assert_eq!(app.balance("user_alice", "GOLD"), 1000);
+    cluster.crash();
+    let started = Instant::now();
+    let health = app.get("/health");
+    assert_eq!(health.status, 503, "{:?}", health.body);
+    let write = app.post_spend("user_alice", "GOLD", 10, "during-outage");
+    assert_eq!(write.status, 503, "{:?}", write.body);
+    assert_eq!(write.error_code(), "DATABASE_UNAVAILABLE");
+    assert!(write.header("retry-after").is_some(), "{:?}", write.headers);
+    let read = app.get("/wallets/user_alice/balance");
+    assert_eq!(read.status, 503, "{:?}", read.body);
+    assert_eq!(read.error_code(), "DATABASE_UNAVAILABLE");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered within the connection time limits: {:?}",
+        started.elapsed()
+    );
+    cluster.start_again();
+    let back = within(Duration::from_secs(10), || {
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .is_ok_and(|response| response.status().as_u16() == 200)
+    });
+    assert!(back.is_some(), "the server never served again");
+    let retried = app.post_spend("user_alice", "GOLD", 10, "during-outage");
+    assert_eq!(retried.status, 201, "{:?}", retried.body);
+    assert_eq!(app.balance("user_alice", "GOLD"), 990);
+    verify_clean(&url);
+}

@@ -110,20 +110,29 @@ impl Cluster {
     /// Stops the server at once (`-m immediate`: as a crash, recovery at
     /// the next start), waits `down`, and starts it again on the same port.
     pub fn crash_and_restart(&self, down: Duration) {
-        let data = self.dir.path().join("data");
-        let output = self.server_program(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
-        assert!(output.status.success(), "pg_ctl stop: {output:?}");
+        self.crash();
         std::thread::sleep(down);
+        self.start_again();
+    }
+
+    /// Stops the server at once, as a crash.
+    pub fn crash(&self) {
+        let data = self.dir.path().join("data");
+        let stop = [
+            "-D",
+            data.to_str().unwrap(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ];
+        let output = self.server_program("pg_ctl", &stop);
+        assert!(output.status.success(), "pg_ctl stop: {output:?}");
+    }
+
+    /// Starts a crashed or stopped server again on the same port.
+    pub fn start_again(&self) {
+        let data = self.dir.path().join("data");
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
             self.port,
