@@ -82,6 +82,11 @@ pub const READ_TIME_MAX: Duration = Duration::from_secs(2);
 /// Read-only connections for reads that run off the HTTP workers (history
 /// pages), so that a slow one never stalls health checks and writes.
 pub const READ_POOL_OFF_WORKER_SIZE: u32 = 2;
+/// Writer threads of one PostgreSQL instance, each on a connection of its
+/// own: a write there waits on round trips to the server, not on a file
+/// lock, so lanes side by side multiply what one instance writes (SQLite
+/// keeps one writer).
+pub const PG_WRITER_LANES: usize = 4;
 
 /// Commands waiting for the writer. Past this the service is saturated and
 /// answers 503 at once rather than letting latency grow without bound. At a few

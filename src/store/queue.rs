@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::domain::KeyName;
-use crate::ledger::engine::{Command, NewAsset, Outcome};
+use crate::ledger::engine::{Command, NewAsset, Operation, Outcome};
 use crate::limits::{HOLD_EXPIRY_SWEEP_INTERVAL, HOLD_EXPIRY_SWEEP_MAX, WRITE_QUEUE_DEPTH_MAX};
 use crate::store::write::{Done, Work};
 use crate::store::{AssetOutcome, KeyError, KeyListing, LedgerError, NewKey, StorageError};
@@ -76,17 +76,18 @@ pub(crate) trait BatchWriter {
     fn close(self);
 }
 
-/// The running writer thread; whoever started it stops it.
+/// The running writer threads (one lane each, SQLite runs one); whoever
+/// started them stops them.
 pub struct Writer {
-    sender: SyncSender<Message>,
-    thread: JoinHandle<()>,
+    lanes: Vec<(SyncSender<Message>, JoinHandle<()>)>,
     status: Arc<WriterStatus>,
 }
 
 /// A cheap, cloneable way to hand the writer work.
 #[derive(Clone)]
 pub struct WriterHandle {
-    sender: SyncSender<Message>,
+    /// One queue per lane; a command goes to its first user's lane.
+    senders: Arc<[SyncSender<Message>]>,
     status: Arc<WriterStatus>,
 }
 
@@ -101,53 +102,111 @@ impl Writer {
         clock: Clock,
         open: impl FnOnce(Arc<WriterStatus>) -> W + Send + 'static,
     ) -> std::io::Result<Writer> {
+        Writer::start_lanes(name, batch_max, clock, vec![open])
+    }
+
+    /// Starts one writer thread per element of `opens`, each on a
+    /// connection of its own (a backend whose writers may run side by side:
+    /// PostgreSQL). A command goes to the lane of its first user, so one
+    /// user's writes queue in one lane and batch together; the queue's
+    /// bound is shared out between the lanes; only the first lane sweeps
+    /// holds.
+    pub(crate) fn start_lanes<W: BatchWriter>(
+        name: &str,
+        batch_max: usize,
+        clock: Clock,
+        opens: Vec<impl FnOnce(Arc<WriterStatus>) -> W + Send + 'static>,
+    ) -> std::io::Result<Writer> {
         let batch_max = batch_max.clamp(1, WRITE_QUEUE_DEPTH_MAX);
-        let (sender, receiver) = mpsc::sync_channel(WRITE_QUEUE_DEPTH_MAX);
+        let depth = (WRITE_QUEUE_DEPTH_MAX / opens.len().max(1)).max(1);
         let status = Arc::new(WriterStatus::default());
-        let thread_status = Arc::clone(&status);
-        let thread = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                // A panic here is a defect in the writer. Its transaction is
-                // uncommitted and so lost, which is safe; serving on without a
-                // writer is not, so end the process.
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let mut writer = open(thread_status);
-                    let mut clock = WriterClock {
-                        last_ms: 0,
-                        source: clock,
-                    };
-                    run(&mut writer, &mut clock, receiver, batch_max);
-                    writer.close();
-                }));
-                if outcome.is_err() {
-                    error!("the writer thread panicked; stopping the process");
-                    std::process::abort();
-                }
-            })?;
-        Ok(Writer {
-            sender,
-            thread,
-            status,
-        })
+        let mut lanes = Vec::with_capacity(opens.len());
+        for (lane, open) in opens.into_iter().enumerate() {
+            let (sender, receiver) = mpsc::sync_channel(depth);
+            let thread_status = Arc::clone(&status);
+            let clock = clock.clone();
+            let sweeps = lane == 0;
+            let thread = std::thread::Builder::new()
+                .name(if lane == 0 {
+                    name.into()
+                } else {
+                    format!("{name}-{lane}")
+                })
+                .spawn(move || {
+                    // A panic here is a defect in the writer. Its transaction
+                    // is uncommitted and so lost, which is safe; serving on
+                    // without a writer is not, so end the process.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let mut writer = open(thread_status);
+                        let mut clock = WriterClock {
+                            last_ms: 0,
+                            source: clock,
+                        };
+                        run(&mut writer, &mut clock, receiver, batch_max, sweeps);
+                        writer.close();
+                    }));
+                    if outcome.is_err() {
+                        error!("the writer thread panicked; stopping the process");
+                        std::process::abort();
+                    }
+                })?;
+            lanes.push((sender, thread));
+        }
+        Ok(Writer { lanes, status })
     }
 
     pub fn handle(&self) -> WriterHandle {
         WriterHandle {
-            sender: self.sender.clone(),
+            senders: self
+                .lanes
+                .iter()
+                .map(|(sender, _)| sender.clone())
+                .collect(),
             status: Arc::clone(&self.status),
         }
     }
 
-    /// Applies everything queued so far, then ends the thread and closes the
-    /// connection.
+    /// Applies everything queued so far, then ends the threads and closes
+    /// their connections.
     pub fn stop(self) {
         // A blocking send: the stop waits its turn behind queued work.
-        let _ = self.sender.send(Message::Stop);
-        if self.thread.join().is_err() {
-            error!("the writer thread ended with a panic");
+        for (sender, _) in &self.lanes {
+            let _ = sender.send(Message::Stop);
+        }
+        for (_, thread) in self.lanes {
+            if thread.join().is_err() {
+                error!("the writer thread ended with a panic");
+            }
         }
     }
+}
+
+/// The lane of a piece of work: a command's first user's (a reversal's
+/// entry's, a capture's hold's, when its users are not known yet), the
+/// first lane for the rest. Any lane would be correct (the backend's own
+/// locks keep users apart); one lane per user keeps its writes in one
+/// batch instead of queueing on each other's locks.
+fn lane_of(work: &Work, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    if lanes <= 1 {
+        return 0;
+    }
+    let Work::Command { command, .. } = work else {
+        return 0;
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match command.operations.first() {
+        Some(Operation::Credit { user, .. })
+        | Some(Operation::Spend { user, .. })
+        | Some(Operation::Hold { user, .. })
+        | Some(Operation::Transfer { from: user, .. }) => user.as_str().hash(&mut hasher),
+        Some(Operation::Reverse { entry, .. }) => entry.hash(&mut hasher),
+        Some(Operation::Capture { hold, .. }) | Some(Operation::Void { hold }) => {
+            hold.hash(&mut hasher)
+        }
+        None => return 0,
+    }
+    (hasher.finish() % lanes as u64) as usize
 }
 
 impl WriterHandle {
@@ -179,7 +238,9 @@ impl WriterHandle {
         // Counted before it is sent, so the writer's count down never
         // passes it.
         crate::metrics::metrics().command_queued();
-        match self.sender.try_send(Message::Work(make(reply))) {
+        let work = make(reply);
+        let lane = lane_of(&work, self.senders.len());
+        match self.senders[lane].try_send(Message::Work(work)) {
             Ok(()) => Ok(receiver),
             Err(failure) => {
                 crate::metrics::metrics().command_dequeued();
@@ -285,6 +346,7 @@ fn run(
     clock: &mut WriterClock,
     receiver: Receiver<Message>,
     batch_max: usize,
+    sweeps: bool,
 ) {
     let mut batch: Vec<Work> = Vec::with_capacity(batch_max + 1);
     let mut stopping = false;
@@ -307,7 +369,7 @@ fn run(
         }
         // At most once a sweep interval, busy or idle, the batch also
         // records the expiry of holds that fell due.
-        if last_sweep.elapsed() >= HOLD_EXPIRY_SWEEP_INTERVAL {
+        if sweeps && last_sweep.elapsed() >= HOLD_EXPIRY_SWEEP_INTERVAL {
             last_sweep = std::time::Instant::now();
             batch.push(Work::ExpireHolds {
                 max: HOLD_EXPIRY_SWEEP_MAX,

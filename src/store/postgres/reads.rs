@@ -58,7 +58,7 @@ fn unsigned(value: i128) -> u128 {
 
 /// Proves the database answers: `GET /health`.
 pub fn health(client: &mut impl GenericClient) -> Result<(), StorageError> {
-    client.query_one("SELECT count(*) FROM wallet_schema_version", &[])?;
+    client.query_typed_one("SELECT count(*) FROM wallet_schema_version", &[])?;
     Ok(())
 }
 
@@ -104,15 +104,18 @@ fn user_accounts(
     client: &mut impl GenericClient,
     user: &UserId,
 ) -> Result<Vec<UserAccount>, StorageError> {
+    // Typed: sent with its parameter's type in one round trip, where a
+    // query by text is prepared first (a second round trip): this is the
+    // balance read's one statement.
     Ok(client
-        .query(
+        .query_typed(
             "SELECT t.id::text, t.symbol, t.name, a.id, coalesce(a.balance, 0),
                     coalesce(a.held, 0), coalesce(a.active_holds, 0)
                FROM asset_types t
                LEFT JOIN accounts a
                  ON a.asset_type_id = t.id AND a.owner_type = 'USER' AND a.owner_id = $1
               ORDER BY t.symbol",
-            &[&user.as_str()],
+            &[(&user.as_str(), postgres::types::Type::TEXT)],
         )?
         .iter()
         .map(|row| UserAccount {
@@ -157,15 +160,18 @@ pub fn balances_at(
     user: &UserId,
     now_ms: i64,
 ) -> Result<Vec<BalanceRow>, LedgerError> {
-    let mut tx = client.transaction()?;
-    let accounts = user_accounts(&mut tx, user)?;
+    // One statement reads every balance and hold total together (they are
+    // one row per account), so no transaction is needed around it; only
+    // the holds due but not yet recorded are read after, for accounts that
+    // have active holds.
+    let accounts = user_accounts(client, user)?;
     if accounts.iter().all(|account| account.account_id.is_none()) {
         return Err(Rejection::WalletNotFound.into());
     }
     let mut rows = Vec::with_capacity(accounts.len());
     for account in accounts {
         let held = match account.account_id {
-            Some(id) => held_now(&mut tx, id, account.held, account.active_holds, now_ms)?,
+            Some(id) => held_now(client, id, account.held, account.active_holds, now_ms)?,
             None => 0,
         };
         rows.push(BalanceRow {
@@ -177,7 +183,6 @@ pub fn balances_at(
             available: account.balance - held,
         });
     }
-    tx.commit()?;
     Ok(rows)
 }
 
@@ -785,7 +790,7 @@ pub fn events_end(client: &mut impl GenericClient) -> Result<i64, StorageError> 
 /// The keys' generation: it changes whenever a key is added or revoked.
 pub fn key_generation(client: &mut impl GenericClient) -> Result<i64, StorageError> {
     Ok(client
-        .query_one("SELECT generation FROM api_keys_generation", &[])?
+        .query_typed_one("SELECT generation FROM api_keys_generation", &[])?
         .get(0))
 }
 

@@ -21,7 +21,8 @@ use crate::clock::Clock;
 use crate::domain::{AssetRef, KeyName, UserId};
 use crate::ledger::engine::{AssetRow, Command, HoldFact, NewAsset, Outcome};
 use crate::limits::{
-    READ_POOL_CHECKOUT_TIMEOUT, READ_POOL_OFF_WORKER_SIZE, READ_POOL_SIZE, READ_TIME_MAX,
+    PG_WRITER_LANES, READ_POOL_CHECKOUT_TIMEOUT, READ_POOL_OFF_WORKER_SIZE, READ_POOL_SIZE,
+    READ_TIME_MAX,
 };
 use crate::store::queue::{Writer, WriterHandle};
 use crate::store::{
@@ -75,13 +76,13 @@ impl Serving {
         } else {
             Vec::new()
         };
-        let writer_url = url.clone();
-        let writer = Writer::start(
-            "wallet-writer",
-            write_batch_max,
-            clock.clone(),
-            move |status| PgWriter::new(writer_url, status),
-        )?;
+        let lanes = (0..PG_WRITER_LANES)
+            .map(|_| {
+                let url = url.clone();
+                move |status| PgWriter::new(url, status)
+            })
+            .collect();
+        let writer = Writer::start_lanes("wallet-writer", write_batch_max, clock.clone(), lanes)?;
         if let Err(error) = crate::store::seed_grants(&writer.handle(), &grants) {
             writer.stop();
             return Err(error);

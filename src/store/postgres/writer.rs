@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use log::{error, warn};
 use postgres::error::SqlState;
-use postgres::{Client, Row, Transaction};
+use postgres::{Client, Row, Statement, Transaction};
 use uuid::Uuid;
 
 use super::assets::PgAssets;
@@ -66,6 +66,10 @@ pub(super) struct PgWriter {
     /// Connected on first use, and again after the database went away.
     client: Option<Client>,
     assets: HashMap<String, ResolvedAsset>,
+    /// The writer's statements, prepared once on its connection: a query
+    /// sent as text costs two round trips (prepare, then run), a prepared
+    /// one costs one.
+    statements: HashMap<String, Statement>,
     status: Arc<WriterStatus>,
 }
 
@@ -75,12 +79,15 @@ impl PgWriter {
             url,
             client: None,
             assets: HashMap::new(),
+            statements: HashMap::new(),
             status,
         }
     }
 
     fn client(&mut self) -> Result<&mut Client, StorageError> {
         if self.client.is_none() {
+            // Statements belong to the connection they were prepared on.
+            self.statements.clear();
             let client = self
                 .url
                 .serving_config()
@@ -97,13 +104,18 @@ impl PgWriter {
     fn attempt(&mut self, batch: &[Work], now_ms: i64) -> Result<Vec<Done>, StorageError> {
         let mut assets = std::mem::take(&mut self.assets);
         let result = (|| {
-            let client = self.client()?;
+            self.client()?;
+            let client = self
+                .client
+                .as_mut()
+                .ok_or_else(|| StorageError::Backend("no connection".into()))?;
             let mut tx = client.transaction()?;
             lock_users(&mut tx, batch)?;
             let results = write::apply_batch(
                 &mut PgWrite {
                     tx: &mut tx,
                     assets: &mut assets,
+                    statements: &mut self.statements,
                 },
                 batch,
                 now_ms,
@@ -244,6 +256,56 @@ fn lock_users(tx: &mut Transaction, batch: &[Work]) -> Result<(), StorageError> 
 struct PgWrite<'a, 't> {
     tx: &'a mut Transaction<'t>,
     assets: &'a mut HashMap<String, ResolvedAsset>,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+impl PgWrite<'_, '_> {
+    /// `sql` prepared on this connection, once.
+    fn statement(&mut self, sql: &str) -> Result<Statement, StorageError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.tx.prepare(sql)?;
+        // Bounded: the statements are this file's, a few dozen texts.
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StorageError> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.query(&statement, params)?)
+    }
+
+    fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Row, StorageError> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.query_one(&statement, params)?)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Row>, StorageError> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.query_opt(&statement, params)?)
+    }
+
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StorageError> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.execute(&statement, params)?)
+    }
 }
 
 impl KeyTransaction for PgWrite<'_, '_> {
@@ -270,7 +332,7 @@ impl KeyTransaction for PgWrite<'_, '_> {
 
 impl AssetTransaction for PgWrite<'_, '_> {
     fn asset_facts(&mut self, asset: &NewAsset) -> Result<(Option<AssetRow>, usize), StorageError> {
-        self.tx.execute(
+        self.execute(
             "SELECT pg_advisory_xact_lock(hashtext('wallet.asset_types'))",
             &[],
         )?;
@@ -288,7 +350,7 @@ impl FactSource for PgWrite<'_, '_> {
         caller: Caller,
         key: &IdempotencyKey,
     ) -> Result<Option<StoredRequest>, StorageError> {
-        let Some(row) = self.tx.query_opt(
+        let Some(row) = self.query_opt(
             "SELECT id, request, hold_seq, answer_state FROM idempotency_records
               WHERE caller_id = $1 AND key = $2",
             &[&caller.stored_id(), &key.as_str()],
@@ -328,7 +390,7 @@ impl FactSource for PgWrite<'_, '_> {
             AssetRef::Symbol(_) => "t.symbol = $1",
             AssetRef::Id(_) => "t.id = $1::text::uuid",
         };
-        let Some(row) = self.tx.query_opt(
+        let Some(row) = self.query_opt(
             &format!(
                 "SELECT t.id::text, t.symbol, a.id FROM asset_types t
                    JOIN accounts a ON a.asset_type_id = t.id AND a.owner_type = 'SYSTEM'
@@ -352,7 +414,7 @@ impl FactSource for PgWrite<'_, '_> {
     }
 
     fn find_entry(&mut self, id: &Uuid) -> Result<Option<(EntryFact, i64, i64)>, StorageError> {
-        let Some(row) = self.tx.query_opt(
+        let Some(row) = self.query_opt(
             "SELECT e.seq, e.id::text, e.kind, e.asset_type_id::text, t.symbol, e.amount,
                     e.debit_account_id, d.owner_id, e.credit_account_id, c.owner_id,
                     coalesce((SELECT max(r.reversed_after) FROM ledger_entries r
@@ -396,7 +458,6 @@ impl FactSource for PgWrite<'_, '_> {
         asset_id: &str,
     ) -> Result<Option<UserAccountRow>, StorageError> {
         Ok(self
-            .tx
             .query_opt(
                 "SELECT id, balance, held, active_holds FROM accounts
                   WHERE owner_type = 'USER' AND owner_id = $1 AND asset_type_id = $2::text::uuid",
@@ -420,13 +481,13 @@ impl FactSource for PgWrite<'_, '_> {
         }
         let row = match known {
             Some(row) => row,
-            None => account_row(&self.tx.query_one(
+            None => account_row(&self.query_one(
                 "SELECT id, balance, held, active_holds FROM accounts WHERE id = $1",
                 &[&account_id],
             )?),
         };
         let due = if row.active_holds > 0 {
-            due_in_account(self.tx, account_id, now_ms)?
+            due_in_account(self, account_id, now_ms)?
         } else {
             Vec::new()
         };
@@ -440,7 +501,6 @@ impl FactSource for PgWrite<'_, '_> {
 
     fn user_has_wallet(&mut self, user: &str) -> Result<bool, StorageError> {
         Ok(self
-            .tx
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM accounts WHERE owner_type = 'USER' AND owner_id = $1)",
                 &[&user],
@@ -460,7 +520,7 @@ fn account_row(row: &Row) -> UserAccountRow {
 
 /// An account's holds stored HELD whose expiry has come at `now_ms`.
 fn due_in_account(
-    tx: &mut Transaction,
+    tx: &mut PgWrite,
     account_id: i64,
     now_ms: i64,
 ) -> Result<Vec<DueHold>, StorageError> {
@@ -497,7 +557,7 @@ impl WriteTransaction for PgWrite<'_, '_> {
         found: &mut Self::Found,
         now_ms: i64,
     ) -> Result<(Vec<RecordedEntry>, Option<HoldFact>), StorageError> {
-        write_plan(self.tx, plan, found, now_ms)
+        write_plan(self, plan, found, now_ms)
     }
 
     fn record_key_uses(&mut self, uses: &[(i64, i64)]) -> Result<(), StorageError> {
@@ -506,7 +566,7 @@ impl WriteTransaction for PgWrite<'_, '_> {
         let mut uses = uses.to_vec();
         uses.sort_unstable();
         for (id, used_at_ms) in uses {
-            self.tx.execute(
+            self.execute(
                 "UPDATE api_keys SET last_used_at = greatest(coalesce(last_used_at, 0), $2)
                   WHERE id = $1",
                 &[&id, &used_at_ms],
@@ -518,7 +578,7 @@ impl WriteTransaction for PgWrite<'_, '_> {
     fn expire_due_holds(&mut self, now_ms: i64, max: usize) -> Result<usize, StorageError> {
         // Holds another instance is closing are skipped, as are those of a
         // user whose lock is taken: never a wait.
-        let expired = self.tx.execute(
+        let expired = self.execute(
             "UPDATE holds SET status = 'EXPIRED', closed_at = expires_at
               WHERE seq IN (SELECT seq FROM holds
                              WHERE status = 'HELD' AND expires_at <= $1
@@ -537,7 +597,7 @@ impl WriteTransaction for PgWrite<'_, '_> {
 /// made, the entries and their postings. A Treasury's posting carries no
 /// balance.
 fn write_plan(
-    tx: &mut Transaction,
+    tx: &mut PgWrite,
     plan: &Plan,
     account_ids: &mut BTreeMap<AccountKey, i64>,
     created_at_ms: i64,
@@ -631,7 +691,7 @@ fn write_plan(
             .get(0);
         hold = Some(new.recorded(seq, id, &plan.key, created_at_ms));
     }
-    let insert_entry = tx.prepare(
+    let insert_entry = tx.statement(
         "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
                                      credit_account_id, amount, request_id, reference_id, note,
                                      metadata, reverses_seq, reversed_after, hold_seq, created_at)
@@ -639,7 +699,7 @@ fn write_plan(
                  $13, $14)
          RETURNING seq",
     )?;
-    let insert_posting = tx.prepare(
+    let insert_posting = tx.statement(
         "INSERT INTO postings (account_id, entry_seq, delta, balance_after)
          VALUES ($1, $2, $3, $4)",
     )?;
@@ -653,6 +713,7 @@ fn write_plan(
         let credit = account_id(&entry.credit)?;
         let entry_id = write::entry_id_at(created_at_ms);
         let seq: i64 = tx
+            .tx
             .query_one(
                 &insert_entry,
                 &[
@@ -673,7 +734,7 @@ fn write_plan(
                 ],
             )?
             .get(0);
-        tx.execute(
+        tx.tx.execute(
             &insert_posting,
             &[
                 &debit,
@@ -682,7 +743,7 @@ fn write_plan(
                 &balance_after(&entry.debit, entry.debit_balance_after),
             ],
         )?;
-        tx.execute(
+        tx.tx.execute(
             &insert_posting,
             &[
                 &credit,
