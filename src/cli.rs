@@ -48,6 +48,9 @@ pub enum Command {
     Backup(BackupArgs),
     /// Replace the database with an audited backup, atomically; refused while a server has it open.
     Restore(RestoreArgs),
+    /// Copy a whole ledger into a new or empty database, SQLite to PostgreSQL and back,
+    /// then audit the copy and prove every balance equal to the source's.
+    Copy(CopyArgs),
     /// Ask a running server's /health; exit 0 only when it answers 200 (for container health checks).
     Health(HealthArgs),
 }
@@ -68,6 +71,18 @@ pub struct RestoreArgs {
     pub source: PathBuf,
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CopyArgs {
+    /// The ledger to copy: a SQLite file or a postgres:// URL; only read, in one transaction,
+    /// so a server may go on writing to it.
+    #[arg(long, value_name = "PATH|URL", value_parser = DatabaseLocation::parse)]
+    pub from: DatabaseLocation,
+    /// Where to copy it: a new SQLite file (its folder must exist) or a postgres:// URL of a
+    /// database with no ledger (migrated here if empty); refused if it holds one.
+    #[arg(long, value_name = "PATH|URL", value_parser = DatabaseLocation::parse)]
+    pub to: DatabaseLocation,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -126,6 +126,15 @@ pub const INTEGRITY_CHECK_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 pub const AUDIT_BATCH_ENTRIES: usize = 10_000;
 /// Problems `verify` prints in full; it counts the rest.
 pub const AUDIT_PROBLEMS_SHOWN_MAX: usize = 50;
+/// Rows `wallet copy` holds in memory at once (accounts, entries and
+/// changes of holds, balances): a few megabytes at most per batch.
+pub const COPY_BATCH_ROWS: usize = 1_000;
+/// Idempotency records `wallet copy` holds at once: one may carry 256 KiB
+/// of request and 64 KiB of answer, so fewer than other rows.
+pub const COPY_BATCH_REQUESTS: usize = 200;
+/// Differences between a copy and its source `wallet copy` prints in full;
+/// it counts the rest.
+pub const COPY_MISMATCHES_SHOWN_MAX: usize = 20;
 
 /// HTTP worker threads: one per core of the 2-core machines we deploy on.
 pub const HTTP_WORKERS: usize = 2;

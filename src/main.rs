@@ -7,8 +7,8 @@ use log::info;
 
 use wallet::auth::{self, Access};
 use wallet::cli::{
-    AssetsCommand, BackupArgs, Cli, Command, DbArgs, HealthArgs, KeysCommand, RestoreArgs,
-    ServeArgs,
+    AssetsCommand, BackupArgs, Cli, Command, CopyArgs, DbArgs, HealthArgs, KeysCommand,
+    RestoreArgs, ServeArgs,
 };
 use wallet::config::{self, ServeSettings};
 use wallet::domain::AssetDecimals;
@@ -17,7 +17,8 @@ use wallet::ledger::engine::NewAsset;
 use wallet::limits::API_KEYS_RELOAD_INTERVAL;
 use wallet::progress::Progress;
 use wallet::store::{
-    commands, AssetOutcome, BackupOutcome, DatabaseLocation, NewKey, OpenedStore, RestoreOutcome,
+    commands, AssetOutcome, BackupOutcome, CopyStage, DatabaseLocation, NewKey, OpenedStore,
+    RestoreOutcome,
 };
 
 /// mimalloc instead of the system allocator: every request allocates (its
@@ -103,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Bench(args)) => wallet::bench::run(args),
         Some(Command::Backup(args)) => backup(args),
         Some(Command::Restore(args)) => restore(args),
+        Some(Command::Copy(args)) => copy(args),
         Some(Command::Health(args)) => health(args),
     }
 }
@@ -314,6 +316,57 @@ fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn copy(args: CopyArgs) -> anyhow::Result<ExitCode> {
+    let outcome = {
+        let mut shown: Option<(CopyStage, Progress)> = None;
+        commands::copy(&args.from, &args.to, &mut |stage, done, total| {
+            if shown.as_ref().map(|(current, _)| *current) != Some(stage) {
+                let (label, unit) = match stage {
+                    CopyStage::Copying => ("copy", "entries and changes of holds written"),
+                    CopyStage::Auditing => ("copy: auditing the copy", "entries checked"),
+                    CopyStage::Comparing => ("copy: comparing balances", "accounts compared"),
+                };
+                shown = Some((stage, Progress::new(label, unit, total)));
+            }
+            if let Some((_, progress)) = shown.as_mut() {
+                progress.set(done);
+            }
+        })?
+    };
+    println!("{}", outcome.report);
+    let counts = outcome.counts;
+    if outcome.is_proven() {
+        println!(
+            "{}: copy of {} written and verified: {} asset types, {} accounts, {} API keys, {} idempotency records, {} entries, {} holds; every balance equals the source's ({} accounts compared)",
+            args.to.display(),
+            args.from.display(),
+            counts.assets,
+            counts.accounts,
+            counts.keys,
+            counts.requests,
+            counts.entries,
+            counts.holds,
+            outcome.accounts_compared
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for mismatch in &outcome.mismatches {
+        println!("DIFFERENT: {mismatch}");
+    }
+    eprintln!(
+        "wallet: the copy at {} does not match {} ({}; {} differences in balances or counts); do not serve it",
+        args.to.display(),
+        args.from.display(),
+        if outcome.report.is_clean() {
+            "its audit passed"
+        } else {
+            "its audit failed"
+        },
+        outcome.mismatch_count
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {

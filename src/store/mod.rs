@@ -4,6 +4,7 @@
 //! statically: SQLite or PostgreSQL. No backend type (a connection, a driver's error) is
 //! seen outside its own module.
 
+mod copy;
 mod postgres;
 mod queue;
 mod sqlite;
@@ -21,6 +22,8 @@ use crate::ledger::engine::{
 };
 use crate::ledger::Rejection;
 use crate::limits::{API_KEYS_ACTIVE_MAX, API_KEYS_TOTAL_MAX};
+
+pub use copy::{CopyCounts, CopyOutcome, CopyStage};
 
 /// A backend's own error, carried as the cause of a `StorageError`.
 pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -649,6 +652,18 @@ pub mod commands {
             DatabaseLocation::Sqlite(path) => sqlite::commands::list_assets(path),
             DatabaseLocation::Postgres(url) => postgres::assets::list(url),
         }
+    }
+
+    /// `wallet copy`: the whole ledger at `from` into the new or empty
+    /// database `to`, in one transaction; then the copy's audit and every
+    /// balance compared with the source's. `progress` hears each stage's
+    /// count, and its total when known.
+    pub fn copy(
+        from: &DatabaseLocation,
+        to: &DatabaseLocation,
+        progress: &mut dyn FnMut(CopyStage, u64, Option<u64>),
+    ) -> anyhow::Result<CopyOutcome> {
+        super::copy::copy(from, to, progress)
     }
 
     /// `wallet backup` and `restore` are for SQLite files; PostgreSQL has

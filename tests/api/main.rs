@@ -11,6 +11,7 @@ mod concurrency;
 mod console;
 mod container;
 mod contract;
+mod copy;
 mod crash;
 mod crash_loop;
 mod deploy;

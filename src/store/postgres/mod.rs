@@ -5,6 +5,7 @@
 //! commands, whose rules are the shared write loop's.
 
 pub mod assets;
+pub mod copy;
 pub mod keys;
 pub mod migrate;
 mod reads;

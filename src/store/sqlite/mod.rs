@@ -16,6 +16,7 @@ pub mod watch;
 pub mod writer;
 
 pub mod commands;
+pub mod copy;
 
 use anyhow::Context;
 use rusqlite::{ErrorCode, OptionalExtension};
