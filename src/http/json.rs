@@ -118,11 +118,12 @@ fn metadata_schema() -> Object {
         .additional_properties(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .max_length(Some(crate::limits::METADATA_VALUE_CHARS_MAX)),
+                .max_length(Some(crate::limits::METADATA_VALUE_CHARS_MAX))
+                .pattern(Some(NO_NUL_PATTERN)),
         ))
         .description(Some(format!(
             "The caller's own labels: at most {METADATA_KEYS_MAX} keys of 1-64 of \
-             `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most \
+             `A-Z a-z 0-9 _ . -`, string values of at most 256 characters but NUL, at most \
              {METADATA_BYTES_MAX} bytes as compact JSON; null when none. Key order does not \
              matter."
         )))
@@ -725,6 +726,7 @@ fn asset_name_schema() -> Object {
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(ASSET_NAME_CHARS_MAX))
+        // One or more characters, none of them NUL (`NO_NUL_PATTERN`).
         .pattern(Some("^[^\\u0000]+$"))
         .description(Some("Any characters but NUL."))
         .build()
@@ -790,15 +792,23 @@ fn idempotency_key_schema() -> Object {
         .build()
 }
 
+/// Free text a caller gives holds any character but NUL
+/// (`domain::refuse_nul`).
+pub(super) const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
+
 fn reference_id_schema() -> Object {
     optional_text_schema(REFERENCE_ID_CHARS_MAX)
-        .description(Some("The caller's own reference, such as an order id."))
+        .pattern(Some(NO_NUL_PATTERN))
+        .description(Some(
+            "The caller's own reference, such as an order id; any characters but NUL.",
+        ))
         .build()
 }
 
 fn note_schema() -> Object {
     optional_text_schema(NOTE_CHARS_MAX)
-        .description(Some("Free text."))
+        .pattern(Some(NO_NUL_PATTERN))
+        .description(Some("Free text; any characters but NUL."))
         .build()
 }
 

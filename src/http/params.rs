@@ -263,7 +263,9 @@ impl IntoParams for HistoryParams {
                 "referenceId",
                 ParameterIn::Query,
                 "Only entries with exactly this `referenceId`.",
-                string_schema(REFERENCE_ID_CHARS_MAX).build(),
+                string_schema(REFERENCE_ID_CHARS_MAX)
+                    .pattern(Some(super::json::NO_NUL_PATTERN))
+                    .build(),
             ),
             page_limit("Entries per page."),
             page_cursor(),

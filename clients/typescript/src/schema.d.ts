@@ -581,13 +581,13 @@ export interface components {
             amount: number;
             /** @description An asset symbol such as `GOLD`, or an asset id (a UUID). */
             asset: string;
-            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
+            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters but NUL, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
             metadata?: {
                 [key: string]: string;
             } | null;
-            /** @description Free text. */
+            /** @description Free text; any characters but NUL. */
             note?: string | null;
-            /** @description The caller's own reference, such as an order id. */
+            /** @description The caller's own reference, such as an order id; any characters but NUL. */
             referenceId?: string | null;
             to?: null;
             /** @enum {string} */
@@ -618,13 +618,13 @@ export interface components {
             amount: number;
             /** @description An asset symbol such as `GOLD`, or an asset id (a UUID). */
             asset: string;
-            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
+            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters but NUL, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
             metadata?: {
                 [key: string]: string;
             } | null;
-            /** @description Free text. */
+            /** @description Free text; any characters but NUL. */
             note?: string | null;
-            /** @description The caller's own reference, such as an order id. */
+            /** @description The caller's own reference, such as an order id; any characters but NUL. */
             referenceId?: string | null;
             to: string;
             /** @enum {string} */
@@ -651,11 +651,11 @@ export interface components {
             amount?: number;
             /** @description Visible ASCII. Required here or as the `Idempotency-Key` header; the same in both when both are given. */
             idempotencyKey?: string | null;
-            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
+            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters but NUL, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
             metadata?: {
                 [key: string]: string;
             } | null;
-            /** @description Free text. */
+            /** @description Free text; any characters but NUL. */
             note?: string | null;
             to?: string;
         };
@@ -679,13 +679,13 @@ export interface components {
             asset: string;
             /** @description Visible ASCII. Required here or as the `Idempotency-Key` header; the same in both when both are given. */
             idempotencyKey?: string | null;
-            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
+            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters but NUL, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
             metadata?: {
                 [key: string]: string;
             } | null;
-            /** @description Free text. */
+            /** @description Free text; any characters but NUL. */
             note?: string | null;
-            /** @description The caller's own reference, such as an order id. */
+            /** @description The caller's own reference, such as an order id; any characters but NUL. */
             referenceId?: string | null;
         };
         /** @description `error` of a failure envelope. */
@@ -820,7 +820,7 @@ export interface components {
             expiresAt: string;
             id: string;
             idempotencyKey: string;
-            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
+            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters but NUL, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
             metadata: {
                 [key: string]: string;
             } | null;
@@ -859,13 +859,13 @@ export interface components {
             expiresInSeconds?: number | null;
             /** @description Visible ASCII. Required here or as the `Idempotency-Key` header; the same in both when both are given. */
             idempotencyKey?: string | null;
-            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
+            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters but NUL, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
             metadata?: {
                 [key: string]: string;
             } | null;
-            /** @description Free text. */
+            /** @description Free text; any characters but NUL. */
             note?: string | null;
-            /** @description The caller's own reference, such as an order id. */
+            /** @description The caller's own reference, such as an order id; any characters but NUL. */
             referenceId?: string | null;
         };
         /** @description What TOPUP and BONUS entries ever issued. */
@@ -908,13 +908,13 @@ export interface components {
             amount?: number;
             /** @description Visible ASCII. Required here or as the `Idempotency-Key` header; the same in both when both are given. */
             idempotencyKey?: string | null;
-            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
+            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters but NUL, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
             metadata?: {
                 [key: string]: string;
             } | null;
-            /** @description Free text. */
+            /** @description Free text; any characters but NUL. */
             note?: string | null;
-            /** @description The caller's own reference, such as an order id. */
+            /** @description The caller's own reference, such as an order id; any characters but NUL. */
             referenceId?: string | null;
         };
         /**
@@ -977,7 +977,7 @@ export interface components {
             holdId: string | null;
             id: string;
             idempotencyKey: string;
-            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
+            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters but NUL, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
             metadata: {
                 [key: string]: string;
             } | null;
@@ -999,7 +999,7 @@ export interface components {
             holdId: string | null;
             id: string;
             idempotencyKey: string;
-            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
+            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters but NUL, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
             metadata: {
                 [key: string]: string;
             } | null;
@@ -1028,13 +1028,13 @@ export interface components {
             asset: string;
             /** @description Visible ASCII. Required here or as the `Idempotency-Key` header; the same in both when both are given. */
             idempotencyKey?: string | null;
-            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
+            /** @description The caller's own labels: at most 16 keys of 1-64 of `A-Z a-z 0-9 _ . -`, string values of at most 256 characters but NUL, at most 2048 bytes as compact JSON; null when none. Key order does not matter. */
             metadata?: {
                 [key: string]: string;
             } | null;
-            /** @description Free text. */
+            /** @description Free text; any characters but NUL. */
             note?: string | null;
-            /** @description The caller's own reference, such as an order id. */
+            /** @description The caller's own reference, such as an order id; any characters but NUL. */
             referenceId?: string | null;
             to: string;
         };
