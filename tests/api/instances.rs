@@ -170,6 +170,15 @@ fn two_instances_serve_one_ledger() {
     assert_eq!(supply.data()["outstanding"], 1500 - 30 + 10);
     assert_eq!(supply.data()["held"], 0);
     verify_clean(&url);
+    // The URL carries a password; no instance ever logs it.
+    for app in &apps {
+        let logs = app.logs().join("\n");
+        assert!(
+            logs.contains("wallet:***@"),
+            "the database is named: {logs}"
+        );
+        assert!(!logs.contains(crate::postgres::PASSWORD), "{logs}");
+    }
 }
 
 /// Goal: 200 spends of 10 at once from a user holding 1000, spread over

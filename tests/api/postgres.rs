@@ -219,7 +219,7 @@ impl Drop for Cluster {
     }
 }
 
-const PASSWORD: &str = "pw-s3cret-never-shown";
+pub const PASSWORD: &str = "pw-s3cret-never-shown";
 
 /// Goal: `wallet migrate` on a `postgres://` URL creates the schema in one
 /// transaction, a second run changes nothing, and a database at a newer
