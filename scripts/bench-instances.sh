@@ -21,10 +21,17 @@ bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 dir=$(mktemp -d)
 as_server=()
 if [ "$(id -u)" = 0 ]; then chown postgres "${dir}"; as_server=(runuser -u postgres --); fi
-pids=()
+# Servers are started inside $(...), a subshell, so their pids go to a file
+# (a variable set there would be lost) and are stopped from it.
+pid_file="${dir}/servers"
 stop_servers() {
-    for pid in "${pids[@]}"; do kill "${pid}" 2>/dev/null || true; wait "${pid}" 2>/dev/null || true; done
-    pids=()
+    if [ -f "${pid_file}" ]; then
+        while read -r pid; do kill "${pid}" 2>/dev/null || true; done <"${pid_file}"
+        while read -r pid; do
+            while kill -0 "${pid}" 2>/dev/null; do sleep 0.1; done
+        done <"${pid_file}"
+        rm -f "${pid_file}"
+    fi
 }
 cleanup() {
     stop_servers
@@ -43,7 +50,7 @@ pg_port=$(free_port)
 serve() {
     local port; port=$(free_port)
     "${binary}" serve --db "$1" --bind "127.0.0.1:${port}" >"${dir}/serve-${port}.log" 2>&1 &
-    pids+=($!)
+    echo "$!" >>"${pid_file}"
     for _ in $(seq 1 100); do
         curl -fs "http://127.0.0.1:${port}/health" >/dev/null 2>&1 && { echo "http://127.0.0.1:${port}"; return; }
         sleep 0.1
