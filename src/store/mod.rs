@@ -235,6 +235,29 @@ impl EventKind {
     pub fn parse(raw: &str) -> Option<EventKind> {
         EventKind::ALL.into_iter().find(|kind| kind.as_str() == raw)
     }
+
+    /// The hold as the change of this kind left it, for the feed of either
+    /// backend. A hold changes once, so its closing events show it as
+    /// stored; its opening shows it as it was made. None when the stored
+    /// hold does not match the event.
+    pub(crate) fn hold_after(self, stored: HoldFact) -> Option<HoldFact> {
+        let status = match self {
+            EventKind::HoldCreated => {
+                return Some(HoldFact {
+                    status: HoldStatus::Held,
+                    captured_amount: 0,
+                    captured_by: None,
+                    closed_at_ms: None,
+                    ..stored
+                })
+            }
+            EventKind::HoldCaptured => HoldStatus::Captured,
+            EventKind::HoldVoided => HoldStatus::Voided,
+            EventKind::HoldExpired => HoldStatus::Expired,
+            EventKind::TransactionCreated => return None,
+        };
+        (stored.status == status).then_some(stored)
+    }
 }
 
 /// What an event is about.

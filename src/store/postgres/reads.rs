@@ -714,7 +714,8 @@ pub fn events_after(
             .filter(|kind| *kind != EventKind::TransactionCreated)
             .ok_or_else(|| corrupt(format!("event {id} has type {kind_text:?}")))?;
         let (stored, _) = hold_row(&row)?;
-        let hold = hold_after(kind, stored)
+        let hold = kind
+            .hold_after(stored)
             .ok_or_else(|| corrupt(format!("event {id} does not match its hold")))?;
         events.push(EventRow {
             seq: id,
@@ -757,26 +758,6 @@ fn user_entry_at(
         reverses: row.get(offset + 12),
         hold_id: row.get(offset + 13),
     })
-}
-
-/// The hold as the change of `kind` left it (see SQLite's `watch.rs`).
-fn hold_after(kind: EventKind, stored: HoldFact) -> Option<HoldFact> {
-    let status = match kind {
-        EventKind::HoldCreated => {
-            return Some(HoldFact {
-                status: HoldStatus::Held,
-                captured_amount: 0,
-                captured_by: None,
-                closed_at_ms: None,
-                ..stored
-            })
-        }
-        EventKind::HoldCaptured => HoldStatus::Captured,
-        EventKind::HoldVoided => HoldStatus::Voided,
-        EventKind::HoldExpired => HoldStatus::Expired,
-        EventKind::TransactionCreated => return None,
-    };
-    (stored.status == status).then_some(stored)
 }
 
 /// The largest cursor the feed has given out: the credit side of its

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::reads::user_entry;
 use crate::domain::AssetRef;
-use crate::ledger::engine::{HoldFact, HoldStatus, UserEntry};
+use crate::ledger::engine::UserEntry;
 use crate::ledger::Rejection;
 use crate::metrics::{AssetFigures, LedgerFigures};
 use crate::store::{EventData, EventKind, EventRow, LedgerError, StorageError, SupplyRow};
@@ -65,7 +65,8 @@ pub fn events_after(
                     .ok_or_else(|| corrupt(format!("event {id} has type {kind:?}")))?;
                 let stored = super::holds::by_seq(conn, hold_seq)?
                     .ok_or_else(|| corrupt(format!("event {id} names a missing hold")))?;
-                let hold = hold_after(kind, stored)
+                let hold = kind
+                    .hold_after(stored)
                     .ok_or_else(|| corrupt(format!("event {id} does not match its hold")))?;
                 events.push(EventRow {
                     seq: id,
@@ -114,27 +115,6 @@ fn user_sides_of(conn: &Connection, entry_seq: i64) -> Result<Vec<(i64, i64)>, S
         .filter(|(_, _, is_user)| *is_user)
         .map(|(side, account, _)| (side, account))
         .collect())
-}
-
-/// The hold as the change of `kind` left it. A hold changes once, so its
-/// closing events show it as stored; its opening shows it as it was made.
-fn hold_after(kind: EventKind, stored: HoldFact) -> Option<HoldFact> {
-    let status = match kind {
-        EventKind::HoldCreated => {
-            return Some(HoldFact {
-                status: HoldStatus::Held,
-                captured_amount: 0,
-                captured_by: None,
-                closed_at_ms: None,
-                ..stored
-            })
-        }
-        EventKind::HoldCaptured => HoldStatus::Captured,
-        EventKind::HoldVoided => HoldStatus::Voided,
-        EventKind::HoldExpired => HoldStatus::Expired,
-        EventKind::TransactionCreated => return None,
-    };
-    (stored.status == status).then_some(stored)
 }
 
 /// One entry as the history of the account's user shows it, with the user.
