@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::domain::{AssetDecimals, AssetName, AssetSymbol, KeyName, ParseError, Scopes};
+use crate::domain::{
+    parse_max_balance, AssetDecimals, AssetName, AssetRef, AssetSymbol, KeyName, Limit,
+    LimitedKind, ParseError, Scopes, SpendOrder,
+};
 use crate::limits::{
     RATE_LIMIT_BURST_DEFAULT, RATE_LIMIT_PER_SECOND_DEFAULT, RATE_LIMIT_SETTING_MAX,
     WRITE_BATCH_MAX,
@@ -136,6 +139,65 @@ pub enum AssetsCommand {
     Create(AssetsCreateArgs),
     /// List every asset type: symbol, name, decimals, in symbol order.
     List(DbArgs),
+    /// Show an asset's rules on value, or change them as `PUT /assets/{asset}/rules` does;
+    /// prints the rules in force.
+    Rules(AssetsRulesArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AssetsRulesArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The asset: its symbol or id.
+    #[arg(value_name = "SYMBOL", value_parser = AssetRef::parse)]
+    pub asset: AssetRef,
+    /// Which part of a balance a debit takes first: free-first or paid-first.
+    #[arg(long, value_name = "O", value_parser = SpendOrder::parse)]
+    pub spend_order: Option<SpendOrder>,
+    /// The most a user's balance may reach by a credit, 0 to 2^53 - 1, or `none`.
+    #[arg(long, value_name = "N|none", value_parser = parse_max_balance_option)]
+    pub max_balance: Option<MaxBalanceOption>,
+    /// A cap, TYPE:WINDOW_SECONDS:MAX (TYPE one of TOPUP, BONUS, SPEND, TRANSFER); repeat for
+    /// several, at most 8. Replaces the asset's limits.
+    #[arg(long = "limit", value_name = "TYPE:WINDOW_SECONDS:MAX", value_parser = parse_limit, conflicts_with = "no_limits")]
+    pub limits: Vec<Limit>,
+    /// Clear the asset's limits.
+    #[arg(long)]
+    pub no_limits: bool,
+}
+
+/// `--max-balance`: a value, or `none` to clear it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxBalanceOption {
+    Set(i64),
+    None,
+}
+
+fn parse_max_balance_option(raw: &str) -> Result<MaxBalanceOption, ParseError> {
+    if raw == "none" {
+        return Ok(MaxBalanceOption::None);
+    }
+    raw.parse::<u64>()
+        .map_err(|_| ParseError::new("must be none or an integer from 0 to 9007199254740991"))
+        .and_then(parse_max_balance)
+        .map(MaxBalanceOption::Set)
+}
+
+fn parse_limit(raw: &str) -> Result<Limit, ParseError> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let [kind, window, max] = parts[..] else {
+        return Err(ParseError::new(
+            "must be TYPE:WINDOW_SECONDS:MAX, such as SPEND:86400:1000",
+        ));
+    };
+    let kind = LimitedKind::parse(kind)?;
+    let window = window
+        .parse::<u64>()
+        .map_err(|_| ParseError::new("WINDOW_SECONDS must be an integer from 60 to 2592000"))?;
+    let max = max
+        .parse::<u64>()
+        .map_err(|_| ParseError::new("MAX must be an integer from 1 to 9007199254740991"))?;
+    Limit::new(kind, window, max)
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::auth::Denial;
 use crate::domain::Scope;
+use crate::ledger::engine::RetryAfter;
 use crate::ledger::Rejection;
 use crate::limits::{API_KEYS_ACTIVE_MAX, API_KEYS_TOTAL_MAX, HTTP_REQUEST_TIMEOUT};
 use crate::store::{KeyError, KeyRejection, LedgerError, StorageError};
@@ -58,6 +59,22 @@ pub enum ApiError {
     },
     #[error("The credit would take a balance past the largest value it can hold.")]
     BalanceOverflow,
+    #[error("The credit would take the user's balance past the maximum set for this asset.")]
+    BalanceLimit {
+        max_balance: i64,
+        balance: i64,
+        requested: u64,
+    },
+    #[error("This would take the user past a limit set on this asset for its window.")]
+    LimitExceeded {
+        kind: &'static str,
+        window_seconds: u32,
+        max: i64,
+        used: i64,
+        requested: u64,
+        /// None when the amount alone is over the cap.
+        retry_after_seconds: Option<u64>,
+    },
     #[error("This idempotency key was already used for a different request.")]
     IdempotencyKeyReused { differing: Vec<String> },
     #[error("A reversal cannot itself be reversed.")]
@@ -167,6 +184,10 @@ error_codes! {
         "The available balance is short; `details` holds `balance`, `available` and `requested`.";
     BalanceOverflow => UNPROCESSABLE_ENTITY, "BALANCE_OVERFLOW",
         "The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer).";
+    BalanceLimit => UNPROCESSABLE_ENTITY, "BALANCE_LIMIT",
+        "The credit would take the user's balance past `maxBalance` (the asset's, or the user's own); `details` holds `maxBalance`, `balance` and `requested`. Nothing was written.";
+    LimitExceeded => UNPROCESSABLE_ENTITY, "LIMIT_EXCEEDED",
+        "The entry would take the user's entries of one type in the trailing window past a limit; `details` holds `type`, `windowSeconds`, `max`, `used`, `requested` and `retryAfterSeconds` (when the window frees enough; null when the amount alone is over `max`). Nothing was written.";
     IdempotencyKeyReused => UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED",
         "The idempotency key was already used for a different request; `details.differing` names the fields that differ.";
     NotReversible => UNPROCESSABLE_ENTITY, "NOT_REVERSIBLE",
@@ -264,6 +285,8 @@ impl ApiError {
             ApiError::TransactionNotFound => ErrorCode::TransactionNotFound,
             ApiError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
             ApiError::BalanceOverflow => ErrorCode::BalanceOverflow,
+            ApiError::BalanceLimit { .. } => ErrorCode::BalanceLimit,
+            ApiError::LimitExceeded { .. } => ErrorCode::LimitExceeded,
             ApiError::IdempotencyKeyReused { .. } => ErrorCode::IdempotencyKeyReused,
             ApiError::NotReversible => ErrorCode::NotReversible,
             ApiError::ReversalExceedsOriginal { .. } => ErrorCode::ReversalExceedsOriginal,
@@ -297,6 +320,28 @@ impl ApiError {
             } => {
                 Some(json!({ "balance": balance, "available": available, "requested": requested }))
             }
+            ApiError::BalanceLimit {
+                max_balance,
+                balance,
+                requested,
+            } => Some(
+                json!({ "maxBalance": max_balance, "balance": balance, "requested": requested }),
+            ),
+            ApiError::LimitExceeded {
+                kind,
+                window_seconds,
+                max,
+                used,
+                requested,
+                retry_after_seconds,
+            } => Some(json!({
+                "type": kind,
+                "windowSeconds": window_seconds,
+                "max": max,
+                "used": used,
+                "requested": requested,
+                "retryAfterSeconds": retry_after_seconds,
+            })),
             ApiError::IdempotencyKeyReused { differing } => Some(json!({ "differing": differing })),
             ApiError::ReversalExceedsOriginal { reversible } => {
                 Some(json!({ "reversible": reversible }))
@@ -346,6 +391,36 @@ impl From<Rejection> for ApiError {
                 requested,
             },
             Rejection::BalanceOverflow => ApiError::BalanceOverflow,
+            Rejection::BalanceLimit {
+                max_balance,
+                balance,
+                requested,
+            } => ApiError::BalanceLimit {
+                max_balance,
+                balance,
+                requested,
+            },
+            Rejection::LimitExceeded {
+                kind,
+                window_seconds,
+                max,
+                used,
+                requested,
+                retry_after,
+            } => ApiError::LimitExceeded {
+                kind: kind.as_str(),
+                window_seconds,
+                max,
+                used,
+                requested,
+                retry_after_seconds: match retry_after {
+                    RetryAfter::Never => None,
+                    RetryAfter::Seconds(seconds) => Some(seconds),
+                    // The store resolves this before answering; were it
+                    // not to, the whole window is a time that is enough.
+                    RetryAfter::WhenStoredLeave { .. } => Some(u64::from(window_seconds)),
+                },
+            },
             Rejection::IdempotencyKeyReused { differing } => {
                 ApiError::IdempotencyKeyReused { differing }
             }
@@ -458,6 +533,19 @@ mod tests {
                 requested: 10,
             },
             ApiError::BalanceOverflow,
+            ApiError::BalanceLimit {
+                max_balance: 1000,
+                balance: 900,
+                requested: 101,
+            },
+            ApiError::LimitExceeded {
+                kind: "SPEND",
+                window_seconds: 60,
+                max: 100,
+                used: 90,
+                requested: 11,
+                retry_after_seconds: Some(5),
+            },
             ApiError::IdempotencyKeyReused {
                 differing: vec!["amount".into()],
             },
@@ -506,6 +594,8 @@ mod tests {
             (404, "TRANSACTION_NOT_FOUND"),
             (422, "INSUFFICIENT_FUNDS"),
             (422, "BALANCE_OVERFLOW"),
+            (422, "BALANCE_LIMIT"),
+            (422, "LIMIT_EXCEEDED"),
             (422, "IDEMPOTENCY_KEY_REUSED"),
             (422, "NOT_REVERSIBLE"),
             (422, "REVERSAL_EXCEEDS_ORIGINAL"),

@@ -27,6 +27,10 @@ pub const HOLDS_PER_ACCOUNT_MAX: i64 = 1000;
 /// API.md: a hold lasts 1 second to 7 days, 15 minutes unless told.
 pub const HOLD_EXPIRES_IN_SECONDS_MAX: u32 = 604_800;
 pub const HOLD_EXPIRES_IN_SECONDS_DEFAULT: u32 = 900;
+/// API.md, Limits: at most 8 caps per asset or per user override, each
+/// over a window of 60 seconds to 30 days.
+pub const LIMITS_PER_RULE_SET_MAX: usize = 8;
+pub const LIMIT_WINDOW_SECONDS: (u32, u32) = (60, 2_592_000);
 /// How often the writer records the expiry of holds that fell due, and how
 /// many at most in one transaction: a hold counts nowhere from its expiry
 /// on whether recorded or not, so this only bounds how stale the stored

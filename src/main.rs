@@ -8,17 +8,17 @@ use log::info;
 use wallet::auth::{self, Access};
 use wallet::cli::{
     AssetsCommand, BackupArgs, Cli, Command, CopyArgs, DbArgs, HealthArgs, KeysCommand,
-    RestoreArgs, ServeArgs,
+    MaxBalanceOption, RestoreArgs, ServeArgs,
 };
 use wallet::config::{self, ServeSettings};
-use wallet::domain::AssetDecimals;
+use wallet::domain::{AssetDecimals, AssetRulesChange, FieldChange, Limits};
 use wallet::http::{format_timestamp, Application};
 use wallet::ledger::engine::NewAsset;
 use wallet::limits::API_KEYS_RELOAD_INTERVAL;
 use wallet::progress::Progress;
 use wallet::store::{
     commands, AssetOutcome, BackupOutcome, CopyStage, DatabaseLocation, NewKey, OpenedStore,
-    RestoreOutcome,
+    RestoreOutcome, RulesChange, RulesOutcome,
 };
 
 /// mimalloc instead of the system allocator: every request allocates (its
@@ -172,6 +172,30 @@ fn verify(args: DbArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `wallet assets rules`: one line per rule, as API.md's names have them.
+fn print_rules(row: &wallet::ledger::engine::AssetRow) {
+    println!("spendOrder {}", row.rules.spend_order.as_str());
+    match row.rules.max_balance {
+        Some(max) => println!("maxBalance {max}"),
+        None => println!("maxBalance none"),
+    }
+    if row.rules.limits.is_empty() {
+        println!("limits none");
+    }
+    for limit in row.rules.limits.as_slice() {
+        println!(
+            "limit {} {} {}",
+            limit.kind.as_str(),
+            limit.window_seconds,
+            limit.max
+        );
+    }
+    match row.rules.updated_at_ms {
+        Some(at) => println!("updatedAt {}", format_timestamp(at)),
+        None => println!("updatedAt never"),
+    }
+}
+
 fn assets(command: AssetsCommand) -> anyhow::Result<ExitCode> {
     match command {
         AssetsCommand::Create(args) => {
@@ -193,6 +217,41 @@ fn assets(command: AssetsCommand) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(rejection) => anyhow::bail!("the asset was not created: {rejection}"),
+            }
+        }
+        AssetsCommand::Rules(args) => {
+            let change = AssetRulesChange {
+                spend_order: args.spend_order,
+                max_balance: match args.max_balance {
+                    None => FieldChange::Keep,
+                    Some(MaxBalanceOption::None) => FieldChange::Clear,
+                    Some(MaxBalanceOption::Set(max)) => FieldChange::Set(max),
+                },
+                limits: if args.no_limits {
+                    FieldChange::Clear
+                } else if args.limits.is_empty() {
+                    FieldChange::Keep
+                } else {
+                    match Limits::parse(args.limits) {
+                        Ok(limits) => FieldChange::Set(limits),
+                        Err(problems) => {
+                            let (_, message) = problems.into_iter().next().unwrap_or_default();
+                            anyhow::bail!("--limit: {message}");
+                        }
+                    }
+                },
+            };
+            let change = RulesChange::Asset {
+                asset: args.asset,
+                change,
+            };
+            match commands::change_rules(&args.db.db, change)? {
+                Ok(RulesOutcome::Asset(row)) => {
+                    print_rules(&row);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(RulesOutcome::User(_)) => anyhow::bail!("the rules changed are not the asset's"),
+                Err(rejection) => anyhow::bail!("the rules were not changed: {rejection}"),
             }
         }
         AssetsCommand::List(args) => {

@@ -22,18 +22,21 @@ use uuid::Uuid;
 use self::client::Connection;
 use self::report::{Latency, Report, ScenarioResult, Startup};
 use crate::auth::{Access, AccessPolicy, RateLimit};
-use crate::domain::{Amount, AssetRef, Caller, IdempotencyKey, UserId};
+use crate::domain::{
+    Amount, AssetRef, AssetRulesChange, Caller, FieldChange, IdempotencyKey, Limit, LimitedKind,
+    Limits, UserId,
+};
 use crate::http::Application;
 use crate::ledger::engine::Operation as LedgerOperation;
 use crate::ledger::engine::{Command, CreditKind, EntryDetails, Outcome, Route};
 use crate::limits::parse_write_batch_max;
 use crate::limits::{
-    BENCH_CONNECTIONS_MAX, BENCH_DURATION_MAX, BENCH_ENTRIES_MAX, BENCH_USERS_MAX,
+    AMOUNT_MAX, BENCH_CONNECTIONS_MAX, BENCH_DURATION_MAX, BENCH_ENTRIES_MAX, BENCH_USERS_MAX,
     RATE_LIMIT_BURST_DEFAULT, RATE_LIMIT_PER_SECOND_DEFAULT, WRITE_BATCH_MAX,
     WRITE_QUEUE_DEPTH_MAX,
 };
 use crate::progress::Progress;
-use crate::store::{commands, DatabaseLocation, OpenedStore};
+use crate::store::{commands, DatabaseLocation, OpenedStore, RulesChange};
 
 /// What every bench user is funded with before the load: enough that no spend
 /// of 1 is ever short, so every write is expected to be a 201.
@@ -86,6 +89,12 @@ pub struct BenchArgs {
     /// only).
     #[arg(long, value_delimiter = ',', default_values_t = [WRITE_BATCH_MAX], value_parser = parse_write_batch_max)]
     pub write_batch_max: Vec<usize>,
+    /// Rules on GOLD to compare, each on a fresh database: `none,windows`
+    /// measures writes with no rules against writes under three caps of 30
+    /// days (TOPUP, SPEND, TRANSFER; too high to refuse anything, so each
+    /// write reads every window's sum) (in-process only).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [BenchRules::None])]
+    pub rules: Vec<BenchRules>,
     /// Folder for the temporary database; put it on the disk being measured.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -95,6 +104,46 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The rules on value a run's GOLD has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchRules {
+    /// No rules: what every write cost before limits existed.
+    None,
+    /// Three caps of 30 days, none of them reached.
+    Windows,
+}
+
+impl std::fmt::Display for BenchRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BenchRules::None => "none",
+            BenchRules::Windows => "windows",
+        })
+    }
+}
+
+impl BenchRules {
+    /// The change that sets these rules on GOLD, if any.
+    fn change(self) -> Option<RulesChange> {
+        let limits = LimitedKind::ALL
+            .into_iter()
+            .filter(|kind| *kind != LimitedKind::Bonus)
+            .map(|kind| Limit::new(kind, 2_592_000, AMOUNT_MAX))
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        match self {
+            BenchRules::None => None,
+            BenchRules::Windows => Some(RulesChange::Asset {
+                asset: AssetRef::parse("GOLD").ok()?,
+                change: AssetRulesChange {
+                    limits: FieldChange::Set(Limits::parse(limits).ok()?),
+                    ..AssetRulesChange::default()
+                },
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -219,8 +268,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn bench_remote(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
-    if args.entries != [0] || args.write_batch_max != [WRITE_BATCH_MAX] {
-        bail!("--entries and --write-batch-max need the in-process server; drop --url");
+    if args.entries != [0]
+        || args.write_batch_max != [WRITE_BATCH_MAX]
+        || args.rules != [BenchRules::None]
+    {
+        bail!("--entries, --write-batch-max and --rules need the in-process server; drop --url");
     }
     let addrs = url
         .split(',')
@@ -241,6 +293,7 @@ fn bench_remote(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
         api_key: args.api_key.clone(),
         batch_max: None,
         ledger_entries_before: None,
+        rules: None,
     };
     let scenarios = drive(args, &run, &users, &mut failures)?;
     Ok(Report {
@@ -320,11 +373,12 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
     let mut scenarios = Vec::new();
     let mut failures = Vec::new();
     let mut last_db = None;
-    let runs = args
-        .entries
-        .iter()
-        .flat_map(|&fill| args.write_batch_max.iter().map(move |&batch| (fill, batch)));
-    for (fill_entries, batch_max) in runs {
+    let runs = args.entries.iter().flat_map(|&fill| {
+        args.write_batch_max
+            .iter()
+            .flat_map(move |&batch| args.rules.iter().map(move |&rules| (fill, batch, rules)))
+    });
+    for (fill_entries, batch_max, rules) in runs {
         let dir = tempfile::Builder::new()
             .prefix("wallet-bench-")
             .tempdir_in(&parent)
@@ -341,6 +395,13 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
             filled?;
         }
         let storage = OpenedStore::open(&location, batch_max, true)?;
+        if let Some(change) = rules.change() {
+            let store = storage.store();
+            tokio::runtime::Builder::new_current_thread()
+                .build()?
+                .block_on(store.change_rules(change, Caller::Anonymous))
+                .map_err(|error| anyhow::anyhow!("cannot set the bench's rules: {error}"))?;
+        }
         let entries_before = storage.store().entry_count()?;
         let server = InProcessServer::start(storage, &location)?;
         let run = Run {
@@ -348,6 +409,7 @@ fn bench_in_process(args: &BenchArgs) -> anyhow::Result<Report> {
             api_key: None,
             batch_max: Some(batch_max),
             ledger_entries_before: Some(entries_before),
+            rules: Some(rules),
         };
         let result = drive(args, &run, &users, &mut failures);
         server.stop()?;
@@ -423,6 +485,7 @@ struct Run {
     api_key: Option<String>,
     batch_max: Option<usize>,
     ledger_entries_before: Option<u64>,
+    rules: Option<BenchRules>,
 }
 
 /// Funds every user, runs each scenario, then checks every balance.
@@ -486,6 +549,7 @@ fn drive(
                 scenario: scenario.name().to_owned(),
                 write_batch_max: run.batch_max,
                 ledger_entries_before: run.ledger_entries_before,
+                rules: run.rules.map(|rules| rules.to_string()),
                 connections,
                 seconds: report::seconds(elapsed),
                 requests,

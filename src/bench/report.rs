@@ -41,6 +41,8 @@ pub struct ScenarioResult {
     pub scenario: String,
     pub write_batch_max: Option<usize>,
     pub ledger_entries_before: Option<u64>,
+    /// The rules on value the run's GOLD had (`--rules`).
+    pub rules: Option<String>,
     pub connections: usize,
     pub seconds: f64,
     pub requests: u64,
@@ -111,7 +113,10 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "{:<8} {:>6} {:>10} {:>6} {:>10} {:>10.0} {:>9.2} {:>9.2} {:>9.2}  {}",
-                result.scenario,
+                match result.rules.as_deref() {
+                    Some(rules) if rules != "none" => format!("{}+{rules}", result.scenario),
+                    _ => result.scenario.clone(),
+                },
                 result
                     .write_batch_max
                     .map_or_else(|| "-".to_owned(), |n| n.to_string()),

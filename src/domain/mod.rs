@@ -7,6 +7,7 @@ mod entry_kind;
 mod metadata;
 mod names;
 mod page;
+mod rules;
 
 pub use access::{Caller, KeyName, Scope, Scopes};
 pub use amount::Amount;
@@ -17,6 +18,11 @@ pub use names::{
     UserId,
 };
 pub use page::{Cursor, PageLimit};
+pub use rules::{
+    parse_limit_max, parse_max_balance, parse_window_seconds, AssetRules, AssetRulesChange,
+    FieldChange, Limit, LimitedKind, Limits, RulesInForce, SpendOrder, UserOverride,
+    UserRulesChange,
+};
 
 /// Why a raw value was refused, as a sentence a caller can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

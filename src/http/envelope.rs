@@ -33,7 +33,7 @@ pub(crate) struct ErrorBody {
 /// `error.details`, as `ApiError::details` fills it: which members come
 /// with which code is in each code's meaning.
 fn details_schema() -> utoipa::openapi::Object {
-    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
     let integer = || ObjectBuilder::new().schema_type(Type::Integer);
     let text = || ObjectBuilder::new().schema_type(Type::String);
     let field_problem = ObjectBuilder::new()
@@ -60,9 +60,20 @@ fn details_schema() -> utoipa::openapi::Object {
                 .items(field_problem)
                 .description(Some("VALIDATION_ERROR: every problem found, not only the first.")),
         )
-        .property("balance", integer().description(Some("INSUFFICIENT_FUNDS: the balance.")))
+        .property("balance", integer().description(Some("INSUFFICIENT_FUNDS, BALANCE_LIMIT: the balance.")))
         .property("available", integer().description(Some("INSUFFICIENT_FUNDS: what holds leave of it.")))
-        .property("requested", integer().description(Some("INSUFFICIENT_FUNDS: the amount asked for.")))
+        .property("requested", integer().description(Some("INSUFFICIENT_FUNDS, BALANCE_LIMIT, LIMIT_EXCEEDED: the amount asked for.")))
+        .property("maxBalance", integer().description(Some("BALANCE_LIMIT: the maximum balance in force for the user.")))
+        .property(
+            "type",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(crate::domain::LimitedKind::ALL.map(crate::domain::LimitedKind::as_str)))
+                .description(Some("LIMIT_EXCEEDED: the type of entry the limit counts.")),
+        )
+        .property("windowSeconds", integer().description(Some("LIMIT_EXCEEDED: the limit's window.")))
+        .property("max", integer().description(Some("LIMIT_EXCEEDED: the limit's max.")))
+        .property("used", integer().description(Some("LIMIT_EXCEEDED: what the window holds already.")))
         .property(
             "differing",
             ArrayBuilder::new()
@@ -85,7 +96,14 @@ fn details_schema() -> utoipa::openapi::Object {
         )
         .property(
             "retryAfterSeconds",
-            integer().minimum(Some(1)).description(Some("RATE_LIMITED: as the `Retry-After` header.")),
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                .minimum(Some(1))
+                .description(Some(
+                    "RATE_LIMITED: as the `Retry-After` header. LIMIT_EXCEEDED: when enough of \
+                     the window will have left it for the amount asked; null when the amount \
+                     alone is over the limit's max.",
+                )),
         )
         .build()
 }

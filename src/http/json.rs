@@ -7,15 +7,17 @@ use time::OffsetDateTime;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
-use crate::domain::{Direction, EntryKind, Scope};
+use crate::domain::{AssetRules, Direction, EntryKind, LimitedKind, Limits, Scope, SpendOrder};
 use crate::ledger::engine::{Answer, AssetRow, BalanceAfter, HoldFact, HoldStatus, UserEntry};
 use crate::limits::{
     AMOUNT_MAX, API_KEY_NAME_CHARS_MAX, ASSET_DECIMALS_MAX, ASSET_NAME_CHARS_MAX,
-    ASSET_SYMBOL_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, METADATA_BYTES_MAX, METADATA_KEYS_MAX,
-    METADATA_KEY_CHARS_MAX, NOTE_CHARS_MAX, REFERENCE_ID_CHARS_MAX, USER_ID_CHARS_MAX,
+    ASSET_SYMBOL_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, LIMIT_WINDOW_SECONDS, METADATA_BYTES_MAX,
+    METADATA_KEYS_MAX, METADATA_KEY_CHARS_MAX, NOTE_CHARS_MAX, REFERENCE_ID_CHARS_MAX,
+    USER_ID_CHARS_MAX,
 };
 use crate::store::{
     BalanceRow, EventData, EventRow, KeyListing, PartyRow, SupplyRow, TransactionDetail,
+    UserRulesListing,
 };
 
 /// RFC 3339, UTC, millisecond precision: `2026-11-23T10:15:30.123Z`.
@@ -378,6 +380,7 @@ pub struct Asset {
     /// How to display amounts: `1050` with 2 decimals reads `10.50`.
     decimals: u8,
     created_at: String,
+    rules: AssetRulesJson,
 }
 
 impl From<AssetRow> for Asset {
@@ -388,8 +391,184 @@ impl From<AssetRow> for Asset {
             name: row.name,
             decimals: row.decimals,
             created_at: format_timestamp(row.created_at_ms),
+            rules: AssetRulesJson::from(row.rules),
         }
     }
+}
+
+/// An asset's rules on value (API.md, Limits).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetRulesJson {
+    /// Which part of a balance a debit takes first: free currency or paid.
+    #[schema(schema_with = spend_order_schema)]
+    spend_order: &'static str,
+    /// The most a user's balance may reach by a credit; null: no maximum.
+    #[schema(schema_with = max_balance_schema)]
+    max_balance: Option<i64>,
+    /// Caps on what one user's entries of a type add up to in a trailing
+    /// window.
+    limits: Vec<LimitJson>,
+    /// When the rules were last changed; null until first set.
+    updated_at: Option<String>,
+}
+
+impl From<AssetRules> for AssetRulesJson {
+    fn from(rules: AssetRules) -> Self {
+        AssetRulesJson {
+            spend_order: rules.spend_order.as_str(),
+            max_balance: rules.max_balance,
+            limits: limits_json(&rules.limits),
+            updated_at: rules.updated_at_ms.map(format_timestamp),
+        }
+    }
+}
+
+/// One cap: the amounts of one user's entries of `type` in the asset made
+/// in the trailing `windowSeconds`, the new one included, may not pass `max`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitJson {
+    /// TRANSFER counts what the user sent.
+    #[serde(rename = "type")]
+    #[schema(schema_with = limited_kind_schema)]
+    kind: &'static str,
+    #[schema(schema_with = window_seconds_schema)]
+    window_seconds: u32,
+    #[schema(schema_with = limit_max_schema)]
+    max: i64,
+}
+
+fn limits_json(limits: &Limits) -> Vec<LimitJson> {
+    limits
+        .as_slice()
+        .iter()
+        .map(|limit| LimitJson {
+            kind: limit.kind.as_str(),
+            window_seconds: limit.window_seconds,
+            max: limit.max,
+        })
+        .collect()
+}
+
+fn spend_order_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(SpendOrder::ALL.map(SpendOrder::as_str)))
+        .build()
+}
+
+fn max_balance_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .minimum(Some(0))
+        .maximum(Some(AMOUNT_MAX as f64))
+        .build()
+}
+
+fn limited_kind_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(LimitedKind::ALL.map(LimitedKind::as_str)))
+        .build()
+}
+
+fn window_seconds_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(LIMIT_WINDOW_SECONDS.0))
+        .maximum(Some(LIMIT_WINDOW_SECONDS.1))
+        .build()
+}
+
+fn limit_max_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(AMOUNT_MAX as f64))
+        .build()
+}
+
+/// `PUT /assets/{asset}/rules`: every field optional; an absent one keeps
+/// its value, `null` (or `[]` for `limits`) clears it.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct AssetRulesRequest {
+    #[schema(schema_with = spend_order_schema)]
+    spend_order: Option<String>,
+    #[schema(schema_with = max_balance_schema)]
+    max_balance: Option<i64>,
+    /// At most 8, no two with one type and window; `null` or `[]` clears them.
+    #[schema(max_items = 8, nullable)]
+    limits: Option<Vec<LimitJson>>,
+}
+
+/// `PUT /wallets/{userId}/rules`: this user's own values in `asset`. An
+/// absent field keeps the user's value; `null` removes it, so the asset's
+/// applies again.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct UserRulesRequest {
+    /// The asset's symbol or id.
+    asset: String,
+    #[schema(schema_with = max_balance_schema)]
+    max_balance: Option<i64>,
+    /// At most 8; `[]` means no limits for this user, `null` the asset's.
+    #[schema(max_items = 8, nullable)]
+    limits: Option<Vec<LimitJson>>,
+}
+
+/// `GET /wallets/{userId}/rules`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRulesJson {
+    user_id: String,
+    /// One row per asset, by symbol.
+    rules: Vec<UserRulesRowJson>,
+}
+
+/// The rules in force for the user in one asset.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRulesRowJson {
+    asset: String,
+    #[schema(schema_with = max_balance_schema)]
+    max_balance: Option<i64>,
+    limits: Vec<LimitJson>,
+    /// Whether the user has values of its own in this asset.
+    #[serde(rename = "override")]
+    overridden: bool,
+}
+
+impl From<UserRulesListing> for UserRulesJson {
+    fn from(listing: UserRulesListing) -> Self {
+        UserRulesJson {
+            user_id: listing.user,
+            rules: listing
+                .rows
+                .into_iter()
+                .map(|row| UserRulesRowJson {
+                    asset: row.asset_symbol,
+                    max_balance: row.in_force.max_balance,
+                    limits: limits_json(&row.in_force.limits),
+                    overridden: row.in_force.overridden,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `wallet.rules_changed`: a user's own values after the change (null
+/// where the asset's apply).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserRulesChangedJson {
+    user_id: String,
+    asset: String,
+    max_balance: Option<i64>,
+    limits: Option<Vec<LimitJson>>,
 }
 
 /// A party to a transaction: a user, or the asset's Treasury.
@@ -1010,6 +1189,8 @@ enum EventDataJson {
         transaction: Transaction,
     },
     Hold(Hold),
+    Asset(Box<Asset>),
+    UserRules(UserRulesChangedJson),
 }
 
 impl From<EventRow> for EventJson {
@@ -1024,6 +1205,17 @@ impl From<EventRow> for EventJson {
                     transaction: Transaction::from(entry),
                 },
                 EventData::Hold(hold) => EventDataJson::Hold(Hold::from(hold)),
+                EventData::AssetRules(asset) => EventDataJson::Asset(Box::new(Asset::from(asset))),
+                EventData::UserRules {
+                    user,
+                    asset_symbol,
+                    rules,
+                } => EventDataJson::UserRules(UserRulesChangedJson {
+                    user_id: user,
+                    asset: asset_symbol,
+                    max_balance: rules.max_balance,
+                    limits: rules.limits.as_ref().map(limits_json),
+                }),
             },
         }
     }

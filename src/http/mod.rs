@@ -39,6 +39,7 @@ mod params;
 pub mod probe;
 mod request_context;
 mod routes;
+mod rules;
 mod service;
 mod transactions;
 mod wallets;

@@ -27,13 +27,14 @@ use utoipa::{Modify, OpenApi};
 use super::auth::RouteAccess;
 use super::envelope::ErrorBody;
 use super::json::{
-    ApiKeyJson, Asset, AssetRequest, Balance, Balances, BatchBalance, BatchOperationRequest,
-    BatchRequest, CaptureReceiptJson, CaptureRequest, CreatedKeyJson, EntryRequest, EventJson,
-    EventPageJson, Health, Hold, HoldPageJson, HoldReceiptJson, HoldRequest, IssuedJson,
-    KeyRequest, Party, ReverseRequest, SupplyJson, Transaction, TransactionDetailJson,
-    TransactionPage, TransferRequest, VoidRequest,
+    ApiKeyJson, Asset, AssetRequest, AssetRulesJson, AssetRulesRequest, Balance, Balances,
+    BatchBalance, BatchOperationRequest, BatchRequest, CaptureReceiptJson, CaptureRequest,
+    CreatedKeyJson, EntryRequest, EventJson, EventPageJson, Health, Hold, HoldPageJson,
+    HoldReceiptJson, HoldRequest, IssuedJson, KeyRequest, LimitJson, Party, ReverseRequest,
+    SupplyJson, Transaction, TransactionDetailJson, TransactionPage, TransferRequest,
+    UserRulesJson, UserRulesRequest, UserRulesRowJson, VoidRequest,
 };
-use super::{assets, batch, console, events, holds, keys, service, transactions, wallets};
+use super::{assets, batch, console, events, holds, keys, rules, service, transactions, wallets};
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(OpenApi)]
@@ -81,6 +82,9 @@ use crate::error::{ApiError, ErrorCode};
         keys::get_keys,
         keys::post_keys,
         keys::post_revoke,
+        rules::put_asset_rules,
+        rules::get_user_rules,
+        rules::put_user_rules,
         console::get_console,
         console::get_console_style,
         console::get_console_api_script,
@@ -92,7 +96,9 @@ use crate::error::{ApiError, ErrorCode};
         Party, Health, EntryRequest, TransferRequest, ReverseRequest, BatchRequest,
         BatchOperationRequest, BatchBalance, ErrorBody, ErrorCode, Hold, HoldPageJson,
         HoldRequest, CaptureRequest, VoidRequest, HoldReceiptJson, CaptureReceiptJson, SupplyJson,
-        IssuedJson, EventPageJson, EventJson, ApiKeyJson, CreatedKeyJson, KeyRequest
+        IssuedJson, EventPageJson, EventJson, ApiKeyJson, CreatedKeyJson, KeyRequest,
+        AssetRulesJson, LimitJson, AssetRulesRequest, UserRulesRequest, UserRulesJson,
+        UserRulesRowJson
     )),
     // `ApiKeys` comes last, in `document`: it needs the route table.
     modifiers(&Envelopes, &ErrorResponses, &Links),
@@ -101,6 +107,8 @@ use crate::error::{ApiError, ErrorCode};
         (name = "holds", description = "Money set aside for a later capture, or let go."),
         (name = "events", description = "Every committed entry and hold change, as pages or a stream."),
         (name = "keys", description = "API keys: who may call, with which scopes (admin only)."),
+        (name = "rules", description = "Limits a studio sets on value: maximum balances and caps \
+            per user and window, per asset and per user."),
         (name = "service", description = "Health and this document."),
         (name = "console", description = "The operator console: a web page and its files, \
             served bare, that call this API with an admin key."),
@@ -215,11 +223,21 @@ fn operation_errors(operation_id: &str) -> Option<Vec<ErrorCode>> {
             ServiceOverloaded,
             DatabaseUnavailable,
         ],
-        "post_topup" | "post_bonus" => [WRITE, &[BalanceOverflow]].concat(),
-        "post_spend" => [WRITE, &[WalletNotFound, InsufficientFunds]].concat(),
-        "post_transfer" | "post_batch" => {
-            [WRITE, &[WalletNotFound, InsufficientFunds, BalanceOverflow]].concat()
+        "post_topup" | "post_bonus" => {
+            [WRITE, &[BalanceOverflow, BalanceLimit, LimitExceeded]].concat()
         }
+        "post_spend" => [WRITE, &[WalletNotFound, InsufficientFunds, LimitExceeded]].concat(),
+        "post_transfer" | "post_batch" => [
+            WRITE,
+            &[
+                WalletNotFound,
+                InsufficientFunds,
+                BalanceOverflow,
+                BalanceLimit,
+                LimitExceeded,
+            ],
+        ]
+        .concat(),
         "post_reverse" => [
             WRITE,
             &[
@@ -228,6 +246,7 @@ fn operation_errors(operation_id: &str) -> Option<Vec<ErrorCode>> {
                 ReversalExceedsOriginal,
                 InsufficientFunds,
                 BalanceOverflow,
+                BalanceLimit,
             ],
         ]
         .concat(),
@@ -242,11 +261,16 @@ fn operation_errors(operation_id: &str) -> Option<Vec<ErrorCode>> {
                 CaptureExceedsHold,
                 InsufficientFunds,
                 BalanceOverflow,
+                BalanceLimit,
+                LimitExceeded,
             ],
         ]
         .concat(),
         "post_void" => [WRITE, &[HoldNotFound, HoldNotActive]].concat(),
         "get_keys" => vec![DatabaseUnavailable],
+        "put_asset_rules" => [KEY_WRITE, &[AssetNotFound]].concat(),
+        "put_user_rules" => [KEY_WRITE, &[AssetNotFound]].concat(),
+        "get_user_rules" => vec![Validation, DatabaseUnavailable],
         "post_keys" => [KEY_WRITE, &[KeyExists, TooManyKeys]].concat(),
         "post_revoke" => [KEY_WRITE, &[KeyNotFound, KeyRevokesItself]].concat(),
         _ => return None,
@@ -402,7 +426,11 @@ impl Modify for ApiKeys {
             Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
         };
         for (path, item) in document.paths.paths.iter_mut() {
-            for (method, operation) in [("get", &mut item.get), ("post", &mut item.post)] {
+            for (method, operation) in [
+                ("get", &mut item.get),
+                ("post", &mut item.post),
+                ("put", &mut item.put),
+            ] {
                 let Some(operation) = operation else { continue };
                 let access = self
                     .routes

@@ -15,6 +15,7 @@ use super::events::get_events;
 use super::holds::{get_hold, get_holds, post_capture, post_hold, post_void};
 use super::keys::{get_keys, post_keys, post_revoke};
 use super::openapi::{get_openapi, RouteAccessTable};
+use super::rules::{get_user_rules, put_asset_rules, put_user_rules};
 use super::service::{get_health, get_metrics};
 use super::transactions::{get_transaction, post_reverse};
 use super::wallets::{
@@ -76,6 +77,11 @@ routes! {
     "/transactions/{id}/reverse" => [post RouteAccess::Needs(Scope::Grant) => post_reverse],
     "/batch" => [post RouteAccess::NeedsPerOperation => post_batch],
     "/assets/{asset}/supply" => [get RouteAccess::Needs(Scope::Read) => get_supply],
+    "/assets/{asset}/rules" => [put RouteAccess::Needs(Scope::Admin) => put_asset_rules],
+    "/wallets/{userId}/rules" => [
+        get RouteAccess::Needs(Scope::Read) => get_user_rules,
+        put RouteAccess::Needs(Scope::Admin) => put_user_rules,
+    ],
     "/events" => [get RouteAccess::Needs(Scope::Read) => get_events],
     "/metrics" => [get RouteAccess::OpenOnLoopback(Scope::Admin) => get_metrics],
     "/wallets/{userId}/holds" => [

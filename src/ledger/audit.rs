@@ -126,6 +126,23 @@ pub struct AuditEvents {
     pub unmatched_hold_events: i64,
     /// Entry rows that do not follow the entry before them.
     pub out_of_order: i64,
+    /// Rows naming a change of rules, and changes of rules.
+    pub rule_change_rows: i64,
+    pub rule_changes: i64,
+    /// Rule rows that name no change, or whose type does not match it.
+    pub unmatched_rule_rows: i64,
+}
+
+/// Counts that say whether the running totals the caps read (one row per
+/// entry a cap may count) match the entries.
+#[derive(Debug, Clone, Default)]
+pub struct AuditWindows {
+    pub rows: i64,
+    /// TOPUP, BONUS, SPEND and TRANSFER entries.
+    pub counted_entries: i64,
+    /// Rows whose account, type, time or running total is not what the
+    /// entries before it, in its account and type, add up to.
+    pub mismatched: i64,
 }
 
 /// Running totals of one asset's entries, by kind.
@@ -567,6 +584,23 @@ impl Auditor {
             self.problem(format!(
                 "{} entry rows come after a newer entry's (or twice)",
                 events.out_of_order
+            ));
+        }
+        if events.rule_change_rows != events.rule_changes || events.unmatched_rule_rows > 0 {
+            self.problem(format!(
+                "the feed has {} rows for {} changes of rules, {} not matching their change",
+                events.rule_change_rows, events.rule_changes, events.unmatched_rule_rows
+            ));
+        }
+    }
+
+    /// Checks the caps' running totals: one row per counted entry, each
+    /// the sum of its account's entries of its type up to it.
+    pub fn check_windows(&mut self, windows: &AuditWindows) {
+        if windows.rows != windows.counted_entries || windows.mismatched > 0 {
+            self.problem(format!(
+                "the limits' running totals have {} rows for {} entries they count, {} not matching the entries",
+                windows.rows, windows.counted_entries, windows.mismatched
             ));
         }
     }

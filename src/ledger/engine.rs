@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 use super::Rejection;
 use crate::domain::{
-    Amount, AssetDecimals, AssetName, AssetRef, AssetSymbol, Caller, Direction, EntryKind,
-    IdempotencyKey, Metadata, Note, ReferenceId, UserId,
+    Amount, AssetDecimals, AssetName, AssetRef, AssetRules, AssetSymbol, Caller, Direction,
+    EntryKind, IdempotencyKey, Limit, LimitedKind, Metadata, Note, ReferenceId, UserId,
 };
 use crate::limits::{AMOUNT_MAX, ASSET_TYPES_MAX, HOLDS_PER_ACCOUNT_MAX};
 
@@ -403,6 +403,39 @@ pub struct EntryFact {
     pub reversed: i64,
 }
 
+/// The rules in force on a user account a command may move, with what each
+/// cap's window holds already (API.md, Limits). Only accounts with a rule
+/// are here: most read none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRules {
+    pub key: AccountKey,
+    pub max_balance: Option<i64>,
+    pub windows: Vec<WindowFact>,
+}
+
+/// One cap and the amounts of the user's entries it counts that were made
+/// in its trailing window before this command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowFact {
+    pub limit: Limit,
+    pub used: i64,
+}
+
+/// When a refused amount would fit under its cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// The amount alone is over the cap: no wait lets it through.
+    Never,
+    Seconds(u64),
+    /// When entries already stored that hold `must_leave` of the window
+    /// have left it. Only the store can say when: it turns this into
+    /// `Seconds` before anyone sees it (`store::write`).
+    WhenStoredLeave {
+        account: AccountKey,
+        must_leave: i64,
+    },
+}
+
 /// What the caller's key already names: the canonical request and the
 /// entries it made, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,6 +461,8 @@ pub struct Facts {
     pub entries: Vec<EntryFact>,
     /// The holds the command names that exist.
     pub holds: Vec<HoldFact>,
+    /// The rules on the user accounts the command names, where any binds.
+    pub rules: Vec<AccountRules>,
     /// The writer's clock: holds expire, and new ones are timed, by it.
     pub now_ms: i64,
 }
@@ -1187,6 +1222,10 @@ struct Working {
     expire: Vec<i64>,
     close_hold: Option<HoldFact>,
     new_hold: Option<PlannedHold>,
+    rules: BTreeMap<AccountKey, AccountRules>,
+    /// What earlier operations of this command counted, per account and
+    /// kind: a batch counts each operation against the ones before it.
+    counted: BTreeMap<(AccountKey, LimitedKind), i64>,
     now_ms: i64,
 }
 
@@ -1212,6 +1251,12 @@ impl Working {
             expire,
             close_hold: None,
             new_hold: None,
+            rules: facts
+                .rules
+                .iter()
+                .map(|rules| (rules.key.clone(), rules.clone()))
+                .collect(),
+            counted: BTreeMap::new(),
             now_ms: facts.now_ms,
             balances: facts
                 .accounts
@@ -1342,11 +1387,73 @@ impl Working {
         Ok(after)
     }
 
+    /// Counts an entry of `kind` and `amount` against the caps of the user
+    /// it counts for (`account`): refused when the window, with the earlier
+    /// operations of this command and this amount, would pass a cap. The
+    /// first cap in the rules' order that would is named.
+    fn count(
+        &mut self,
+        account: &AccountKey,
+        kind: LimitedKind,
+        amount: i64,
+    ) -> Result<(), Rejection> {
+        let counted = self
+            .counted
+            .get(&(account.clone(), kind))
+            .copied()
+            .unwrap_or(0);
+        if let Some(rules) = self.rules.get(account) {
+            for window in rules
+                .windows
+                .iter()
+                .filter(|window| window.limit.kind == kind)
+            {
+                let max = window.limit.max;
+                let used = window.used.saturating_add(counted);
+                if used.saturating_add(amount) <= max {
+                    continue;
+                }
+                let retry_after = if amount > max {
+                    RetryAfter::Never
+                } else if counted.saturating_add(amount) > max {
+                    // This command's own earlier operations must leave the
+                    // window: they are made now.
+                    RetryAfter::Seconds(u64::from(window.limit.window_seconds))
+                } else {
+                    RetryAfter::WhenStoredLeave {
+                        account: account.clone(),
+                        must_leave: used + amount - max,
+                    }
+                };
+                return Err(Rejection::LimitExceeded {
+                    kind,
+                    window_seconds: window.limit.window_seconds,
+                    max,
+                    used,
+                    requested: amount.unsigned_abs(),
+                    retry_after,
+                });
+            }
+        }
+        self.counted
+            .insert((account.clone(), kind), counted.saturating_add(amount));
+        Ok(())
+    }
+
     /// Gives `amount` to `key`, opening a user's account on its first
-    /// credit: a user's balance stays within 2^53 - 1 (API.md), a
-    /// Treasury's within i64.
+    /// credit: a user's balance stays within its maximum (API.md, Limits)
+    /// and 2^53 - 1 (API.md), a Treasury's within i64.
     fn credit(&mut self, key: &AccountKey, amount: i64) -> Result<i64, Rejection> {
         let before = self.balance(key);
+        if let Some(max_balance) = self.rules.get(key).and_then(|rules| rules.max_balance) {
+            if before.saturating_add(amount) > max_balance {
+                return Err(Rejection::BalanceLimit {
+                    max_balance,
+                    balance: before,
+                    requested: amount.unsigned_abs(),
+                });
+            }
+        }
         let after = before
             .checked_add(amount)
             .ok_or(Rejection::BalanceOverflow)?;
@@ -1567,6 +1674,16 @@ fn apply(
         }
     };
     let debit_balance_after = working.debit(&debit, amount)?;
+    // API.md, Limits: what the user sent (SPEND, TRANSFER) or was given
+    // (TOPUP, BONUS) counts; a reversal neither counts nor gives back.
+    if let Some(limited) = LimitedKind::of(kind) {
+        let counted = if limited.counts_the_credited_user() {
+            &credit
+        } else {
+            &debit
+        };
+        working.count(counted, limited, amount)?;
+    }
     let credit_balance_after = working.credit(&credit, amount)?;
     let (reference_id, note, metadata) = details;
     Ok(Some(PlannedEntry {
@@ -1656,6 +1773,7 @@ pub struct AssetRow {
     pub name: String,
     pub decimals: u8,
     pub created_at_ms: i64,
+    pub rules: AssetRules,
 }
 
 /// Whether `POST /assets` creates, finds the same, or refuses.

@@ -5,7 +5,7 @@ use super::engine::*;
 use super::Rejection;
 use crate::domain::{
     Amount, AssetDecimals, AssetName, AssetRef, AssetSymbol, Caller, Direction, EntryKind,
-    IdempotencyKey, Metadata, Note, UserId,
+    IdempotencyKey, Limit, LimitedKind, Metadata, Note, UserId,
 };
 
 const GOLD: &str = "6f1d8b52-3c0e-4d7a-9a43-0d5e2b7c9a01";
@@ -100,6 +100,7 @@ fn facts(alice: i64) -> Facts {
         },
         entries: vec![],
         holds: vec![],
+        rules: vec![],
         now_ms: NOW,
     }
 }
@@ -580,6 +581,7 @@ fn an_asset_is_created_found_again_or_refused() {
         name: name.into(),
         decimals,
         created_at_ms: 0,
+        rules: crate::domain::AssetRules::default(),
     };
     assert_eq!(decide_asset(&new, None, 3), Ok(AssetDecision::Create));
     assert!(matches!(
@@ -945,4 +947,156 @@ fn a_replayed_hold_answers_as_it_was_made_even_once_captured() {
         }
         other => panic!("a reuse, not {other:?}"),
     }
+}
+
+/// `facts(alice)` with rules on alice's GOLD account: a maximum balance
+/// and caps, each with what its window holds already.
+fn with_rules(alice: i64, max_balance: Option<i64>, windows: &[(LimitedKind, i64, i64)]) -> Facts {
+    let mut facts = facts(alice);
+    facts.rules.push(AccountRules {
+        key: AccountKey::user("alice", GOLD),
+        max_balance,
+        windows: windows
+            .iter()
+            .map(|(kind, max, used)| WindowFact {
+                limit: Limit::new(*kind, 3600, *max as u64).unwrap(),
+                used: *used,
+            })
+            .collect(),
+    });
+    facts
+}
+
+fn limit_exceeded(used: i64, requested: u64, retry_after: RetryAfter) -> Rejection {
+    Rejection::LimitExceeded {
+        kind: LimitedKind::Spend,
+        window_seconds: 3600,
+        max: 100,
+        used,
+        requested,
+        retry_after,
+    }
+}
+
+#[test]
+fn a_spend_that_would_pass_its_cap_is_refused_and_says_what_must_leave_the_window() {
+    let facts = with_rules(1000, None, &[(LimitedKind::Spend, 100, 70)]);
+    assert_eq!(
+        plan(decide(
+            &command(Route::Spend, vec![spend("alice", 30)]),
+            &facts
+        ))
+        .entries
+        .len(),
+        1
+    );
+    assert_eq!(
+        decide(&command(Route::Spend, vec![spend("alice", 31)]), &facts),
+        Err(limit_exceeded(
+            70,
+            31,
+            RetryAfter::WhenStoredLeave {
+                account: AccountKey::user("alice", GOLD),
+                must_leave: 1
+            }
+        ))
+    );
+    // More than the cap on its own never fits.
+    assert_eq!(
+        decide(&command(Route::Spend, vec![spend("alice", 101)]), &facts),
+        Err(limit_exceeded(70, 101, RetryAfter::Never))
+    );
+}
+
+#[test]
+fn a_batch_counts_each_operation_against_the_ones_before_it_and_waits_for_its_own() {
+    let facts = with_rules(1000, None, &[(LimitedKind::Spend, 100, 0)]);
+    assert_eq!(
+        decide(
+            &command(Route::Batch, vec![spend("alice", 60), spend("alice", 41)]),
+            &facts
+        ),
+        Err(Rejection::InBatch {
+            operation: 1,
+            cause: Box::new(limit_exceeded(60, 41, RetryAfter::Seconds(3600))),
+        })
+    );
+    let ok = plan(decide(
+        &command(Route::Batch, vec![spend("alice", 60), spend("alice", 40)]),
+        &facts,
+    ));
+    assert_eq!(ok.entries.len(), 2);
+}
+
+#[test]
+fn a_cap_counts_only_its_own_type_and_a_reversal_counts_in_none() {
+    let facts = with_rules(1000, None, &[(LimitedKind::Topup, 100, 100)]);
+    // A spend and a transfer are not TOPUPs.
+    plan(decide(
+        &command(Route::Spend, vec![spend("alice", 500)]),
+        &facts,
+    ));
+    plan(decide(
+        &command(Route::Transfer, vec![transfer("alice", "bob", 500)]),
+        &facts,
+    ));
+    assert!(matches!(
+        decide(&command(Route::Topup, vec![topup("alice", 1)]), &facts),
+        Err(Rejection::LimitExceeded {
+            kind: LimitedKind::Topup,
+            used: 100,
+            ..
+        })
+    ));
+    // A refund credits alice but is no TOPUP.
+    let refund = with_entry(
+        facts.clone(),
+        EntryKind::Spend,
+        50,
+        0,
+        AccountKey::user("alice", GOLD),
+        AccountKey::treasury(GOLD),
+    );
+    plan(decide(
+        &command(Route::Reverse, vec![reverse(None)]),
+        &refund,
+    ));
+}
+
+#[test]
+fn a_credit_past_the_maximum_balance_is_refused_whoever_credits_and_a_debit_is_not() {
+    let facts = with_rules(900, Some(1000), &[]);
+    plan(decide(
+        &command(Route::Topup, vec![topup("alice", 100)]),
+        &facts,
+    ));
+    let refused = Rejection::BalanceLimit {
+        max_balance: 1000,
+        balance: 900,
+        requested: 101,
+    };
+    assert_eq!(
+        decide(&command(Route::Topup, vec![topup("alice", 101)]), &facts),
+        Err(refused.clone())
+    );
+    assert_eq!(
+        decide(
+            &command(Route::Transfer, vec![transfer("bob", "alice", 101)]),
+            &{
+                let mut facts = facts.clone();
+                facts
+                    .accounts
+                    .push(AccountFact::new(AccountKey::user("bob", GOLD), 500));
+                facts.users_with_wallet.push("bob".into());
+                facts
+            }
+        ),
+        Err(refused)
+    );
+    // Above its maximum (lowered since), a balance still pays.
+    let over = with_rules(5000, Some(1000), &[]);
+    plan(decide(
+        &command(Route::Spend, vec![spend("alice", 10)]),
+        &over,
+    ));
 }

@@ -31,6 +31,23 @@ pub enum Rejection {
     },
     #[error("the credit would take a balance past the largest value it may hold")]
     BalanceOverflow,
+    /// API.md, Limits: the credit would take the user past `max_balance`.
+    #[error("the credit would take the balance past its maximum of {max_balance}")]
+    BalanceLimit {
+        max_balance: i64,
+        balance: i64,
+        requested: u64,
+    },
+    /// API.md, Limits: the entry would take a cap's window past its max.
+    #[error("the {} cap of {max} per {window_seconds} s would be passed", kind.as_str())]
+    LimitExceeded {
+        kind: crate::domain::LimitedKind,
+        window_seconds: u32,
+        max: i64,
+        used: i64,
+        requested: u64,
+        retry_after: engine::RetryAfter,
+    },
     #[error("the idempotency key was already used for a different request")]
     IdempotencyKeyReused { differing: Vec<String> },
     #[error("a reversal cannot be reversed")]

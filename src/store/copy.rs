@@ -118,6 +118,22 @@ pub enum Change {
     HoldCreated(HoldCopy),
     /// Closed to its final state.
     HoldClosed(HoldCopy),
+    /// A change of rules on value, with who made it and when.
+    Rules(RulesCopy),
+}
+
+/// A change of an asset's rules (`user_id` None) or of a user's own values,
+/// as the rules stood once it applied.
+#[derive(Debug, Clone)]
+pub struct RulesCopy {
+    pub asset_type_id: String,
+    pub user_id: Option<String>,
+    pub spend_order: Option<String>,
+    pub max_balance: Option<i64>,
+    /// As JSON text.
+    pub limits: Option<String>,
+    pub changed_at: i64,
+    pub changed_by: i64,
 }
 
 /// An account's balance and what holds set aside of it.
@@ -137,8 +153,9 @@ pub struct CopyCounts {
     pub requests: i64,
     pub entries: i64,
     pub holds: i64,
-    /// Entries and changes of holds: the steps of the history.
+    /// Entries, changes of holds and of rules: the steps of the history.
     pub changes: i64,
+    pub rule_changes: i64,
 }
 
 /// A backend's reads of a whole ledger, inside one read transaction.
@@ -247,6 +264,7 @@ pub fn copy(
                 ("idempotency records", counts.requests, copied.requests),
                 ("entries", counts.entries, copied.entries),
                 ("holds", counts.holds, copied.holds),
+                ("changes of rules", counts.rule_changes, copied.rule_changes),
             ] {
                 if source_count != copy_count {
                     comparison.record(format!(

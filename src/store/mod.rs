@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::domain::{AssetRef, Cursor, EntryKind, KeyName, PageLimit, ReferenceId, Scopes, UserId};
+use crate::domain::{
+    AssetRef, AssetRulesChange, Caller, Cursor, EntryKind, KeyName, Limits, PageLimit, ReferenceId,
+    RulesInForce, Scopes, UserId, UserOverride, UserRulesChange,
+};
 use crate::ledger::audit::AuditReport;
 use crate::ledger::engine::{
     AssetRow, Command, HoldFact, HoldStatus, NewAsset, Outcome, UserEntry,
@@ -211,15 +214,19 @@ pub enum EventKind {
     HoldCaptured,
     HoldVoided,
     HoldExpired,
+    AssetRulesChanged,
+    WalletRulesChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::TransactionCreated,
         EventKind::HoldCreated,
         EventKind::HoldCaptured,
         EventKind::HoldVoided,
         EventKind::HoldExpired,
+        EventKind::AssetRulesChanged,
+        EventKind::WalletRulesChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -229,6 +236,8 @@ impl EventKind {
             EventKind::HoldCaptured => "hold.captured",
             EventKind::HoldVoided => "hold.voided",
             EventKind::HoldExpired => "hold.expired",
+            EventKind::AssetRulesChanged => "asset.rules_changed",
+            EventKind::WalletRulesChanged => "wallet.rules_changed",
         }
     }
 
@@ -254,7 +263,9 @@ impl EventKind {
             EventKind::HoldCaptured => HoldStatus::Captured,
             EventKind::HoldVoided => HoldStatus::Voided,
             EventKind::HoldExpired => HoldStatus::Expired,
-            EventKind::TransactionCreated => return None,
+            EventKind::TransactionCreated
+            | EventKind::AssetRulesChanged
+            | EventKind::WalletRulesChanged => return None,
         };
         (stored.status == status).then_some(stored)
     }
@@ -267,6 +278,63 @@ pub enum EventData {
     Transaction { user: String, entry: UserEntry },
     /// A hold as the change left it.
     Hold(HoldFact),
+    /// An asset, with its rules as the change left them.
+    AssetRules(AssetRow),
+    /// A user's own values in an asset as the change left them (a field
+    /// not overridden is None).
+    UserRules {
+        user: String,
+        asset_symbol: String,
+        rules: UserOverride,
+    },
+}
+
+/// A change of rules on value (API.md, Limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesChange {
+    /// `PUT /assets/{asset}/rules`.
+    Asset {
+        asset: AssetRef,
+        change: AssetRulesChange,
+    },
+    /// `PUT /wallets/{userId}/rules`.
+    User {
+        user: UserId,
+        asset: AssetRef,
+        change: UserRulesChange,
+    },
+}
+
+/// What a change of rules answers: the asset, or the user's rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesOutcome {
+    Asset(AssetRow),
+    User(UserRulesListing),
+}
+
+/// The rules in force for one user in one asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRulesRow {
+    pub asset_symbol: String,
+    pub in_force: RulesInForce,
+}
+
+/// `GET /wallets/{userId}/rules`: one row per asset, by symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRulesListing {
+    pub user: String,
+    pub rows: Vec<UserRulesRow>,
+}
+
+/// Reads rules stored as columns back into the domain's types; a stored
+/// value the domain refuses is a database changed behind the service's back.
+pub(crate) fn stored_limits(text: Option<&str>) -> Result<Option<Limits>, StorageError> {
+    text.map(|text| {
+        Limits::from_json(text).ok_or_else(|| {
+            StorageError::Backend(format!("stored limits are not valid: {text}").into())
+        })
+    })
+    .transpose()
 }
 
 /// One event of the feed; `seq` is its cursor.
@@ -409,6 +477,14 @@ pub trait LedgerStore {
         &self,
         name: KeyName,
     ) -> impl std::future::Future<Output = Result<KeyListing, KeyError>>;
+    /// Changes rules on value through the writer.
+    fn change_rules(
+        &self,
+        change: RulesChange,
+        caller: Caller,
+    ) -> impl std::future::Future<Output = Result<RulesOutcome, LedgerError>>;
+    /// The rules in force for `user`, one row per asset.
+    fn user_rules(&self, user: &UserId) -> Result<UserRulesListing, StorageError>;
 }
 
 /// The store a server holds: cheap to clone, one per backend.
@@ -439,6 +515,18 @@ impl Store {
 
     pub fn health(&self) -> Result<(), StorageError> {
         dispatch!(self, store => store.health())
+    }
+
+    pub async fn change_rules(
+        &self,
+        change: RulesChange,
+        caller: Caller,
+    ) -> Result<RulesOutcome, LedgerError> {
+        dispatch!(self, store => store.change_rules(change, caller).await)
+    }
+
+    pub fn user_rules(&self, user: &UserId) -> Result<UserRulesListing, StorageError> {
+        dispatch!(self, store => store.user_rules(user))
     }
 
     pub fn assets(&self) -> Result<Vec<AssetRow>, StorageError> {
@@ -667,6 +755,18 @@ pub mod commands {
         match location {
             DatabaseLocation::Sqlite(path) => sqlite::commands::create_asset(path, asset),
             DatabaseLocation::Postgres(url) => postgres::assets::create(url, asset),
+        }
+    }
+
+    /// `wallet assets rules`: as `PUT /assets/{asset}/rules`, by the
+    /// command line (its changes are recorded as made by no key).
+    pub fn change_rules(
+        location: &DatabaseLocation,
+        change: RulesChange,
+    ) -> anyhow::Result<Result<RulesOutcome, Rejection>> {
+        match location {
+            DatabaseLocation::Sqlite(path) => sqlite::commands::change_rules(path, change),
+            DatabaseLocation::Postgres(url) => postgres::rules::change(url, change),
         }
     }
 

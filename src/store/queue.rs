@@ -21,11 +21,14 @@ use log::error;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::domain::KeyName;
+use crate::domain::{Caller, KeyName};
 use crate::ledger::engine::{Command, NewAsset, Operation, Outcome};
 use crate::limits::{HOLD_EXPIRY_SWEEP_INTERVAL, HOLD_EXPIRY_SWEEP_MAX, WRITE_QUEUE_DEPTH_MAX};
 use crate::store::write::{Done, Work};
-use crate::store::{AssetOutcome, KeyError, KeyListing, LedgerError, NewKey, StorageError};
+use crate::store::{
+    AssetOutcome, KeyError, KeyListing, LedgerError, NewKey, RulesChange, RulesOutcome,
+    StorageError,
+};
 
 enum Message {
     Work(Work),
@@ -274,6 +277,37 @@ impl WriterHandle {
 
     pub fn create_asset_blocking(&self, asset: NewAsset) -> Result<AssetOutcome, LedgerError> {
         let receiver = self.submit(|reply| Work::CreateAsset { asset, reply })?;
+        receiver
+            .blocking_recv()
+            .map_err(|_| StorageError::WriterStopped)?
+    }
+
+    /// Changes rules on value (`PUT /assets/{asset}/rules`,
+    /// `PUT /wallets/{userId}/rules`).
+    pub async fn change_rules(
+        &self,
+        change: RulesChange,
+        caller: Caller,
+    ) -> Result<RulesOutcome, LedgerError> {
+        let receiver = self.submit(|reply| Work::ChangeRules {
+            change,
+            caller,
+            reply,
+        })?;
+        receiver.await.map_err(|_| StorageError::WriterStopped)?
+    }
+
+    /// `change_rules`, from a plain thread (the command line).
+    pub fn change_rules_blocking(
+        &self,
+        change: RulesChange,
+        caller: Caller,
+    ) -> Result<RulesOutcome, LedgerError> {
+        let receiver = self.submit(|reply| Work::ChangeRules {
+            change,
+            caller,
+            reply,
+        })?;
         receiver
             .blocking_recv()
             .map_err(|_| StorageError::WriterStopped)?

@@ -19,15 +19,20 @@ use std::collections::BTreeMap;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::domain::{AssetRef, Caller, IdempotencyKey, KeyName, UserId};
+use crate::domain::{
+    AssetRef, Caller, IdempotencyKey, KeyName, LimitedKind, Limits, RulesInForce, SpendOrder,
+    UserId, UserOverride,
+};
 use crate::ledger::engine::{
-    self, AccountFact, AccountKey, AssetDecision, AssetFact, AssetRow, Command, Decision,
-    EntryFact, Facts, HoldFact, NewAsset, Outcome, Owner, Plan, RecordedEntry, StoredRequest,
+    self, AccountFact, AccountKey, AccountRules, AssetDecision, AssetFact, AssetRow, Command,
+    Decision, EntryFact, Facts, HoldFact, NewAsset, Outcome, Owner, Plan, RecordedEntry,
+    RetryAfter, StoredRequest, WindowFact,
 };
 use crate::ledger::Rejection;
 use crate::limits::{API_KEYS_ACTIVE_MAX, API_KEYS_TOTAL_MAX};
 use crate::store::{
-    AssetOutcome, KeyError, KeyListing, KeyRejection, LedgerError, NewKey, StorageError,
+    AssetOutcome, KeyError, KeyListing, KeyRejection, LedgerError, NewKey, RulesChange,
+    RulesOutcome, StorageError, UserRulesListing, UserRulesRow,
 };
 
 /// What the rules of a new key look at.
@@ -68,25 +73,63 @@ pub(crate) trait AssetTransaction {
     fn write_asset(&mut self, asset: &NewAsset, now_ms: i64) -> Result<AssetRow, StorageError>;
 }
 
-/// What a backend does inside one write transaction.
-pub(crate) trait WriteTransaction: KeyTransaction + AssetTransaction {
-    /// What a backend learns while reading a command's facts and needs
-    /// again to write its plan (the accounts' row ids, say).
-    type Found;
+/// One change of rules as stored: the rules of an asset (`user` None) or a
+/// user's override in it, as they are once it applies.
+#[derive(Debug, Clone)]
+pub(crate) struct RulesChangeRow<'a> {
+    pub asset_id: &'a str,
+    pub user: Option<&'a str>,
+    /// Only an asset's rules have a spend order.
+    pub spend_order: Option<SpendOrder>,
+    pub max_balance: Option<i64>,
+    /// An asset's limits (never None), or a user's override of them.
+    pub limits: Option<&'a Limits>,
+    pub changed_at_ms: i64,
+    /// Who: the API key's id, or 0 for the command line or a keyless service.
+    pub changed_by: i64,
+}
 
+/// What a backend does with rules on value inside one write transaction.
+pub(crate) trait RulesTransaction {
+    /// The asset `asset` names, with its rules.
+    fn asset_with_rules(&mut self, asset: &AssetRef) -> Result<Option<AssetRow>, StorageError>;
+
+    /// `user`'s own values in the asset `asset_id` (empty when none).
+    fn user_override(&mut self, user: &str, asset_id: &str) -> Result<UserOverride, StorageError>;
+
+    /// Records a change: the rules in force and the event feed follow it.
+    fn write_rules_change(&mut self, change: &RulesChangeRow<'_>) -> Result<(), StorageError>;
+
+    /// The rules in force for `user`, one row per asset, by symbol.
+    fn user_rules(&mut self, user: &str) -> Result<Vec<UserRulesRow>, StorageError>;
+}
+
+/// The ids of the accounts among a command's facts, as `read_facts` found
+/// them: writing the plan needs them again.
+pub(crate) type AccountIds = BTreeMap<AccountKey, i64>;
+
+/// What a backend does inside one write transaction.
+pub(crate) trait WriteTransaction:
+    KeyTransaction + AssetTransaction + RulesTransaction + FactSource
+{
     /// Every fact `engine::decide` needs for `command`, read in this
     /// transaction at the writer's time `now_ms`.
     fn read_facts(
         &mut self,
         command: &Command,
         now_ms: i64,
-    ) -> Result<(Facts, Self::Found), StorageError>;
+    ) -> Result<(Facts, AccountIds), StorageError>
+    where
+        Self: Sized,
+    {
+        read_facts(self, command, now_ms)
+    }
 
     /// Writes a decided plan; returns the entries and the hold as written.
     fn write_plan(
         &mut self,
         plan: &Plan,
-        found: &mut Self::Found,
+        found: &mut AccountIds,
         now_ms: i64,
     ) -> Result<(Vec<RecordedEntry>, Option<HoldFact>), StorageError>;
 
@@ -124,6 +167,12 @@ pub(crate) enum Work {
         name: KeyName,
         reply: oneshot::Sender<Result<KeyListing, KeyError>>,
     },
+    /// `PUT /assets/{asset}/rules`, `PUT /wallets/{userId}/rules`.
+    ChangeRules {
+        change: RulesChange,
+        caller: Caller,
+        reply: oneshot::Sender<Result<RulesOutcome, LedgerError>>,
+    },
     /// The writer's own: record the expiry of holds that fell due, at most
     /// this many. Nobody waits for it; a hold counts nowhere from its
     /// expiry on either way.
@@ -136,6 +185,7 @@ impl Work {
         match self {
             Work::Command { reply, .. } => drop(reply.send(Err(error.into()))),
             Work::CreateAsset { reply, .. } => drop(reply.send(Err(error.into()))),
+            Work::ChangeRules { reply, .. } => drop(reply.send(Err(error.into()))),
             Work::KeyUses { reply, .. } => drop(reply.send(Err(error.into()))),
             Work::CreateKey { reply, .. } | Work::RevokeKey { reply, .. } => {
                 drop(reply.send(Err(error.into())))
@@ -149,6 +199,7 @@ impl Work {
 pub(crate) enum Done {
     Command(Result<Outcome, Rejection>),
     Asset(Result<AssetOutcome, Rejection>),
+    Rules(Result<RulesOutcome, Rejection>),
     KeyUses,
     /// A key created or revoked, or why not.
     Key(Result<KeyListing, KeyRejection>),
@@ -170,6 +221,9 @@ impl Done {
                 let _ = reply.send(result.map_err(LedgerError::from));
             }
             (Done::Asset(result), Work::CreateAsset { reply, .. }) => {
+                let _ = reply.send(result.map_err(LedgerError::from));
+            }
+            (Done::Rules(result), Work::ChangeRules { reply, .. }) => {
                 let _ = reply.send(result.map_err(LedgerError::from));
             }
             (Done::KeyUses, Work::KeyUses { reply, .. }) => {
@@ -240,6 +294,29 @@ pub(crate) trait FactSource {
 
     /// Whether `user` has an account in any asset.
     fn user_has_wallet(&mut self, user: &str) -> Result<bool, StorageError>;
+
+    /// The rules in force for `user` in the asset `asset_id`.
+    fn rules_in_force(&mut self, user: &str, asset_id: &str) -> Result<RulesInForce, StorageError>;
+
+    /// The amounts of the entries of `kind` counted for the account
+    /// `account_id` made after `since_ms`: two index descents.
+    fn window_used(
+        &mut self,
+        account_id: i64,
+        kind: LimitedKind,
+        since_ms: i64,
+    ) -> Result<i64, StorageError>;
+
+    /// When the oldest entries of `kind` counted for `account_id` after
+    /// `since_ms` that together hold `must_leave` were made: the time the
+    /// last of them was made, or None when they hold less.
+    fn window_frees_at(
+        &mut self,
+        account_id: i64,
+        kind: LimitedKind,
+        since_ms: i64,
+        must_leave: i64,
+    ) -> Result<Option<i64>, StorageError>;
 }
 
 /// Every fact `decide` needs for `command`, read through `source` at the
@@ -348,6 +425,10 @@ pub(crate) fn read_facts(
             .iter()
             .map(|(to, asset_id)| (to.as_str(), asset_id.clone())),
     );
+    let user_accounts_named: Vec<(String, String)> = user_accounts
+        .iter()
+        .map(|(user, asset_id)| ((*user).to_owned(), asset_id.clone()))
+        .collect();
     for (user, asset_id) in user_accounts {
         let key = AccountKey::user(user, &asset_id);
         if accounts.contains_key(&key) {
@@ -380,6 +461,49 @@ pub(crate) fn read_facts(
         if has_account_read || source.user_has_wallet(user.as_str())? {
             facts.users_with_wallet.push(user.as_str().to_owned());
         }
+    }
+    // The rules of every user account the command may move, open or not
+    // (a first top-up opens its account). Most accounts have none, and
+    // then nothing more is read.
+    let mut user_keys: Vec<AccountKey> = accounts
+        .keys()
+        .filter(|key| matches!(key.owner, Owner::User(_)))
+        .cloned()
+        .collect();
+    for (user, asset_id) in &user_accounts_named {
+        let key = AccountKey::user(user, asset_id);
+        if !user_keys.contains(&key) {
+            user_keys.push(key);
+        }
+    }
+    for key in user_keys {
+        let Owner::User(user) = &key.owner else {
+            continue;
+        };
+        let in_force = source.rules_in_force(user, &key.asset_id)?;
+        if in_force.is_unbounded() {
+            continue;
+        }
+        let mut windows = Vec::with_capacity(in_force.limits.as_slice().len());
+        for limit in in_force.limits.as_slice() {
+            let used = match account_ids.get(&key) {
+                Some(account_id) => source.window_used(
+                    *account_id,
+                    limit.kind,
+                    now_ms.saturating_sub(limit.window_ms()),
+                )?,
+                None => 0,
+            };
+            windows.push(WindowFact {
+                limit: *limit,
+                used,
+            });
+        }
+        facts.rules.push(AccountRules {
+            key,
+            max_balance: in_force.max_balance,
+            windows,
+        });
     }
     facts.accounts = accounts.into_values().collect();
     Ok((facts, account_ids))
@@ -433,6 +557,9 @@ pub(crate) fn apply_batch(
             Work::CreateAsset { asset, .. } => {
                 Done::Asset(create_asset(transaction, asset, now_ms)?)
             }
+            Work::ChangeRules { change, caller, .. } => {
+                Done::Rules(change_rules(transaction, change, *caller, now_ms)?)
+            }
             Work::KeyUses { uses, .. } => {
                 transaction.record_key_uses(uses)?;
                 Done::KeyUses
@@ -454,7 +581,7 @@ fn apply_command(
 ) -> Result<Result<Outcome, Rejection>, StorageError> {
     let (facts, mut found) = transaction.read_facts(command, now_ms)?;
     match engine::decide(command, &facts) {
-        Err(rejection) => Ok(Err(rejection)),
+        Err(rejection) => Ok(Err(resolve_retry(transaction, rejection, &found, now_ms)?)),
         Ok(Decision::Replay(answer)) => Ok(Ok(Outcome::Replayed(answer))),
         Ok(Decision::Apply(plan)) => {
             let (entries, hold) = transaction.write_plan(&plan, &mut found, now_ms)?;
@@ -463,6 +590,125 @@ fn apply_command(
                     StorageError::Backend("a command that wrote no entry has no answer".into())
                 })?;
             Ok(Ok(Outcome::Created(answer)))
+        }
+    }
+}
+
+/// A cap's refusal says when the amount would fit; when that depends on
+/// entries already stored leaving the window, the store finds when the last
+/// of them that must leave was made (one index descent).
+fn resolve_retry(
+    source: &mut impl FactSource,
+    rejection: Rejection,
+    found: &AccountIds,
+    now_ms: i64,
+) -> Result<Rejection, StorageError> {
+    Ok(match rejection {
+        Rejection::InBatch { operation, cause } => Rejection::InBatch {
+            operation,
+            cause: Box::new(resolve_retry(source, *cause, found, now_ms)?),
+        },
+        Rejection::LimitExceeded {
+            kind,
+            window_seconds,
+            max,
+            used,
+            requested,
+            retry_after:
+                RetryAfter::WhenStoredLeave {
+                    account,
+                    must_leave,
+                },
+        } => {
+            let window_ms = i64::from(window_seconds) * 1000;
+            let made_at = match found.get(&account) {
+                Some(account_id) => source.window_frees_at(
+                    *account_id,
+                    kind,
+                    now_ms.saturating_sub(window_ms),
+                    must_leave,
+                )?,
+                None => None,
+            };
+            let seconds = match made_at {
+                // It leaves the window once `window_ms` have passed since
+                // it was made: whole seconds, rounded up, at least one.
+                Some(made_at) => {
+                    let wait_ms = made_at.saturating_add(window_ms).saturating_sub(now_ms);
+                    u64::try_from((wait_ms + 999) / 1000).unwrap_or(0).max(1)
+                }
+                None => u64::from(window_seconds),
+            };
+            Rejection::LimitExceeded {
+                kind,
+                window_seconds,
+                max,
+                used,
+                requested,
+                retry_after: RetryAfter::Seconds(seconds),
+            }
+        }
+        other => other,
+    })
+}
+
+/// `PUT /assets/{asset}/rules` and `PUT /wallets/{userId}/rules`: the
+/// change merged into the rules as they are (`domain::rules`); a change
+/// that changes nothing writes nothing (no new `updatedAt`, no event).
+pub(crate) fn change_rules(
+    transaction: &mut impl RulesTransaction,
+    change: &RulesChange,
+    caller: Caller,
+    now_ms: i64,
+) -> Result<Result<RulesOutcome, Rejection>, StorageError> {
+    match change {
+        RulesChange::Asset { asset, change } => {
+            let Some(row) = transaction.asset_with_rules(asset)? else {
+                return Ok(Err(Rejection::AssetNotFound));
+            };
+            let rules = change.applied_to(&row.rules);
+            if rules == row.rules {
+                return Ok(Ok(RulesOutcome::Asset(row)));
+            }
+            transaction.write_rules_change(&RulesChangeRow {
+                asset_id: &row.id,
+                user: None,
+                spend_order: Some(rules.spend_order),
+                max_balance: rules.max_balance,
+                limits: Some(&rules.limits),
+                changed_at_ms: now_ms,
+                changed_by: caller.stored_id(),
+            })?;
+            let written = transaction.asset_with_rules(asset)?.ok_or_else(|| {
+                StorageError::Backend("an asset vanished in its transaction".into())
+            })?;
+            Ok(Ok(RulesOutcome::Asset(written)))
+        }
+        RulesChange::User {
+            user,
+            asset,
+            change,
+        } => {
+            let Some(row) = transaction.asset_with_rules(asset)? else {
+                return Ok(Err(Rejection::AssetNotFound));
+            };
+            let current = transaction.user_override(user.as_str(), &row.id)?;
+            let changed = change.applied_to(&current);
+            if changed != current {
+                transaction.write_rules_change(&RulesChangeRow {
+                    asset_id: &row.id,
+                    user: Some(user.as_str()),
+                    spend_order: None,
+                    max_balance: changed.max_balance,
+                    limits: changed.limits.as_ref(),
+                    changed_at_ms: now_ms,
+                    changed_by: caller.stored_id(),
+                })?;
+            }
+            Ok(Ok(RulesOutcome::User(UserRulesListing {
+                user: user.as_str().to_owned(),
+                rows: transaction.user_rules(user.as_str())?,
+            })))
         }
     }
 }

@@ -185,7 +185,7 @@ fn assets_are_listed_by_symbol_with_their_id_name_and_creation_time() {
     for asset in assets {
         assert_eq!(
             object_keys(asset),
-            key_set(&["id", "symbol", "name", "decimals", "createdAt"])
+            key_set(&["id", "symbol", "name", "decimals", "createdAt", "rules"])
         );
         let id = asset["id"].as_str().unwrap();
         assert!(is_uuid(id), "id {id:?} is not a UUID");

@@ -27,6 +27,27 @@ struct History {
     secrets: Vec<String>,
     sent: Vec<Sent>,
     balances: Vec<Value>,
+    /// `GET /assets` and `GET /wallets/user_bob/rules`: the rules on
+    /// value, with when they were set.
+    rules: Vec<Value>,
+}
+
+/// The assets with their rules, and one user's rules in force.
+fn rules(app: &TestApp, client: &Client) -> Vec<Value> {
+    ["/assets", "/wallets/user_bob/rules"]
+        .iter()
+        .map(|path| {
+            let response = send(client.get(app.url(path)));
+            assert_eq!(response.status, 200, "{:?}", response.body);
+            response.data().clone()
+        })
+        .collect()
+}
+
+/// A change of rules the copy must carry, with its time and its event.
+fn put_rules(app: &TestApp, client: &Client, path: &str, body: Value) {
+    let response = send(client.put(app.url(path)).json(&body));
+    assert_eq!(response.status, 200, "{path}: {:?}", response.body);
 }
 
 fn post(
@@ -104,6 +125,20 @@ fn ledger_with_history(db: &Path) -> History {
         1,
         "/wallets/user_alice/transfer",
         json!({"to": "user_carol", "asset": "GOLD", "amount": 50, "idempotencyKey": "x-1"}),
+    );
+    // Rules on value, between writes: the copy keeps them, when they were
+    // set, and their place in the feed; the caps count the copied history.
+    put_rules(
+        &app,
+        &clients[0],
+        "/assets/GOLD/rules",
+        json!({"maxBalance": 1000000, "limits": [{"type": "SPEND", "windowSeconds": 86400, "max": 300}]}),
+    );
+    put_rules(
+        &app,
+        &clients[0],
+        "/wallets/user_bob/rules",
+        json!({"asset": "GOLD", "maxBalance": 900000}),
     );
     let spend_id = spend["transaction"]["id"].as_str().unwrap().to_owned();
     for (amount, key) in [(30, "r-1"), (20, "r-2")] {
@@ -221,11 +256,13 @@ fn ledger_with_history(db: &Path) -> History {
         json!({"asset": "GOLD", "amount": 4, "idempotencyKey": "same"}),
     );
     let balances = balances(&app, &clients[0]);
+    let rules = rules(&app, &clients[0]);
     assert!(app.terminate().success());
     History {
         secrets,
         sent,
         balances,
+        rules,
     }
 }
 
@@ -259,6 +296,16 @@ fn serves_as_the_source(db: &str, history: &History) {
         .map(|key| client_with_key(Some(key)))
         .collect();
     assert_eq!(balances(&app, &clients[0]), history.balances, "on {db}");
+    assert_eq!(rules(&app, &clients[0]), history.rules, "on {db}");
+    // The caps count the copied history: alice spent 100 + 10 + 120 GOLD.
+    let capped = send(
+        clients[0]
+            .post(app.url("/wallets/user_alice/spend"))
+            .json(&json!({"asset": "GOLD", "amount": 71, "idempotencyKey": "over-cap"})),
+    );
+    assert_eq!(capped.status, 422, "{:?}", capped.body);
+    assert_eq!(capped.error_code(), "LIMIT_EXCEEDED");
+    assert_eq!(capped.body["error"]["details"]["used"], 230);
     for sent in &history.sent {
         let again: ApiResponse = send(
             clients[sent.caller]

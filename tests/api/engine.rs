@@ -303,7 +303,7 @@ fn post_assets_creates_an_asset_and_its_treasury_once_and_never_renames_it() {
     let gems = gems.data().clone();
     assert_eq!(
         object_keys(&gems),
-        key_set(&["id", "symbol", "name", "decimals", "createdAt"])
+        key_set(&["id", "symbol", "name", "decimals", "createdAt", "rules"])
     );
     assert!(is_uuid(gems["id"].as_str().unwrap()), "{gems:?}");
     assert_eq!(

@@ -257,14 +257,36 @@ impl TestApp {
         TestApp::start(db_path, &[], None)
     }
 
+    /// A fresh, seeded database in a new temporary folder, served by a
+    /// process with these environment variables set as well (a preloaded
+    /// library and its settings, such as libfaketime's).
+    pub fn spawn_with_env(variables: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let db_path = PathBuf::from(fresh_database(dir.path()));
+        let mut app = TestApp::start_with_env(&db_path, &[], None, variables);
+        app.dir = Some(dir);
+        app
+    }
+
     /// `wallet serve` on `db_path` with `extra_args`; `client` sends `key`.
     /// The caller keeps the folder.
     pub fn start(db_path: &Path, extra_args: &[&str], key: Option<&str>) -> TestApp {
+        TestApp::start_with_env(db_path, extra_args, key, &[])
+    }
+
+    /// As `start`, with `variables` set in the server's environment.
+    pub fn start_with_env(
+        db_path: &Path,
+        extra_args: &[&str],
+        key: Option<&str>,
+        variables: &[(&str, &str)],
+    ) -> TestApp {
         let mut child = without_wallet_variables(&mut wallet_command())
             .args(["serve", "--bind", "127.0.0.1:0", "--db"])
             .arg(db_path)
             .args(extra_args)
             .env("RUST_LOG", "info")
+            .envs(variables.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -346,6 +368,17 @@ impl TestApp {
                 .json(body)
                 .send()
                 .expect("POST is answered"),
+        )
+    }
+
+    /// PUTs `body` as JSON.
+    pub fn put(&self, path: &str, body: &Value) -> ApiResponse {
+        ApiResponse::read(
+            self.client
+                .put(self.url(path))
+                .json(body)
+                .send()
+                .expect("PUT is answered"),
         )
     }
 

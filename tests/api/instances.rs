@@ -18,7 +18,7 @@ use crate::postgres::Cluster;
 
 /// `count` servers on a new database of `cluster`, seeded by the first.
 /// Each client sends `key` when given, made with `keys` before they start.
-fn instances(
+pub(crate) fn instances(
     cluster: &Cluster,
     database: &str,
     count: usize,
@@ -43,7 +43,7 @@ fn instances(
     (url, apps, secrets)
 }
 
-fn verify_clean(url: &str) -> String {
+pub(crate) fn verify_clean(url: &str) -> String {
     let (status, stdout, stderr) = run_wallet(&["verify", "--db", url]);
     assert!(status.success(), "verify failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("verify: OK"), "{stdout}");
@@ -52,7 +52,7 @@ fn verify_clean(url: &str) -> String {
 
 /// Sends `requests` from `threads` threads at once; each request is
 /// `(server address, path, body)`. Returns the answers in request order.
-fn at_once(
+pub(crate) fn at_once(
     requests: Vec<(String, String, Value)>,
     threads: usize,
     key: Option<&str>,
@@ -90,7 +90,7 @@ fn at_once(
     answers.into_iter().map(|(_, answer)| answer).collect()
 }
 
-fn statuses(answers: &[ApiResponse]) -> BTreeMap<String, usize> {
+pub(crate) fn statuses(answers: &[ApiResponse]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for answer in answers {
         let label = if answer.status < 300 {
@@ -335,7 +335,7 @@ fn a_hold_captured_on_one_instance_and_voided_on_another_closes_once() {
 }
 
 /// Waits up to `limit` for `condition`; returns how long it took.
-fn within(limit: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
+pub(crate) fn within(limit: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < limit {
         if condition() {

@@ -32,6 +32,7 @@ mod overload;
 mod postgres;
 mod readme;
 mod restore;
+mod rules;
 mod smoke;
 mod supply;
 #[path = "../common/test_database.rs"]

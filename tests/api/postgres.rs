@@ -234,12 +234,12 @@ fn migrate_creates_the_schema_once_and_refuses_a_newer_or_a_foreign_database() {
     for _ in 0..2 {
         let (status, stdout, stderr) = run_wallet(&["migrate", "--db", &url]);
         assert!(status.success(), "{stdout}\n{stderr}");
-        assert!(stdout.contains("schema at version 1"), "{stdout}");
+        assert!(stdout.contains("schema at version 2"), "{stdout}");
         assert!(!format!("{stdout}{stderr}").contains(PASSWORD));
     }
     assert_eq!(
         cluster.value("ledger", "SELECT version FROM wallet_schema_version"),
-        "1"
+        "2"
     );
     assert_eq!(
         cluster.value(

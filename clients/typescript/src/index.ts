@@ -114,6 +114,20 @@ export class WalletClient {
     return this.call(() => this.raw.GET("/assets/{asset}/supply", { params: { path: { asset } } }));
   }
 
+  // Rules on value (admin to set; read to see a user's).
+  /** Sets an asset's rules: an absent field keeps its value, null clears it. */
+  setAssetRules(asset: string, body: Schemas["AssetRulesRequest"]) {
+    return this.call(() => this.raw.PUT("/assets/{asset}/rules", { params: { path: { asset } }, body }));
+  }
+  /** The rules in force for a user, one row per asset. */
+  userRules(userId: string) {
+    return this.call(() => this.raw.GET("/wallets/{userId}/rules", { params: { path: { userId } } }));
+  }
+  /** Sets or removes (null) a user's own maxBalance and limits in one asset. */
+  setUserRules(userId: string, body: Schemas["UserRulesRequest"]) {
+    return this.call(() => this.raw.PUT("/wallets/{userId}/rules", { params: { path: { userId } }, body }));
+  }
+
   // A wallet.
   balance(userId: string, query: { at?: string } = {}) {
     return this.call(() => this.raw.GET("/wallets/{userId}/balance", { params: { path: { userId }, query } }));

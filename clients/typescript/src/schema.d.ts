@@ -28,6 +28,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/assets/{asset}/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set an asset's spend order, maximum balance and limits
+         * @description Needs an API key with the `admin` scope (or `admin`) once any key exists.
+         */
+        put: operations["put_asset_rules"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/assets/{asset}/supply": {
         parameters: {
             query?: never;
@@ -425,6 +445,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/wallets/{userId}/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The rules in force for a user, one row per asset
+         * @description Needs an API key with the `read` scope (or `admin`) once any key exists.
+         */
+        get: operations["get_user_rules"];
+        /**
+         * Set or remove a user's own maximum balance and limits in one asset
+         * @description Needs an API key with the `admin` scope (or `admin`) once any key exists.
+         */
+        put: operations["put_user_rules"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/wallets/{userId}/spend": {
         parameters: {
             query?: never;
@@ -530,6 +574,7 @@ export interface components {
             decimals: number;
             id: string;
             name: string;
+            rules: components["schemas"]["AssetRulesJson"];
             symbol: string;
         };
         /** @description The body of `POST /assets`. */
@@ -539,6 +584,30 @@ export interface components {
             /** @description Any characters but NUL. */
             name: string;
             symbol: string;
+        };
+        /** @description An asset's rules on value (API.md, Limits). */
+        AssetRulesJson: {
+            /**
+             * @description Caps on what one user's entries of a type add up to in a trailing
+             *     window.
+             */
+            limits: components["schemas"]["LimitJson"][];
+            maxBalance?: number | null;
+            /** @enum {string} */
+            spendOrder: "free-first" | "paid-first";
+            /** @description When the rules were last changed; null until first set. */
+            updatedAt?: string | null;
+        };
+        /**
+         * @description `PUT /assets/{asset}/rules`: every field optional; an absent one keeps
+         *     its value, `null` (or `[]` for `limits`) clears it.
+         */
+        AssetRulesRequest: {
+            /** @description At most 8, no two with one type and window; `null` or `[]` clears them. */
+            limits?: components["schemas"]["LimitJson"][] | null;
+            maxBalance?: number | null;
+            /** @enum {string} */
+            spendOrder?: "free-first" | "paid-first";
         };
         /** @description One asset's row of a user's balances. */
         Balance: {
@@ -695,7 +764,7 @@ export interface components {
             details?: {
                 /** @description INSUFFICIENT_FUNDS: what holds leave of it. */
                 available?: number;
-                /** @description INSUFFICIENT_FUNDS: the balance. */
+                /** @description INSUFFICIENT_FUNDS, BALANCE_LIMIT: the balance. */
                 balance?: number;
                 /** @description IDEMPOTENCY_KEY_REUSED: the request fields that differ from the original's. */
                 differing?: string[];
@@ -708,21 +777,34 @@ export interface components {
                 }[];
                 /** @description CAPTURE_EXCEEDS_HOLD: the hold's amount. */
                 held?: number;
+                /** @description LIMIT_EXCEEDED: the limit's max. */
+                max?: number;
+                /** @description BALANCE_LIMIT: the maximum balance in force for the user. */
+                maxBalance?: number;
                 /** @description A batch's failure: the index of the operation that failed, from 0. */
                 operation?: number;
-                /** @description INSUFFICIENT_FUNDS: the amount asked for. */
+                /** @description INSUFFICIENT_FUNDS, BALANCE_LIMIT, LIMIT_EXCEEDED: the amount asked for. */
                 requested?: number;
                 /**
                  * @description FORBIDDEN: the scope the route needs.
                  * @enum {string}
                  */
                 requiredScope?: "read" | "spend" | "grant" | "admin";
-                /** @description RATE_LIMITED: as the `Retry-After` header. */
-                retryAfterSeconds?: number;
+                /** @description RATE_LIMITED: as the `Retry-After` header. LIMIT_EXCEEDED: when enough of the window will have left it for the amount asked; null when the amount alone is over the limit's max. */
+                retryAfterSeconds?: number | null;
                 /** @description REVERSAL_EXCEEDS_ORIGINAL: what is left to reverse. */
                 reversible?: number;
                 /** @description HOLD_NOT_ACTIVE: the hold's status. */
                 status?: string;
+                /**
+                 * @description LIMIT_EXCEEDED: the type of entry the limit counts.
+                 * @enum {string}
+                 */
+                type?: "TOPUP" | "BONUS" | "SPEND" | "TRANSFER";
+                /** @description LIMIT_EXCEEDED: what the window holds already. */
+                used?: number;
+                /** @description LIMIT_EXCEEDED: the limit's window. */
+                windowSeconds?: number;
             };
             /** @description A human sentence; never the internal cause of a 500. */
             message: string;
@@ -740,6 +822,8 @@ export interface components {
          *     - `TRANSACTION_NOT_FOUND` (404): No transaction has this id.
          *     - `INSUFFICIENT_FUNDS` (422): The available balance is short; `details` holds `balance`, `available` and `requested`.
          *     - `BALANCE_OVERFLOW` (422): The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer).
+         *     - `BALANCE_LIMIT` (422): The credit would take the user's balance past `maxBalance` (the asset's, or the user's own); `details` holds `maxBalance`, `balance` and `requested`. Nothing was written.
+         *     - `LIMIT_EXCEEDED` (422): The entry would take the user's entries of one type in the trailing window past a limit; `details` holds `type`, `windowSeconds`, `max`, `used`, `requested` and `retryAfterSeconds` (when the window frees enough; null when the amount alone is over `max`). Nothing was written.
          *     - `IDEMPOTENCY_KEY_REUSED` (422): The idempotency key was already used for a different request; `details.differing` names the fields that differ.
          *     - `NOT_REVERSIBLE` (422): The transaction is a REVERSAL, which cannot be reversed.
          *     - `REVERSAL_EXCEEDS_ORIGINAL` (422): The reversal is more than what is left of the original; `details.reversible` says how much is.
@@ -761,7 +845,7 @@ export interface components {
          *     - `INTERNAL_ERROR` (500): An unexpected failure; its cause is logged with the request id.
          * @enum {string}
          */
-        ErrorCode: "VALIDATION_ERROR" | "INVALID_JSON" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "REQUEST_TIMEOUT" | "WALLET_NOT_FOUND" | "ASSET_NOT_FOUND" | "TRANSACTION_NOT_FOUND" | "INSUFFICIENT_FUNDS" | "BALANCE_OVERFLOW" | "IDEMPOTENCY_KEY_REUSED" | "NOT_REVERSIBLE" | "REVERSAL_EXCEEDS_ORIGINAL" | "ASSET_EXISTS" | "TOO_MANY_ASSETS" | "HOLD_NOT_FOUND" | "HOLD_NOT_ACTIVE" | "CAPTURE_EXCEEDS_HOLD" | "TOO_MANY_HOLDS" | "KEY_EXISTS" | "TOO_MANY_KEYS" | "KEY_NOT_FOUND" | "UNAUTHORIZED" | "FORBIDDEN" | "RATE_LIMITED" | "SERVICE_OVERLOADED" | "DATABASE_UNAVAILABLE" | "INTERNAL_ERROR";
+        ErrorCode: "VALIDATION_ERROR" | "INVALID_JSON" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "REQUEST_TIMEOUT" | "WALLET_NOT_FOUND" | "ASSET_NOT_FOUND" | "TRANSACTION_NOT_FOUND" | "INSUFFICIENT_FUNDS" | "BALANCE_OVERFLOW" | "BALANCE_LIMIT" | "LIMIT_EXCEEDED" | "IDEMPOTENCY_KEY_REUSED" | "NOT_REVERSIBLE" | "REVERSAL_EXCEEDS_ORIGINAL" | "ASSET_EXISTS" | "TOO_MANY_ASSETS" | "HOLD_NOT_FOUND" | "HOLD_NOT_ACTIVE" | "CAPTURE_EXCEEDS_HOLD" | "TOO_MANY_HOLDS" | "KEY_EXISTS" | "TOO_MANY_KEYS" | "KEY_NOT_FOUND" | "UNAUTHORIZED" | "FORBIDDEN" | "RATE_LIMITED" | "SERVICE_OVERLOADED" | "DATABASE_UNAVAILABLE" | "INTERNAL_ERROR";
         ErrorEnvelope: {
             data: null;
             error: components["schemas"]["Error"];
@@ -780,7 +864,7 @@ export interface components {
             /** @description The event's cursor. */
             id: string;
             /** @enum {string} */
-            type: "transaction.created" | "hold.created" | "hold.captured" | "hold.voided" | "hold.expired";
+            type: "transaction.created" | "hold.created" | "hold.captured" | "hold.voided" | "hold.expired" | "asset.rules_changed" | "wallet.rules_changed";
         };
         /** @description A page of events, oldest first. */
         EventPage: {
@@ -880,6 +964,16 @@ export interface components {
             name: string;
             /** @description `read`, `spend`, `grant` and `admin` (every route), each at most once. */
             scopes: ("read" | "spend" | "grant" | "admin")[];
+        };
+        /**
+         * @description One cap: the amounts of one user's entries of `type` in the asset made
+         *     in the trailing `windowSeconds`, the new one included, may not pass `max`.
+         */
+        LimitJson: {
+            max: number;
+            /** @enum {string} */
+            type: "TOPUP" | "BONUS" | "SPEND" | "TRANSFER";
+            windowSeconds: number;
         };
         /** @description A party to a transaction: a user, or the asset's Treasury. */
         Party: {
@@ -1037,6 +1131,32 @@ export interface components {
             /** @description The caller's own reference, such as an order id; any characters but NUL. */
             referenceId?: string | null;
             to: string;
+        };
+        /** @description `GET /wallets/{userId}/rules`. */
+        UserRulesJson: {
+            /** @description One row per asset, by symbol. */
+            rules: components["schemas"]["UserRulesRowJson"][];
+            userId: string;
+        };
+        /**
+         * @description `PUT /wallets/{userId}/rules`: this user's own values in `asset`. An
+         *     absent field keeps the user's value; `null` removes it, so the asset's
+         *     applies again.
+         */
+        UserRulesRequest: {
+            /** @description The asset's symbol or id. */
+            asset: string;
+            /** @description At most 8; `[]` means no limits for this user, `null` the asset's. */
+            limits?: components["schemas"]["LimitJson"][] | null;
+            maxBalance?: number | null;
+        };
+        /** @description The rules in force for the user in one asset. */
+        UserRulesRowJson: {
+            asset: string;
+            limits: components["schemas"]["LimitJson"][];
+            maxBalance?: number | null;
+            /** @description Whether the user has values of its own in this asset. */
+            override: boolean;
         };
         /** @description The body of `POST /holds/{holdId}/void`. */
         VoidRequest: {
@@ -1283,6 +1403,128 @@ export interface operations {
             };
         };
     };
+    put_asset_rules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The asset: its symbol (such as `GOLD`) or its id (a UUID). */
+                asset: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AssetRulesRequest"];
+            };
+        };
+        responses: {
+            /** @description The asset with its rules, in force for every write applied after this answer, on every instance. A change that changes nothing writes nothing. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Asset"];
+                        error: null;
+                        /** @enum {boolean} */
+                        success: true;
+                    };
+                };
+            };
+            /** @description `VALIDATION_ERROR`: An input is invalid; `details.fields` lists every problem found. `INVALID_JSON`: The body is not valid JSON, or not a JSON object. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNAUTHORIZED`: No API key, or one that is unknown or revoked, was sent as `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `FORBIDDEN`: The API key lacks the scope this route needs; `details.requiredScope` names it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `ASSET_NOT_FOUND`: No asset has this symbol or id. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `REQUEST_TIMEOUT`: The request (head and body) did not arrive within 10 seconds; the connection is closed and nothing was written. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The body is larger than 16 KiB (64 KiB for `POST /batch`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: The body was not sent with `Content-Type: application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `RATE_LIMITED`: The API key sent more requests than its rate limit; retry after `Retry-After`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `INTERNAL_ERROR`: An unexpected failure; its cause is logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `SERVICE_OVERLOADED`: The write queue is full; retry with the same key after `Retry-After`. `DATABASE_UNAVAILABLE`: The database cannot be read or written now; retry after `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     get_supply: {
         parameters: {
             query?: never;
@@ -1481,7 +1723,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `INSUFFICIENT_FUNDS`: The available balance is short; `details` holds `balance`, `available` and `requested`. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). */
+            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `INSUFFICIENT_FUNDS`: The available balance is short; `details` holds `balance`, `available` and `requested`. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). `BALANCE_LIMIT`: The credit would take the user's balance past `maxBalance` (the asset's, or the user's own); `details` holds `maxBalance`, `balance` and `requested`. Nothing was written. `LIMIT_EXCEEDED`: The entry would take the user's entries of one type in the trailing window past a limit; `details` holds `type`, `windowSeconds`, `max`, `used`, `requested` and `retryAfterSeconds` (when the window frees enough; null when the amount alone is over `max`). Nothing was written. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1975,7 +2217,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `CAPTURE_EXCEEDS_HOLD`: The capture is more than the hold; `details.held` is the hold's amount. `INSUFFICIENT_FUNDS`: The available balance is short; `details` holds `balance`, `available` and `requested`. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). */
+            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `CAPTURE_EXCEEDS_HOLD`: The capture is more than the hold; `details.held` is the hold's amount. `INSUFFICIENT_FUNDS`: The available balance is short; `details` holds `balance`, `available` and `requested`. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). `BALANCE_LIMIT`: The credit would take the user's balance past `maxBalance` (the asset's, or the user's own); `details` holds `maxBalance`, `balance` and `requested`. Nothing was written. `LIMIT_EXCEEDED`: The entry would take the user's entries of one type in the trailing window past a limit; `details` holds `type`, `windowSeconds`, `max`, `used`, `requested` and `retryAfterSeconds` (when the window frees enough; null when the amount alone is over `max`). Nothing was written. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2776,7 +3018,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `NOT_REVERSIBLE`: The transaction is a REVERSAL, which cannot be reversed. `REVERSAL_EXCEEDS_ORIGINAL`: The reversal is more than what is left of the original; `details.reversible` says how much is. `INSUFFICIENT_FUNDS`: The available balance is short; `details` holds `balance`, `available` and `requested`. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). */
+            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `NOT_REVERSIBLE`: The transaction is a REVERSAL, which cannot be reversed. `REVERSAL_EXCEEDS_ORIGINAL`: The reversal is more than what is left of the original; `details.reversible` says how much is. `INSUFFICIENT_FUNDS`: The available balance is short; `details` holds `balance`, `available` and `requested`. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). `BALANCE_LIMIT`: The credit would take the user's balance past `maxBalance` (the asset's, or the user's own); `details` holds `maxBalance`, `balance` and `requested`. Nothing was written. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3018,7 +3260,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). */
+            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). `BALANCE_LIMIT`: The credit would take the user's balance past `maxBalance` (the asset's, or the user's own); `details` holds `maxBalance`, `balance` and `requested`. Nothing was written. `LIMIT_EXCEEDED`: The entry would take the user's entries of one type in the trailing window past a limit; `details` holds `type`, `windowSeconds`, `max`, `used`, `requested` and `retryAfterSeconds` (when the window frees enough; null when the amount alone is over `max`). Nothing was written. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3304,6 +3546,210 @@ export interface operations {
             };
         };
     };
+    get_user_rules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user: characters of `A-Z a-z 0-9 _ . : @ -`, but not `.` or `..`. */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One row per asset, by symbol: the user's own values where set (`override`), the asset's otherwise. Answered for any user, also one with no account yet. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["UserRulesJson"];
+                        error: null;
+                        /** @enum {boolean} */
+                        success: true;
+                    };
+                };
+            };
+            /** @description `VALIDATION_ERROR`: An input is invalid; `details.fields` lists every problem found. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNAUTHORIZED`: No API key, or one that is unknown or revoked, was sent as `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `FORBIDDEN`: The API key lacks the scope this route needs; `details.requiredScope` names it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `RATE_LIMITED`: The API key sent more requests than its rate limit; retry after `Retry-After`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `INTERNAL_ERROR`: An unexpected failure; its cause is logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `DATABASE_UNAVAILABLE`: The database cannot be read or written now; retry after `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_user_rules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user: characters of `A-Z a-z 0-9 _ . : @ -`, but not `.` or `..`. */
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserRulesRequest"];
+            };
+        };
+        responses: {
+            /** @description The rules in force for the user, as `GET` answers them. A change that changes nothing writes nothing. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["UserRulesJson"];
+                        error: null;
+                        /** @enum {boolean} */
+                        success: true;
+                    };
+                };
+            };
+            /** @description `VALIDATION_ERROR`: An input is invalid; `details.fields` lists every problem found. `INVALID_JSON`: The body is not valid JSON, or not a JSON object. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNAUTHORIZED`: No API key, or one that is unknown or revoked, was sent as `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `FORBIDDEN`: The API key lacks the scope this route needs; `details.requiredScope` names it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `ASSET_NOT_FOUND`: No asset has this symbol or id. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `REQUEST_TIMEOUT`: The request (head and body) did not arrive within 10 seconds; the connection is closed and nothing was written. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The body is larger than 16 KiB (64 KiB for `POST /batch`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: The body was not sent with `Content-Type: application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `RATE_LIMITED`: The API key sent more requests than its rate limit; retry after `Retry-After`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `INTERNAL_ERROR`: An unexpected failure; its cause is logged with the request id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `SERVICE_OVERLOADED`: The write queue is full; retry with the same key after `Retry-After`. `DATABASE_UNAVAILABLE`: The database cannot be read or written now; retry after `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     post_spend: {
         parameters: {
             query?: never;
@@ -3414,7 +3860,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `INSUFFICIENT_FUNDS`: The available balance is short; `details` holds `balance`, `available` and `requested`. */
+            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `INSUFFICIENT_FUNDS`: The available balance is short; `details` holds `balance`, `available` and `requested`. `LIMIT_EXCEEDED`: The entry would take the user's entries of one type in the trailing window past a limit; `details` holds `type`, `windowSeconds`, `max`, `used`, `requested` and `retryAfterSeconds` (when the window frees enough; null when the amount alone is over `max`). Nothing was written. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3562,7 +4008,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). */
+            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). `BALANCE_LIMIT`: The credit would take the user's balance past `maxBalance` (the asset's, or the user's own); `details` holds `maxBalance`, `balance` and `requested`. Nothing was written. `LIMIT_EXCEEDED`: The entry would take the user's entries of one type in the trailing window past a limit; `details` holds `type`, `windowSeconds`, `max`, `used`, `requested` and `retryAfterSeconds` (when the window frees enough; null when the amount alone is over `max`). Nothing was written. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3812,7 +4258,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `INSUFFICIENT_FUNDS`: The available balance is short; `details` holds `balance`, `available` and `requested`. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). */
+            /** @description `IDEMPOTENCY_KEY_REUSED`: The idempotency key was already used for a different request; `details.differing` names the fields that differ. `INSUFFICIENT_FUNDS`: The available balance is short; `details` holds `balance`, `available` and `requested`. `BALANCE_OVERFLOW`: The credit would take a user's balance past 2^53 - 1 (a Treasury's past a signed 64-bit integer). `BALANCE_LIMIT`: The credit would take the user's balance past `maxBalance` (the asset's, or the user's own); `details` holds `maxBalance`, `balance` and `requested`. Nothing was written. `LIMIT_EXCEEDED`: The entry would take the user's entries of one type in the trailing window past a limit; `details` holds `type`, `windowSeconds`, `max`, `used`, `requested` and `retryAfterSeconds` (when the window frees enough; null when the amount alone is over `max`). Nothing was written. */
             422: {
                 headers: {
                     [name: string]: unknown;

@@ -67,6 +67,34 @@ describe("every route, in open mode and then with the key it creates", () => {
     assert.equal(byId.data?.asset, "GEMS");
   });
 
+  test("rules on value: an asset's, a user's own, and the refusals they give", async () => {
+    const set = await client.setAssetRules("GEMS", {
+      maxBalance: 500,
+      limits: [{ type: "SPEND", windowSeconds: 3600, max: 100 }],
+    });
+    assert.equal(set.status, 200);
+    assert.equal(set.data?.rules.maxBalance, 500);
+    assert.ok(set.data?.rules.updatedAt);
+    const over = await client.topup("user_dana", { asset: "GEMS", amount: 501 });
+    assert.equal(over.error?.code, "BALANCE_LIMIT");
+    assert.equal(over.error?.details?.maxBalance, 500);
+    assert.equal((await client.topup("user_dana", { asset: "GEMS", amount: 400 })).status, 201);
+    assert.equal((await client.spend("user_dana", { asset: "GEMS", amount: 80 })).status, 201);
+    const capped = await client.spend("user_dana", { asset: "GEMS", amount: 30 });
+    assert.equal(capped.error?.code, "LIMIT_EXCEEDED");
+    assert.equal(capped.error?.details?.used, 80);
+    assert.ok((capped.error?.details?.retryAfterSeconds ?? 0) >= 1);
+    const own = await client.setUserRules("user_dana", { asset: "GEMS", limits: [] });
+    const row = own.data?.rules.find((rules) => rules.asset === "GEMS");
+    assert.equal(row?.override, true);
+    assert.deepEqual(row?.limits, []);
+    assert.equal((await client.spend("user_dana", { asset: "GEMS", amount: 30 })).status, 201);
+    const listed = await client.userRules("user_dana");
+    assert.equal(listed.data?.rules.length, 4);
+    const back = await client.setUserRules("user_dana", { asset: "GEMS", maxBalance: null, limits: null });
+    assert.equal(back.data?.rules.find((rules) => rules.asset === "GEMS")?.override, false);
+  });
+
   test("writes, reads, a batch and a reversal", async () => {
     const topup = await client.topup("user_carol", { asset: "GOLD", amount: 300, note: "first" });
     assert.equal(topup.status, 201);

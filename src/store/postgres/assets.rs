@@ -5,33 +5,22 @@
 //! Two commands at once take turns on an advisory lock, so the second
 //! finds the first's asset rather than a unique-key error.
 
-use postgres::{Row, Transaction};
+use postgres::Transaction;
 
 use super::migrate::check_current;
 use super::{connect, locked_transaction, PostgresUrl};
 use crate::clock::now_ms;
 use crate::ledger::engine::{AssetRow, NewAsset};
 use crate::ledger::Rejection;
-use crate::limits::ASSET_TYPES_MAX;
 use crate::store::write::{self, AssetTransaction};
 use crate::store::{AssetOutcome, StorageError};
-
-const LISTED: &str = "SELECT id::text, symbol, name, decimals, created_at FROM asset_types";
 
 /// The catalogue's side of one PostgreSQL write transaction.
 pub(super) struct PgAssets<'a, 't>(pub &'a mut Transaction<'t>);
 
 impl AssetTransaction for PgAssets<'_, '_> {
     fn asset_facts(&mut self, asset: &NewAsset) -> Result<(Option<AssetRow>, usize), StorageError> {
-        let same_symbol = self
-            .0
-            .query_opt(
-                &format!("{LISTED} WHERE symbol = $1"),
-                &[&asset.symbol.as_str()],
-            )?
-            .as_ref()
-            .map(asset_row)
-            .transpose()?;
+        let same_symbol = super::rules::asset_by_symbol(self.0, asset.symbol.as_str())?;
         let count: i64 = self
             .0
             .query_one("SELECT count(*) FROM asset_types", &[])?
@@ -44,7 +33,8 @@ impl AssetTransaction for PgAssets<'_, '_> {
         let row = self.0.query_one(
             "INSERT INTO asset_types (id, symbol, name, decimals, created_at)
              VALUES ($1::text::uuid, $2, $3, $4, $5)
-             RETURNING id::text, symbol, name, decimals, created_at",
+             RETURNING id::text, symbol, name, decimals, created_at,
+                       NULL::text, NULL::bigint, NULL::text, NULL::bigint",
             &[
                 &id,
                 &asset.symbol.as_str(),
@@ -58,20 +48,10 @@ impl AssetTransaction for PgAssets<'_, '_> {
              VALUES ('SYSTEM', NULL, $1::text::uuid, $2)",
             &[&id, &now_ms],
         )?;
-        asset_row(&row)
+        // Columns as `rules::asset_row` reads them: a new asset has no
+        // rules set.
+        super::rules::asset_row(&row)
     }
-}
-
-fn asset_row(row: &Row) -> Result<AssetRow, StorageError> {
-    let decimals: i16 = row.get(3);
-    Ok(AssetRow {
-        id: row.get(0),
-        symbol: row.get(1),
-        name: row.get(2),
-        decimals: u8::try_from(decimals)
-            .map_err(|_| StorageError::Backend("an asset's decimals out of range".into()))?,
-        created_at_ms: row.get(4),
-    })
 }
 
 /// `wallet assets create`: created, already the same, or refused. On a
@@ -95,9 +75,6 @@ pub fn create(
 pub fn list(url: &PostgresUrl) -> anyhow::Result<Vec<AssetRow>> {
     let mut client = connect(url)?;
     check_current(&mut client)?;
-    let rows = client.query(
-        &format!("{LISTED} ORDER BY symbol LIMIT $1"),
-        &[&(ASSET_TYPES_MAX as i64)],
-    )?;
-    Ok(rows.iter().map(asset_row).collect::<Result<_, _>>()?)
+    // At most `ASSET_TYPES_MAX` rows: the schema bounds the catalogue.
+    Ok(super::rules::assets(&mut client)?)
 }

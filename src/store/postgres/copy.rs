@@ -18,7 +18,7 @@ use super::migrate::{self, check_current};
 use super::{connect, PostgresUrl};
 use crate::store::copy::{
     holds_a_ledger, AccountBalance, AccountCopy, AssetCopy, Change, CopyCounts, CopySource,
-    CopyTarget, EntryCopy, HoldCopy, KeyCopy, RequestCopy,
+    CopyTarget, EntryCopy, HoldCopy, KeyCopy, RequestCopy, RulesCopy,
 };
 use crate::store::DatabaseLocation;
 
@@ -51,6 +51,9 @@ const ENTRY_COLUMNS: &str = "e.seq, e.id::text, e.kind, e.asset_type_id::text,
 const HOLD_COLUMNS: &str = "h.seq, h.id::text, h.account_id, h.user_id, h.asset_type_id::text,
     h.amount, h.status, h.captured_amount, h.request_id, h.reference_id, h.note,
     h.metadata::text, h.expires_at, h.created_at, h.closed_at";
+/// From column 35, after the entry's and the hold's.
+const RULES_COLUMNS: &str = "v.rule_change_seq, r.asset_type_id::text, r.user_id, r.spend_order,
+    r.max_balance, r.limits::text, r.changed_at, r.changed_by";
 
 fn entry(row: &Row, at: usize) -> EntryCopy {
     EntryCopy {
@@ -100,7 +103,7 @@ impl CopySource for Source<'_, '_> {
             "SELECT (SELECT count(*) FROM asset_types), (SELECT count(*) FROM accounts),
                     (SELECT count(*) FROM api_keys), (SELECT count(*) FROM idempotency_records),
                     (SELECT count(*) FROM ledger_entries), (SELECT count(*) FROM holds),
-                    (SELECT count(*) FROM events)",
+                    (SELECT count(*) FROM events), (SELECT count(*) FROM rule_changes)",
             &[],
         )?;
         Ok(CopyCounts {
@@ -111,6 +114,7 @@ impl CopySource for Source<'_, '_> {
             entries: row.get(4),
             holds: row.get(5),
             changes: row.get(6),
+            rule_changes: row.get(7),
         })
     }
 
@@ -192,8 +196,10 @@ impl CopySource for Source<'_, '_> {
     fn changes_after(&mut self, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, Change)>> {
         let rows = self.tx.query(
             &format!(
-                "SELECT v.feed_seq, v.entry_seq, v.type, {ENTRY_COLUMNS}, {HOLD_COLUMNS}
+                "SELECT v.feed_seq, v.entry_seq, v.type, {ENTRY_COLUMNS}, {HOLD_COLUMNS},
+                        {RULES_COLUMNS}
                    FROM events v
+                   LEFT JOIN rule_changes r ON r.seq = v.rule_change_seq
                    LEFT JOIN ledger_entries e ON e.seq = v.entry_seq
                    LEFT JOIN ledger_entries o ON o.seq = e.reverses_seq
                    LEFT JOIN postings d
@@ -208,7 +214,17 @@ impl CopySource for Source<'_, '_> {
         let mut changes = Vec::with_capacity(rows.len());
         for row in &rows {
             let position: i64 = row.get(0);
-            let change = if row.get::<_, Option<i64>>(1).is_some() {
+            let change = if row.get::<_, Option<i64>>(35).is_some() {
+                Change::Rules(RulesCopy {
+                    asset_type_id: row.get(36),
+                    user_id: row.get(37),
+                    spend_order: row.get(38),
+                    max_balance: row.get(39),
+                    limits: row.get(40),
+                    changed_at: row.get(41),
+                    changed_by: row.get(42),
+                })
+            } else if row.get::<_, Option<i64>>(1).is_some() {
                 if row.get::<_, Option<i64>>(3).is_none() {
                     anyhow::bail!("event {position} names an entry the source does not hold");
                 }
@@ -529,6 +545,24 @@ impl CopyTarget for Target<'_, '_> {
                             ],
                         )
                         .with_context(|| format!("the copy refused hold {}", hold.id))?;
+                }
+                Change::Rules(rules) => {
+                    self.tx
+                        .execute(
+                            "INSERT INTO rule_changes (asset_type_id, user_id, spend_order,
+                                                       max_balance, limits, changed_at, changed_by)
+                             VALUES ($1::text::uuid, $2, $3, $4, $5::text::jsonb, $6, $7)",
+                            &[
+                                &rules.asset_type_id,
+                                &rules.user_id,
+                                &rules.spend_order,
+                                &rules.max_balance,
+                                &rules.limits,
+                                &rules.changed_at,
+                                &rules.changed_by,
+                            ],
+                        )
+                        .context("the copy refused a change of rules")?;
                 }
                 Change::HoldClosed(hold) => {
                     let closed = self

@@ -7,7 +7,10 @@ use anyhow::{bail, Context};
 
 use super::{connect, reason, PostgresUrl};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/001_ledger.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/001_ledger.sql"),
+    include_str!("../../../migrations/postgres/002_limits.sql"),
+];
 
 /// The version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

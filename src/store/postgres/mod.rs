@@ -9,6 +9,7 @@ pub mod copy;
 pub mod keys;
 pub mod migrate;
 mod reads;
+pub mod rules;
 pub mod seed;
 pub mod serving;
 pub mod verify;

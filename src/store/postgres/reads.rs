@@ -70,23 +70,7 @@ pub fn entry_count(client: &mut impl GenericClient) -> Result<u64, StorageError>
 }
 
 pub fn assets(client: &mut impl GenericClient) -> Result<Vec<AssetRow>, StorageError> {
-    client
-        .query(
-            "SELECT id::text, symbol, name, decimals, created_at FROM asset_types ORDER BY symbol",
-            &[],
-        )?
-        .iter()
-        .map(|row| {
-            Ok(AssetRow {
-                id: row.get(0),
-                symbol: row.get(1),
-                name: row.get(2),
-                decimals: u8::try_from(row.get::<_, i16>(3))
-                    .map_err(|_| corrupt("an asset's decimals out of range".into()))?,
-                created_at_ms: row.get(4),
-            })
-        })
-        .collect()
+    super::rules::assets(client)
 }
 
 struct UserAccount {
@@ -722,6 +706,48 @@ pub fn events_after(
             kind,
             created_at_ms: hold.closed_at_ms.unwrap_or(hold.created_at_ms),
             data: EventData::Hold(hold),
+        });
+    }
+    // The changes of rules.
+    for row in tx.query(
+        "SELECT v.feed_seq, t.id::text, t.symbol, t.name, t.decimals, t.created_at,
+                c.spend_order, c.max_balance, c.limits::text, c.changed_at, c.user_id
+           FROM (SELECT feed_seq, rule_change_seq FROM events
+                  WHERE feed_seq >= $1 ORDER BY feed_seq LIMIT $2) v
+           JOIN rule_changes c ON c.seq = v.rule_change_seq
+           JOIN asset_types t ON t.id = c.asset_type_id",
+        &[&first, &rows],
+    )? {
+        let id = row.get::<_, i64>(0) * 2;
+        if id <= after {
+            continue;
+        }
+        let changed_at: i64 = row.get(9);
+        let user: Option<String> = row.get(10);
+        let (kind, data) = match user {
+            None => (
+                EventKind::AssetRulesChanged,
+                EventData::AssetRules(super::rules::change_asset_row(&row, 1)?),
+            ),
+            Some(user) => (
+                EventKind::WalletRulesChanged,
+                EventData::UserRules {
+                    user,
+                    asset_symbol: row.get(2),
+                    rules: crate::domain::UserOverride {
+                        max_balance: row.get(7),
+                        limits: crate::store::stored_limits(
+                            row.get::<_, Option<String>>(8).as_deref(),
+                        )?,
+                    },
+                },
+            ),
+        };
+        events.push(EventRow {
+            seq: id,
+            kind,
+            created_at_ms: changed_at,
+            data,
         });
     }
     tx.commit()?;

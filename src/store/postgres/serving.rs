@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::writer::PgWriter;
 use super::{reads, PostgresUrl};
 use crate::clock::Clock;
-use crate::domain::{AssetRef, KeyName, UserId};
+use crate::domain::{AssetRef, Caller, KeyName, UserId};
 use crate::ledger::engine::{AssetRow, Command, HoldFact, NewAsset, Outcome};
 use crate::limits::{
     PG_WRITER_LANES, READ_POOL_CHECKOUT_TIMEOUT, READ_POOL_OFF_WORKER_SIZE, READ_POOL_SIZE,
@@ -27,8 +27,8 @@ use crate::limits::{
 use crate::store::queue::{Writer, WriterHandle};
 use crate::store::{
     AssetOutcome, BalanceRow, EventRow, HistoryPage, HistoryQuery, HoldPage, HoldQuery, KeyError,
-    KeyListing, KeySnapshot, LedgerError, LedgerStore, NewKey, StorageError, SupplyRow,
-    TransactionDetail,
+    KeyListing, KeySnapshot, LedgerError, LedgerStore, NewKey, RulesChange, RulesOutcome,
+    StorageError, SupplyRow, TransactionDetail, UserRulesListing,
 };
 
 type PgPool = r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>;
@@ -309,6 +309,23 @@ impl LedgerStore for PgStore {
 
     async fn revoke_key(&self, name: KeyName) -> Result<KeyListing, KeyError> {
         self.writer.revoke_key(name).await
+    }
+
+    async fn change_rules(
+        &self,
+        change: RulesChange,
+        caller: Caller,
+    ) -> Result<RulesOutcome, LedgerError> {
+        self.writer.change_rules(change, caller).await
+    }
+
+    fn user_rules(&self, user: &UserId) -> Result<UserRulesListing, StorageError> {
+        self.read(|client| {
+            Ok(UserRulesListing {
+                user: user.as_str().to_owned(),
+                rows: super::rules::user_rules(client, user.as_str())?,
+            })
+        })
     }
 }
 

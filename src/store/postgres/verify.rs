@@ -13,7 +13,7 @@ use super::migrate::check_current;
 use super::{connect, PostgresUrl};
 use crate::ledger::audit::{
     AuditAccount, AuditCapture, AuditEntry, AuditEvents, AuditHeld, AuditPosting, AuditReport,
-    AuditRequest, AuditReversal, AuditSupply, Auditor,
+    AuditRequest, AuditReversal, AuditSupply, AuditWindows, Auditor,
 };
 use crate::limits::AUDIT_BATCH_ENTRIES;
 
@@ -217,7 +217,7 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
         closed_holds: count("SELECT count(*) FROM holds WHERE status <> 'HELD'")?,
         unmatched_hold_events: count(
             "SELECT count(*) FROM events v LEFT JOIN holds h ON h.seq = v.hold_seq
-              WHERE v.entry_seq IS NULL
+              WHERE v.entry_seq IS NULL AND v.rule_change_seq IS NULL
                 AND (h.seq IS NULL OR (v.type <> 'hold.created'
                                        AND v.type <> 'hold.' || lower(h.status)))",
         )?,
@@ -232,8 +232,38 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
                   JOIN accounts a ON a.id = p.account_id AND a.owner_type = 'USER') AS s
               WHERE entry_seq <= before",
         )?,
+        rule_change_rows: count("SELECT count(*) FROM events WHERE rule_change_seq IS NOT NULL")?,
+        rule_changes: count("SELECT count(*) FROM rule_changes")?,
+        unmatched_rule_rows: count(
+            "SELECT count(*) FROM events v LEFT JOIN rule_changes c ON c.seq = v.rule_change_seq
+              WHERE v.rule_change_seq IS NOT NULL
+                AND (c.seq IS NULL OR v.type IS DISTINCT FROM
+                     CASE WHEN c.user_id IS NULL THEN 'asset.rules_changed'
+                          ELSE 'wallet.rules_changed' END)",
+        )?,
     };
     auditor.check_events(&events);
+    let windows = AuditWindows {
+        rows: count("SELECT count(*) FROM window_totals")?,
+        counted_entries: count(
+            "SELECT count(*) FROM ledger_entries
+              WHERE kind IN ('TOPUP', 'BONUS', 'SPEND', 'TRANSFER')",
+        )?,
+        mismatched: count(
+            "SELECT count(*) FROM (
+                 SELECT w.total_high, w.total_low, w.kind, w.account_id, w.created_at,
+                        e.kind AS entry_kind, e.created_at AS entry_created_at,
+                        CASE WHEN e.kind IN ('TOPUP', 'BONUS') THEN e.credit_account_id
+                             ELSE e.debit_account_id END AS entry_account,
+                        sum(e.amount::numeric) OVER (PARTITION BY w.account_id, w.kind
+                                                     ORDER BY w.entry_seq) AS running
+                   FROM window_totals w LEFT JOIN ledger_entries e ON e.seq = w.entry_seq) s
+              WHERE entry_kind IS DISTINCT FROM kind OR entry_account IS DISTINCT FROM account_id
+                 OR entry_created_at IS DISTINCT FROM created_at
+                 OR running IS DISTINCT FROM total_high::numeric * 9007199254740992 + total_low",
+        )?,
+    };
+    auditor.check_windows(&windows);
     let postings_stored = count("SELECT count(*) FROM postings")?;
     tx.commit()?;
     Ok(auditor.finish(u64::try_from(postings_stored).unwrap_or(0)))

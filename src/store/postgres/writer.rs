@@ -35,20 +35,23 @@ use uuid::Uuid;
 use super::assets::PgAssets;
 use super::keys::PgKeys;
 use super::reads;
+use super::rules;
 use super::PostgresUrl;
-use crate::domain::{AssetRef, Caller, IdempotencyKey, KeyName};
+use crate::domain::{
+    AssetRef, Caller, IdempotencyKey, KeyName, LimitedKind, RulesInForce, UserOverride,
+};
 use crate::ledger::engine::{
-    self, AccountFact, AccountKey, AnswerState, AssetRow, CanonicalRequest, Command, DueHold,
-    EntryFact, Facts, HoldFact, NewAsset, Owner, Plan, RecordedEntry, StoredRequest,
+    self, AccountFact, AccountKey, AnswerState, AssetRow, CanonicalRequest, DueHold, EntryFact,
+    HoldFact, NewAsset, Owner, Plan, RecordedEntry, StoredRequest,
 };
 use crate::store::queue::{
     answer_committed, answer_rolled_back, BatchWriter, WriterClock, WriterStatus,
 };
 use crate::store::write::{
-    self, AssetTransaction, Done, FactSource, KeyFacts, KeyTransaction, ResolvedAsset,
-    UserAccountRow, Work, WriteTransaction,
+    self, AccountIds, AssetTransaction, Done, FactSource, KeyFacts, KeyTransaction, ResolvedAsset,
+    RulesChangeRow, RulesTransaction, UserAccountRow, Work, WriteTransaction,
 };
-use crate::store::{KeyListing, NewKey, StorageError};
+use crate::store::{KeyListing, NewKey, StorageError, UserRulesRow};
 
 /// How many times a batch is tried when PostgreSQL aborts it for a
 /// deadlock, a serialization failure or a key another instance wrote
@@ -507,6 +510,41 @@ impl FactSource for PgWrite<'_, '_> {
             )?
             .get(0))
     }
+
+    fn rules_in_force(&mut self, user: &str, asset_id: &str) -> Result<RulesInForce, StorageError> {
+        let row = self.query_one(rules::RULES_IN_FORCE, &[&user, &asset_id])?;
+        rules::in_force(&row, 0)
+    }
+
+    fn window_used(
+        &mut self,
+        account_id: i64,
+        kind: LimitedKind,
+        since_ms: i64,
+    ) -> Result<i64, StorageError> {
+        let row = self.query_one(rules::TOTALS, &[&account_id, &kind.as_str(), &since_ms])?;
+        let used = rules::total(row.get(0)) - rules::total(row.get(1));
+        Ok(i64::try_from(used).unwrap_or(i64::MAX))
+    }
+
+    fn window_frees_at(
+        &mut self,
+        account_id: i64,
+        kind: LimitedKind,
+        since_ms: i64,
+        must_leave: i64,
+    ) -> Result<Option<i64>, StorageError> {
+        let row = self.query_one(rules::TOTALS, &[&account_id, &kind.as_str(), &since_ms])?;
+        let target = rules::total(row.get(1)) + i128::from(must_leave);
+        let high = i64::try_from(target / rules::TOTAL_SPLIT).unwrap_or(i64::MAX);
+        let low = (target % rules::TOTAL_SPLIT) as i64;
+        Ok(self
+            .query_opt(
+                rules::MADE_AT_TOTAL,
+                &[&account_id, &kind.as_str(), &high, &low],
+            )?
+            .map(|row| row.get(0)))
+    }
 }
 
 fn account_row(row: &Row) -> UserAccountRow {
@@ -539,22 +577,29 @@ fn due_in_account(
         .collect())
 }
 
-impl WriteTransaction for PgWrite<'_, '_> {
-    /// The ids of the accounts among the facts.
-    type Found = BTreeMap<AccountKey, i64>;
-
-    fn read_facts(
-        &mut self,
-        command: &Command,
-        now_ms: i64,
-    ) -> Result<(Facts, Self::Found), StorageError> {
-        write::read_facts(self, command, now_ms)
+impl RulesTransaction for PgWrite<'_, '_> {
+    fn asset_with_rules(&mut self, asset: &AssetRef) -> Result<Option<AssetRow>, StorageError> {
+        rules::PgRules(self.tx).asset_with_rules(asset)
     }
 
+    fn user_override(&mut self, user: &str, asset_id: &str) -> Result<UserOverride, StorageError> {
+        rules::PgRules(self.tx).user_override(user, asset_id)
+    }
+
+    fn write_rules_change(&mut self, change: &RulesChangeRow<'_>) -> Result<(), StorageError> {
+        rules::PgRules(self.tx).write_rules_change(change)
+    }
+
+    fn user_rules(&mut self, user: &str) -> Result<Vec<UserRulesRow>, StorageError> {
+        rules::PgRules(self.tx).user_rules(user)
+    }
+}
+
+impl WriteTransaction for PgWrite<'_, '_> {
     fn write_plan(
         &mut self,
         plan: &Plan,
-        found: &mut Self::Found,
+        found: &mut AccountIds,
         now_ms: i64,
     ) -> Result<(Vec<RecordedEntry>, Option<HoldFact>), StorageError> {
         write_plan(self, plan, found, now_ms)

@@ -8,12 +8,15 @@ use anyhow::Context;
 
 use super::{keys, migrate, open, reads, seed, verify, writer};
 use crate::clock::now_ms;
-use crate::domain::KeyName;
+use crate::domain::{Caller, KeyName};
 use crate::ledger::audit::AuditReport;
 use crate::ledger::engine::{AssetRow, NewAsset};
 use crate::ledger::Rejection;
 use crate::limits::WRITE_BATCH_MAX;
-use crate::store::{AssetOutcome, KeyListing, KeyRejection, LedgerError, NewKey, SeedSummary};
+use crate::store::{
+    AssetOutcome, KeyListing, KeyRejection, LedgerError, NewKey, RulesChange, RulesOutcome,
+    SeedSummary,
+};
 
 /// `wallet migrate`: the schema version the file is at now.
 pub fn migrate(path: &Path) -> anyhow::Result<i64> {
@@ -73,6 +76,28 @@ pub fn create_asset(
         Err(LedgerError::Rejected(rejection)) => Ok(Err(rejection)),
         Err(LedgerError::Storage(error)) => {
             Err(anyhow::Error::new(error).context("the asset could not be written"))
+        }
+    }
+}
+
+/// `wallet assets rules`: through a writer of its own, as the server's
+/// changes go through its writer.
+pub fn change_rules(
+    path: &Path,
+    change: RulesChange,
+) -> anyhow::Result<Result<RulesOutcome, Rejection>> {
+    let mut conn = open::open_read_write(path)?;
+    migrate::migrate(&mut conn)?;
+    let writer = writer::start(conn, 1).context("cannot start the writer")?;
+    let outcome = writer
+        .handle()
+        .change_rules_blocking(change, Caller::Anonymous);
+    writer.stop();
+    match outcome {
+        Ok(outcome) => Ok(Ok(outcome)),
+        Err(LedgerError::Rejected(rejection)) => Ok(Err(rejection)),
+        Err(LedgerError::Storage(error)) => {
+            Err(anyhow::Error::new(error).context("the rules could not be written"))
         }
     }
 }

@@ -16,7 +16,7 @@ use rusqlite::{params, Row, Transaction, TransactionBehavior};
 use super::{migrate, open};
 use crate::store::copy::{
     holds_a_ledger, AccountBalance, AccountCopy, AssetCopy, Change, CopyCounts, CopySource,
-    CopyTarget, EntryCopy, HoldCopy, KeyCopy, RequestCopy,
+    CopyTarget, EntryCopy, HoldCopy, KeyCopy, RequestCopy, RulesCopy,
 };
 use crate::store::DatabaseLocation;
 
@@ -45,6 +45,9 @@ const ENTRY_COLUMNS: &str = "e.seq, e.id, e.kind, e.asset_type_id, e.debit_accou
 const HOLD_COLUMNS: &str = "h.seq, h.id, h.account_id, h.user_id, h.asset_type_id, h.amount,
     h.status, h.captured_amount, h.request_id, h.reference_id, h.note, h.metadata, h.expires_at,
     h.created_at, h.closed_at";
+/// From column 35, after the entry's and the hold's.
+const RULES_COLUMNS: &str = "v.rule_change_seq, r.asset_type_id, r.user_id, r.spend_order,
+    r.max_balance, r.limits, r.changed_at, r.changed_by";
 
 fn entry(row: &Row, at: usize) -> rusqlite::Result<EntryCopy> {
     Ok(EntryCopy {
@@ -94,7 +97,7 @@ impl CopySource for Source<'_, '_> {
             "SELECT (SELECT count(*) FROM asset_types), (SELECT count(*) FROM accounts),
                     (SELECT count(*) FROM api_keys), (SELECT count(*) FROM idempotency_records),
                     (SELECT count(*) FROM ledger_entries), (SELECT count(*) FROM holds),
-                    (SELECT count(*) FROM events)",
+                    (SELECT count(*) FROM events), (SELECT count(*) FROM rule_changes)",
             [],
             |row| {
                 Ok(CopyCounts {
@@ -105,6 +108,7 @@ impl CopySource for Source<'_, '_> {
                     entries: row.get(4)?,
                     holds: row.get(5)?,
                     changes: row.get(6)?,
+                    rule_changes: row.get(7)?,
                 })
             },
         )?)
@@ -183,8 +187,9 @@ impl CopySource for Source<'_, '_> {
 
     fn changes_after(&mut self, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, Change)>> {
         let mut statement = self.tx.prepare_cached(&format!(
-            "SELECT v.seq, v.entry_seq, v.type, {ENTRY_COLUMNS}, {HOLD_COLUMNS}
+            "SELECT v.seq, v.entry_seq, v.type, {ENTRY_COLUMNS}, {HOLD_COLUMNS}, {RULES_COLUMNS}
                FROM events v
+               LEFT JOIN rule_changes r ON r.seq = v.rule_change_seq
                LEFT JOIN ledger_entries e ON e.seq = v.entry_seq
                LEFT JOIN ledger_entries o ON o.seq = e.reverses_seq
                LEFT JOIN postings d ON d.account_id = e.debit_account_id AND d.entry_seq = e.seq
@@ -198,7 +203,17 @@ impl CopySource for Source<'_, '_> {
             let position: i64 = row.get(0)?;
             let entry_seq: Option<i64> = row.get(1)?;
             let kind: Option<String> = row.get(2)?;
-            let change = if entry_seq.is_some() {
+            let change = if row.get::<_, Option<i64>>(35)?.is_some() {
+                Change::Rules(RulesCopy {
+                    asset_type_id: row.get(36)?,
+                    user_id: row.get(37)?,
+                    spend_order: row.get(38)?,
+                    max_balance: row.get(39)?,
+                    limits: row.get(40)?,
+                    changed_at: row.get(41)?,
+                    changed_by: row.get(42)?,
+                })
+            } else if entry_seq.is_some() {
                 if row.get::<_, Option<i64>>(3)?.is_none() {
                     anyhow::bail!("event {position} names an entry the source does not hold");
                 }
@@ -519,6 +534,24 @@ impl CopyTarget for Target<'_, '_> {
                             hold.created_at
                         ])
                         .with_context(|| format!("the copy refused hold {}", hold.id))?;
+                }
+                Change::Rules(rules) => {
+                    self.tx
+                        .prepare_cached(
+                            "INSERT INTO rule_changes (asset_type_id, user_id, spend_order,
+                                                       max_balance, limits, changed_at, changed_by)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        )?
+                        .execute(params![
+                            rules.asset_type_id,
+                            rules.user_id,
+                            rules.spend_order,
+                            rules.max_balance,
+                            rules.limits,
+                            rules.changed_at,
+                            rules.changed_by
+                        ])
+                        .context("the copy refused a change of rules")?;
                 }
                 Change::HoldClosed(hold) => {
                     let closed = self

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/003_engine.sql"),
     include_str!("../../../migrations/004_holds.sql"),
     include_str!("../../../migrations/005_watch.sql"),
+    include_str!("../../../migrations/006_limits.sql"),
 ];
 
 /// The version this binary writes and understands.

@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod open;
 pub mod reads;
 pub mod restore;
+mod rules;
 pub mod seed;
 pub mod verify;
 pub mod watch;
@@ -23,12 +24,12 @@ use rusqlite::{ErrorCode, OptionalExtension};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::domain::{AssetRef, EntryKind, KeyName, Metadata, UserId};
+use crate::domain::{AssetRef, Caller, EntryKind, KeyName, Metadata, UserId};
 use crate::ledger::engine::{AssetRow, Command, HoldFact, NewAsset, Outcome};
 use crate::store::{
     AssetOutcome, BalanceRow, EventRow, HistoryPage, HistoryQuery, HoldPage, HoldQuery, KeyError,
-    KeyListing, KeySnapshot, LedgerError, LedgerStore, NewKey, StorageError, SupplyRow,
-    TransactionDetail,
+    KeyListing, KeySnapshot, LedgerError, LedgerStore, NewKey, RulesChange, RulesOutcome,
+    StorageError, SupplyRow, TransactionDetail, UserRulesListing,
 };
 
 pub type ReadPool = r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>;
@@ -335,5 +336,25 @@ impl LedgerStore for SqliteStore {
 
     async fn revoke_key(&self, name: KeyName) -> Result<KeyListing, KeyError> {
         self.writer.revoke_key(name).await
+    }
+
+    async fn change_rules(
+        &self,
+        change: RulesChange,
+        caller: Caller,
+    ) -> Result<RulesOutcome, LedgerError> {
+        self.writer.change_rules(change, caller).await
+    }
+
+    fn user_rules(&self, user: &UserId) -> Result<UserRulesListing, StorageError> {
+        self.read(|conn| {
+            let tx = conn.transaction()?;
+            let rows = rules::user_rules(&tx, user.as_str())?;
+            tx.commit()?;
+            Ok(UserRulesListing {
+                user: user.as_str().to_owned(),
+                rows,
+            })
+        })
     }
 }

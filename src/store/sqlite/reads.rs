@@ -3,6 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::rules::{asset_row, ASSET_WITH_RULES};
 use super::{parse_stored_kind, read_metadata};
 use crate::domain::{AssetRef, Cursor, Direction, UserId};
 use crate::ledger::engine::{AssetRow, Party, RecordedEntry, UserEntry};
@@ -41,9 +42,7 @@ pub fn entry_count(conn: &Connection) -> Result<u64, StorageError> {
 pub fn assets(conn: &mut Connection) -> Result<Vec<AssetRow>, StorageError> {
     let tx = conn.transaction()?;
     let rows = {
-        let mut statement = tx.prepare_cached(
-            "SELECT id, symbol, name, decimals, created_at FROM asset_types ORDER BY symbol",
-        )?;
+        let mut statement = tx.prepare_cached(&format!("{ASSET_WITH_RULES} ORDER BY t.symbol"))?;
         let rows = statement.query_map([], asset_row)?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
@@ -51,23 +50,11 @@ pub fn assets(conn: &mut Connection) -> Result<Vec<AssetRow>, StorageError> {
     Ok(rows)
 }
 
-fn asset_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AssetRow> {
-    Ok(AssetRow {
-        id: row.get(0)?,
-        symbol: row.get(1)?,
-        name: row.get(2)?,
-        decimals: row.get(3)?,
-        created_at_ms: row.get(4)?,
-    })
-}
-
 /// The asset with this symbol, if any.
 pub fn asset_by_symbol(conn: &Connection, symbol: &str) -> rusqlite::Result<Option<AssetRow>> {
-    conn.prepare_cached(
-        "SELECT id, symbol, name, decimals, created_at FROM asset_types WHERE symbol = ?1",
-    )?
-    .query_row([symbol], asset_row)
-    .optional()
+    conn.prepare_cached(&format!("{ASSET_WITH_RULES} WHERE t.symbol = ?1"))?
+        .query_row([symbol], asset_row)
+        .optional()
 }
 
 /// Every asset's balance for `user`, 0 where the user has no account in

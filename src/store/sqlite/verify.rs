@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use crate::ledger::audit::{
     AuditAccount, AuditCapture, AuditEntry, AuditEvents, AuditHeld, AuditPosting, AuditReport,
-    AuditRequest, AuditReversal, AuditSupply, Auditor,
+    AuditRequest, AuditReversal, AuditSupply, AuditWindows, Auditor,
 };
 use crate::limits::AUDIT_BATCH_ENTRIES;
 
@@ -241,7 +241,7 @@ pub fn audit_reporting(
             closed_holds: count("SELECT count(*) FROM holds WHERE status <> 'HELD'")?,
             unmatched_hold_events: count(
                 "SELECT count(*) FROM events v LEFT JOIN holds h ON h.seq = v.hold_seq
-                  WHERE v.entry_seq IS NULL
+                  WHERE v.entry_seq IS NULL AND v.rule_change_seq IS NULL
                     AND (h.seq IS NULL OR v.type IS NULL
                          OR (v.type <> 'hold.created' AND v.type <> 'hold.' || lower(h.status)))",
             )?,
@@ -251,8 +251,42 @@ pub fn audit_reporting(
                       FROM events WHERE entry_seq IS NOT NULL)
                   WHERE entry_seq <= before",
             )?,
+            rule_change_rows: count("SELECT count(*) FROM events WHERE rule_change_seq IS NOT NULL")?,
+            rule_changes: count("SELECT count(*) FROM rule_changes")?,
+            unmatched_rule_rows: count(
+                "SELECT count(*) FROM events v LEFT JOIN rule_changes c ON c.seq = v.rule_change_seq
+                  WHERE v.rule_change_seq IS NOT NULL
+                    AND (c.seq IS NULL OR v.entry_seq IS NOT NULL OR v.hold_seq IS NOT NULL
+                         OR v.type IS NOT CASE WHEN c.user_id IS NULL THEN 'asset.rules_changed'
+                                               ELSE 'wallet.rules_changed' END)",
+            )?,
         };
         auditor.check_events(&events);
+        // The caps' running totals, summed again from the entries in two
+        // parts (amount = a * 2^26 + b) so no sum leaves 64 bits.
+        let windows = AuditWindows {
+            rows: count("SELECT count(*) FROM window_totals")?,
+            counted_entries: count(
+                "SELECT count(*) FROM ledger_entries
+                  WHERE kind IN ('TOPUP', 'BONUS', 'SPEND', 'TRANSFER')",
+            )?,
+            mismatched: count(
+                "SELECT count(*) FROM (
+                     SELECT w.total_high, w.total_low, w.kind, w.account_id, w.created_at,
+                            e.kind AS entry_kind, e.created_at AS entry_created_at,
+                            CASE WHEN e.kind IN ('TOPUP', 'BONUS') THEN e.credit_account_id
+                                 ELSE e.debit_account_id END AS entry_account,
+                            sum(e.amount / 67108864) OVER running AS a,
+                            sum(e.amount % 67108864) OVER running AS b
+                       FROM window_totals w LEFT JOIN ledger_entries e ON e.seq = w.entry_seq
+                     WINDOW running AS (PARTITION BY w.account_id, w.kind ORDER BY w.entry_seq))
+                  WHERE entry_kind IS NOT kind OR entry_account IS NOT account_id
+                     OR entry_created_at IS NOT created_at
+                     OR a + b / 67108864 <> total_high * 134217728 + total_low / 67108864
+                     OR b % 67108864 <> total_low % 67108864",
+            )?,
+        };
+        auditor.check_windows(&windows);
     }
     let postings_stored: i64 =
         tx.query_row("SELECT count(*) FROM postings", [], |row| row.get(0))?;

@@ -23,7 +23,7 @@ pub fn events_after(
     limit: usize,
 ) -> Result<Vec<EventRow>, StorageError> {
     let mut page = conn.prepare_cached(
-        "SELECT seq, entry_seq, hold_seq, type FROM events
+        "SELECT seq, entry_seq, hold_seq, type, rule_change_seq FROM events
           WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = page
@@ -33,12 +33,30 @@ pub fn events_after(
                 row.get::<_, Option<i64>>(1)?,
                 row.get::<_, Option<i64>>(2)?,
                 row.get::<_, Option<String>>(3)?,
+                row.get::<_, Option<i64>>(4)?,
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut events = Vec::with_capacity(limit.min(1024));
-    for (seq, entry_seq, hold_seq, kind) in rows {
+    for (seq, entry_seq, hold_seq, kind, rule_change_seq) in rows {
         match (entry_seq, hold_seq, kind) {
+            (None, None, Some(_)) if rule_change_seq.is_some() => {
+                let id = seq * 2;
+                if id <= after {
+                    continue;
+                }
+                let change = rule_change_seq.unwrap_or_default();
+                let (kind, created_at_ms, data) = super::rules::change_event(conn, change)?
+                    .ok_or_else(|| {
+                        corrupt(format!("event {id} names a missing change of rules"))
+                    })?;
+                events.push(EventRow {
+                    seq: id,
+                    kind,
+                    created_at_ms,
+                    data,
+                });
+            }
             (Some(entry_seq), None, None) => {
                 for (side, account_id) in user_sides_of(conn, entry_seq)? {
                     let id = seq * 2 + side;

@@ -33,22 +33,25 @@ use uuid::Uuid;
 use super::files::FileWatch;
 use super::holds;
 use super::keys::KeysIn;
+use super::rules;
 use super::{latest_balance, parse_stored_kind};
 use crate::clock::Clock;
-use crate::domain::{AssetRef, Caller, IdempotencyKey, KeyName};
+use crate::domain::{
+    AssetRef, AssetRules, Caller, IdempotencyKey, KeyName, LimitedKind, RulesInForce, UserOverride,
+};
 use crate::ledger::engine::{
-    AccountFact, AccountKey, AnswerState, AssetRow, CanonicalRequest, Command, EntryFact, Facts,
-    HoldFact, NewAsset, Owner, Plan, RecordedEntry, StoredRequest,
+    AccountFact, AccountKey, AnswerState, AssetRow, CanonicalRequest, EntryFact, HoldFact,
+    NewAsset, Owner, Plan, RecordedEntry, StoredRequest,
 };
 use crate::store::queue::{
     answer_committed, answer_rolled_back, refuse_all, BatchWriter, Writer, WriterClock,
     WriterStatus,
 };
 use crate::store::write::{
-    self, AssetTransaction, Done, FactSource, KeyFacts, KeyTransaction, ResolvedAsset,
-    UserAccountRow, Work, WriteTransaction,
+    self, AccountIds, AssetTransaction, Done, FactSource, KeyFacts, KeyTransaction, ResolvedAsset,
+    RulesChangeRow, RulesTransaction, UserAccountRow, Work, WriteTransaction,
 };
-use crate::store::{KeyListing, NewKey, StorageError};
+use crate::store::{KeyListing, NewKey, StorageError, UserRulesRow};
 
 /// Set once the writer finds its files replaced, deleted or truncated: the
 /// process must end, and exit non-zero.
@@ -248,22 +251,29 @@ impl AssetTransaction for SqliteWrite<'_> {
     }
 }
 
-impl WriteTransaction for SqliteWrite<'_> {
-    /// The ids of the accounts among the facts.
-    type Found = BTreeMap<AccountKey, i64>;
-
-    fn read_facts(
-        &mut self,
-        command: &Command,
-        now_ms: i64,
-    ) -> Result<(Facts, Self::Found), StorageError> {
-        write::read_facts(self, command, now_ms)
+impl RulesTransaction for SqliteWrite<'_> {
+    fn asset_with_rules(&mut self, asset: &AssetRef) -> Result<Option<AssetRow>, StorageError> {
+        rules::asset_with_rules(self.conn, asset)
     }
 
+    fn user_override(&mut self, user: &str, asset_id: &str) -> Result<UserOverride, StorageError> {
+        rules::user_override(self.conn, user, asset_id)
+    }
+
+    fn write_rules_change(&mut self, change: &RulesChangeRow<'_>) -> Result<(), StorageError> {
+        rules::write_change(self.conn, change)
+    }
+
+    fn user_rules(&mut self, user: &str) -> Result<Vec<UserRulesRow>, StorageError> {
+        rules::user_rules(self.conn, user)
+    }
+}
+
+impl WriteTransaction for SqliteWrite<'_> {
     fn write_plan(
         &mut self,
         plan: &Plan,
-        found: &mut Self::Found,
+        found: &mut AccountIds,
         now_ms: i64,
     ) -> Result<(Vec<RecordedEntry>, Option<HoldFact>), StorageError> {
         write_plan(self.conn, plan, found, now_ms)
@@ -350,6 +360,29 @@ impl FactSource for SqliteWrite<'_> {
 
     fn user_has_wallet(&mut self, user: &str) -> Result<bool, StorageError> {
         Ok(user_has_wallet(self.conn, user)?)
+    }
+
+    fn rules_in_force(&mut self, user: &str, asset_id: &str) -> Result<RulesInForce, StorageError> {
+        rules::rules_in_force(self.conn, user, asset_id)
+    }
+
+    fn window_used(
+        &mut self,
+        account_id: i64,
+        kind: LimitedKind,
+        since_ms: i64,
+    ) -> Result<i64, StorageError> {
+        rules::window_used(self.conn, account_id, kind, since_ms)
+    }
+
+    fn window_frees_at(
+        &mut self,
+        account_id: i64,
+        kind: LimitedKind,
+        since_ms: i64,
+        must_leave: i64,
+    ) -> Result<Option<i64>, StorageError> {
+        rules::window_frees_at(self.conn, account_id, kind, since_ms, must_leave)
     }
 }
 
@@ -520,6 +553,7 @@ fn write_asset(
         name: asset.name.as_str().to_owned(),
         decimals: asset.decimals.get(),
         created_at_ms,
+        rules: AssetRules::default(),
     })
 }
 
@@ -715,7 +749,9 @@ fn open_user_account(
 mod tests {
     use super::*;
     use crate::domain::{Amount, EntryKind, UserId};
-    use crate::ledger::engine::{Answer, CreditKind, EntryDetails, Operation, Outcome, Route};
+    use crate::ledger::engine::{
+        Answer, Command, CreditKind, EntryDetails, Operation, Outcome, Route,
+    };
     use crate::ledger::Rejection;
     use crate::limits::{WRITE_BATCH_MAX, WRITE_QUEUE_DEPTH_MAX};
     use crate::store::sqlite::{migrate, open, seed, verify};
