@@ -124,6 +124,12 @@ export async function post(url, body, options) {
   };
 }
 
+// PUT a JSON body (the rules routes, which need no idempotency key: the
+// same body twice sets the same rules): its `data`.
+export async function put(url, body, options) {
+  return envelopeOf(await send('PUT', url, { ...options, body }));
+}
+
 // GET a route that answers text (`/metrics`).
 export async function getText(url) {
   const response = await send('GET', url);

@@ -2,9 +2,9 @@
 //
 //   #/login                  type an admin key
 //   #/users                  find a user by id
-//   #/users/{userId}         balances, holds, history (filters, paging)
+//   #/users/{userId}         balances, rules, holds, history (filters, paging)
 //   #/transactions/{id}      one transaction, both sides, its reversals, reverse
-//   #/assets                 assets with their supply; create one
+//   #/assets                 assets with their supply and rules; create one, set rules
 //   #/keys                   API keys: list, create (secret shown once), revoke
 //   #/service                health and headline metrics
 //   #/events                 a live tail of the event feed
@@ -16,7 +16,7 @@
 
 import {
   ApiError, forgetKey, freshIdempotencyKey, followEvents, get, getText, newestEventCursor,
-  onUnauthorized, path, post, saveKey, savedKey, withQuery,
+  onUnauthorized, path, post, put, saveKey, savedKey, withQuery,
 } from './api.js';
 
 const main = document.getElementById('main');
@@ -31,6 +31,11 @@ const HISTORY_TYPES = ['TOPUP', 'BONUS', 'SPEND', 'TRANSFER', 'REVERSAL', 'EXPIR
 const HOLD_STATUSES = ['HELD', 'CAPTURED', 'VOIDED', 'EXPIRED'];
 const SCOPES = ['read', 'spend', 'grant', 'admin'];
 const PAGE_SIZES = [10, 50, 200];
+// API.md, Limits: what a limit counts, the orders an asset spends in, and
+// how many limits one rule set holds.
+const LIMIT_TYPES = ['TOPUP', 'BONUS', 'SPEND', 'TRANSFER'];
+const SPEND_ORDERS = ['free-first', 'paid-first'];
+const LIMITS_MAX = 8;
 const EVENTS_SHOWN_MAX = 200;
 // How far the transaction page looks for reversals: pages of a user's
 // REVERSAL history (API.md offers no lookup by `reverses`).
@@ -138,6 +143,132 @@ function laterPanel(name, what) {
     h('p', { class: 'muted' }, 'Not served by this version of the service yet (API.md marks it next).'));
 }
 
+// The field problems of a refusal, listed in `box` beside the form that
+// sent it (and the whole refusal in the notice, as every form does); each
+// input `inputFor(field)` names is marked. `null` clears the box.
+function showFieldErrors(box, error, inputFor = () => null) {
+  for (const marked of box.parentElement?.querySelectorAll('.invalid') ?? []) {
+    marked.classList.remove('invalid');
+  }
+  box.replaceChildren();
+  box.hidden = true;
+  if (!error) {
+    return;
+  }
+  failed(error);
+  const fields = error instanceof ApiError ? (error.details?.fields ?? []) : [];
+  if (fields.length === 0) {
+    return;
+  }
+  box.replaceChildren(h('ul', {}, fields.map((problem) => {
+    inputFor(String(problem.field))?.classList.add('invalid');
+    return h('li', { 'data-field': problem.field }, h('code', {}, problem.field), ': ', problem.message);
+  })));
+  box.hidden = false;
+}
+
+// ---- rules (API.md, Limits) --------------------------------------------------
+
+function maxBalanceText(maxBalance) {
+  return maxBalance === null || maxBalance === undefined ? 'none' : String(maxBalance);
+}
+
+// Each limit on a line of its own, "SPEND: 1000 per 86400 s"; "none".
+function limitsCell(limits) {
+  if (!limits || limits.length === 0) {
+    return h('td', { class: 'limits muted' }, 'none');
+  }
+  return h('td', { class: 'limits' }, limits.map((limit) =>
+    h('div', { class: 'limit' }, `${limit.type}: ${limit.max} per ${limit.windowSeconds} s`)));
+}
+
+// A whole number typed into a field as the API reads it: the number, or
+// the text itself when it is not one, so the service names the field.
+function typedNumber(raw) {
+  const trimmed = raw.trim();
+  if (trimmed === '') {
+    return null;
+  }
+  const value = Number(trimmed);
+  return Number.isFinite(value) ? value : trimmed;
+}
+
+// Rows of limits (type, window, max) to add to and remove from, at most
+// LIMITS_MAX. `read()` gives them as the API takes them; `inputFor` finds
+// the input a field problem like `limits[2].max` names.
+function limitEditor(id) {
+  const rows = h('div', { class: 'limit-rows' });
+  const add = h('button', { type: 'button', class: 'quiet limit-add', id: `${id}-add` }, '+ Add a limit');
+  const empty = h('p', { class: 'muted limit-none' }, 'No limits.');
+  const sync = () => {
+    add.disabled = rows.childElementCount >= LIMITS_MAX;
+    empty.hidden = rows.childElementCount > 0;
+  };
+  const addRow = (limit = { type: 'SPEND', windowSeconds: 86400, max: '' }) => {
+    const type = h('select', { class: 'limit-type', 'aria-label': 'Type' },
+      LIMIT_TYPES.map((option) => h('option', { value: option, selected: option === limit.type }, option)));
+    const windowSeconds = h('input', {
+      class: 'limit-window', type: 'number', min: 60, max: 2592000, step: 1, size: 9,
+      'aria-label': 'Window (seconds)', value: String(limit.windowSeconds ?? ''),
+    });
+    const max = h('input', {
+      class: 'limit-max', type: 'number', min: 1, step: 1, size: 12,
+      'aria-label': 'Max', value: String(limit.max ?? ''),
+    });
+    const remove = h('button', { type: 'button', class: 'quiet limit-remove' }, 'Remove');
+    const row = h('div', { class: 'limit-row' },
+      type, h('span', {}, ' at most '), max, h('span', {}, ' per '), windowSeconds, h('span', {}, ' s '), remove);
+    remove.addEventListener('click', () => {
+      row.remove();
+      sync();
+    });
+    rows.append(row);
+    sync();
+  };
+  add.addEventListener('click', () => {
+    if (rows.childElementCount < LIMITS_MAX) {
+      addRow();
+      rows.lastElementChild.querySelector('.limit-max').focus();
+    }
+  });
+  sync();
+  const node = h('div', { class: 'limit-editor', id }, rows, empty, add);
+  return {
+    node,
+    set(limits) {
+      rows.replaceChildren();
+      for (const limit of limits ?? []) {
+        addRow(limit);
+      }
+      sync();
+    },
+    read() {
+      return [...rows.children].map((row) => ({
+        type: row.querySelector('.limit-type').value,
+        windowSeconds: typedNumber(row.querySelector('.limit-window').value),
+        max: typedNumber(row.querySelector('.limit-max').value),
+      }));
+    },
+    inputFor(field) {
+      const found = /^limits\[(\d+)\](?:\.(\w+))?$/.exec(field);
+      if (!found) {
+        return field === 'limits' ? rows : null;
+      }
+      const row = rows.children[Number(found[1])];
+      const selector = { type: '.limit-type', windowSeconds: '.limit-window', max: '.limit-max' }[found[2]];
+      return row && selector ? row.querySelector(selector) : row ?? null;
+    },
+    enable(on) {
+      for (const control of node.querySelectorAll('input, select, button')) {
+        control.disabled = !on;
+      }
+      if (on) {
+        sync();
+      }
+    },
+  };
+}
+
 // ---- log-in -------------------------------------------------------------------
 
 function loginPage(reason) {
@@ -208,16 +339,19 @@ function findUserPage() {
 
 async function userPage(userId) {
   const balances = h('section', { id: 'balances' }, h('h2', {}, 'Balances'), h('p', { class: 'muted' }, 'Loading…'));
+  const rules = h('section', { id: 'user-rules' }, h('h2', {}, 'Rules for this user'), h('p', { class: 'muted' }, 'Loading…'));
   const holds = h('section', { id: 'holds' });
   const history = h('section', { id: 'history' });
   show(
     h('h1', {}, 'User ', h('code', { id: 'user-title' }, userId)),
     balances,
     laterPanel('parts', 'Paid, free and expiring'),
-    laterPanel('user-rules', 'Rules for this user'),
+    rules,
     holds,
     history,
   );
+  // Rules can be set before a user's first credit: drawn with or without a wallet.
+  drawUserRules(rules, userId);
   let wallet;
   let assets;
   try {
@@ -248,6 +382,119 @@ async function userPage(userId) {
   const symbols = assets.map((asset) => asset.symbol);
   drawHolds(holds, userId, symbols);
   drawHistory(history, userId, symbols);
+}
+
+// The rules in force for a user, one row per asset (the user's own values
+// where set, the asset's otherwise), and a form to set or remove the user's
+// own maximum balance and limits in one asset (PUT /wallets/{userId}/rules).
+// Each field has three choices: keep it as it is (not sent), use the
+// asset's (sent as null: the user's own value is removed), or this user's
+// own (sent; own limits with no rows are "no limits for this user").
+async function drawUserRules(section, userId) {
+  let listing;
+  try {
+    listing = await get(path('wallets', userId, 'rules'));
+  } catch (error) {
+    section.replaceChildren(h('h2', {}, 'Rules for this user'), h('p', { id: 'user-rules-failed' }, describe(error)));
+    return;
+  }
+  const rows = listing.rules;
+  const body = h('div', {});
+  const drawTable = () => body.replaceChildren(rows.length === 0
+    ? h('p', { class: 'muted' }, 'No assets.')
+    : table(['Asset', figures('Max balance'), 'Limits', 'Whose'],
+      rows.map((row) => h('tr', { 'data-asset': row.asset, class: row.override ? 'own' : null },
+        h('td', {}, row.asset),
+        h('td', { class: 'number max-balance' }, maxBalanceText(row.maxBalance)),
+        limitsCell(row.limits),
+        h('td', { class: row.override ? 'override' : 'override muted' }, row.override ? 'own' : 'the asset\'s'))),
+      { id: 'user-rules-table' }));
+  drawTable();
+
+  const asset = select('user-rules-asset', rows.map((row) => row.asset), { any: null });
+  const choice = (field, value, label, checked = false) => h('label', { class: 'inline' },
+    h('input', { type: 'radio', name: `user-${field}-mode`, id: `user-${field}-${value}`, value, checked }), ` ${label}`);
+  const maxBalance = h('input', { id: 'user-max-balance', type: 'number', min: 0, step: 1, size: 14, disabled: true });
+  const limits = limitEditor('user-limits');
+  const errors = h('div', { id: 'user-rules-errors', class: 'form-errors', role: 'alert', hidden: true });
+  const mode = (field) => form.querySelector(`input[name="user-${field}-mode"]:checked`).value;
+  const sync = () => {
+    maxBalance.disabled = mode('max') !== 'own';
+    limits.enable(mode('limits') === 'own');
+  };
+  // The values in force for the chosen asset start the "own" inputs.
+  const fill = () => {
+    const row = rows.find((candidate) => candidate.asset === asset.value);
+    maxBalance.value = row?.maxBalance === null || row?.maxBalance === undefined ? '' : String(row.maxBalance);
+    limits.set(row?.limits ?? []);
+    for (const keep of form.querySelectorAll('input[value="keep"]')) {
+      keep.checked = true;
+    }
+    showFieldErrors(errors, null);
+    sync();
+  };
+  const form = h('form', {
+    class: 'card', id: 'user-rules-form',
+    onchange: (event) => {
+      if (event.target === asset) {
+        fill();
+      } else if (event.target.type === 'radio') {
+        sync();
+      }
+    },
+    onsubmit: async (event) => {
+      event.preventDefault();
+      const change = { asset: asset.value };
+      const maxMode = mode('max');
+      const limitsMode = mode('limits');
+      if (maxMode !== 'keep') {
+        // Empty own value: sent as typed, so the service names the field.
+        change.maxBalance = maxMode === 'asset' ? null : typedNumber(maxBalance.value) ?? '';
+      }
+      if (limitsMode !== 'keep') {
+        change.limits = limitsMode === 'asset' ? null : limits.read();
+      }
+      if (maxMode === 'keep' && limitsMode === 'keep') {
+        say('Nothing to change: choose "use the asset\'s" or "this user\'s own" for a field.', 'error');
+        return;
+      }
+      const button = event.submitter;
+      if (button) {
+        button.disabled = true;
+      }
+      try {
+        const answer = await put(path('wallets', userId, 'rules'), change);
+        rows.splice(0, rows.length, ...answer.rules);
+        drawTable();
+        const row = rows.find((candidate) => candidate.asset === change.asset);
+        say(row?.override
+          ? `Saved: ${userId} has own rules in ${change.asset}.`
+          : `Saved: ${userId} follows the rules of ${change.asset}.`, 'ok');
+        fill();
+      } catch (error) {
+        showFieldErrors(errors, error, (field) => (field === 'maxBalance' ? maxBalance : limits.inputFor(field)));
+      } finally {
+        if (button) {
+          button.disabled = false;
+        }
+      }
+    },
+  },
+  h('h3', {}, 'Set or remove this user\'s own rules'),
+  h('p', { class: 'muted' },
+    'Own values replace the asset\'s for this user only. "Keep" leaves a field as it is; ',
+    '"use the asset\'s" removes this user\'s own value; own limits replace the whole list (none: no limits for this user).'),
+  h('label', { for: 'user-rules-asset' }, 'Asset'), asset,
+  h('fieldset', {}, h('legend', {}, 'Maximum balance'),
+    choice('max', 'keep', 'keep', true), choice('max', 'asset', 'use the asset\'s'),
+    choice('max', 'own', 'this user\'s own: '), maxBalance),
+  h('fieldset', {}, h('legend', {}, `Limits (at most ${LIMITS_MAX})`),
+    choice('limits', 'keep', 'keep', true), choice('limits', 'asset', 'use the asset\'s'),
+    choice('limits', 'own', 'this user\'s own:'), limits.node),
+  errors,
+  h('button', { type: 'submit', id: 'user-rules-save' }, 'Save'));
+  section.replaceChildren(h('h2', {}, 'Rules for this user'), body, rows.length === 0 ? null : form);
+  fill();
 }
 
 // Filters and a pager over a list the API pages with `nextCursor`: the
@@ -558,7 +805,7 @@ async function assetsPage() {
         symbol.value = '';
         name.value = '';
         decimals.value = '0';
-        drawAssets(list);
+        drawAssets(list, rules);
       } catch (error) {
         failed(error);
       } finally {
@@ -574,13 +821,15 @@ async function assetsPage() {
   h('label', { for: 'asset-name' }, 'Name'), name,
   h('label', { for: 'asset-decimals' }, 'Decimals'), decimals,
   h('button', { type: 'submit', id: 'asset-create' }, 'Create'));
-  show(h('h1', {}, 'Assets'), list, laterPanel('asset-rules', 'Rules per asset (spend order, limits)'), create);
-  drawAssets(list);
+  const rules = assetRulesPanel(() => drawAssets(list, rules));
+  show(h('h1', {}, 'Assets'), list, rules.node, create);
+  drawAssets(list, rules);
 }
 
-async function drawAssets(list) {
+async function drawAssets(list, rules) {
   try {
     const assets = await get('/assets');
+    rules.draw(assets);
     const supplies = await Promise.all(assets.map((asset) =>
       get(path('assets', asset.symbol, 'supply')).catch(() => null)));
     list.replaceChildren(table(
@@ -606,6 +855,105 @@ async function drawAssets(list) {
   } catch (error) {
     failed(error);
   }
+}
+
+// Every asset's rules (API.md, Limits), and a form to change one asset's
+// (PUT /assets/{asset}/rules). The form starts from the rules in force and
+// sends the spend order and the whole list of limits as shown (no rows: no
+// limits); the maximum balance is sent when "none" is ticked (null: no
+// maximum) or a number is typed, and kept as it is when left empty.
+// `saved` redraws the page after a change.
+function assetRulesPanel(saved) {
+  const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const asset = select('rules-asset', [], { any: null });
+  const spendOrder = select('rules-spend-order', SPEND_ORDERS, { any: null });
+  const maxBalance = h('input', { id: 'rules-max-balance', type: 'number', min: 0, step: 1, size: 14, placeholder: 'keep' });
+  const noMax = h('input', { id: 'rules-max-none', type: 'checkbox' });
+  const limits = limitEditor('rules-limits');
+  const errors = h('div', { id: 'rules-errors', class: 'form-errors', role: 'alert', hidden: true });
+  let known = [];
+  const fill = () => {
+    const rules = known.find((candidate) => candidate.symbol === asset.value)?.rules;
+    if (!rules) {
+      return;
+    }
+    spendOrder.value = rules.spendOrder;
+    noMax.checked = rules.maxBalance === null;
+    maxBalance.value = rules.maxBalance === null ? '' : String(rules.maxBalance);
+    maxBalance.disabled = noMax.checked;
+    limits.set(rules.limits);
+    showFieldErrors(errors, null);
+  };
+  asset.addEventListener('change', fill);
+  noMax.addEventListener('change', () => {
+    maxBalance.disabled = noMax.checked;
+    if (noMax.checked) {
+      maxBalance.value = '';
+    }
+  });
+  const form = h('form', {
+    class: 'card', id: 'rules-form',
+    onsubmit: async (event) => {
+      event.preventDefault();
+      const symbol = asset.value;
+      const before = known.find((candidate) => candidate.symbol === symbol)?.rules;
+      const change = { spendOrder: spendOrder.value, limits: limits.read() };
+      if (noMax.checked) {
+        change.maxBalance = null;
+      } else if (maxBalance.value.trim() !== '') {
+        change.maxBalance = typedNumber(maxBalance.value);
+      }
+      const button = event.submitter;
+      if (button) {
+        button.disabled = true;
+      }
+      try {
+        const answer = await put(path('assets', symbol, 'rules'), change);
+        say(before && answer.rules.updatedAt === before.updatedAt
+          ? `No change: ${symbol} already had these rules.`
+          : `Saved the rules of ${symbol}: in force for every write from now on.`, 'ok');
+        saved();
+      } catch (error) {
+        showFieldErrors(errors, error, (field) => (field === 'maxBalance' ? maxBalance
+          : field === 'spendOrder' ? spendOrder : limits.inputFor(field)));
+      } finally {
+        if (button) {
+          button.disabled = false;
+        }
+      }
+    },
+  },
+  h('h3', {}, 'Change one asset\'s rules'),
+  h('p', { class: 'muted' },
+    'Starts from the rules in force. Maximum balance: empty keeps it as it is; "none" removes it. ',
+    `The limits shown replace the asset's list (at most ${LIMITS_MAX}; none: no limits). `,
+    'Spend order takes effect with paid and free parts.'),
+  h('label', { for: 'rules-asset' }, 'Asset'), asset,
+  h('label', { for: 'rules-spend-order' }, 'Spend order'), spendOrder,
+  h('label', { for: 'rules-max-balance' }, 'Maximum balance per user'), maxBalance,
+  h('label', { class: 'inline' }, ' ', noMax, ' none (no maximum)'),
+  h('fieldset', {}, h('legend', {}, 'Limits per user'), limits.node),
+  errors,
+  h('button', { type: 'submit', id: 'rules-save' }, 'Save rules'));
+  return {
+    node: h('section', { id: 'asset-rules' }, h('h2', {}, 'Rules per asset'), body, form),
+    draw(assets) {
+      known = assets;
+      body.replaceChildren(table(
+        ['Asset', 'Spend order', figures('Max balance'), 'Limits per user', 'Updated'],
+        assets.map((one) => h('tr', { 'data-asset': one.symbol },
+          h('td', {}, one.symbol),
+          h('td', { class: 'spend-order' }, one.rules.spendOrder),
+          h('td', { class: 'number max-balance' }, maxBalanceText(one.rules.maxBalance)),
+          limitsCell(one.rules.limits),
+          h('td', { class: 'time updated' }, one.rules.updatedAt ?? 'never'))),
+        { id: 'rules-table' }));
+      const chosen = asset.value;
+      asset.replaceChildren(...assets.map((one) =>
+        h('option', { value: one.symbol, selected: one.symbol === chosen }, one.symbol)));
+      fill();
+    },
+  };
 }
 
 // ---- API keys ---------------------------------------------------------------------

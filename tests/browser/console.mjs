@@ -3,7 +3,11 @@
 // seeded SQLite database with one admin key. It logs in, finds user_alice,
 // checks the balances shown against the API's, pages and filters the
 // history, reverses a spend (a double click on the confirmation, and a
-// retry after its answer was lost, reverse once) and sees the balance change, creates an asset, creates a key (its
+// retry after its answer was lost, reverse once) and sees the balance change, creates an asset, sets GOLD's
+// rules through the form (a refused change names its fields beside the
+// form; then a maximum balance and a SPEND limit, as GET /assets has them),
+// gives user_alice her own GOLD limit and takes it away again (the rules
+// table says "own", as GET /wallets/user_alice/rules does), creates a key (its
 // secret works) and revokes it (it is refused), reads health and metrics,
 // and watches an event arrive in the live tail. A note and metadata holding
 // markup and `</script>` are shown as text and run nothing: no dialog, no
@@ -109,6 +113,7 @@ function apiClient(base, key) {
   return {
     get: (path, ownKey) => call('GET', path, undefined, ownKey),
     post: (path, body, ownKey) => call('POST', path, body, ownKey),
+    put: (path, body, ownKey) => call('PUT', path, body, ownKey),
   };
 }
 
@@ -242,7 +247,6 @@ async function main() {
     const metadata = await page.locator(`#history-rows tr[data-transaction="${attack.data.transaction.id}"] td.metadata`).textContent();
     assert.deepEqual(JSON.parse(metadata), METADATA_ATTACK);
     await noAttackRan('the user page');
-    await shoot('user');
     await page.click('#history .older');
     await page.locator('#history .page-number', { hasText: 'page 2' }).waitFor();
     const secondPage = await rowIds();
@@ -323,8 +327,102 @@ async function main() {
     const gems = (await api.get('/assets')).data.find((asset) => asset.symbol === 'GEMS');
     assert.equal(gems.name, 'Gems <i>shiny</i>');
     assert.equal(await page.locator('#assets-table tr[data-asset="GEMS"] td:nth-child(2)').textContent(), 'Gems <i>shiny</i>');
-    await shoot('assets');
     step('assets shown with their supply; GEMS created');
+
+    // Rules per asset: every asset's shown; rows of limits are added up to
+    // 8 and removed; a refused change lists the service's field problems
+    // beside the form and marks the row they name; then GOLD gets a maximum
+    // balance and one SPEND limit, shown as GET /assets has them.
+    const goldRulesRow = page.locator('#rules-table tr[data-asset="GOLD"]');
+    await page.locator('#rules-table tr[data-asset="GEMS"]').waitFor();
+    assert.equal(await goldRulesRow.locator('.max-balance').textContent(), 'none');
+    assert.equal(await goldRulesRow.locator('.limits').textContent(), 'none');
+    assert.equal(await goldRulesRow.locator('.updated').textContent(), 'never');
+    assert.equal(await goldRulesRow.locator('.spend-order').textContent(), 'free-first');
+    await page.selectOption('#rules-asset', 'GOLD');
+    assert.ok(await page.locator('#rules-max-none').isChecked(), 'no maximum yet');
+    await page.uncheck('#rules-max-none');
+    await page.fill('#rules-max-balance', '100000');
+    for (let count = 1; count <= 8; count += 1) {
+      await page.click('#rules-limits-add');
+    }
+    assert.equal(await page.locator('#rules-limits .limit-row').count(), 8);
+    assert.ok(await page.locator('#rules-limits-add').isDisabled(), 'at most 8 limits');
+    for (let count = 8; count > 1; count -= 1) {
+      await page.locator('#rules-limits .limit-row').last().locator('.limit-remove').click();
+    }
+    assert.equal(await page.locator('#rules-limits .limit-row').count(), 1);
+    assert.ok(await page.locator('#rules-limits-add').isEnabled());
+    // Two limits of one type and window: the service refuses the second.
+    const limitRows = page.locator('#rules-limits .limit-row');
+    await limitRows.nth(0).locator('.limit-type').selectOption('SPEND');
+    await limitRows.nth(0).locator('.limit-window').fill('86400');
+    await limitRows.nth(0).locator('.limit-max').fill('1000');
+    await page.click('#rules-limits-add');
+    await limitRows.nth(1).locator('.limit-type').selectOption('SPEND');
+    await limitRows.nth(1).locator('.limit-window').fill('86400');
+    await limitRows.nth(1).locator('.limit-max').fill('500');
+    await page.click('#rules-save');
+    await page.locator('#rules-errors li[data-field="limits[1]"]').waitFor();
+    await page.locator('#notice', { hasText: 'VALIDATION_ERROR' }).waitFor();
+    assert.ok(await limitRows.nth(1).evaluate((row) => row.classList.contains('invalid')), 'the refused row is marked');
+    assert.equal((await api.get('/assets')).data.find((one) => one.symbol === 'GOLD').rules.updatedAt, null,
+      'nothing written on a refusal');
+    await limitRows.nth(1).locator('.limit-remove').click();
+    await page.click('#rules-save');
+    await page.locator('#notice', { hasText: 'Saved the rules of GOLD' }).waitFor();
+    await goldRulesRow.locator('.limit', { hasText: 'SPEND: 1000 per 86400 s' }).waitFor();
+    assert.ok(await page.locator('#rules-errors').isHidden(), 'the field problems are gone');
+    const goldRules = (await api.get('/assets')).data.find((one) => one.symbol === 'GOLD').rules;
+    assert.equal(goldRules.spendOrder, 'free-first');
+    assert.equal(goldRules.maxBalance, 100000);
+    assert.deepEqual(goldRules.limits, [{ type: 'SPEND', windowSeconds: 86400, max: 1000 }]);
+    assert.match(goldRules.updatedAt, /^\d{4}-\d\d-\d\dT/);
+    assert.equal(await goldRulesRow.locator('.max-balance').textContent(), '100000');
+    assert.equal(await goldRulesRow.locator('.updated').textContent(), goldRules.updatedAt);
+    assert.equal(await page.locator('#rules-table tr[data-asset="GEMS"] .max-balance').textContent(), 'none');
+    await noAttackRan('the assets page');
+    await shoot('assets');
+    step('GOLD\'s rules set through the form (maximum balance 100000, SPEND 1000 per 86400 s), as GET /assets has them; a refusal named limits[1] beside the form');
+
+    // A user's own rules: user_alice gets her own GOLD limit, the table
+    // says "own" as the API does; "use the asset's" takes it away again.
+    await page.click('a[data-nav="users"]');
+    await page.fill('#user-id', 'user_alice');
+    await page.click('#find');
+    const aliceGold = page.locator('#user-rules-table tr[data-asset="GOLD"]');
+    await aliceGold.waitFor();
+    assert.equal(await aliceGold.locator('.max-balance').textContent(), '100000', 'the asset\'s maximum applies');
+    assert.equal(await aliceGold.locator('.override').textContent(), 'the asset\'s');
+    await page.selectOption('#user-rules-asset', 'GOLD');
+    assert.ok(await page.locator('#user-limits .limit-max').first().isDisabled(), 'own limits only when chosen');
+    await page.check('#user-limits-own');
+    const ownRows = page.locator('#user-limits .limit-row');
+    assert.equal(await ownRows.count(), 1, 'the own limits start from those in force');
+    await ownRows.first().locator('.limit-window').fill('3600');
+    await ownRows.first().locator('.limit-max').fill('500');
+    await page.click('#user-rules-save');
+    await aliceGold.locator('.limit', { hasText: 'SPEND: 500 per 3600 s' }).waitFor();
+    assert.equal(await aliceGold.locator('.override').textContent(), 'own');
+    assert.equal(await aliceGold.locator('.max-balance').textContent(), '100000', 'the maximum kept: the asset\'s');
+    const aliceRules = (await api.get('/wallets/user_alice/rules')).data.rules;
+    assert.deepEqual(aliceRules.find((row) => row.asset === 'GOLD'), {
+      asset: 'GOLD', maxBalance: 100000, limits: [{ type: 'SPEND', windowSeconds: 3600, max: 500 }], override: true,
+    });
+    const shownRules = await page.$$eval('#user-rules-table tbody tr', (rows) => rows.map((row) => row.dataset.asset));
+    assert.deepEqual(shownRules, aliceRules.map((row) => row.asset), 'one row per asset, as the API orders them');
+    await page.locator('#balances tr[data-asset="GOLD"]').waitFor();
+    await page.locator('#history-rows tbody tr').first().waitFor();
+    await shoot('user');
+    await page.selectOption('#user-rules-asset', 'GOLD');
+    await page.check('#user-limits-asset');
+    await page.click('#user-rules-save');
+    await aliceGold.locator('.override', { hasText: 'the asset\'s' }).waitFor();
+    assert.equal(await aliceGold.locator('.limits').textContent(), 'SPEND: 1000 per 86400 s');
+    assert.deepEqual((await api.get('/wallets/user_alice/rules')).data.rules.find((row) => row.asset === 'GOLD'), {
+      asset: 'GOLD', maxBalance: 100000, limits: [{ type: 'SPEND', windowSeconds: 86400, max: 1000 }], override: false,
+    });
+    step('user_alice\'s own GOLD limit set through her page ("own", as the API says) and removed again (the asset\'s apply)');
 
     // Keys: create one (its secret works), then revoke it (refused).
     await page.click('a[data-nav="keys"]');
