@@ -118,12 +118,17 @@ pub(crate) trait WriteTransaction:
         &mut self,
         command: &Command,
         now_ms: i64,
+        rules_stored: bool,
     ) -> Result<(Facts, AccountIds), StorageError>
     where
         Self: Sized,
     {
-        read_facts(self, command, now_ms)
+        read_facts(self, command, now_ms, rules_stored)
     }
+
+    /// Whether any rules on value are stored at all. Asked once per batch:
+    /// while none are, no command reads any (the common case pays nothing).
+    fn any_rules(&mut self) -> Result<bool, StorageError>;
 
     /// Writes a decided plan; returns the entries and the hold as written.
     fn write_plan(
@@ -320,11 +325,13 @@ pub(crate) trait FactSource {
 }
 
 /// Every fact `decide` needs for `command`, read through `source` at the
-/// writer's clock `now_ms`, and the ids of the accounts among them.
+/// writer's clock `now_ms`, and the ids of the accounts among them. Rules
+/// are read only when some are stored (`rules_stored`).
 pub(crate) fn read_facts(
     source: &mut impl FactSource,
     command: &Command,
     now_ms: i64,
+    rules_stored: bool,
 ) -> Result<(Facts, BTreeMap<AccountKey, i64>), StorageError> {
     let needs = engine::needs(command);
     let mut facts = Facts {
@@ -476,7 +483,7 @@ pub(crate) fn read_facts(
             user_keys.push(key);
         }
     }
-    for key in user_keys {
+    for key in user_keys.into_iter().filter(|_| rules_stored) {
         let Owner::User(user) = &key.owner else {
             continue;
         };
@@ -549,15 +556,21 @@ pub(crate) fn apply_batch(
     now_ms: i64,
 ) -> Result<Vec<Done>, StorageError> {
     let mut results = Vec::with_capacity(batch.len());
+    let mut rules_stored = batch
+        .iter()
+        .any(|work| matches!(work, Work::Command { .. }))
+        && transaction.any_rules()?;
     for work in batch {
         let done = match work {
             Work::Command { command, .. } => {
-                Done::Command(apply_command(transaction, command, now_ms)?)
+                Done::Command(apply_command(transaction, command, now_ms, rules_stored)?)
             }
             Work::CreateAsset { asset, .. } => {
                 Done::Asset(create_asset(transaction, asset, now_ms)?)
             }
             Work::ChangeRules { change, caller, .. } => {
+                // The batch's later commands read the rules it leaves.
+                rules_stored = true;
                 Done::Rules(change_rules(transaction, change, *caller, now_ms)?)
             }
             Work::KeyUses { uses, .. } => {
@@ -578,8 +591,9 @@ fn apply_command(
     transaction: &mut impl WriteTransaction,
     command: &Command,
     now_ms: i64,
+    rules_stored: bool,
 ) -> Result<Result<Outcome, Rejection>, StorageError> {
-    let (facts, mut found) = transaction.read_facts(command, now_ms)?;
+    let (facts, mut found) = transaction.read_facts(command, now_ms, rules_stored)?;
     match engine::decide(command, &facts) {
         Err(rejection) => Ok(Err(resolve_retry(transaction, rejection, &found, now_ms)?)),
         Ok(Decision::Replay(answer)) => Ok(Ok(Outcome::Replayed(answer))),

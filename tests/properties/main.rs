@@ -6,6 +6,7 @@
 mod holds_model;
 mod input;
 mod ledger_model;
+mod limits_model;
 #[path = "../common/test_database.rs"]
 mod test_database;
 

@@ -596,6 +596,15 @@ impl RulesTransaction for PgWrite<'_, '_> {
 }
 
 impl WriteTransaction for PgWrite<'_, '_> {
+    fn any_rules(&mut self) -> Result<bool, StorageError> {
+        Ok(self
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM asset_rules) OR EXISTS (SELECT 1 FROM user_rules)",
+                &[],
+            )?
+            .get(0))
+    }
+
     fn write_plan(
         &mut self,
         plan: &Plan,

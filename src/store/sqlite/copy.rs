@@ -404,14 +404,33 @@ impl Target<'_, '_> {
                 entry.credit_balance_after,
             ),
         ];
-        for (account, delta, from_source) in legs {
+        let kind = crate::domain::EntryKind::parse(&entry.kind)?;
+        for ((account, delta, from_source), credited) in legs.into_iter().zip([false, true]) {
             let balance_after = self.balance_after(account, delta, from_source)?;
-            self.tx
-                .prepare_cached(
-                    "INSERT INTO postings (account_id, entry_seq, delta, balance_after)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![account, seq, delta, balance_after])?;
+            let is_user: bool = self
+                .tx
+                .prepare_cached("SELECT owner_type = 'USER' FROM accounts WHERE id = ?1")?
+                .query_row([account], |row| row.get(0))?;
+            if is_user {
+                // The caps' running totals, as the writer computes them.
+                self.tx
+                    .prepare_cached(super::rules::INSERT_USER_POSTING)?
+                    .execute(params![
+                        account,
+                        seq,
+                        delta,
+                        balance_after,
+                        super::rules::counted_kind(kind, credited),
+                        entry.amount
+                    ])?;
+            } else {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO postings (account_id, entry_seq, delta, balance_after)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![account, seq, delta, balance_after])?;
+            }
         }
         Ok(())
     }

@@ -133,7 +133,7 @@ mod tests {
              INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
                                          credit_account_id, amount, request_id, created_at)
                   VALUES (1, 'e1', 'TOPUP', '{GOLD}', {treasury}, 100, 10, 1, 0);
-             INSERT INTO postings VALUES (100, 1, 10, 10), ({treasury}, 1, -10, -10);",
+             INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 1, 10, 10), ({treasury}, 1, -10, -10);",
             treasury = treasury(&conn, GOLD),
         ))
         .unwrap();
@@ -293,7 +293,7 @@ mod tests {
                   VALUES (1, 'e1', 'TOPUP', '{GOLD}', {t}, 100, 50, 'k1', 'order-1', NULL, 1, 0),
                          (2, 'e2', 'BONUS', '{GOLD}', {t}, 101, 20, 'k2', NULL, 'welcome', 2, 0),
                          (3, 'e3', 'SPEND', '{GOLD}', 100, {t}, 5, 'k1', NULL, NULL, 3, 1);
-             INSERT INTO postings VALUES (100, 1, 50, 50), ({t}, 1, -50, -50),
+             INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 1, 50, 50), ({t}, 1, -50, -50),
                                          (101, 2, 20, 20), ({t}, 2, -20, -70),
                                          (100, 3, -5, 45), ({t}, 3, 5, -65);"
         ))
@@ -389,11 +389,11 @@ mod tests {
         let (_dir, conn) = ledger();
         spend_entry_2(&conn, 4);
         // Wrong sign, wrong account, wrong balance.
-        refused(&conn, "INSERT INTO postings VALUES (100, 2, 4, 14)");
-        refused(&conn, "INSERT INTO postings VALUES (101, 2, -4, -4)");
-        let error = refused(&conn, "INSERT INTO postings VALUES (100, 2, -4, 7)");
+        refused(&conn, "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 2, 4, 14)");
+        refused(&conn, "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (101, 2, -4, -4)");
+        let error = refused(&conn, "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 2, -4, 7)");
         assert!(error.contains("continue"), "{error}");
-        conn.execute_batch("INSERT INTO postings VALUES (100, 2, -4, 6)")
+        conn.execute_batch("INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 2, -4, 6)")
             .unwrap();
     }
 
@@ -401,7 +401,7 @@ mod tests {
     fn a_user_posting_below_zero_is_refused_by_the_database() {
         let (_dir, conn) = ledger();
         spend_entry_2(&conn, 11);
-        let error = refused(&conn, "INSERT INTO postings VALUES (100, 2, -11, -1)");
+        let error = refused(&conn, "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 2, -11, -1)");
         assert!(error.contains("below zero"), "{error}");
     }
 

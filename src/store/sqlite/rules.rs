@@ -182,41 +182,98 @@ fn total(high: i64, low: i64) -> i128 {
     i128::from(high) * TOTAL_SPLIT + i128::from(low)
 }
 
-/// The newest running total of `kind` for the account, and the one as it
-/// stood at `at_ms` (0 before the first).
-fn totals(
+/// A user posting, with its running totals computed from the account's
+/// posting before it: ?5 names the type this posting counts (TOPUP or
+/// BONUS on the credited side, SPEND or TRANSFER on the debited side, NULL
+/// for none) and ?6 its amount. One descent of the postings' key, on the
+/// page the balance's check has just read.
+pub(super) const INSERT_USER_POSTING: &str =
+    "INSERT INTO postings (account_id, entry_seq, delta, balance_after,
+                           topup_high, topup_low, bonus_high, bonus_low,
+                           spend_high, spend_low, transfer_high, transfer_low)
+     SELECT ?1, ?2, ?3, ?4,
+            t.topup_high + (t.topup_low + t.topup) / 9007199254740992,
+            (t.topup_low + t.topup) % 9007199254740992,
+            t.bonus_high + (t.bonus_low + t.bonus) / 9007199254740992,
+            (t.bonus_low + t.bonus) % 9007199254740992,
+            t.spend_high + (t.spend_low + t.spend) / 9007199254740992,
+            (t.spend_low + t.spend) % 9007199254740992,
+            t.transfer_high + (t.transfer_low + t.transfer) / 9007199254740992,
+            (t.transfer_low + t.transfer) % 9007199254740992
+       FROM (SELECT coalesce(p.topup_high, 0) AS topup_high, coalesce(p.topup_low, 0) AS topup_low,
+                    coalesce(p.bonus_high, 0) AS bonus_high, coalesce(p.bonus_low, 0) AS bonus_low,
+                    coalesce(p.spend_high, 0) AS spend_high, coalesce(p.spend_low, 0) AS spend_low,
+                    coalesce(p.transfer_high, 0) AS transfer_high,
+                    coalesce(p.transfer_low, 0) AS transfer_low,
+                    CASE WHEN ?5 = 'TOPUP' THEN ?6 ELSE 0 END AS topup,
+                    CASE WHEN ?5 = 'BONUS' THEN ?6 ELSE 0 END AS bonus,
+                    CASE WHEN ?5 = 'SPEND' THEN ?6 ELSE 0 END AS spend,
+                    CASE WHEN ?5 = 'TRANSFER' THEN ?6 ELSE 0 END AS transfer
+               FROM (SELECT 1) one
+               LEFT JOIN (SELECT * FROM postings WHERE account_id = ?1
+                           ORDER BY entry_seq DESC LIMIT 1) p ON 1) t";
+
+/// The type a posting of an entry of `kind` counts, if its account is the
+/// side that type counts: TOPUP and BONUS the credited user, SPEND and
+/// TRANSFER the debited one.
+pub(super) fn counted_kind(
+    kind: crate::domain::EntryKind,
+    credited_side: bool,
+) -> Option<&'static str> {
+    LimitedKind::of(kind)
+        .filter(|limited| limited.counts_the_credited_user() == credited_side)
+        .map(LimitedKind::as_str)
+}
+
+/// The running total of `kind` of the account's last posting, of all of
+/// them (`before_seq` None) or of those of entries numbered at most
+/// `before_seq`; 0 before the first.
+fn total_through(
     conn: &Connection,
     account_id: i64,
     kind: LimitedKind,
-    at_ms: i64,
-) -> Result<(i128, i128), StorageError> {
-    let newest: Option<(i64, i64)> = conn
-        .prepare_cached(
-            "SELECT total_high, total_low FROM window_totals
-              WHERE account_id = ?1 AND kind = ?2
-              ORDER BY total_high DESC, total_low DESC LIMIT 1",
-        )?
-        .query_row(params![account_id, kind.as_str()], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+    before_seq: Option<i64>,
+) -> Result<i128, StorageError> {
+    let sql = "SELECT topup_high, topup_low, bonus_high, bonus_low, spend_high, spend_low,
+                      transfer_high, transfer_low
+                 FROM postings WHERE account_id = ?1 AND entry_seq <= ?2
+                ORDER BY entry_seq DESC LIMIT 1";
+    let row: Option<[Option<i64>; 8]> = conn
+        .prepare_cached(sql)?
+        .query_row(params![account_id, before_seq.unwrap_or(i64::MAX)], |row| {
+            let mut columns = [None; 8];
+            for (index, column) in columns.iter_mut().enumerate() {
+                *column = row.get(index)?;
+            }
+            Ok(columns)
         })
         .optional()?;
-    let Some((high, low)) = newest else {
-        return Ok((0, 0));
+    let Some(columns) = row else {
+        return Ok(0);
     };
-    let then: Option<(i64, i64)> = conn
-        .prepare_cached(
-            "SELECT total_high, total_low FROM window_totals
-              WHERE account_id = ?1 AND kind = ?2 AND created_at <= ?3
-              ORDER BY created_at DESC, total_high DESC, total_low DESC LIMIT 1",
-        )?
-        .query_row(params![account_id, kind.as_str(), at_ms], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
-    Ok((
-        total(high, low),
-        then.map_or(0, |(high, low)| total(high, low)),
+    let at = match kind {
+        LimitedKind::Topup => 0,
+        LimitedKind::Bonus => 2,
+        LimitedKind::Spend => 4,
+        LimitedKind::Transfer => 6,
+    };
+    Ok(total(
+        columns[at].unwrap_or(0),
+        columns[at + 1].unwrap_or(0),
     ))
+}
+
+/// The last entry made at or before `at_ms`: entries are numbered in the
+/// order of the writer's clock, which never goes back. One descent of the
+/// entries' time index.
+fn last_entry_at(conn: &Connection, at_ms: i64) -> Result<Option<i64>, StorageError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq FROM ledger_entries WHERE created_at <= ?1
+              ORDER BY created_at DESC, seq DESC LIMIT 1",
+        )?
+        .query_row([at_ms], |row| row.get(0))
+        .optional()?)
 }
 
 pub(super) fn window_used(
@@ -225,10 +282,17 @@ pub(super) fn window_used(
     kind: LimitedKind,
     since_ms: i64,
 ) -> Result<i64, StorageError> {
-    let (newest, then) = totals(conn, account_id, kind, since_ms)?;
+    let newest = total_through(conn, account_id, kind, None)?;
+    let then = match last_entry_at(conn, since_ms)? {
+        Some(seq) => total_through(conn, account_id, kind, Some(seq))?,
+        None => 0,
+    };
     Ok(i64::try_from(newest - then).unwrap_or(i64::MAX))
 }
 
+/// A binary search over the account's postings for the first whose total
+/// reaches what the window held at its start plus `must_leave`: about 40
+/// descents at most, and only for a refused write.
 pub(super) fn window_frees_at(
     conn: &Connection,
     account_id: i64,
@@ -236,21 +300,33 @@ pub(super) fn window_frees_at(
     since_ms: i64,
     must_leave: i64,
 ) -> Result<Option<i64>, StorageError> {
-    let (_, then) = totals(conn, account_id, kind, since_ms)?;
-    let target = then + i128::from(must_leave);
-    let (high, low) = (
-        i64::try_from(target / TOTAL_SPLIT).unwrap_or(i64::MAX),
-        (target % TOTAL_SPLIT) as i64,
-    );
+    let start = last_entry_at(conn, since_ms)?;
+    let target = match start {
+        Some(seq) => total_through(conn, account_id, kind, Some(seq))?,
+        None => 0,
+    } + i128::from(must_leave);
+    let newest: Option<i64> = conn
+        .prepare_cached("SELECT max(entry_seq) FROM postings WHERE account_id = ?1")?
+        .query_row([account_id], |row| row.get(0))?;
+    let (Some(mut high), mut low) = (newest, start.unwrap_or(0)) else {
+        return Ok(None);
+    };
+    if total_through(conn, account_id, kind, Some(high))? < target {
+        return Ok(None);
+    }
+    // Invariant: the total through `low` is short of the target, through
+    // `high` it is not.
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if total_through(conn, account_id, kind, Some(middle))? >= target {
+            high = middle;
+        } else {
+            low = middle;
+        }
+    }
     Ok(conn
-        .prepare_cached(
-            "SELECT created_at FROM window_totals
-              WHERE account_id = ?1 AND kind = ?2 AND (total_high, total_low) >= (?3, ?4)
-              ORDER BY total_high, total_low LIMIT 1",
-        )?
-        .query_row(params![account_id, kind.as_str(), high, low], |row| {
-            row.get(0)
-        })
+        .prepare_cached("SELECT created_at FROM ledger_entries WHERE seq = ?1")?
+        .query_row([high], |row| row.get(0))
         .optional()?)
 }
 

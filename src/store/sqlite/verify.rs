@@ -262,28 +262,50 @@ pub fn audit_reporting(
             )?,
         };
         auditor.check_events(&events);
-        // The caps' running totals, summed again from the entries in two
-        // parts (amount = a * 2^26 + b) so no sum leaves 64 bits.
+        // The caps' running totals on the users' postings, summed again
+        // from the entries in two parts (amount = a * 2^26 + b) so no sum
+        // leaves 64 bits.
         let windows = AuditWindows {
-            rows: count("SELECT count(*) FROM window_totals")?,
+            rows: count(
+                "SELECT count(*) FROM postings p JOIN accounts a ON a.id = p.account_id
+                  WHERE a.owner_type = 'USER'",
+            )?,
             counted_entries: count(
-                "SELECT count(*) FROM ledger_entries
-                  WHERE kind IN ('TOPUP', 'BONUS', 'SPEND', 'TRANSFER')",
+                "SELECT count(*) FROM postings p JOIN accounts a ON a.id = p.account_id
+                  WHERE a.owner_type = 'USER'",
             )?,
             mismatched: count(
-                "SELECT count(*) FROM (
-                     SELECT w.total_high, w.total_low, w.kind, w.account_id, w.created_at,
-                            e.kind AS entry_kind, e.created_at AS entry_created_at,
-                            CASE WHEN e.kind IN ('TOPUP', 'BONUS') THEN e.credit_account_id
-                                 ELSE e.debit_account_id END AS entry_account,
-                            sum(e.amount / 67108864) OVER running AS a,
-                            sum(e.amount % 67108864) OVER running AS b
-                       FROM window_totals w LEFT JOIN ledger_entries e ON e.seq = w.entry_seq
-                     WINDOW running AS (PARTITION BY w.account_id, w.kind ORDER BY w.entry_seq))
-                  WHERE entry_kind IS NOT kind OR entry_account IS NOT account_id
-                     OR entry_created_at IS NOT created_at
-                     OR a + b / 67108864 <> total_high * 134217728 + total_low / 67108864
-                     OR b % 67108864 <> total_low % 67108864",
+                "WITH counted AS (
+                     SELECT p.*, CASE WHEN e.kind = 'TOPUP' AND e.credit_account_id = p.account_id
+                                      THEN e.amount ELSE 0 END AS topup,
+                            CASE WHEN e.kind = 'BONUS' AND e.credit_account_id = p.account_id
+                                 THEN e.amount ELSE 0 END AS bonus,
+                            CASE WHEN e.kind = 'SPEND' AND e.debit_account_id = p.account_id
+                                 THEN e.amount ELSE 0 END AS spend,
+                            CASE WHEN e.kind = 'TRANSFER' AND e.debit_account_id = p.account_id
+                                 THEN e.amount ELSE 0 END AS transfer
+                       FROM postings p
+                       JOIN ledger_entries e ON e.seq = p.entry_seq
+                       JOIN accounts a ON a.id = p.account_id AND a.owner_type = 'USER'
+                 ), running AS (
+                     SELECT *,
+                            sum(topup / 67108864) OVER w AS ta, sum(topup % 67108864) OVER w AS tb,
+                            sum(bonus / 67108864) OVER w AS ba, sum(bonus % 67108864) OVER w AS bb,
+                            sum(spend / 67108864) OVER w AS sa, sum(spend % 67108864) OVER w AS sb,
+                            sum(transfer / 67108864) OVER w AS xa,
+                            sum(transfer % 67108864) OVER w AS xb
+                       FROM counted
+                     WINDOW w AS (PARTITION BY account_id ORDER BY entry_seq)
+                 )
+                 SELECT count(*) FROM running
+                  WHERE topup_high IS NOT (ta + tb / 67108864) / 134217728
+                     OR topup_low IS NOT ((ta + tb / 67108864) % 134217728) * 67108864 + tb % 67108864
+                     OR bonus_high IS NOT (ba + bb / 67108864) / 134217728
+                     OR bonus_low IS NOT ((ba + bb / 67108864) % 134217728) * 67108864 + bb % 67108864
+                     OR spend_high IS NOT (sa + sb / 67108864) / 134217728
+                     OR spend_low IS NOT ((sa + sb / 67108864) % 134217728) * 67108864 + sb % 67108864
+                     OR transfer_high IS NOT (xa + xb / 67108864) / 134217728
+                     OR transfer_low IS NOT ((xa + xb / 67108864) % 134217728) * 67108864 + xb % 67108864",
             )?,
         };
         auditor.check_windows(&windows);

@@ -270,6 +270,10 @@ impl RulesTransaction for SqliteWrite<'_> {
 }
 
 impl WriteTransaction for SqliteWrite<'_> {
+    fn any_rules(&mut self) -> Result<bool, StorageError> {
+        Ok(run_any_rules(self.conn)?)
+    }
+
     fn write_plan(
         &mut self,
         plan: &Plan,
@@ -286,6 +290,14 @@ impl WriteTransaction for SqliteWrite<'_> {
     fn expire_due_holds(&mut self, now_ms: i64, max: usize) -> Result<usize, StorageError> {
         Ok(holds::expire_due(self.conn, now_ms, max)?)
     }
+}
+
+/// Whether any rules on value are stored: two b-tree roots read.
+fn run_any_rules(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM asset_rules) OR EXISTS (SELECT 1 FROM user_rules)",
+    )?
+    .query_row([], |row| row.get(0))
 }
 
 /// Runs a statement without parameters through the statement cache: the
@@ -475,6 +487,7 @@ fn write_plan(
     let mut insert_posting = conn.prepare_cached(
         "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (?1, ?2, ?3, ?4)",
     )?;
+    let mut insert_user_posting = conn.prepare_cached(rules::INSERT_USER_POSTING)?;
     let account_id = |key: &AccountKey| {
         account_ids
             .get(key)
@@ -503,18 +516,37 @@ fn write_plan(
             created_at_ms,
         ])?;
         let seq = conn.last_insert_rowid();
-        insert_posting.execute(params![
-            debit,
-            seq,
-            -entry.amount,
-            entry.debit_balance_after
-        ])?;
-        insert_posting.execute(params![
-            credit,
-            seq,
-            entry.amount,
-            entry.credit_balance_after
-        ])?;
+        // A user's posting carries the running totals the caps read.
+        for (key, id, delta, balance_after, credited) in [
+            (
+                &entry.debit,
+                debit,
+                -entry.amount,
+                entry.debit_balance_after,
+                false,
+            ),
+            (
+                &entry.credit,
+                credit,
+                entry.amount,
+                entry.credit_balance_after,
+                true,
+            ),
+        ] {
+            match key.owner {
+                Owner::User(_) => insert_user_posting.execute(params![
+                    id,
+                    seq,
+                    delta,
+                    balance_after,
+                    rules::counted_kind(entry.kind, credited),
+                    entry.amount
+                ])?,
+                Owner::Treasury => {
+                    insert_posting.execute(params![id, seq, delta, balance_after])?
+                }
+            };
+        }
         let entry = entry.recorded(seq, entry_id, &plan.key, created_at_ms);
         if let Some(hold) = hold.as_mut().filter(|_| entry.hold_id.is_some()) {
             hold.captured_by = Some(entry.id.clone());
