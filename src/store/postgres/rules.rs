@@ -33,19 +33,16 @@ pub(super) const RULES_IN_FORCE: &str =
        LEFT JOIN asset_rules r ON r.asset_type_id = x.asset_type_id
        LEFT JOIN user_rules u ON u.user_id = $1 AND u.asset_type_id = x.asset_type_id";
 
-/// The newest running total of a kind ($2) for an account ($1), and the
-/// one as it stood at an instant ($3): two descents, one round trip.
-pub(super) const TOTALS: &str = "SELECT (SELECT ARRAY[total_high, total_low] FROM window_totals
+/// The newest running total of a kind ($2) for an account ($1) with its
+/// time, and the total as it stood at an instant ($3): two descents of the
+/// key, one round trip.
+pub(super) const TOTALS: &str =
+    "SELECT (SELECT ARRAY[total_high, total_low, created_at] FROM window_totals
               WHERE account_id = $1 AND kind = $2
-              ORDER BY total_high DESC, total_low DESC LIMIT 1),
+              ORDER BY created_at DESC, total_high DESC, total_low DESC LIMIT 1),
             (SELECT ARRAY[total_high, total_low] FROM window_totals
               WHERE account_id = $1 AND kind = $2 AND created_at <= $3
               ORDER BY created_at DESC, total_high DESC, total_low DESC LIMIT 1)";
-
-/// When the first row at or past a running total was made.
-pub(super) const MADE_AT_TOTAL: &str = "SELECT created_at FROM window_totals
-      WHERE account_id = $1 AND kind = $2 AND (total_high, total_low) >= ($3, $4)
-      ORDER BY total_high, total_low LIMIT 1";
 
 /// An asset row read with `ASSET_WITH_RULES`.
 pub(super) fn asset_row(row: &Row) -> Result<AssetRow, StorageError> {
@@ -200,12 +197,17 @@ pub(super) fn in_force(row: &Row, first: usize) -> Result<RulesInForce, StorageE
     Ok(RulesInForce::of(&asset, Some(&user)))
 }
 
-/// A running total from its two stored parts.
+/// A running total from its two stored parts (and a time, ignored).
 pub(super) fn total(parts: Option<Vec<i64>>) -> i128 {
     match parts.as_deref() {
-        Some([high, low]) => i128::from(*high) * TOTAL_SPLIT + i128::from(*low),
+        Some([high, low, ..]) => i128::from(*high) * TOTAL_SPLIT + i128::from(*low),
         _ => 0,
     }
+}
+
+/// The time of the newest row, from `TOTALS`' first column.
+pub(super) fn made_at(parts: &Option<Vec<i64>>) -> Option<i64> {
+    parts.as_deref().and_then(|parts| parts.get(2).copied())
 }
 
 /// The rules' side of one PostgreSQL write transaction, for the writer and

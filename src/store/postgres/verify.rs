@@ -259,7 +259,7 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
                                                      ORDER BY w.entry_seq) AS running
                    FROM window_totals w LEFT JOIN ledger_entries e ON e.seq = w.entry_seq) s
               WHERE entry_kind IS DISTINCT FROM kind OR entry_account IS DISTINCT FROM account_id
-                 OR entry_created_at IS DISTINCT FROM created_at
+                 OR entry_created_at IS NULL OR created_at < entry_created_at
                  OR running IS DISTINCT FROM total_high::numeric * 9007199254740992 + total_low",
         )?,
     };

@@ -113,12 +113,13 @@ impl PgWriter {
                 .as_mut()
                 .ok_or_else(|| StorageError::Backend("no connection".into()))?;
             let mut tx = client.transaction()?;
-            lock_users(&mut tx, batch)?;
+            let rules_stored = lock_users(&mut tx, batch)?;
             let results = write::apply_batch(
                 &mut PgWrite {
                     tx: &mut tx,
                     assets: &mut assets,
                     statements: &mut self.statements,
+                    rules_stored,
                 },
                 batch,
                 now_ms,
@@ -197,8 +198,10 @@ fn worth_retrying(error: &StorageError) -> bool {
     )
 }
 
-/// Locks every user the batch's commands touch, once each, in one order.
-fn lock_users(tx: &mut Transaction, batch: &[Work]) -> Result<(), StorageError> {
+/// Locks every user the batch's commands touch, once each, in one order,
+/// and says in the same round trip whether any rules on value are stored
+/// (None when no user was locked, so nothing was asked).
+fn lock_users(tx: &mut Transaction, batch: &[Work]) -> Result<Option<bool>, StorageError> {
     let mut users: Vec<String> = Vec::new();
     let mut entries: Vec<String> = Vec::new();
     let mut holds: Vec<String> = Vec::new();
@@ -243,16 +246,19 @@ fn lock_users(tx: &mut Transaction, batch: &[Work]) -> Result<(), StorageError> 
         }
     }
     if users.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     users.sort_unstable();
     users.dedup();
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, k)
-           FROM (SELECT DISTINCT hashtext(u) AS k FROM unnest($2::text[]) AS u ORDER BY k) AS s",
+    let row = tx.query_one(
+        "SELECT (SELECT count(*) FROM
+                   (SELECT pg_advisory_xact_lock($1, k)
+                      FROM (SELECT DISTINCT hashtext(u) AS k FROM unnest($2::text[]) AS u
+                             ORDER BY k) AS s) AS locked),
+                EXISTS (SELECT 1 FROM asset_rules) OR EXISTS (SELECT 1 FROM user_rules)",
         &[&USER_LOCK_SPACE, &users],
     )?;
-    Ok(())
+    Ok(Some(row.get(1)))
 }
 
 /// What the shared write loop does in PostgreSQL's transaction.
@@ -260,6 +266,8 @@ struct PgWrite<'a, 't> {
     tx: &'a mut Transaction<'t>,
     assets: &'a mut HashMap<String, ResolvedAsset>,
     statements: &'a mut HashMap<String, Statement>,
+    /// Whether rules are stored, when the users' lock asked already.
+    rules_stored: Option<bool>,
 }
 
 impl PgWrite<'_, '_> {
@@ -527,6 +535,9 @@ impl FactSource for PgWrite<'_, '_> {
         Ok(i64::try_from(used).unwrap_or(i64::MAX))
     }
 
+    /// A binary search over time: the first instant at which the total
+    /// reaches what the window held at its start plus `must_leave`. About
+    /// 40 round trips at most, and only for a refused write.
     fn window_frees_at(
         &mut self,
         account_id: i64,
@@ -535,15 +546,26 @@ impl FactSource for PgWrite<'_, '_> {
         must_leave: i64,
     ) -> Result<Option<i64>, StorageError> {
         let row = self.query_one(rules::TOTALS, &[&account_id, &kind.as_str(), &since_ms])?;
+        let newest: Option<Vec<i64>> = row.get(0);
         let target = rules::total(row.get(1)) + i128::from(must_leave);
-        let high = i64::try_from(target / rules::TOTAL_SPLIT).unwrap_or(i64::MAX);
-        let low = (target % rules::TOTAL_SPLIT) as i64;
-        Ok(self
-            .query_opt(
-                rules::MADE_AT_TOTAL,
-                &[&account_id, &kind.as_str(), &high, &low],
-            )?
-            .map(|row| row.get(0)))
+        let Some(newest_at) = rules::made_at(&newest) else {
+            return Ok(None);
+        };
+        if rules::total(newest) < target {
+            return Ok(None);
+        }
+        // The total at `low` is short of the target, at `high` it is not.
+        let (mut low, mut high) = (since_ms, newest_at);
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            let row = self.query_one(rules::TOTALS, &[&account_id, &kind.as_str(), &middle])?;
+            if rules::total(row.get(1)) >= target {
+                high = middle;
+            } else {
+                low = middle;
+            }
+        }
+        Ok(Some(high))
     }
 }
 
@@ -597,6 +619,9 @@ impl RulesTransaction for PgWrite<'_, '_> {
 
 impl WriteTransaction for PgWrite<'_, '_> {
     fn any_rules(&mut self) -> Result<bool, StorageError> {
+        if let Some(known) = self.rules_stored {
+            return Ok(known);
+        }
         Ok(self
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM asset_rules) OR EXISTS (SELECT 1 FROM user_rules)",
