@@ -136,6 +136,19 @@ def before_call(context, case, kwargs):
         elif header_key is None:
             body["idempotencyKey"] = f"schemathesis-{uuid.uuid4()}"
         case.headers = headers
+    if path in ("/assets/{asset}/rules", "/wallets/{userId}/rules") and body is not None:
+        # No two limits of one type and window (the document says so in
+        # words): keep the first of each.
+        limits = body.get("limits")
+        if isinstance(limits, list):
+            seen = set()
+            kept = []
+            for limit in limits:
+                key = (limit.get("type"), limit.get("windowSeconds")) if isinstance(limit, dict) else None
+                if key not in seen:
+                    seen.add(key)
+                    kept.append(limit)
+            body["limits"] = kept
     if path == "/wallets/{userId}/transfer" and body is not None and isinstance(body.get("to"), str):
         body["to"] = _other_user(body["to"], (case.path_parameters or {}).get("userId"))
     if path == "/wallets/{userId}/balance" and case.query and isinstance(case.query.get("at"), str):

@@ -8,9 +8,7 @@ use serde_json::Value;
 use super::auth::caller_still_allowed;
 use super::body::{FieldErrors, JsonBody, JsonObject};
 use super::envelope::{ok, success};
-use super::input::{
-    refuse_unknown_fields, required_text, truncate_for_echo, validated_but_missing,
-};
+use super::input::{refuse_any_query, refuse_unknown_fields, required_text, validated_but_missing};
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
 use super::json::AssetRequest;
 use super::json::{Asset, SupplyJson};
@@ -18,7 +16,6 @@ use super::params::AssetParam;
 use crate::domain::{AssetDecimals, AssetName, AssetRef, AssetSymbol};
 use crate::error::ApiError;
 use crate::ledger::engine::NewAsset;
-use crate::limits::QUERY_PROBLEMS_MAX;
 use crate::store::{AssetOutcome, Store};
 
 /// API.md: GET /assets
@@ -98,11 +95,4 @@ pub(super) async fn get_supply(
     errors.into_result()?;
     let asset = asset.ok_or_else(validated_but_missing)?;
     Ok(ok(SupplyJson::from(store.supply(&asset)?)))
-}
-
-fn refuse_any_query(raw: &str, errors: &mut FieldErrors) {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).unwrap_or_default();
-    for (name, _) in pairs.iter().take(QUERY_PROBLEMS_MAX) {
-        errors.push(&truncate_for_echo(name), "is not a known parameter");
-    }
 }

@@ -62,6 +62,7 @@ impl ResourceMethods {
             .map(|(name, _)| match *name {
                 "get" => "GET, HEAD",
                 "post" => "POST",
+                "put" => "PUT",
                 _ => "",
             })
             .collect::<Vec<_>>()

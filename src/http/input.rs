@@ -118,6 +118,14 @@ pub(super) fn required_text<T>(
     }
 }
 
+/// A route that takes no query parameters: every one given is named.
+pub(super) fn refuse_any_query(raw: &str, errors: &mut FieldErrors) {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).unwrap_or_default();
+    for (name, _) in pairs.iter().take(QUERY_PROBLEMS_MAX) {
+        errors.push(&truncate_for_echo(name), "is not a known parameter");
+    }
+}
+
 /// Every field left in `body` is one the route does not know.
 pub(super) fn refuse_unknown_fields(body: &Map<String, Value>, errors: &mut FieldErrors) {
     refuse_unknown_fields_named(body, "", errors);

@@ -499,7 +499,8 @@ pub struct AssetRulesRequest {
     spend_order: Option<String>,
     #[schema(schema_with = max_balance_schema)]
     max_balance: Option<i64>,
-    /// At most 8, no two with one type and window; `null` or `[]` clears them.
+    /// At most 8, no two with one type and window (a repeat is a
+    /// `400 VALIDATION_ERROR` naming it); `null` or `[]` clears them.
     #[schema(max_items = 8, nullable)]
     limits: Option<Vec<LimitJson>>,
 }
@@ -512,10 +513,13 @@ pub struct AssetRulesRequest {
 #[allow(dead_code)]
 pub struct UserRulesRequest {
     /// The asset's symbol or id.
+    #[schema(schema_with = asset_ref_schema)]
     asset: String,
     #[schema(schema_with = max_balance_schema)]
     max_balance: Option<i64>,
-    /// At most 8; `[]` means no limits for this user, `null` the asset's.
+    /// At most 8, no two with one type and window (a repeat is a
+    /// `400 VALIDATION_ERROR` naming it); `[]` means no limits for this
+    /// user, `null` the asset's.
     #[schema(max_items = 8, nullable)]
     limits: Option<Vec<LimitJson>>,
 }

@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 use super::auth::caller_still_allowed;
 use super::body::{FieldErrors, JsonBody, JsonObject};
 use super::envelope::ok;
-use super::input::{path_user, refuse_unknown_fields, refuse_unknown_fields_named, required_text};
+use super::input::{
+    path_user, refuse_any_query, refuse_unknown_fields, refuse_unknown_fields_named, required_text,
+};
 use super::json::{Asset, UserRulesJson};
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
 use super::json::{AssetRulesRequest, UserRulesRequest};
@@ -128,16 +130,6 @@ fn unexpected_outcome() -> ApiError {
     ApiError::Internal(anyhow::anyhow!(
         "a change of rules answered for the other kind of rules"
     ))
-}
-
-fn refuse_any_query(raw: &str, errors: &mut FieldErrors) {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).unwrap_or_default();
-    for (name, _) in pairs.iter().take(crate::limits::QUERY_PROBLEMS_MAX) {
-        errors.push(
-            &super::input::truncate_for_echo(name),
-            "is not a known parameter",
-        );
-    }
 }
 
 /// `maxBalance`: absent keeps it, `null` clears it, else 0 to 2^53 - 1.

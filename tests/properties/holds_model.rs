@@ -9,23 +9,20 @@
 //! to another user or to the hold's own user), voids, moving the clock on
 //! by up to 2.5 s, and exact retries of the step before.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
 use uuid::Uuid;
 
-use wallet::clock::Clock;
-use wallet::domain::{
-    Amount, AssetDecimals, AssetName, AssetRef, AssetSymbol, Caller, IdempotencyKey, UserId,
-};
+use wallet::domain::{Amount, AssetRef, Caller, IdempotencyKey, UserId};
 use wallet::ledger::engine::{
-    Answer, Command, CreditKind, EntryDetails, HoldStatus, NewAsset, Operation, Outcome, Route,
+    Answer, Command, CreditKind, EntryDetails, HoldStatus, Operation, Outcome, Route,
 };
 use wallet::ledger::Rejection;
-use wallet::limits::WRITE_BATCH_MAX;
-use wallet::store::{commands, AssetOutcome, DatabaseLocation, LedgerError, OpenedStore, Store};
+use wallet::store::{commands, LedgerError};
+
+use crate::real_store::Real;
 
 const USERS: [&str; 3] = ["ann", "ben", "cid"];
 /// A hold id no hold has.
@@ -122,67 +119,6 @@ impl Model {
         match self.holds[index].status_at(self.now) {
             HoldStatus::Held => Ok(index),
             status => Err(Rejection::HoldNotActive { status }),
-        }
-    }
-}
-
-/// The store as a server holds it, on a fresh database with the asset
-/// catalogue, standing at a clock the test moves, and driven only through
-/// `Store`.
-struct Real {
-    _dir: tempfile::TempDir,
-    location: DatabaseLocation,
-    opened: Option<OpenedStore>,
-    store: Store,
-    runtime: tokio::runtime::Runtime,
-    clock: Arc<AtomicI64>,
-}
-
-impl Real {
-    fn open(start_ms: i64) -> Real {
-        let dir = tempfile::tempdir().unwrap();
-        let location = crate::fresh_location(dir.path());
-        commands::migrate(&location).unwrap();
-        let gold = NewAsset {
-            symbol: AssetSymbol::parse("GOLD").unwrap(),
-            name: AssetName::parse("Gold Coins").unwrap(),
-            decimals: AssetDecimals::default(),
-        };
-        assert!(matches!(
-            commands::create_asset(&location, gold).unwrap(),
-            Ok(AssetOutcome::Created(_))
-        ));
-        let (clock, hand) = Clock::manual(start_ms);
-        let opened =
-            OpenedStore::open_with_clock(&location, WRITE_BATCH_MAX, false, clock).unwrap();
-        let store = opened.store();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        Real {
-            _dir: dir,
-            location,
-            opened: Some(opened),
-            store,
-            runtime,
-            clock: hand,
-        }
-    }
-
-    fn apply(&self, command: Command) -> Result<Outcome, Rejection> {
-        match self.runtime.block_on(self.store.apply(command)) {
-            Ok(outcome) => Ok(outcome),
-            Err(LedgerError::Rejected(rejection)) => Err(rejection),
-            Err(other) => panic!("a storage failure: {other:?}"),
-        }
-    }
-}
-
-impl Drop for Real {
-    fn drop(&mut self) {
-        if let Some(opened) = self.opened.take() {
-            opened.close();
         }
     }
 }

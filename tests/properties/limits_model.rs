@@ -16,24 +16,19 @@
 //! entries) passes at the end.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use proptest::prelude::*;
 
-use wallet::clock::Clock;
 use wallet::domain::{
-    Amount, AssetDecimals, AssetName, AssetRef, AssetRulesChange, AssetSymbol, Caller, FieldChange,
-    IdempotencyKey, Limit, LimitedKind, Limits, UserId, UserRulesChange,
+    Amount, AssetRef, AssetRulesChange, Caller, FieldChange, IdempotencyKey, Limit, LimitedKind,
+    Limits, UserId, UserRulesChange,
 };
-use wallet::ledger::engine::{
-    Command, CreditKind, EntryDetails, NewAsset, Operation, Outcome, RetryAfter, Route,
-};
+use wallet::ledger::engine::{Command, CreditKind, EntryDetails, Operation, RetryAfter, Route};
 use wallet::ledger::Rejection;
-use wallet::limits::WRITE_BATCH_MAX;
-use wallet::store::{
-    commands, AssetOutcome, DatabaseLocation, LedgerError, OpenedStore, RulesChange, Store,
-};
+use wallet::store::{commands, RulesChange};
+
+use crate::real_store::Real;
 
 const USERS: [&str; 3] = ["ann", "ben", "cid"];
 /// What each user is topped up with before any rule exists.
@@ -269,55 +264,7 @@ impl Model {
     }
 }
 
-struct Real {
-    _dir: tempfile::TempDir,
-    location: DatabaseLocation,
-    opened: Option<OpenedStore>,
-    store: Store,
-    runtime: tokio::runtime::Runtime,
-    clock: Arc<AtomicI64>,
-}
-
 impl Real {
-    fn open(start_ms: i64) -> Real {
-        let dir = tempfile::tempdir().unwrap();
-        let location = crate::fresh_location(dir.path());
-        commands::migrate(&location).unwrap();
-        let gold = NewAsset {
-            symbol: AssetSymbol::parse("GOLD").unwrap(),
-            name: AssetName::parse("Gold Coins").unwrap(),
-            decimals: AssetDecimals::default(),
-        };
-        assert!(matches!(
-            commands::create_asset(&location, gold).unwrap(),
-            Ok(AssetOutcome::Created(_))
-        ));
-        let (clock, hand) = Clock::manual(start_ms);
-        let opened =
-            OpenedStore::open_with_clock(&location, WRITE_BATCH_MAX, false, clock).unwrap();
-        let store = opened.store();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        Real {
-            _dir: dir,
-            location,
-            opened: Some(opened),
-            store,
-            runtime,
-            clock: hand,
-        }
-    }
-
-    fn apply(&self, command: Command) -> Result<Outcome, Rejection> {
-        match self.runtime.block_on(self.store.apply(command)) {
-            Ok(outcome) => Ok(outcome),
-            Err(LedgerError::Rejected(rejection)) => Err(rejection),
-            Err(other) => panic!("a storage failure: {other:?}"),
-        }
-    }
-
     fn change(&self, change: RulesChange) {
         self.runtime
             .block_on(self.store.change_rules(change, Caller::Anonymous))
@@ -332,14 +279,6 @@ impl Real {
                 .find(|row| row.asset_symbol == "GOLD")
                 .map_or(0, |row| row.balance),
             Err(error) => panic!("balance of {}: {error:?}", USERS[user]),
-        }
-    }
-}
-
-impl Drop for Real {
-    fn drop(&mut self) {
-        if let Some(opened) = self.opened.take() {
-            opened.close();
         }
     }
 }

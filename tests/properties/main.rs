@@ -7,6 +7,7 @@ mod holds_model;
 mod input;
 mod ledger_model;
 mod limits_model;
+mod real_store;
 #[path = "../common/test_database.rs"]
 mod test_database;
 

@@ -603,7 +603,10 @@ export interface components {
          *     its value, `null` (or `[]` for `limits`) clears it.
          */
         AssetRulesRequest: {
-            /** @description At most 8, no two with one type and window; `null` or `[]` clears them. */
+            /**
+             * @description At most 8, no two with one type and window (a repeat is a
+             *     `400 VALIDATION_ERROR` naming it); `null` or `[]` clears them.
+             */
             limits?: components["schemas"]["LimitJson"][] | null;
             maxBalance?: number | null;
             /** @enum {string} */
@@ -1144,9 +1147,13 @@ export interface components {
          *     applies again.
          */
         UserRulesRequest: {
-            /** @description The asset's symbol or id. */
+            /** @description An asset symbol such as `GOLD`, or an asset id (a UUID). */
             asset: string;
-            /** @description At most 8; `[]` means no limits for this user, `null` the asset's. */
+            /**
+             * @description At most 8, no two with one type and window (a repeat is a
+             *     `400 VALIDATION_ERROR` naming it); `[]` means no limits for this
+             *     user, `null` the asset's.
+             */
             limits?: components["schemas"]["LimitJson"][] | null;
             maxBalance?: number | null;
         };
