@@ -646,10 +646,15 @@ fn resolve_retry(
             };
             let seconds = match made_at {
                 // It leaves the window once `window_ms` have passed since
-                // it was made: whole seconds, rounded up, at least one.
+                // it was made: whole seconds, rounded up, at least one, and
+                // never more than the window (on PostgreSQL another
+                // instance may have made it after this batch read its
+                // clock, while this batch waited for the user's lock).
                 Some(made_at) => {
                     let wait_ms = made_at.saturating_add(window_ms).saturating_sub(now_ms);
-                    u64::try_from((wait_ms + 999) / 1000).unwrap_or(0).max(1)
+                    u64::try_from((wait_ms + 999) / 1000)
+                        .unwrap_or(0)
+                        .clamp(1, u64::from(window_seconds))
                 }
                 None => u64::from(window_seconds),
             };
