@@ -1397,43 +1397,46 @@ impl Working {
         kind: LimitedKind,
         amount: i64,
     ) -> Result<(), Rejection> {
+        // Only an account with rules keeps a count: the common spend
+        // allocates nothing here.
+        let Some(rules) = self.rules.get(account) else {
+            return Ok(());
+        };
         let counted = self
             .counted
             .get(&(account.clone(), kind))
             .copied()
             .unwrap_or(0);
-        if let Some(rules) = self.rules.get(account) {
-            for window in rules
-                .windows
-                .iter()
-                .filter(|window| window.limit.kind == kind)
-            {
-                let max = window.limit.max;
-                let used = window.used.saturating_add(counted);
-                if used.saturating_add(amount) <= max {
-                    continue;
-                }
-                let retry_after = if amount > max {
-                    RetryAfter::Never
-                } else if counted.saturating_add(amount) > max {
-                    // This command's own earlier operations must leave the
-                    // window: they are made now.
-                    RetryAfter::Seconds(u64::from(window.limit.window_seconds))
-                } else {
-                    RetryAfter::WhenStoredLeave {
-                        account: account.clone(),
-                        must_leave: used + amount - max,
-                    }
-                };
-                return Err(Rejection::LimitExceeded {
-                    kind,
-                    window_seconds: window.limit.window_seconds,
-                    max,
-                    used,
-                    requested: amount.unsigned_abs(),
-                    retry_after,
-                });
+        for window in rules
+            .windows
+            .iter()
+            .filter(|window| window.limit.kind == kind)
+        {
+            let max = window.limit.max;
+            let used = window.used.saturating_add(counted);
+            if used.saturating_add(amount) <= max {
+                continue;
             }
+            let retry_after = if amount > max {
+                RetryAfter::Never
+            } else if counted.saturating_add(amount) > max {
+                // This command's own earlier operations must leave the
+                // window: they are made now.
+                RetryAfter::Seconds(u64::from(window.limit.window_seconds))
+            } else {
+                RetryAfter::WhenStoredLeave {
+                    account: account.clone(),
+                    must_leave: used + amount - max,
+                }
+            };
+            return Err(Rejection::LimitExceeded {
+                kind,
+                window_seconds: window.limit.window_seconds,
+                max,
+                used,
+                requested: amount.unsigned_abs(),
+                retry_after,
+            });
         }
         self.counted
             .insert((account.clone(), kind), counted.saturating_add(amount));

@@ -432,16 +432,12 @@ pub(crate) fn read_facts(
             .iter()
             .map(|(to, asset_id)| (to.as_str(), asset_id.clone())),
     );
-    let user_accounts_named: Vec<(String, String)> = user_accounts
-        .iter()
-        .map(|(user, asset_id)| ((*user).to_owned(), asset_id.clone()))
-        .collect();
-    for (user, asset_id) in user_accounts {
-        let key = AccountKey::user(user, &asset_id);
+    for (user, asset_id) in &user_accounts {
+        let key = AccountKey::user(user, asset_id);
         if accounts.contains_key(&key) {
             continue;
         }
-        if let Some(account) = source.find_user_account(user, &asset_id)? {
+        if let Some(account) = source.find_user_account(user, asset_id)? {
             read_account(
                 source,
                 &mut accounts,
@@ -469,21 +465,36 @@ pub(crate) fn read_facts(
             facts.users_with_wallet.push(user.as_str().to_owned());
         }
     }
-    // The rules of every user account the command may move, open or not
-    // (a first top-up opens its account). Most accounts have none, and
-    // then nothing more is read.
-    let mut user_keys: Vec<AccountKey> = accounts
+    if rules_stored {
+        facts.rules = read_rules(source, &accounts, &account_ids, &user_accounts, now_ms)?;
+    }
+    facts.accounts = accounts.into_values().collect();
+    Ok((facts, account_ids))
+}
+
+/// The rules of every user account the command may move, open or not (a
+/// first top-up opens its account), with what each cap's window holds. Most
+/// accounts have none, and then nothing more is read.
+fn read_rules(
+    source: &mut impl FactSource,
+    accounts: &BTreeMap<AccountKey, AccountFact>,
+    account_ids: &AccountIds,
+    named: &[(&str, String)],
+    now_ms: i64,
+) -> Result<Vec<AccountRules>, StorageError> {
+    let mut keys: Vec<AccountKey> = accounts
         .keys()
         .filter(|key| matches!(key.owner, Owner::User(_)))
         .cloned()
         .collect();
-    for (user, asset_id) in &user_accounts_named {
+    for (user, asset_id) in named {
         let key = AccountKey::user(user, asset_id);
-        if !user_keys.contains(&key) {
-            user_keys.push(key);
+        if !keys.contains(&key) {
+            keys.push(key);
         }
     }
-    for key in user_keys.into_iter().filter(|_| rules_stored) {
+    let mut rules = Vec::new();
+    for key in keys {
         let Owner::User(user) = &key.owner else {
             continue;
         };
@@ -506,14 +517,13 @@ pub(crate) fn read_facts(
                 used,
             });
         }
-        facts.rules.push(AccountRules {
+        rules.push(AccountRules {
             key,
             max_balance: in_force.max_balance,
             windows,
         });
     }
-    facts.accounts = accounts.into_values().collect();
-    Ok((facts, account_ids))
+    Ok(rules)
 }
 
 /// A version 7 UUID for an entry or hold made at `created_at_ms` (not

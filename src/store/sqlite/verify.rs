@@ -266,9 +266,12 @@ pub fn audit_reporting(
         // from the entries in two parts (amount = a * 2^26 + b) so no sum
         // leaves 64 bits.
         let windows = AuditWindows {
+            // User postings that carry every total (the Treasury's carry none).
             rows: count(
                 "SELECT count(*) FROM postings p JOIN accounts a ON a.id = p.account_id
-                  WHERE a.owner_type = 'USER'",
+                  WHERE a.owner_type = 'USER'
+                    AND topup_low IS NOT NULL AND bonus_low IS NOT NULL
+                    AND spend_low IS NOT NULL AND transfer_low IS NOT NULL",
             )?,
             counted_entries: count(
                 "SELECT count(*) FROM postings p JOIN accounts a ON a.id = p.account_id
