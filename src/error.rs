@@ -440,6 +440,9 @@ impl From<Rejection> for ApiError {
             Rejection::StoredRequestUnreadable => ApiError::Internal(anyhow::anyhow!(
                 "the stored request for an idempotency key is unreadable"
             )),
+            Rejection::PartsInconsistent => ApiError::Internal(anyhow::anyhow!(
+                "an account's parts do not add up to its balance; run wallet verify"
+            )),
             Rejection::InBatch { operation, cause } => ApiError::InBatch {
                 operation,
                 error: Box::new(ApiError::from(*cause)),

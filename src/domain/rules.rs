@@ -244,6 +244,8 @@ pub struct RulesInForce {
     pub max_balance: Option<i64>,
     pub limits: Limits,
     pub overridden: bool,
+    /// The asset's: a user has no spend order of its own.
+    pub spend_order: SpendOrder,
 }
 
 impl RulesInForce {
@@ -258,6 +260,7 @@ impl RulesInForce {
                 .and_then(|user| user.limits.clone())
                 .unwrap_or_else(|| asset.limits.clone()),
             overridden: user.is_some(),
+            spend_order: asset.spend_order,
         }
     }
 

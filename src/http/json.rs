@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::domain::{AssetRules, Direction, EntryKind, LimitedKind, Limits, Scope, SpendOrder};
 use crate::ledger::engine::{Answer, AssetRow, BalanceAfter, HoldFact, HoldStatus, UserEntry};
+use crate::ledger::parts::{Part, PartKind};
 use crate::limits::{
     AMOUNT_MAX, API_KEY_NAME_CHARS_MAX, ASSET_DECIMALS_MAX, ASSET_NAME_CHARS_MAX,
     ASSET_SYMBOL_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, LIMIT_WINDOW_SECONDS, METADATA_BYTES_MAX,
@@ -67,6 +68,40 @@ pub struct Transaction {
     metadata: Option<serde_json::Value>,
     /// RFC 3339, UTC, millisecond precision.
     created_at: String,
+    /// Which parts of the balance it took or gave, in the order taken; the
+    /// amounts add up to `amount`.
+    parts: Vec<PartJson>,
+}
+
+/// One part an entry moved (API.md, Paid, free and expiring currency).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Part)]
+pub struct PartJson {
+    #[schema(schema_with = part_kind_schema)]
+    kind: &'static str,
+    amount: i64,
+    /// The lot's expiry; only for EXPIRING.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+}
+
+fn part_kind_schema() -> Object {
+    one_of(["PAID", "FREE", "EXPIRING"])
+}
+
+fn parts_json(parts: Vec<Part>) -> Vec<PartJson> {
+    parts
+        .into_iter()
+        .map(|part| PartJson {
+            kind: part.kind.as_str(),
+            amount: part.amount,
+            expires_at: match part.kind {
+                PartKind::Expiring { expires_at_ms } => Some(format_timestamp(expires_at_ms)),
+                PartKind::Paid | PartKind::Free => None,
+            },
+        })
+        .collect()
 }
 
 /// Strings drawn from a fixed set, listed from the code's own names.
@@ -102,6 +137,7 @@ impl From<UserEntry> for Transaction {
             note: entry.note,
             metadata: entry.metadata.map(|metadata| metadata.to_value()),
             created_at: format_timestamp(entry.created_at_ms),
+            parts: parts_json(entry.parts),
         }
     }
 }
@@ -633,6 +669,8 @@ pub struct TransactionDetailJson {
     #[schema(required = true, schema_with = metadata_schema)]
     metadata: Option<serde_json::Value>,
     created_at: String,
+    /// Which parts of the user's balance it moved, in the order taken.
+    parts: Vec<PartJson>,
 }
 
 impl From<TransactionDetail> for TransactionDetailJson {
@@ -652,6 +690,7 @@ impl From<TransactionDetail> for TransactionDetailJson {
             note: detail.note,
             metadata: detail.metadata.map(|metadata| metadata.to_value()),
             created_at: format_timestamp(detail.created_at_ms),
+            parts: parts_json(detail.parts),
         }
     }
 }
@@ -672,6 +711,23 @@ pub struct Balance {
     /// against; omitted from a balance `?at=` a time.
     #[serde(skip_serializing_if = "Option::is_none")]
     available: Option<i64>,
+    /// The part of `balance` bought (TOPUP); never expires.
+    paid: i64,
+    /// The part given (BONUS), the expiring lots included: `balance = paid + free`.
+    free: i64,
+    /// The expiring lots, soonest first (at most 100 shown); omitted from a
+    /// balance `?at=` a time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiring: Option<Vec<LotJson>>,
+}
+
+/// One expiring lot of a balance.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Lot)]
+pub struct LotJson {
+    amount: i64,
+    expires_at: String,
 }
 
 impl From<BalanceRow> for Balance {
@@ -683,16 +739,28 @@ impl From<BalanceRow> for Balance {
             balance: row.balance,
             held: Some(row.held),
             available: Some(row.available),
+            paid: row.paid,
+            free: row.free,
+            expiring: Some(
+                row.expiring
+                    .into_iter()
+                    .map(|(amount, expires_at_ms)| LotJson {
+                        amount,
+                        expires_at: format_timestamp(expires_at_ms),
+                    })
+                    .collect(),
+            ),
         }
     }
 }
 
 impl Balance {
-    /// A balance as it stood at some instant: no holds are told.
+    /// A balance as it stood at some instant: no holds or lots are told.
     pub fn as_it_stood(row: BalanceRow) -> Balance {
         Balance {
             held: None,
             available: None,
+            expiring: None,
             ..Balance::from(row)
         }
     }
@@ -1112,6 +1180,15 @@ pub struct SupplyJson {
     /// Total of REVERSAL entries ever.
     #[schema(value_type = u64)]
     pub reversed: u128,
+    /// What users hold of each kind: `outstanding = paid + free`. Paid is
+    /// bought and not yet spent (owed to players).
+    #[schema(value_type = i64)]
+    pub paid: i128,
+    #[schema(value_type = i64)]
+    pub free: i128,
+    /// Total of EXPIRY entries ever.
+    #[schema(value_type = u64)]
+    pub expired: u128,
     /// The time of the newest entry counted; null before the asset's first.
     #[schema(required = true)]
     pub as_of: Option<String>,
@@ -1130,6 +1207,9 @@ impl From<SupplyRow> for SupplyJson {
             },
             spent: row.spent,
             reversed: row.reversed,
+            paid: row.paid,
+            free: row.free,
+            expired: row.expired,
             as_of: row.as_of_ms.map(format_timestamp),
         }
     }

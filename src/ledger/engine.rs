@@ -19,10 +19,12 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::parts::{self, Part, PartBalances};
 use super::Rejection;
 use crate::domain::{
     Amount, AssetDecimals, AssetName, AssetRef, AssetRules, AssetSymbol, Caller, Direction,
-    EntryKind, IdempotencyKey, Limit, LimitedKind, Metadata, Note, ReferenceId, UserId,
+    EntryKind, IdempotencyKey, Limit, LimitedKind, Metadata, Note, ReferenceId, SpendOrder,
+    UserId,
 };
 use crate::limits::{AMOUNT_MAX, ASSET_TYPES_MAX, HOLDS_PER_ACCOUNT_MAX};
 
@@ -160,6 +162,8 @@ pub struct HoldFact {
     pub reference_id: Option<String>,
     pub note: Option<String>,
     pub metadata: Option<Metadata>,
+    /// The parts of the balance it set aside when it was made.
+    pub parts: Vec<Part>,
 }
 
 impl HoldFact {
@@ -353,6 +357,9 @@ pub fn needs(command: &Command) -> Needs {
 pub struct AssetFact {
     pub id: String,
     pub symbol: String,
+    /// Which part a debit takes first (the asset's rules; free-first while
+    /// none are stored).
+    pub spend_order: SpendOrder,
 }
 
 /// An account that exists, with its balance now and what holds set aside.
@@ -367,26 +374,41 @@ pub struct AccountFact {
     /// Holds stored as HELD whose expiry has come at `Facts::now_ms`: they
     /// count nowhere, and a command that writes records their expiry.
     pub due: Vec<DueHold>,
+    /// A user's balance by part (they add up to `balance`), and what the
+    /// HELD holds set aside of each (they add up to `held`). Empty for a
+    /// Treasury, which keeps no parts.
+    pub parts: PartBalances,
+    pub held_parts: PartBalances,
 }
 
 impl AccountFact {
-    /// An account with nothing held.
+    /// An account with nothing held, all of it paid.
     pub fn new(key: AccountKey, balance: i64) -> AccountFact {
+        let parts = match key.owner {
+            Owner::User(_) => PartBalances {
+                paid: balance,
+                ..PartBalances::default()
+            },
+            Owner::Treasury => PartBalances::default(),
+        };
         AccountFact {
             key,
             balance,
             held: 0,
             active_holds: 0,
             due: Vec::new(),
+            parts,
+            held_parts: PartBalances::default(),
         }
     }
 }
 
 /// A hold past its expiry that is still stored as HELD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueHold {
     pub seq: i64,
     pub amount: i64,
+    pub parts: Vec<Part>,
 }
 
 /// An entry a command may reverse, with how much of it is reversed already.
@@ -401,6 +423,8 @@ pub struct EntryFact {
     pub debit: AccountKey,
     pub credit: AccountKey,
     pub reversed: i64,
+    /// What it moved, in the order taken.
+    pub parts: Vec<Part>,
 }
 
 /// The rules in force on a user account a command may move, with what each
@@ -798,6 +822,8 @@ pub struct RecordedEntry {
     pub note: Option<String>,
     pub metadata: Option<Metadata>,
     pub created_at_ms: i64,
+    /// The parts it moved, in the order taken (the same on both sides).
+    pub parts: Vec<Part>,
 }
 
 impl RecordedEntry {
@@ -849,6 +875,7 @@ impl RecordedEntry {
             note: self.note.clone(),
             metadata: self.metadata.clone(),
             created_at_ms: self.created_at_ms,
+            parts: self.parts.clone(),
         }
     }
 }
@@ -871,6 +898,7 @@ pub struct UserEntry {
     pub note: Option<String>,
     pub metadata: Option<Metadata>,
     pub created_at_ms: i64,
+    pub parts: Vec<Part>,
 }
 
 /// One user's balance in one asset right after a command.
@@ -1076,6 +1104,9 @@ pub struct PlannedEntry {
     pub reference_id: Option<String>,
     pub note: Option<String>,
     pub metadata: Option<Metadata>,
+    /// The parts it moves, in the order taken: what the user side takes or
+    /// is given (a Treasury keeps no parts).
+    pub parts: Vec<Part>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1097,6 +1128,8 @@ pub struct PlannedHold {
     pub reference_id: Option<String>,
     pub note: Option<String>,
     pub metadata: Option<Metadata>,
+    /// The parts it sets aside, in spend order.
+    pub parts: Vec<Part>,
 }
 
 impl PlannedHold {
@@ -1125,6 +1158,7 @@ impl PlannedHold {
             reference_id: self.reference_id.clone(),
             note: self.note.clone(),
             metadata: self.metadata.clone(),
+            parts: self.parts.clone(),
         }
     }
 }
@@ -1226,16 +1260,41 @@ struct Working {
     /// What earlier operations of this command counted, per account and
     /// kind: a batch counts each operation against the ones before it.
     counted: BTreeMap<(AccountKey, LimitedKind), i64>,
+    /// Each user account's balance by part, and what holds set aside of
+    /// each.
+    parts: BTreeMap<AccountKey, PartBalances>,
+    held_parts: BTreeMap<AccountKey, PartBalances>,
+    spend_orders: BTreeMap<String, SpendOrder>,
     now_ms: i64,
+}
+
+/// How a debit chooses the parts it takes from a user.
+enum Take<'a> {
+    /// These first, as far as the user has them, then the spend order.
+    Preferring(&'a [Part]),
+    /// Exactly these: a capture takes the parts its hold set aside.
+    Exactly(&'a [Part]),
 }
 
 impl Working {
     fn new(facts: &Facts) -> Working {
         let mut holds = BTreeMap::new();
         let mut expire = Vec::new();
+        let mut parts = BTreeMap::new();
+        let mut held_parts = BTreeMap::new();
         for account in &facts.accounts {
             let due: i64 = account.due.iter().map(|hold| hold.amount).sum();
             expire.extend(account.due.iter().map(|hold| hold.seq));
+            if let Owner::User(_) = account.key.owner {
+                parts.insert(account.key.clone(), account.parts.clone());
+                let mut held = account.held_parts.clone();
+                for hold in &account.due {
+                    for part in &hold.parts {
+                        held.remove(part);
+                    }
+                }
+                held_parts.insert(account.key.clone(), held);
+            }
             if account.held != 0 || account.active_holds != 0 {
                 holds.insert(
                     account.key.clone(),
@@ -1257,6 +1316,13 @@ impl Working {
                 .map(|rules| (rules.key.clone(), rules.clone()))
                 .collect(),
             counted: BTreeMap::new(),
+            parts,
+            held_parts,
+            spend_orders: facts
+                .assets
+                .iter()
+                .map(|asset| (asset.id.clone(), asset.spend_order))
+                .collect(),
             now_ms: facts.now_ms,
             balances: facts
                 .accounts
@@ -1292,8 +1358,30 @@ impl Working {
         self.existing.contains(key) || self.users_with_wallet.contains(user)
     }
 
-    /// Sets `amount` of `key`'s available balance aside.
-    fn hold(&mut self, key: &AccountKey, user: &str, amount: i64) -> Result<(), Rejection> {
+    fn spend_order(&self, key: &AccountKey) -> SpendOrder {
+        self.spend_orders
+            .get(&key.asset_id)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// A user account's parts that no hold sets aside.
+    fn available_parts(&self, key: &AccountKey) -> PartBalances {
+        let whole = self.parts.get(key).cloned().unwrap_or_default();
+        match self.held_parts.get(key) {
+            Some(held) => whole.less(held),
+            None => whole,
+        }
+    }
+
+    /// Sets `amount` of `key`'s available balance aside, and the parts it
+    /// takes in spend order.
+    fn hold(
+        &mut self,
+        key: &AccountKey,
+        user: &str,
+        amount: i64,
+    ) -> Result<Vec<Part>, Rejection> {
         if !self.has_wallet(key, user) {
             return Err(Rejection::WalletNotFound);
         }
@@ -1310,14 +1398,27 @@ impl Working {
                 requested: amount.unsigned_abs(),
             });
         }
+        let parts = self
+            .available_parts(key)
+            .take(amount, self.spend_order(key), &[])
+            .ok_or(Rejection::PartsInconsistent)?;
+        let held_parts = self.held_parts.entry(key.clone()).or_default();
+        for part in &parts {
+            held_parts.add(part);
+        }
         self.holds.insert(key.clone(), (held + amount, active + 1));
-        Ok(())
+        Ok(parts)
     }
 
-    /// Releases a hold of `amount` on `key`.
-    fn release(&mut self, key: &AccountKey, amount: i64) {
+    /// Releases a hold of `amount` on `key`, and the parts it set aside.
+    fn release(&mut self, key: &AccountKey, amount: i64, parts: &[Part]) {
         let (held, active) = self.held(key);
         self.holds.insert(key.clone(), (held - amount, active - 1));
+        if let Some(held_parts) = self.held_parts.get_mut(key) {
+            for part in parts {
+                held_parts.remove(part);
+            }
+        }
     }
 
     /// What the answer must remember beside its entries: the held amount of
@@ -1360,9 +1461,16 @@ impl Working {
     }
 
     /// Takes `amount` from `key`: a user must have it (and an account, and
-    /// a wallet at all); a Treasury only stays within i64.
-    fn debit(&mut self, key: &AccountKey, amount: i64) -> Result<i64, Rejection> {
+    /// a wallet at all), and gives the parts it took as `take` says; a
+    /// Treasury only stays within i64, and takes no parts (None).
+    fn debit(
+        &mut self,
+        key: &AccountKey,
+        amount: i64,
+        take: Take<'_>,
+    ) -> Result<(i64, Option<Vec<Part>>), Rejection> {
         let before = self.balance(key);
+        let mut taken = None;
         let after = match &key.owner {
             Owner::User(user) => {
                 if !self.has_wallet(key, user) {
@@ -1377,6 +1485,22 @@ impl Working {
                         requested: amount.unsigned_abs(),
                     });
                 }
+                let available = self.available_parts(key);
+                let parts = match take {
+                    Take::Preferring(first) => {
+                        available.take(amount, self.spend_order(key), first)
+                    }
+                    Take::Exactly(parts) => parts
+                        .iter()
+                        .all(|part| available.get(part.kind) >= part.amount)
+                        .then(|| parts.to_vec()),
+                }
+                .ok_or(Rejection::PartsInconsistent)?;
+                let whole = self.parts.entry(key.clone()).or_default();
+                for part in &parts {
+                    whole.remove(part);
+                }
+                taken = Some(parts);
                 before - amount
             }
             Owner::Treasury => before
@@ -1384,7 +1508,7 @@ impl Working {
                 .ok_or(Rejection::BalanceOverflow)?,
         };
         self.balances.insert(key.clone(), after);
-        Ok(after)
+        Ok((after, taken))
     }
 
     /// Counts an entry of `kind` and `amount` against the caps of the user
@@ -1443,10 +1567,10 @@ impl Working {
         Ok(())
     }
 
-    /// Gives `amount` to `key`, opening a user's account on its first
-    /// credit: a user's balance stays within its maximum (API.md, Limits)
-    /// and 2^53 - 1 (API.md), a Treasury's within i64.
-    fn credit(&mut self, key: &AccountKey, amount: i64) -> Result<i64, Rejection> {
+    /// Gives `amount` to `key` as `parts`, opening a user's account on its
+    /// first credit: a user's balance stays within its maximum (API.md,
+    /// Limits) and 2^53 - 1 (API.md), a Treasury's within i64.
+    fn credit(&mut self, key: &AccountKey, amount: i64, parts: &[Part]) -> Result<i64, Rejection> {
         let before = self.balance(key);
         if let Some(max_balance) = self.rules.get(key).and_then(|rules| rules.max_balance) {
             if before.saturating_add(amount) > max_balance {
@@ -1468,6 +1592,10 @@ impl Working {
                 self.new_accounts.push(key.clone());
             }
             self.users_with_wallet.insert(user.clone());
+            let whole = self.parts.entry(key.clone()).or_default();
+            for part in parts {
+                whole.add(part);
+            }
         }
         self.balances.insert(key.clone(), after);
         Ok(after)
@@ -1488,7 +1616,8 @@ fn apply(
             details.metadata.clone(),
         )
     };
-    let (kind, asset, amount, debit, credit, reverses, details, hold) = match operation {
+    let (kind, asset, amount, debit, credit, reverses, details, hold, parts_rule) = match operation
+    {
         Operation::Credit {
             kind,
             user,
@@ -1497,6 +1626,10 @@ fn apply(
             details,
         } => {
             let asset = facts.asset(asset).ok_or(Rejection::AssetNotFound)?;
+            let part = match kind {
+                CreditKind::Topup => Part::paid(amount.as_i64()),
+                CreditKind::Bonus => Part::free(amount.as_i64()),
+            };
             (
                 kind.entry_kind(),
                 asset.clone(),
@@ -1506,6 +1639,7 @@ fn apply(
                 None,
                 details_of(details),
                 None,
+                PartsRule::Give(vec![part]),
             )
         }
         Operation::Spend {
@@ -1524,6 +1658,7 @@ fn apply(
                 None,
                 details_of(details),
                 None,
+                PartsRule::Take(Vec::new()),
             )
         }
         Operation::Transfer {
@@ -1546,6 +1681,7 @@ fn apply(
                 None,
                 details_of(details),
                 None,
+                PartsRule::Take(Vec::new()),
             )
         }
         Operation::Reverse {
@@ -1572,11 +1708,20 @@ fn apply(
                 return Err(Rejection::ReversalExceedsOriginal { reversible });
             }
             working.reversed.insert(original.seq, reversed + amount);
+            // The original's parts come back last first; a user debited
+            // gives them as far as it has them, then in spend order.
+            let back = parts::given_back(&original.parts, reversed, amount);
+            let parts_rule = match original.credit.owner {
+                Owner::User(_) => PartsRule::Take(back),
+                Owner::Treasury => PartsRule::Give(back),
+            };
             (
                 EntryKind::Reversal,
                 AssetFact {
                     id: original.asset_id.clone(),
                     symbol: original.asset_symbol.clone(),
+                    // Unused: `Working` knows each asset's spend order.
+                    spend_order: SpendOrder::default(),
                 },
                 amount,
                 original.credit.clone(),
@@ -1589,6 +1734,7 @@ fn apply(
                 }),
                 details_of(details),
                 None,
+                parts_rule,
             )
         }
         Operation::Hold {
@@ -1600,7 +1746,7 @@ fn apply(
         } => {
             let asset = facts.asset(asset).ok_or(Rejection::AssetNotFound)?;
             let key = AccountKey::user(user.as_str(), &asset.id);
-            working.hold(&key, user.as_str(), amount.as_i64())?;
+            let parts = working.hold(&key, user.as_str(), amount.as_i64())?;
             let (reference_id, note, metadata) = details_of(details);
             working.new_hold = Some(PlannedHold {
                 account: key,
@@ -1613,6 +1759,7 @@ fn apply(
                 reference_id,
                 note,
                 metadata,
+                parts,
             });
             return Ok(None);
         }
@@ -1631,8 +1778,12 @@ fn apply(
                 return Err(Rejection::TransferToSelf);
             }
             let key = AccountKey::user(&hold.user, &hold.asset_id);
-            // The whole hold is released in the same step as the capture.
-            working.release(&key, hold.amount);
+            // The whole hold is released in the same step as the capture,
+            // which takes the parts the hold set aside, in spend order.
+            working.release(&key, hold.amount, &hold.parts);
+            let captured = PartBalances::of(&hold.parts)
+                .take(amount, working.spend_order(&key), &[])
+                .ok_or(Rejection::PartsInconsistent)?;
             working.close_hold = Some(HoldFact {
                 status: HoldStatus::Captured,
                 captured_amount: amount,
@@ -1651,6 +1802,7 @@ fn apply(
                 AssetFact {
                     id: hold.asset_id.clone(),
                     symbol: hold.asset_symbol.clone(),
+                    spend_order: SpendOrder::default(),
                 },
                 amount,
                 key,
@@ -1662,12 +1814,13 @@ fn apply(
                     details.metadata.clone(),
                 ),
                 Some((hold.seq, hold.id.clone())),
+                PartsRule::TakeExactly(captured),
             )
         }
         Operation::Void { hold } => {
             let hold = active_hold(facts, hold, working.now_ms)?;
             let key = AccountKey::user(&hold.user, &hold.asset_id);
-            working.release(&key, hold.amount);
+            working.release(&key, hold.amount, &hold.parts);
             working.close_hold = Some(HoldFact {
                 status: HoldStatus::Voided,
                 closed_at_ms: Some(working.now_ms),
@@ -1676,7 +1829,20 @@ fn apply(
             return Ok(None);
         }
     };
-    let debit_balance_after = working.debit(&debit, amount)?;
+    let take = match &parts_rule {
+        PartsRule::Give(_) | PartsRule::Take(_) => Take::Preferring(match &parts_rule {
+            PartsRule::Take(first) => first,
+            _ => &[],
+        }),
+        PartsRule::TakeExactly(parts) => Take::Exactly(parts),
+    };
+    let (debit_balance_after, taken) = working.debit(&debit, amount, take)?;
+    let parts = match (taken, parts_rule) {
+        (Some(taken), _) => taken,
+        (None, PartsRule::Give(parts)) => parts,
+        // A user debit always says what it took.
+        (None, _) => return Err(Rejection::PartsInconsistent),
+    };
     // API.md, Limits: what the user sent (SPEND, TRANSFER) or was given
     // (TOPUP, BONUS) counts; a reversal neither counts nor gives back.
     if let Some(limited) = LimitedKind::of(kind) {
@@ -1687,7 +1853,7 @@ fn apply(
         };
         working.count(counted, limited, amount)?;
     }
-    let credit_balance_after = working.credit(&credit, amount)?;
+    let credit_balance_after = working.credit(&credit, amount, &parts)?;
     let (reference_id, note, metadata) = details;
     Ok(Some(PlannedEntry {
         kind,
@@ -1703,7 +1869,18 @@ fn apply(
         reference_id,
         note,
         metadata,
+        parts,
     }))
+}
+
+/// Where an entry's parts come from.
+enum PartsRule {
+    /// The debit is the Treasury's: the user is given these.
+    Give(Vec<Part>),
+    /// The debit is a user's: these first, then in spend order.
+    Take(Vec<Part>),
+    /// The debit is a user's, of exactly these.
+    TakeExactly(Vec<Part>),
 }
 
 /// The hold `id` names, if it exists and is still HELD at `now_ms`.
@@ -1749,6 +1926,7 @@ impl PlannedEntry {
             note: self.note.clone(),
             metadata: self.metadata.clone(),
             created_at_ms,
+            parts: self.parts.clone(),
         }
     }
 

@@ -2,10 +2,11 @@
 //! database: facts are written out by hand, as a store would read them.
 
 use super::engine::*;
+use super::parts::{Part, PartBalances};
 use super::Rejection;
 use crate::domain::{
     Amount, AssetDecimals, AssetName, AssetRef, AssetSymbol, Caller, Direction, EntryKind,
-    IdempotencyKey, Limit, LimitedKind, Metadata, Note, UserId,
+    IdempotencyKey, Limit, LimitedKind, Metadata, Note, SpendOrder, UserId,
 };
 
 const GOLD: &str = "6f1d8b52-3c0e-4d7a-9a43-0d5e2b7c9a01";
@@ -86,10 +87,12 @@ fn facts(alice: i64) -> Facts {
             AssetFact {
                 id: GOLD.into(),
                 symbol: "GOLD".into(),
+                spend_order: SpendOrder::FreeFirst,
             },
             AssetFact {
                 id: GEMS.into(),
                 symbol: "GEMS".into(),
+                spend_order: SpendOrder::FreeFirst,
             },
         ],
         accounts,
@@ -132,6 +135,7 @@ fn with_entry(
         debit,
         credit,
         reversed,
+        parts: vec![Part::paid(original)],
     });
     facts
 }
@@ -650,10 +654,14 @@ fn with_hold(balance: i64, held: i64, status: HoldStatus, expires_at_ms: i64) ->
     {
         alice.held = if active { held } else { 0 };
         alice.active_holds = i64::from(active);
+        if active {
+            alice.held_parts = PartBalances::of(&[Part::paid(held)]);
+        }
         if active && has_expired(expires_at_ms, NOW) {
             alice.due = vec![DueHold {
                 seq: 7,
                 amount: held,
+                parts: vec![Part::paid(held)],
             }];
         }
     }
@@ -678,6 +686,7 @@ fn with_hold(balance: i64, held: i64, status: HoldStatus, expires_at_ms: i64) ->
         reference_id: Some("order-1".into()),
         note: None,
         metadata: None,
+        parts: vec![Part::paid(held)],
     });
     facts
 }

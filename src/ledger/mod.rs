@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod engine;
+pub mod parts;
 
 #[cfg(test)]
 mod engine_tests;
@@ -72,6 +73,10 @@ pub enum Rejection {
     /// file changed behind the service's back.
     #[error("the stored request for this key is unreadable")]
     StoredRequestUnreadable,
+    /// An account's parts do not add up to what its balance says: a file
+    /// changed behind the service's back (`wallet verify` names it).
+    #[error("the parts of an account do not add up to its balance")]
+    PartsInconsistent,
     /// One operation of a batch was refused, so the whole batch is.
     #[error("operation {operation} of the batch was refused: {cause}")]
     InBatch {

@@ -83,6 +83,8 @@ pub struct HoldCopy {
     pub expires_at: i64,
     pub created_at: i64,
     pub closed_at: Option<i64>,
+    /// The parts it set aside, as both backends store it.
+    pub parts: String,
 }
 
 /// An entry with the balances its postings record. A Treasury's posting
@@ -108,6 +110,8 @@ pub struct EntryCopy {
     pub created_at: i64,
     pub debit_balance_after: Option<i64>,
     pub credit_balance_after: Option<i64>,
+    /// What it moved, as both backends store it (`ledger::parts::encode`).
+    pub parts: String,
 }
 
 /// One step of the history, in the source's commit order.

@@ -129,6 +129,11 @@ pub struct BalanceRow {
     /// Set aside by active holds.
     pub held: i64,
     pub available: i64,
+    /// The paid part of `balance` and the free part (lots included).
+    pub paid: i64,
+    pub free: i64,
+    /// The expiring lots, soonest first: (amount, expiresAt).
+    pub expiring: Vec<(i64, i64)>,
 }
 
 /// Filters and position of one history page.
@@ -186,6 +191,8 @@ pub struct TransactionDetail {
     pub note: Option<String>,
     pub metadata: Option<crate::domain::Metadata>,
     pub created_at_ms: i64,
+    /// What it moved, in the order taken.
+    pub parts: Vec<crate::ledger::parts::Part>,
 }
 
 /// `GET /assets/{asset}/supply`: an asset's totals, kept as entries are
@@ -202,6 +209,11 @@ pub struct SupplyRow {
     pub bonus: u128,
     pub spent: u128,
     pub reversed: u128,
+    /// What users hold of each kind: `outstanding = paid + free`.
+    pub paid: i128,
+    pub free: i128,
+    /// The EXPIRY entries' total ever.
+    pub expired: u128,
     /// The time of the newest entry counted; None before the first.
     pub as_of_ms: Option<i64>,
 }

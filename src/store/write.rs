@@ -258,6 +258,9 @@ pub(crate) struct UserAccountRow {
     pub balance: i64,
     pub held: i64,
     pub active_holds: i64,
+    /// The paid part of `balance`, and of `held` (the rest is free).
+    pub paid: i64,
+    pub held_paid: i64,
 }
 
 /// The reads a backend answers inside its write transaction, from which
@@ -346,6 +349,8 @@ pub(crate) fn read_facts(
             facts.assets.push(AssetFact {
                 id: asset.id.clone(),
                 symbol: asset.symbol.clone(),
+                // Read with the rules, when any are stored.
+                spend_order: SpendOrder::default(),
             });
         }
     };
@@ -466,22 +471,30 @@ pub(crate) fn read_facts(
         }
     }
     if rules_stored {
-        facts.rules = read_rules(source, &accounts, &account_ids, &user_accounts, now_ms)?;
+        let (rules, spend_orders) =
+            read_rules(source, &accounts, &account_ids, &user_accounts, now_ms)?;
+        facts.rules = rules;
+        for asset in &mut facts.assets {
+            if let Some(order) = spend_orders.get(&asset.id) {
+                asset.spend_order = *order;
+            }
+        }
     }
     facts.accounts = accounts.into_values().collect();
     Ok((facts, account_ids))
 }
 
 /// The rules of every user account the command may move, open or not (a
-/// first top-up opens its account), with what each cap's window holds. Most
-/// accounts have none, and then nothing more is read.
+/// first top-up opens its account), with what each cap's window holds, and
+/// the spend order of their assets. Most accounts have no rule, and then
+/// nothing more is read.
 fn read_rules(
     source: &mut impl FactSource,
     accounts: &BTreeMap<AccountKey, AccountFact>,
     account_ids: &AccountIds,
     named: &[(&str, String)],
     now_ms: i64,
-) -> Result<Vec<AccountRules>, StorageError> {
+) -> Result<(Vec<AccountRules>, BTreeMap<String, SpendOrder>), StorageError> {
     let mut keys: Vec<AccountKey> = accounts
         .keys()
         .filter(|key| matches!(key.owner, Owner::User(_)))
@@ -494,11 +507,13 @@ fn read_rules(
         }
     }
     let mut rules = Vec::new();
+    let mut spend_orders = BTreeMap::new();
     for key in keys {
         let Owner::User(user) = &key.owner else {
             continue;
         };
         let in_force = source.rules_in_force(user, &key.asset_id)?;
+        spend_orders.insert(key.asset_id.clone(), in_force.spend_order);
         if in_force.is_unbounded() {
             continue;
         }
@@ -523,7 +538,7 @@ fn read_rules(
             windows,
         });
     }
-    Ok(rules)
+    Ok((rules, spend_orders))
 }
 
 /// A version 7 UUID for an entry or hold made at `created_at_ms` (not

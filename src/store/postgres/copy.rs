@@ -74,6 +74,7 @@ fn entry(row: &Row, at: usize) -> EntryCopy {
         created_at: row.get(at + 14),
         debit_balance_after: row.get(at + 15),
         credit_balance_after: row.get(at + 16),
+        parts: "[]".to_owned(), // PG-PARTS: placeholder
     }
 }
 
@@ -94,6 +95,7 @@ fn hold(row: &Row, at: usize) -> HoldCopy {
         expires_at: row.get(at + 12),
         created_at: row.get(at + 13),
         closed_at: row.get(at + 14),
+        parts: "[]".to_owned(), // PG-PARTS: placeholder
     }
 }
 

@@ -159,6 +159,9 @@ pub fn balances_at(
             None => 0,
         };
         rows.push(BalanceRow {
+            paid: 0,               // PG-PARTS: placeholder
+            free: 0,               // PG-PARTS: placeholder
+            expiring: Vec::new(), // PG-PARTS: placeholder
             asset_symbol: account.asset_symbol,
             asset_type_id: account.asset_type_id,
             asset_name: account.asset_name,
@@ -200,6 +203,9 @@ pub fn balances_as_of(
             None => 0,
         };
         rows.push(BalanceRow {
+            paid: 0,               // PG-PARTS: placeholder
+            free: 0,               // PG-PARTS: placeholder
+            expiring: Vec::new(), // PG-PARTS: placeholder
             asset_symbol: account.asset_symbol,
             asset_type_id: account.asset_type_id,
             asset_name: account.asset_name,
@@ -358,6 +364,7 @@ pub fn transaction(
         )?
         .ok_or(Rejection::TransactionNotFound)?;
     Ok(TransactionDetail {
+        parts: Vec::new(), // PG-PARTS: placeholder
         id: row.get(0),
         kind: stored_kind(&row.get::<_, String>(1))?,
         asset_symbol: row.get(2),
@@ -410,6 +417,7 @@ pub fn entries_of_request(
                 _ => None,
             };
             Ok(RecordedEntry {
+                parts: Vec::new(), // PG-PARTS: placeholder
                 seq: row.get(0),
                 id: row.get(1),
                 kind: stored_kind(&row.get::<_, String>(2))?,
@@ -446,6 +454,7 @@ const HOLD_JOINS: &str = "JOIN asset_types t ON t.id = h.asset_type_id
 fn hold_row(row: &Row) -> Result<(HoldFact, i64), StorageError> {
     Ok((
         HoldFact {
+            parts: Vec::new(), // PG-PARTS: placeholder
             seq: row.get(0),
             id: row.get(1),
             user: row.get(2),
@@ -591,6 +600,9 @@ pub fn supply(client: &mut impl GenericClient, asset: &AssetRef) -> Result<Suppl
         )?
         .ok_or(Rejection::AssetNotFound)?;
     Ok(SupplyRow {
+        paid: 0,    // PG-PARTS: placeholder
+        free: 0,    // PG-PARTS: placeholder
+        expired: 0, // PG-PARTS: placeholder
         asset_symbol: row.get(0),
         outstanding: -numeric(&row, 1)?,
         topup: unsigned(numeric(&row, 2)?),
@@ -764,6 +776,7 @@ fn user_entry_at(
 ) -> Result<UserEntry, StorageError> {
     let delta: i64 = row.get(offset + 4);
     Ok(UserEntry {
+        parts: Vec::new(), // PG-PARTS: placeholder
         seq: row.get(offset),
         id: row.get(offset + 1),
         kind: stored_kind(&row.get::<_, String>(offset + 2))?,

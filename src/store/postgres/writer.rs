@@ -446,6 +446,7 @@ impl FactSource for PgWrite<'_, '_> {
             None => AccountKey::treasury(&asset_id),
         };
         let entry = EntryFact {
+            parts: Vec::new(), // PG-PARTS: placeholder
             seq: row.get(0),
             id: row.get(1),
             kind: reads::stored_kind(&row.get::<_, String>(2))?,
@@ -575,6 +576,8 @@ fn account_row(row: &Row) -> UserAccountRow {
         balance: row.get(1),
         held: row.get(2),
         active_holds: i64::from(row.get::<_, i32>(3)),
+        paid: 0,      // PG-PARTS: placeholder
+        held_paid: 0, // PG-PARTS: placeholder
     }
 }
 
@@ -595,6 +598,7 @@ fn due_in_account(
         .map(|row| DueHold {
             seq: row.get(0),
             amount: row.get(1),
+            parts: Vec::new(), // PG-PARTS: placeholder
         })
         .collect())
 }

@@ -41,11 +41,11 @@ struct Source<'t, 'c> {
 /// (the entry it reverses), `d` and `c` (its debit and credit postings).
 const ENTRY_COLUMNS: &str = "e.seq, e.id, e.kind, e.asset_type_id, e.debit_account_id,
     e.credit_account_id, e.amount, e.request_id, e.reference_id, e.note, e.metadata, o.id,
-    e.reversed_after, e.hold_seq, e.created_at, d.balance_after, c.balance_after";
+    e.reversed_after, e.hold_seq, e.created_at, d.balance_after, c.balance_after, e.parts";
 const HOLD_COLUMNS: &str = "h.seq, h.id, h.account_id, h.user_id, h.asset_type_id, h.amount,
     h.status, h.captured_amount, h.request_id, h.reference_id, h.note, h.metadata, h.expires_at,
-    h.created_at, h.closed_at";
-/// From column 35, after the entry's and the hold's.
+    h.created_at, h.closed_at, h.parts";
+/// From column 37, after the entry's and the hold's.
 const RULES_COLUMNS: &str = "v.rule_change_seq, r.asset_type_id, r.user_id, r.spend_order,
     r.max_balance, r.limits, r.changed_at, r.changed_by";
 
@@ -68,6 +68,7 @@ fn entry(row: &Row, at: usize) -> rusqlite::Result<EntryCopy> {
         created_at: row.get(at + 14)?,
         debit_balance_after: row.get(at + 15)?,
         credit_balance_after: row.get(at + 16)?,
+        parts: row.get(at + 17)?,
     })
 }
 
@@ -88,6 +89,7 @@ fn hold(row: &Row, at: usize) -> rusqlite::Result<HoldCopy> {
         expires_at: row.get(at + 12)?,
         created_at: row.get(at + 13)?,
         closed_at: row.get(at + 14)?,
+        parts: row.get(at + 15)?,
     })
 }
 
@@ -203,15 +205,15 @@ impl CopySource for Source<'_, '_> {
             let position: i64 = row.get(0)?;
             let entry_seq: Option<i64> = row.get(1)?;
             let kind: Option<String> = row.get(2)?;
-            let change = if row.get::<_, Option<i64>>(35)?.is_some() {
+            let change = if row.get::<_, Option<i64>>(37)?.is_some() {
                 Change::Rules(RulesCopy {
-                    asset_type_id: row.get(36)?,
-                    user_id: row.get(37)?,
-                    spend_order: row.get(38)?,
-                    max_balance: row.get(39)?,
-                    limits: row.get(40)?,
-                    changed_at: row.get(41)?,
-                    changed_by: row.get(42)?,
+                    asset_type_id: row.get(38)?,
+                    user_id: row.get(39)?,
+                    spend_order: row.get(40)?,
+                    max_balance: row.get(41)?,
+                    limits: row.get(42)?,
+                    changed_at: row.get(43)?,
+                    changed_by: row.get(44)?,
                 })
             } else if entry_seq.is_some() {
                 if row.get::<_, Option<i64>>(3)?.is_none() {
@@ -219,10 +221,10 @@ impl CopySource for Source<'_, '_> {
                 }
                 Change::Entry(entry(row, 3)?)
             } else {
-                if row.get::<_, Option<i64>>(20)?.is_none() {
+                if row.get::<_, Option<i64>>(21)?.is_none() {
                     anyhow::bail!("event {position} names a hold the source does not hold");
                 }
-                let hold = hold(row, 20)?;
+                let hold = hold(row, 21)?;
                 match kind.as_deref() {
                     Some("hold.created") => Change::HoldCreated(hold),
                     _ => Change::HoldClosed(hold),
@@ -371,9 +373,10 @@ impl Target<'_, '_> {
                 "INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
                                              credit_account_id, amount, request_id, reference_id,
                                              note, metadata, reverses_seq, reversed_after,
-                                             hold_seq, created_at)
+                                             hold_seq, created_at, parts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-                         (SELECT r.seq FROM ledger_entries r WHERE r.id = ?12), ?13, ?14, ?15)",
+                         (SELECT r.seq FROM ledger_entries r WHERE r.id = ?12), ?13, ?14, ?15,
+                         ?16)",
             )?
             .execute(params![
                 seq,
@@ -391,7 +394,11 @@ impl Target<'_, '_> {
                 entry.reversed_after,
                 entry.hold_seq,
                 entry.created_at,
+                entry.parts,
             ])?;
+        let parts = crate::ledger::parts::decode(&entry.parts)
+            .with_context(|| format!("entry {} has unreadable parts", entry.id))?;
+        let paid = crate::ledger::parts::paid_of(&parts);
         let legs = [
             (
                 entry.debit_account_id,
@@ -406,6 +413,7 @@ impl Target<'_, '_> {
         ];
         let kind = crate::domain::EntryKind::parse(&entry.kind)?;
         for ((account, delta, from_source), credited) in legs.into_iter().zip([false, true]) {
+            let paid_delta = if credited { paid } else { -paid };
             let balance_after = self.balance_after(account, delta, from_source)?;
             let is_user: bool = self
                 .tx
@@ -421,15 +429,13 @@ impl Target<'_, '_> {
                         delta,
                         balance_after,
                         super::rules::counted_kind(kind, credited),
-                        entry.amount
+                        entry.amount,
+                        paid_delta
                     ])?;
             } else {
                 self.tx
-                    .prepare_cached(
-                        "INSERT INTO postings (account_id, entry_seq, delta, balance_after)
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![account, seq, delta, balance_after])?;
+                    .prepare_cached(super::parts::INSERT_TREASURY_POSTING)?
+                    .execute(params![account, seq, delta, balance_after, paid_delta])?;
             }
         }
         Ok(())
@@ -534,9 +540,9 @@ impl CopyTarget for Target<'_, '_> {
                             "INSERT INTO holds (seq, id, account_id, user_id, asset_type_id,
                                                 amount, status, captured_amount, request_id,
                                                 reference_id, note, metadata, expires_at,
-                                                created_at)
+                                                created_at, parts)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'HELD', 0, ?7, ?8, ?9, ?10, ?11,
-                                     ?12)",
+                                     ?12, ?13)",
                         )?
                         .execute(params![
                             hold.seq,
@@ -550,7 +556,8 @@ impl CopyTarget for Target<'_, '_> {
                             hold.note,
                             hold.metadata,
                             hold.expires_at,
-                            hold.created_at
+                            hold.created_at,
+                            hold.parts
                         ])
                         .with_context(|| format!("the copy refused hold {}", hold.id))?;
                 }

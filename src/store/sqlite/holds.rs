@@ -13,7 +13,7 @@ use crate::store::{HoldPage, HoldQuery, LedgerError};
 /// Every column of a hold, and the entry its capture made.
 const HOLD_COLUMNS: &str = "SELECT h.seq, h.id, h.user_id, h.asset_type_id, t.symbol, h.amount,
         h.status, h.captured_amount, ce.id, h.expires_at, h.created_at, h.closed_at, r.key,
-        h.reference_id, h.note, h.metadata, h.account_id
+        h.reference_id, h.note, h.metadata, h.account_id, h.parts
    FROM holds h
    JOIN asset_types t ON t.id = h.asset_type_id
    JOIN idempotency_records r ON r.id = h.request_id
@@ -50,6 +50,7 @@ fn hold_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(HoldFact, i64)> {
             reference_id: row.get(13)?,
             note: row.get(14)?,
             metadata: read_metadata(row.get(15)?)?,
+            parts: super::parts::read_parts(row.get(17)?)?,
         },
         row.get(16)?,
     ))
@@ -74,8 +75,8 @@ pub fn made_by_request(conn: &Connection, request_id: i64) -> rusqlite::Result<O
         .optional()
 }
 
-/// What an account's holds set aside, as stored (`held`, `active`), and
-/// the holds among them that are due at `now_ms`. One primary-key read
+/// What an account's holds set aside, as stored (`held`, `active`, and of
+/// `held` the paid part), and the holds among them that are due at `now_ms`. One primary-key read
 /// for an account that never held anything; the due ones through their
 /// partial index, so the cost is that of the few not yet recorded expired,
 /// never of the account's hold history.
@@ -83,19 +84,19 @@ pub fn account_held(
     conn: &Connection,
     account_id: i64,
     now_ms: i64,
-) -> rusqlite::Result<(i64, i64, Vec<DueHold>)> {
-    let stored: Option<(i64, i64)> = conn
-        .prepare_cached("SELECT held, active FROM account_holds WHERE account_id = ?1")?
-        .query_row([account_id], |row| Ok((row.get(0)?, row.get(1)?)))
+) -> rusqlite::Result<(i64, i64, i64, Vec<DueHold>)> {
+    let stored: Option<(i64, i64, i64)> = conn
+        .prepare_cached("SELECT held, active, held_paid FROM account_holds WHERE account_id = ?1")?
+        .query_row([account_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
-    let Some((held, active)) = stored else {
-        return Ok((0, 0, Vec::new()));
+    let Some((held, active, held_paid)) = stored else {
+        return Ok((0, 0, 0, Vec::new()));
     };
     if active == 0 {
-        return Ok((held, active, Vec::new()));
+        return Ok((held, active, held_paid, Vec::new()));
     }
     let due = due_in_account(conn, account_id, now_ms)?;
-    Ok((held, active, due))
+    Ok((held, active, held_paid, due))
 }
 
 /// An account's holds stored HELD whose expiry has come at `now_ms`
@@ -106,7 +107,7 @@ pub fn due_in_account(
     now_ms: i64,
 ) -> rusqlite::Result<Vec<DueHold>> {
     let mut statement = conn.prepare_cached(
-        "SELECT seq, amount, expires_at FROM holds
+        "SELECT seq, amount, expires_at, parts FROM holds
           WHERE account_id = ?1 AND status = 'HELD' AND expires_at <= ?2",
     )?;
     let rows = statement.query_map(params![account_id, now_ms], |row| {
@@ -114,6 +115,7 @@ pub fn due_in_account(
             DueHold {
                 seq: row.get(0)?,
                 amount: row.get(1)?,
+                parts: super::parts::read_parts(row.get(3)?)?,
             },
             row.get::<_, i64>(2)?,
         ))

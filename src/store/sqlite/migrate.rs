@@ -12,7 +12,17 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/004_holds.sql"),
     include_str!("../../../migrations/005_watch.sql"),
     include_str!("../../../migrations/006_limits.sql"),
+    include_str!("../../../migrations/007_parts.sql"),
 ];
+
+/// A version whose change SQL alone cannot make: after its file, a pass in
+/// Rust over the data, then the SQL that holds from the next write.
+type Backfill = fn(&rusqlite::Connection) -> anyhow::Result<()>;
+const BACKFILLS: &[(i64, Backfill, &str)] = &[(
+    7,
+    super::parts::backfill,
+    include_str!("../../../migrations/007_parts_checks.sql"),
+)];
 
 /// The version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -66,8 +76,15 @@ fn migrate_unchecked(conn: &mut Connection, target: i64) -> anyhow::Result<()> {
         .take(target as usize)
         .skip(version as usize)
     {
+        let version = index as i64 + 1;
         tx.execute_batch(sql)
-            .with_context(|| format!("migration to schema version {} failed", index + 1))?;
+            .with_context(|| format!("migration to schema version {version} failed"))?;
+        for (_, backfill, after) in BACKFILLS.iter().filter(|(at, ..)| *at == version) {
+            backfill(&tx)
+                .with_context(|| format!("migration to schema version {version} failed"))?;
+            tx.execute_batch(after)
+                .with_context(|| format!("migration to schema version {version} failed"))?;
+        }
     }
     let broken_reference: Option<String> = tx
         .query_row(

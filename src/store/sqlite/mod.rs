@@ -8,6 +8,7 @@ pub mod holds;
 pub mod keys;
 pub mod migrate;
 pub mod open;
+mod parts;
 pub mod reads;
 pub mod restore;
 mod rules;

@@ -71,7 +71,7 @@ pub fn balances_at(
     }
     let mut rows = Vec::with_capacity(accounts.len());
     for account in accounts {
-        let (balance, held) = match account.account_id {
+        let (balance, held, paid) = match account.account_id {
             // `held` from the account's one row of totals (read with the
             // account), less the few holds due but not yet recorded
             // expired: never a sum over the account's holds.
@@ -84,8 +84,9 @@ pub fn balances_at(
                     account.active_holds,
                     now_ms,
                 )?,
+                super::parts::latest_paid(&tx, id)?,
             ),
-            None => (0, 0),
+            None => (0, 0, 0),
         };
         rows.push(BalanceRow {
             asset_symbol: account.asset_symbol,
@@ -94,6 +95,9 @@ pub fn balances_at(
             balance,
             held,
             available: balance - held,
+            paid,
+            free: balance - paid,
+            expiring: Vec::new(),
         });
     }
     tx.commit()?;
@@ -117,16 +121,17 @@ pub fn balances_as_of(
     let last_seq = last_entry_at(&tx, at_ms)?;
     let mut rows = Vec::with_capacity(accounts.len());
     for account in accounts {
-        let balance = match account.account_id {
+        let (balance, paid) = match account.account_id {
             Some(id) => tx
                 .prepare_cached(
-                    "SELECT balance_after FROM postings WHERE account_id = ?1 AND entry_seq <= ?2
+                    "SELECT balance_after, paid_after FROM postings
+                      WHERE account_id = ?1 AND entry_seq <= ?2
                       ORDER BY entry_seq DESC LIMIT 1",
                 )?
-                .query_row(params![id, last_seq], |row| row.get(0))
+                .query_row(params![id, last_seq], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?
-                .unwrap_or(0),
-            None => 0,
+                .unwrap_or((0, 0)),
+            None => (0, 0),
         };
         rows.push(BalanceRow {
             asset_symbol: account.asset_symbol,
@@ -135,6 +140,9 @@ pub fn balances_as_of(
             balance,
             held: 0,
             available: balance,
+            paid,
+            free: balance - paid,
+            expiring: Vec::new(),
         });
     }
     tx.commit()?;
@@ -241,7 +249,8 @@ pub fn history(
         // among the newest `window` postings, never more rows examined.
         let mut statement = tx.prepare_cached(if filtered {
             "SELECT p.entry_seq, e.id, e.kind, e.amount, p.delta, p.balance_after, r.key,
-                    e.reference_id, e.note, e.metadata, e.created_at, o.owner_id, rv.id, hh.id
+                    e.reference_id, e.note, e.metadata, e.created_at, o.owner_id, rv.id, hh.id,
+                    e.parts
                FROM (SELECT account_id, entry_seq, delta, balance_after FROM postings
                       WHERE account_id = ?1 AND entry_seq < ?2
                       ORDER BY entry_seq DESC LIMIT ?3) p
@@ -255,7 +264,8 @@ pub fn history(
               ORDER BY p.entry_seq DESC"
         } else {
             "SELECT p.entry_seq, e.id, e.kind, e.amount, p.delta, p.balance_after, r.key,
-                    e.reference_id, e.note, e.metadata, e.created_at, o.owner_id, rv.id, hh.id
+                    e.reference_id, e.note, e.metadata, e.created_at, o.owner_id, rv.id, hh.id,
+                    e.parts
                FROM postings p
                JOIN ledger_entries e ON e.seq = p.entry_seq
                JOIN idempotency_records r ON r.id = e.request_id
@@ -312,9 +322,9 @@ pub fn history(
 }
 
 /// One history row, as the history query and the event feed select it
-/// (columns 0-13: seq, id, kind, amount, delta, balance after, key,
-/// reference, note, metadata, time, counterparty, reversed entry, hold), in
-/// `asset_symbol`.
+/// (columns 0-14: seq, id, kind, amount, delta, balance after, key,
+/// reference, note, metadata, time, counterparty, reversed entry, hold,
+/// parts), in `asset_symbol`.
 pub(super) fn user_entry(
     row: &rusqlite::Row<'_>,
     asset_symbol: String,
@@ -340,6 +350,7 @@ pub(super) fn user_entry(
         counterparty: row.get(11)?,
         reverses: row.get(12)?,
         hold_id: row.get(13)?,
+        parts: super::parts::read_parts(row.get(14)?)?,
     })
 }
 
@@ -366,7 +377,7 @@ pub fn transaction(conn: &mut Connection, id: &str) -> Result<TransactionDetail,
         "SELECT e.id, e.kind, t.symbol, e.amount, d.owner_id, c.owner_id, rv.id,
                 coalesce((SELECT x.reversed_after FROM ledger_entries x
                            WHERE x.reverses_seq = e.seq ORDER BY x.seq DESC LIMIT 1), 0),
-                r.key, e.reference_id, e.note, e.metadata, e.created_at, hh.id
+                r.key, e.reference_id, e.note, e.metadata, e.created_at, hh.id, e.parts
            FROM ledger_entries e
            JOIN asset_types t ON t.id = e.asset_type_id
            JOIN accounts d ON d.id = e.debit_account_id
@@ -392,6 +403,7 @@ pub fn transaction(conn: &mut Connection, id: &str) -> Result<TransactionDetail,
             note: row.get(10)?,
             metadata: read_metadata(row.get(11)?)?,
             created_at_ms: row.get(12)?,
+            parts: super::parts::read_parts(row.get(14)?)?,
         })
     })
     .optional()?
@@ -408,7 +420,7 @@ pub fn entries_of_request(
     let mut statement = conn.prepare_cached(
         "SELECT e.seq, e.id, e.kind, t.symbol, e.amount, d.owner_id, c.owner_id,
                 pd.balance_after, pc.balance_after, rv.id, rv.kind,
-                e.reference_id, e.note, e.metadata, e.created_at, hh.id
+                e.reference_id, e.note, e.metadata, e.created_at, hh.id, e.parts
            FROM ledger_entries e
            JOIN asset_types t ON t.id = e.asset_type_id
            JOIN accounts d ON d.id = e.debit_account_id
@@ -445,6 +457,7 @@ pub fn entries_of_request(
             note: row.get(12)?,
             metadata: read_metadata(row.get(13)?)?,
             created_at_ms: row.get(14)?,
+            parts: super::parts::read_parts(row.get(16)?)?,
         })
     })?;
     rows.collect()

@@ -190,7 +190,7 @@ fn total(high: i64, low: i64) -> i128 {
 pub(super) const INSERT_USER_POSTING: &str =
     "INSERT INTO postings (account_id, entry_seq, delta, balance_after,
                            topup_high, topup_low, bonus_high, bonus_low,
-                           spend_high, spend_low, transfer_high, transfer_low)
+                           spend_high, spend_low, transfer_high, transfer_low, paid_after)
      SELECT ?1, ?2, ?3, ?4,
             t.topup_high + (t.topup_low + t.topup) / 9007199254740992,
             (t.topup_low + t.topup) % 9007199254740992,
@@ -199,8 +199,9 @@ pub(super) const INSERT_USER_POSTING: &str =
             t.spend_high + (t.spend_low + t.spend) / 9007199254740992,
             (t.spend_low + t.spend) % 9007199254740992,
             t.transfer_high + (t.transfer_low + t.transfer) / 9007199254740992,
-            (t.transfer_low + t.transfer) % 9007199254740992
-       FROM (SELECT coalesce(p.topup_high, 0) AS topup_high, coalesce(p.topup_low, 0) AS topup_low,
+            (t.transfer_low + t.transfer) % 9007199254740992,
+            t.paid_after + ?7
+       FROM (SELECT coalesce(p.paid_after, 0) AS paid_after, coalesce(p.topup_high, 0) AS topup_high, coalesce(p.topup_low, 0) AS topup_low,
                     coalesce(p.bonus_high, 0) AS bonus_high, coalesce(p.bonus_low, 0) AS bonus_low,
                     coalesce(p.spend_high, 0) AS spend_high, coalesce(p.spend_low, 0) AS spend_low,
                     coalesce(p.transfer_high, 0) AS transfer_high,

@@ -144,7 +144,7 @@ fn entry_as_seen_by(
     conn.prepare_cached(
         "SELECT p.entry_seq, e.id, e.kind, e.amount, p.delta, p.balance_after, r.key,
                 e.reference_id, e.note, e.metadata, e.created_at, o.owner_id, rv.id, hh.id,
-                t.symbol, u.owner_id
+                e.parts, t.symbol, u.owner_id
            FROM postings p
            JOIN accounts u ON u.id = p.account_id
            JOIN ledger_entries e ON e.seq = p.entry_seq
@@ -157,7 +157,7 @@ fn entry_as_seen_by(
           WHERE p.account_id = ?1 AND p.entry_seq = ?2",
     )?
     .query_row(params![account_id, entry_seq], |row| {
-        Ok((row.get::<_, String>(15)?, user_entry(row, row.get(14)?)?))
+        Ok((row.get::<_, String>(16)?, user_entry(row, row.get(15)?)?))
     })
     .optional()
 }
@@ -185,16 +185,25 @@ pub fn supply(conn: &Connection, asset: &AssetRef) -> Result<SupplyRow, LedgerEr
             "SELECT t.symbol, s.topup_high, s.topup_low, s.bonus_high, s.bonus_low,
                     s.spent_high, s.spent_low, s.reversed_high, s.reversed_low,
                     s.held, s.holders, s.last_entry_at,
-                    coalesce((SELECT p.balance_after FROM postings p WHERE p.account_id = a.id
-                               ORDER BY p.entry_seq DESC LIMIT 1), 0)
+                    coalesce(p.balance_after, 0), coalesce(p.paid_after, 0)
                FROM asset_types t
                JOIN asset_supply s ON s.asset_type_id = t.id
                LEFT JOIN accounts a ON a.asset_type_id = t.id AND a.owner_type = 'SYSTEM'
+               LEFT JOIN postings p ON p.account_id = a.id
+                    AND p.entry_seq = (SELECT max(q.entry_seq) FROM postings q
+                                        WHERE q.account_id = a.id)
               WHERE {by}"
         ))?
         .query_row([key], |row| {
             let treasury: i64 = row.get(12)?;
+            let treasury_paid: i64 = row.get(13)?;
             Ok(SupplyRow {
+                // The Treasury's running paid total is the negative of the
+                // paid currency users hold; the rest of what they hold is
+                // free.
+                paid: -(i128::from(treasury_paid)),
+                free: i128::from(treasury_paid) - i128::from(treasury),
+                expired: 0,
                 asset_symbol: row.get(0)?,
                 topup: total(row.get(1)?, row.get(2)?),
                 bonus: total(row.get(3)?, row.get(4)?),

@@ -33,6 +33,7 @@ use uuid::Uuid;
 use super::files::FileWatch;
 use super::holds;
 use super::keys::KeysIn;
+use super::parts;
 use super::rules;
 use super::{latest_balance, parse_stored_kind};
 use crate::clock::Clock;
@@ -43,6 +44,7 @@ use crate::ledger::engine::{
     AccountFact, AccountKey, AnswerState, AssetRow, CanonicalRequest, EntryFact, HoldFact,
     NewAsset, Owner, Plan, RecordedEntry, StoredRequest,
 };
+use crate::ledger::parts::PartBalances;
 use crate::store::queue::{
     answer_committed, answer_rolled_back, refuse_all, BatchWriter, Writer, WriterClock,
     WriterStatus,
@@ -347,26 +349,61 @@ impl FactSource for SqliteWrite<'_> {
     ) -> Result<AccountFact, StorageError> {
         let conn = self.conn;
         let is_user = matches!(key.owner, Owner::User(_));
-        let (balance, held, active, due) = match known {
+        let (balance, held, active, due, paid, held_paid) = match known {
             Some(row) => {
                 let due = if row.active_holds > 0 {
                     holds::due_in_account(conn, account_id, now_ms)?
                 } else {
                     Vec::new()
                 };
-                (row.balance, row.held, row.active_holds, due)
+                (
+                    row.balance,
+                    row.held,
+                    row.active_holds,
+                    due,
+                    row.paid,
+                    row.held_paid,
+                )
             }
             None if is_user => {
-                let (held, active, due) = holds::account_held(conn, account_id, now_ms)?;
-                (latest_balance(conn, account_id)?, held, active, due)
+                let (held, active, held_paid, due) =
+                    holds::account_held(conn, account_id, now_ms)?;
+                let paid = parts::latest_paid(conn, account_id)?;
+                (
+                    latest_balance(conn, account_id)?,
+                    held,
+                    active,
+                    due,
+                    paid,
+                    held_paid,
+                )
             }
-            None => (latest_balance(conn, account_id)?, 0, 0, Vec::new()),
+            None => (latest_balance(conn, account_id)?, 0, 0, Vec::new(), 0, 0),
+        };
+        let (parts, held_parts) = if is_user {
+            (
+                PartBalances {
+                    paid,
+                    free: balance - paid,
+                    ..PartBalances::default()
+                },
+                PartBalances {
+                    paid: held_paid,
+                    free: held - held_paid,
+                    ..PartBalances::default()
+                },
+            )
+        } else {
+            Default::default()
         };
         Ok(AccountFact {
+            key: key.clone(),
+            balance,
             held,
             active_holds: active,
             due,
-            ..AccountFact::new(key.clone(), balance)
+            parts,
+            held_parts,
         })
     }
 
@@ -460,8 +497,8 @@ fn write_plan(
         let id = write::entry_id_at(created_at_ms);
         conn.prepare_cached(
             "INSERT INTO holds (id, account_id, user_id, asset_type_id, amount, status, request_id,
-                                reference_id, note, metadata, expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'HELD', ?6, ?7, ?8, ?9, ?10, ?11)",
+                                reference_id, note, metadata, expires_at, created_at, parts)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'HELD', ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             id,
@@ -475,18 +512,17 @@ fn write_plan(
             new.metadata.as_ref().map(|m| m.to_json()),
             new.expires_at_ms,
             created_at_ms,
+            parts::encode(&new.parts),
         ])?;
         hold = Some(new.recorded(conn.last_insert_rowid(), id, &plan.key, created_at_ms));
     }
     let mut insert_entry = conn.prepare_cached(
         "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id, credit_account_id,
                                      amount, request_id, reference_id, note, metadata,
-                                     reverses_seq, reversed_after, hold_seq, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                     reverses_seq, reversed_after, hold_seq, created_at, parts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?;
-    let mut insert_posting = conn.prepare_cached(
-        "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (?1, ?2, ?3, ?4)",
-    )?;
+    let mut insert_posting = conn.prepare_cached(parts::INSERT_TREASURY_POSTING)?;
     let mut insert_user_posting = conn.prepare_cached(rules::INSERT_USER_POSTING)?;
     let account_id = |key: &AccountKey| {
         account_ids
@@ -514,16 +550,19 @@ fn write_plan(
             entry.reverses.as_ref().map(|r| r.reversed_after),
             entry.hold.as_ref().map(|(seq, _)| *seq),
             created_at_ms,
+            parts::encode(&entry.parts),
         ])?;
         let seq = conn.last_insert_rowid();
+        let paid = parts::paid_of(&entry.parts);
         // A user's posting carries the running totals the caps read.
-        for (key, id, delta, balance_after, credited) in [
+        for (key, id, delta, balance_after, credited, paid_delta) in [
             (
                 &entry.debit,
                 debit,
                 -entry.amount,
                 entry.debit_balance_after,
                 false,
+                -paid,
             ),
             (
                 &entry.credit,
@@ -531,6 +570,7 @@ fn write_plan(
                 entry.amount,
                 entry.credit_balance_after,
                 true,
+                paid,
             ),
         ] {
             match key.owner {
@@ -540,10 +580,11 @@ fn write_plan(
                     delta,
                     balance_after,
                     rules::counted_kind(entry.kind, credited),
-                    entry.amount
+                    entry.amount,
+                    paid_delta
                 ])?,
                 Owner::Treasury => {
-                    insert_posting.execute(params![id, seq, delta, balance_after])?
+                    insert_posting.execute(params![id, seq, delta, balance_after, paid_delta])?
                 }
             };
         }
@@ -637,7 +678,8 @@ fn find_entry(conn: &Connection, id: &str) -> Result<Option<(EntryFact, i64, i64
             "SELECT e.seq, e.id, e.kind, e.asset_type_id, t.symbol, e.amount,
                     e.debit_account_id, d.owner_id, e.credit_account_id, c.owner_id,
                     coalesce((SELECT r.reversed_after FROM ledger_entries r
-                               WHERE r.reverses_seq = e.seq ORDER BY r.seq DESC LIMIT 1), 0)
+                               WHERE r.reverses_seq = e.seq ORDER BY r.seq DESC LIMIT 1), 0),
+                    e.parts
                FROM ledger_entries e
                JOIN asset_types t ON t.id = e.asset_type_id
                JOIN accounts d ON d.id = e.debit_account_id
@@ -657,6 +699,7 @@ fn find_entry(conn: &Connection, id: &str) -> Result<Option<(EntryFact, i64, i64
                     debit: owner(row.get(7)?, &asset_id),
                     credit: owner(row.get(9)?, &asset_id),
                     reversed: row.get(10)?,
+                    parts: parts::read_parts(row.get(11)?)?,
                     asset_id,
                 },
                 row.get(6)?,
@@ -738,12 +781,12 @@ fn find_user_account(
     asset_id: &str,
 ) -> rusqlite::Result<Option<UserAccountRow>> {
     conn.prepare_cached(
-        "SELECT a.id,
-                coalesce((SELECT p.balance_after FROM postings p WHERE p.account_id = a.id
-                           ORDER BY p.entry_seq DESC LIMIT 1), 0),
-                coalesce(h.held, 0), coalesce(h.active, 0)
+        "SELECT a.id, coalesce(p.balance_after, 0), coalesce(h.held, 0), coalesce(h.active, 0),
+                coalesce(p.paid_after, 0), coalesce(h.held_paid, 0)
            FROM accounts a
            LEFT JOIN account_holds h ON h.account_id = a.id
+           LEFT JOIN postings p ON p.account_id = a.id
+                AND p.entry_seq = (SELECT max(q.entry_seq) FROM postings q WHERE q.account_id = a.id)
           WHERE a.owner_type = 'USER' AND a.owner_id = ?1 AND a.asset_type_id = ?2",
     )?
     .query_row([user, asset_id], |row| {
@@ -752,6 +795,8 @@ fn find_user_account(
             balance: row.get(1)?,
             held: row.get(2)?,
             active_holds: row.get(3)?,
+            paid: row.get(4)?,
+            held_paid: row.get(5)?,
         })
     })
     .optional()
