@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use crate::ledger::parts;
 use crate::limits::{AMOUNT_MAX, AUDIT_PROBLEMS_SHOWN_MAX};
 
 /// An account as the audit needs to know it.
@@ -23,6 +24,9 @@ pub struct AuditAccount {
 pub struct AuditPosting {
     pub delta: i64,
     pub balance_after: Option<i64>,
+    /// The account's running paid total once it counts; like the balance,
+    /// a Treasury's may be absent.
+    pub paid_after: Option<i64>,
 }
 
 /// One entry as stored, with the two postings stored for it (if any: a file
@@ -37,6 +41,8 @@ pub struct AuditEntry {
     pub credit_account: i64,
     pub debit_posting: Option<AuditPosting>,
     pub credit_posting: Option<AuditPosting>,
+    /// Its parts as stored (`ledger::parts::encode`).
+    pub parts: Option<String>,
 }
 
 /// A REVERSAL as stored, beside the entry it names.
@@ -79,6 +85,10 @@ pub struct AuditHeld {
     pub held_unexpired: i64,
     /// What a balance read answers as `held` at that instant.
     pub held_as_read: i64,
+    /// Of `stored_held`, the paid part as stored, and the paid parts of
+    /// the HELD holds, summed.
+    pub stored_held_paid: i64,
+    pub held_paid_by_holds: i64,
 }
 
 /// A hold that is CAPTURED, or that some entry names, beside those entries.
@@ -105,6 +115,8 @@ pub struct AuditSupply {
     pub reversed: u128,
     pub held: i64,
     pub holders: i64,
+    /// What users hold of paid currency, as stored.
+    pub paid: i128,
 }
 
 /// Counts that say whether the event feed holds exactly one row per entry
@@ -170,6 +182,8 @@ pub struct AssetTotals {
     pub symbol: String,
     pub held_by_users: i128,
     pub sum_of_balances: i128,
+    /// Of `held_by_users`, the paid part (the rest is free).
+    pub paid_by_users: i128,
 }
 
 impl AuditReport {
@@ -188,8 +202,12 @@ impl fmt::Display for AuditReport {
         for asset in &self.assets {
             writeln!(
                 f,
-                "asset {}: held by users {}, sum of all balances {}",
-                asset.symbol, asset.held_by_users, asset.sum_of_balances
+                "asset {}: held by users {} (paid {}, free {}), sum of all balances {}",
+                asset.symbol,
+                asset.held_by_users,
+                asset.paid_by_users,
+                asset.held_by_users - asset.paid_by_users,
+                asset.sum_of_balances
             )?;
         }
         for problem in &self.problems {
@@ -213,6 +231,8 @@ pub struct Auditor {
     /// Asset id to symbol, for the report.
     asset_symbols: BTreeMap<String, String>,
     recomputed: HashMap<i64, i64>,
+    /// Per account: its paid part, recomputed from the entries' parts.
+    recomputed_paid: HashMap<i64, i64>,
     /// Per asset id: the entries' amounts by kind.
     kind_totals: HashMap<String, KindTotals>,
     /// Per account: what its HELD holds sum to.
@@ -229,6 +249,7 @@ impl Auditor {
             accounts: accounts.into_iter().map(|a| (a.id, a)).collect(),
             asset_symbols,
             recomputed: HashMap::new(),
+            recomputed_paid: HashMap::new(),
             kind_totals: HashMap::new(),
             held_by_holds: HashMap::new(),
             entries: 0,
@@ -310,10 +331,38 @@ impl Auditor {
             )),
             Some(_) => {}
         }
+        // The parts are double-entry too: both sides move the same ones,
+        // and they add up to the amount.
+        let parts = entry.parts.as_deref().and_then(parts::decode);
+        let paid = match &parts {
+            None => {
+                self.problem(format!("entry {seq}: its parts are missing or unreadable"));
+                0
+            }
+            Some(parts) => {
+                let sum = parts
+                    .iter()
+                    .try_fold(0_i64, |sum, part| sum.checked_add(part.amount));
+                if sum != Some(entry.amount) {
+                    self.problem(format!(
+                        "entry {seq}: its parts add up to {sum:?}, not its amount {}",
+                        entry.amount
+                    ));
+                }
+                parts::paid_of(parts)
+            }
+        };
         self.replay_posting(
             seq,
             entry.debit_account,
             entry.amount.checked_neg(),
+            entry.debit_posting,
+            debit_is_user,
+        );
+        self.replay_paid(
+            seq,
+            entry.debit_account,
+            -paid,
             entry.debit_posting,
             debit_is_user,
         );
@@ -324,6 +373,43 @@ impl Auditor {
             entry.credit_posting,
             credit_is_user,
         );
+        self.replay_paid(
+            seq,
+            entry.credit_account,
+            paid,
+            entry.credit_posting,
+            credit_is_user,
+        );
+    }
+
+    /// Moves `account`'s paid part by `delta` and checks the posting's
+    /// stored running total, and that a user's paid part stays within its
+    /// balance (free, the rest, at least zero).
+    fn replay_paid(
+        &mut self,
+        seq: i64,
+        account: i64,
+        delta: i64,
+        stored: Option<AuditPosting>,
+        is_user: bool,
+    ) {
+        let after = self.recomputed_paid.get(&account).copied().unwrap_or(0) + delta;
+        self.recomputed_paid.insert(account, after);
+        let balance = self.recomputed.get(&account).copied().unwrap_or(0);
+        if is_user && !(0..=balance).contains(&after) {
+            self.problem(format!(
+                "entry {seq}: user account {account} holds {after} paid of a balance of {balance} (a part below zero)"
+            ));
+        }
+        match stored.map(|posting| posting.paid_after) {
+            Some(Some(stored)) if stored != after => self.problem(format!(
+                "entry {seq}: account {account} stored a paid part of {stored} but the entries give {after}"
+            )),
+            Some(None) if is_user => self.problem(format!(
+                "entry {seq}: user account {account} stored no paid part"
+            )),
+            _ => {}
+        }
     }
 
     fn replay_posting(
@@ -445,6 +531,19 @@ impl Auditor {
                 held.held_as_read, held.held_unexpired
             ));
         }
+        if held.stored_held_paid != held.held_paid_by_holds {
+            self.problem(format!(
+                "account {account}: stored {} of paid held, but its HELD holds set aside {} paid",
+                held.stored_held_paid, held.held_paid_by_holds
+            ));
+        }
+        let paid = self.recomputed_paid.get(&account).copied().unwrap_or(0);
+        if paid < held.stored_held_paid {
+            self.problem(format!(
+                "account {account}: its holds set aside {} paid of the {paid} it holds",
+                held.stored_held_paid
+            ));
+        }
         let balance = self.recomputed.get(&account).copied().unwrap_or(0);
         if balance < held.stored_held {
             self.problem(format!(
@@ -521,6 +620,12 @@ impl Auditor {
                 .filter(|(account, _)| in_asset(account))
                 .map(|(_, held)| *held)
                 .sum();
+            let paid: i128 = self
+                .recomputed_paid
+                .iter()
+                .filter(|(account, _)| in_asset(account))
+                .map(|(_, paid)| i128::from(*paid))
+                .sum();
             if stored != entries {
                 self.problem(format!(
                     "asset {symbol}: supply totals {stored:?} but its entries sum to {entries:?}"
@@ -536,6 +641,12 @@ impl Auditor {
                 self.problem(format!(
                     "asset {symbol}: supply says {} held, but its HELD holds sum to {held}",
                     supply.held
+                ));
+            }
+            if paid != supply.paid {
+                self.problem(format!(
+                    "asset {symbol}: supply says users hold {} paid, but their paid parts sum to {paid}",
+                    supply.paid
                 ));
             }
         }
@@ -626,10 +737,10 @@ impl Auditor {
                 self.entries
             ));
         }
-        let mut totals: BTreeMap<String, (i128, i128)> = self
+        let mut totals: BTreeMap<String, (i128, i128, i128)> = self
             .asset_symbols
             .keys()
-            .map(|id| (id.clone(), (0, 0)))
+            .map(|id| (id.clone(), (0, 0, 0)))
             .collect();
         for (account, balance) in &self.recomputed {
             if let Some(info) = self.accounts.get(account) {
@@ -637,11 +748,12 @@ impl Auditor {
                 entry.1 += i128::from(*balance);
                 if info.is_user {
                     entry.0 += i128::from(*balance);
+                    entry.2 += i128::from(self.recomputed_paid.get(account).copied().unwrap_or(0));
                 }
             }
         }
         let mut assets = Vec::new();
-        for (asset_id, (held_by_users, sum_of_balances)) in totals {
+        for (asset_id, (held_by_users, sum_of_balances, paid_by_users)) in totals {
             let symbol = self
                 .asset_symbols
                 .get(&asset_id)
@@ -656,6 +768,7 @@ impl Auditor {
                 symbol,
                 held_by_users,
                 sum_of_balances,
+                paid_by_users,
             });
         }
         assets.sort_by(|a, b| a.symbol.cmp(&b.symbol));
@@ -709,15 +822,64 @@ mod tests {
             amount,
             debit_account: debit.0,
             credit_account: credit.0,
+            // All of it paid: the running paid totals are the balances.
             debit_posting: Some(AuditPosting {
                 delta: -amount,
                 balance_after: Some(debit.1),
+                paid_after: Some(debit.1),
             }),
             credit_posting: Some(AuditPosting {
                 delta: amount,
                 balance_after: Some(credit.1),
+                paid_after: Some(credit.1),
             }),
+            parts: Some(format!(r#"[{{"kind":"PAID","amount":{amount}}}]"#)),
         }
+    }
+
+    #[test]
+    fn parts_that_do_not_add_up_or_a_paid_part_past_the_balance_are_found() {
+        let mut audit = auditor();
+        let mut topup = entry(1, "TOPUP", 100, (TREASURY, -100), (ALICE, 100));
+        topup.parts = Some(r#"[{"kind":"PAID","amount":60},{"kind":"FREE","amount":30}]"#.into());
+        audit.check(&topup);
+        assert!(
+            audit
+                .problems
+                .iter()
+                .any(|p| p.contains("add up to Some(90)")),
+            "{:?}",
+            audit.problems
+        );
+        let mut unreadable = entry(2, "BONUS", 1, (TREASURY, -101), (ALICE, 101));
+        unreadable.parts = Some("[{}]".into());
+        audit.check(&unreadable);
+        assert!(audit.problems.iter().any(|p| p.contains("unreadable")));
+        // A stored running paid total that the parts do not give.
+        let mut spend = entry(3, "SPEND", 10, (ALICE, 91), (TREASURY, -91));
+        spend.parts = Some(r#"[{"kind":"FREE","amount":10}]"#.into());
+        audit.check(&spend);
+        assert!(
+            audit
+                .problems
+                .iter()
+                .any(|p| p.contains("a paid part of 91 but the entries give 60")),
+            "{:?}",
+            audit.problems
+        );
+        // Free (the balance less paid) below zero: 60 paid of 91 is fine,
+        // then spending 40 free of the 31 there is not.
+        let mut overdrawn = entry(4, "SPEND", 40, (ALICE, 51), (TREASURY, -51));
+        overdrawn.parts = Some(r#"[{"kind":"FREE","amount":40}]"#.into());
+        audit.check(&overdrawn);
+        assert!(
+            audit
+                .problems
+                .iter()
+                .any(|p| p.contains("a part below zero")),
+            "{:?}",
+            audit.problems
+        );
     }
 
     #[test]
@@ -732,7 +894,8 @@ mod tests {
             vec![AssetTotals {
                 symbol: "GOLD".into(),
                 held_by_users: 70,
-                sum_of_balances: 0
+                sum_of_balances: 0,
+                paid_by_users: 70,
             }]
         );
     }

@@ -23,8 +23,7 @@ use super::parts::{self, Part, PartBalances};
 use super::Rejection;
 use crate::domain::{
     Amount, AssetDecimals, AssetName, AssetRef, AssetRules, AssetSymbol, Caller, Direction,
-    EntryKind, IdempotencyKey, Limit, LimitedKind, Metadata, Note, ReferenceId, SpendOrder,
-    UserId,
+    EntryKind, IdempotencyKey, Limit, LimitedKind, Metadata, Note, ReferenceId, SpendOrder, UserId,
 };
 use crate::limits::{AMOUNT_MAX, ASSET_TYPES_MAX, HOLDS_PER_ACCOUNT_MAX};
 
@@ -1376,12 +1375,7 @@ impl Working {
 
     /// Sets `amount` of `key`'s available balance aside, and the parts it
     /// takes in spend order.
-    fn hold(
-        &mut self,
-        key: &AccountKey,
-        user: &str,
-        amount: i64,
-    ) -> Result<Vec<Part>, Rejection> {
+    fn hold(&mut self, key: &AccountKey, user: &str, amount: i64) -> Result<Vec<Part>, Rejection> {
         if !self.has_wallet(key, user) {
             return Err(Rejection::WalletNotFound);
         }
@@ -1487,9 +1481,7 @@ impl Working {
                 }
                 let available = self.available_parts(key);
                 let parts = match take {
-                    Take::Preferring(first) => {
-                        available.take(amount, self.spend_order(key), first)
-                    }
+                    Take::Preferring(first) => available.take(amount, self.spend_order(key), first),
                     Take::Exactly(parts) => parts
                         .iter()
                         .all(|part| available.get(part.kind) >= part.amount)

@@ -18,7 +18,9 @@ pub enum PartKind {
     Paid,
     Free,
     /// A lot of free currency that leaves the balance at `expires_at_ms`.
-    Expiring { expires_at_ms: i64 },
+    Expiring {
+        expires_at_ms: i64,
+    },
 }
 
 impl PartKind {
@@ -332,11 +334,7 @@ impl Replay {
                 let original_parts = self.reversed.get(&original).ok_or_else(|| {
                     format!("entry {} reverses {original}, not before it", entry.seq)
                 })?;
-                let back = given_back(
-                    original_parts,
-                    reversed_after - entry.amount,
-                    entry.amount,
-                );
+                let back = given_back(original_parts, reversed_after - entry.amount, entry.amount);
                 if debit_is_user {
                     self.take(entry, order, &back)?
                 } else {
@@ -370,7 +368,12 @@ impl Replay {
         })
     }
 
-    fn take(&mut self, entry: &PastEntry, order: SpendOrder, first: &[Part]) -> Result<Vec<Part>, String> {
+    fn take(
+        &mut self,
+        entry: &PastEntry,
+        order: SpendOrder,
+        first: &[Part],
+    ) -> Result<Vec<Part>, String> {
         let debited = self
             .users
             .get_mut(&entry.debit)
@@ -433,7 +436,13 @@ mod tests {
         let taken = available.take(40, SpendOrder::PaidFirst, &[]).unwrap();
         assert_eq!(taken, vec![lot(1000, 10), lot(2000, 5), Part::paid(25)]);
         assert_eq!(available.take(86, SpendOrder::FreeFirst, &[]), None);
-        assert_eq!(available.take(85, SpendOrder::FreeFirst, &[]).unwrap().len(), 4);
+        assert_eq!(
+            available
+                .take(85, SpendOrder::FreeFirst, &[])
+                .unwrap()
+                .len(),
+            4
+        );
     }
 
     #[test]
@@ -453,9 +462,15 @@ mod tests {
     #[test]
     fn reversals_give_back_the_last_part_taken_first_and_continue_where_the_last_stopped() {
         let original = [Part::free(30), Part::paid(20)];
-        assert_eq!(given_back(&original, 0, 50), vec![Part::paid(20), Part::free(30)]);
+        assert_eq!(
+            given_back(&original, 0, 50),
+            vec![Part::paid(20), Part::free(30)]
+        );
         assert_eq!(given_back(&original, 0, 15), vec![Part::paid(15)]);
-        assert_eq!(given_back(&original, 15, 10), vec![Part::paid(5), Part::free(5)]);
+        assert_eq!(
+            given_back(&original, 15, 10),
+            vec![Part::paid(5), Part::free(5)]
+        );
         assert_eq!(given_back(&original, 25, 25), vec![Part::free(25)]);
     }
 
@@ -469,7 +484,10 @@ mod tests {
         );
         assert_eq!(decode(&text), Some(parts));
         assert_eq!(decode(r#"[{"kind":"PAID","amount":0}]"#), None);
-        assert_eq!(decode(r#"[{"kind":"FREE","amount":1,"expiresAt":5}]"#), None);
+        assert_eq!(
+            decode(r#"[{"kind":"FREE","amount":1,"expiresAt":5}]"#),
+            None
+        );
         assert_eq!(decode("not json"), None);
     }
 
@@ -486,29 +504,63 @@ mod tests {
             reverses,
         };
         let order = SpendOrder::FreeFirst;
-        let topup = replay.entry(&entry(1, EntryKind::Topup, 100, 1, 2, None), order).unwrap();
-        assert_eq!((topup.debit_paid_after, topup.credit_paid_after), (-100, 100));
-        replay.entry(&entry(2, EntryKind::Bonus, 30, 1, 2, None), order).unwrap();
+        let topup = replay
+            .entry(&entry(1, EntryKind::Topup, 100, 1, 2, None), order)
+            .unwrap();
+        assert_eq!(
+            (topup.debit_paid_after, topup.credit_paid_after),
+            (-100, 100)
+        );
+        replay
+            .entry(&entry(2, EntryKind::Bonus, 30, 1, 2, None), order)
+            .unwrap();
         let transfer = replay
             .entry(&entry(3, EntryKind::Transfer, 50, 2, 3, None), order)
             .unwrap();
         assert_eq!(transfer.parts, vec![Part::free(30), Part::paid(20)]);
-        assert_eq!((transfer.debit_paid_after, transfer.credit_paid_after), (80, 20));
-        let spend = replay.entry(&entry(4, EntryKind::Spend, 10, 3, 1, None), order).unwrap();
+        assert_eq!(
+            (transfer.debit_paid_after, transfer.credit_paid_after),
+            (80, 20)
+        );
+        let spend = replay
+            .entry(&entry(4, EntryKind::Spend, 10, 3, 1, None), order)
+            .unwrap();
         assert_eq!(spend.parts, vec![Part::free(10)]);
         // A partial reversal of the transfer: the part taken last first.
         let back = replay
-            .entry(&entry(5, EntryKind::Reversal, 25, 3, 2, Some((3, 25))), order)
+            .entry(
+                &entry(5, EntryKind::Reversal, 25, 3, 2, Some((3, 25))),
+                order,
+            )
             .unwrap();
         assert_eq!(back.parts, vec![Part::paid(20), Part::free(5)]);
         // The refund of the spend gives its free part back.
         let refund = replay
-            .entry(&entry(6, EntryKind::Reversal, 10, 1, 3, Some((4, 10))), order)
+            .entry(
+                &entry(6, EntryKind::Reversal, 10, 1, 3, Some((4, 10))),
+                order,
+            )
             .unwrap();
         assert_eq!(refund.parts, vec![Part::free(10)]);
-        assert_eq!(replay.parts_of(2), PartBalances { paid: 100, free: 5, ..Default::default() });
-        assert_eq!(replay.parts_of(3), PartBalances { paid: 0, free: 25, ..Default::default() });
-        assert!(replay.entry(&entry(7, EntryKind::Spend, 1000, 3, 1, None), order).is_err());
+        assert_eq!(
+            replay.parts_of(2),
+            PartBalances {
+                paid: 100,
+                free: 5,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            replay.parts_of(3),
+            PartBalances {
+                paid: 0,
+                free: 25,
+                ..Default::default()
+            }
+        );
+        assert!(replay
+            .entry(&entry(7, EntryKind::Spend, 1000, 3, 1, None), order)
+            .is_err());
     }
 
     #[test]

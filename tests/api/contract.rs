@@ -212,6 +212,10 @@ fn assert_balances(app: &TestApp, user: &str, expected: [(&str, &str, i64); 3]) 
                 "balance": balance,
                 "held": 0,
                 "available": balance,
+                // The seed's balances were bought.
+                "paid": balance,
+                "free": 0,
+                "expiring": [],
             })
         })
         .collect();
@@ -312,7 +316,8 @@ fn a_topup_credits_the_user_and_answers_201_with_the_whole_transaction() {
             "counterparty": null,
             "reverses": null,
             "holdId": null,
-            "metadata": null
+            "metadata": null,
+            "parts": [{"kind": "PAID", "amount": 250}]
         })
     );
     let created_at = transaction["createdAt"].as_str().unwrap();
@@ -346,7 +351,8 @@ fn a_bonus_credits_the_user_like_a_topup() {
             "counterparty": null,
             "reverses": null,
             "holdId": null,
-            "metadata": null
+            "metadata": null,
+            "parts": [{"kind": "FREE", "amount": 40}]
         })
     );
     assert_eq!(data["balance"], 140);
@@ -383,7 +389,8 @@ fn a_spend_debits_the_user_and_answers_with_the_balance_left() {
             "counterparty": null,
             "reverses": null,
             "holdId": null,
-            "metadata": null
+            "metadata": null,
+            "parts": [{"kind": "PAID", "amount": 300}]
         })
     );
     assert_eq!(data["balance"], 700);

@@ -24,7 +24,7 @@ const BATCH_OPERATIONS_MAX: usize = 100;
 const ASSET_TYPES_MAX: usize = 1000;
 
 /// API.md: the fields of `GET /transactions/{id}`.
-const DETAIL_FIELDS: [&str; 14] = [
+const DETAIL_FIELDS: [&str; 15] = [
     "id",
     "type",
     "asset",
@@ -39,6 +39,7 @@ const DETAIL_FIELDS: [&str; 14] = [
     "note",
     "metadata",
     "createdAt",
+    "parts",
 ];
 
 // ---------------------------------------------------------------------------
@@ -245,7 +246,10 @@ fn balance_rows(app: &TestApp, user: &str) -> Vec<(String, i64)> {
                     "name",
                     "balance",
                     "held",
-                    "available"
+                    "available",
+                    "paid",
+                    "free",
+                    "expiring"
                 ]),
                 "{row:?}"
             );
@@ -585,7 +589,8 @@ fn a_transfer_moves_value_from_one_user_to_another_and_answers_the_senders_side(
             "referenceId": "gift:9",
             "note": "Happy birthday",
             "metadata": {"campaign": "nov", "reason": "birthday"},
-            "createdAt": sent["createdAt"]
+            "createdAt": sent["createdAt"],
+            "parts": [{"kind": "PAID", "amount": 50}]
         })
     );
 
@@ -926,7 +931,8 @@ fn one_transaction_is_shown_whole_with_both_parties_and_a_bad_id_is_400() {
             "referenceId": "shop:7",
             "note": "A shield",
             "metadata": {"sku": "shield"},
-            "createdAt": transaction["createdAt"]
+            "createdAt": transaction["createdAt"],
+            "parts": [{"kind": "PAID", "amount": 7}]
         })
     );
 
@@ -995,7 +1001,8 @@ fn a_full_reversal_of_a_topup_is_a_chargeback_and_a_reversal_is_not_reversible()
             "referenceId": null,
             "note": "Chargeback",
             "metadata": null,
-            "createdAt": transaction["createdAt"]
+            "createdAt": transaction["createdAt"],
+            "parts": [{"kind": "PAID", "amount": 250}]
         })
     );
     assert_ne!(transaction["id"], original["id"]);

@@ -33,7 +33,7 @@ pub const SEED_BALANCES: [(&str, &str, i64); 6] = [
 ];
 
 /// Every field of API.md's Transaction object.
-pub const TRANSACTION_FIELDS: [&str; 14] = [
+pub const TRANSACTION_FIELDS: [&str; 15] = [
     "id",
     "type",
     "asset",
@@ -48,6 +48,7 @@ pub const TRANSACTION_FIELDS: [&str; 14] = [
     "note",
     "metadata",
     "createdAt",
+    "parts",
 ];
 
 /// The `wallet` binary cargo built for these tests.

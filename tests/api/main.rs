@@ -29,6 +29,7 @@ mod metrics;
 mod migration;
 mod openapi;
 mod overload;
+mod parts;
 mod postgres;
 mod readme;
 mod restore;

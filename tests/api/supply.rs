@@ -211,7 +211,8 @@ fn totals_past_two_to_the_fifty_third_stay_exact_and_a_new_asset_starts_at_zero(
     assert_eq!(
         fresh,
         json!({"asset": "GEMS", "outstanding": 0, "held": 0, "holders": 0,
-               "issued": {"TOPUP": 0, "BONUS": 0}, "spent": 0, "reversed": 0, "asOf": null})
+               "issued": {"TOPUP": 0, "BONUS": 0}, "spent": 0, "reversed": 0,
+               "paid": 0, "free": 0, "expired": 0, "asOf": null})
     );
     const MAX: u64 = 9_007_199_254_740_991;
     for round in 0..3 {

@@ -173,7 +173,8 @@ fn history_items_have_every_field_of_a_transaction() {
             "idempotencyKey": "k-1",
             "referenceId": "order-9",
             "note": "a hat",
-            "metadata": null
+            "metadata": null,
+            "parts": [{"kind": "PAID", "amount": 40}]
         })
     );
     assert_eq!(id, response.data()["transaction"]["id"]);

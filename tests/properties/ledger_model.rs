@@ -13,7 +13,11 @@
 //! distinct even when spelled alike), and exact retries of earlier requests.
 //!
 //! After every step the two agree on the answer (a replay is the original
-//! answer, whole), on every balance (held 0, available = balance), on every
+//! answer, whole), on every balance (held 0, available = balance) and its
+//! paid and free parts (API.md: a top-up paid, a bonus free, a debit free
+//! first, a transfer keeping kinds, a reversal giving back the parts it
+//! undoes last first; paid and free never below zero, and each asset's
+//! supply of each kind the sum over its users), on every
 //! entry of every user's history and every entry read by id (with how much
 //! of it is reversed), on the number of entries, on each asset summing to
 //! zero, and the audit that `wallet verify` runs passes. On a failure
@@ -33,6 +37,7 @@ use wallet::ledger::engine::{
     Answer, BalanceAfter, Command, CreditKind, EntryDetails, NewAsset, Operation, Outcome, Route,
     UserEntry,
 };
+use wallet::ledger::parts::{Part, PartKind};
 use wallet::ledger::Rejection;
 use wallet::limits::{AMOUNT_MAX, WRITE_BATCH_MAX};
 use wallet::store::{
@@ -687,6 +692,40 @@ struct Entry {
     seq: i64,
     id: String,
     created_at_ms: i64,
+    /// What it moved, in the order taken: (paid?, amount).
+    parts: Vec<(Kind, i64)>,
+}
+
+/// The kinds of the model's parts (no expiring lots: the model gives none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Paid,
+    Free,
+}
+
+fn as_parts(parts: &[(Kind, i64)]) -> Vec<Part> {
+    parts
+        .iter()
+        .map(|(kind, amount)| Part {
+            kind: match kind {
+                Kind::Paid => PartKind::Paid,
+                Kind::Free => PartKind::Free,
+            },
+            amount: *amount,
+        })
+        .collect()
+}
+
+/// Adds `amount` of `kind` to `parts`, into the part of that kind if one
+/// is listed already.
+fn merge(parts: &mut Vec<(Kind, i64)>, kind: Kind, amount: i64) {
+    if amount == 0 {
+        return;
+    }
+    match parts.iter_mut().find(|(known, _)| *known == kind) {
+        Some((_, total)) => *total += amount,
+        None => parts.push((kind, amount)),
+    }
 }
 
 impl Entry {
@@ -717,6 +756,7 @@ impl Entry {
             note: self.details.note(),
             metadata: self.details.metadata(),
             created_at_ms: self.created_at_ms,
+            parts: as_parts(&self.parts),
         }
     }
 
@@ -749,6 +789,7 @@ impl Entry {
             note: self.details.note(),
             metadata: self.details.metadata(),
             created_at_ms: self.created_at_ms,
+            parts: as_parts(&self.parts),
         }
     }
 }
@@ -812,11 +853,82 @@ fn expected_answer(route: Route, entries: &[Entry]) -> Answer {
 struct Books {
     balances: BTreeMap<(usize, usize), i64>,
     treasuries: [i64; SYMBOLS.len()],
+    /// Each user account's (paid, free): they add up to its balance.
+    parts: BTreeMap<(usize, usize), (i64, i64)>,
 }
 
 impl Books {
     fn has_wallet(&self, user: usize) -> bool {
         self.balances.keys().any(|(owner, _)| *owner == user)
+    }
+
+    /// What users hold of paid currency in `asset`.
+    fn paid_in(&self, asset: usize) -> i64 {
+        self.parts
+            .iter()
+            .filter(|((_, held_in), _)| *held_in == asset)
+            .map(|(_, (paid, _))| paid)
+            .sum()
+    }
+
+    /// Takes `amount` from a user's parts: first as much of each of
+    /// `first` as there is, then free before paid (no asset here has a
+    /// spend order of its own). The balance check has passed already.
+    fn take_parts(
+        &mut self,
+        user: usize,
+        asset: usize,
+        amount: i64,
+        first: &[(Kind, i64)],
+    ) -> Vec<(Kind, i64)> {
+        let (mut paid, mut free) = self.parts.get(&(user, asset)).copied().unwrap_or((0, 0));
+        let mut left = amount;
+        let mut taken = Vec::new();
+        let order = [(Kind::Free, left), (Kind::Paid, left)];
+        for (kind, wanted) in first.iter().copied().chain(order) {
+            let there = match kind {
+                Kind::Paid => &mut paid,
+                Kind::Free => &mut free,
+            };
+            let amount = wanted.min(*there).min(left);
+            *there -= amount;
+            left -= amount;
+            merge(&mut taken, kind, amount);
+        }
+        assert_eq!(left, 0, "the model's parts do not cover its balance");
+        self.parts.insert((user, asset), (paid, free));
+        taken
+    }
+
+    fn give_parts(&mut self, user: usize, asset: usize, parts: &[(Kind, i64)]) {
+        let (paid, free) = self.parts.entry((user, asset)).or_insert((0, 0));
+        for (kind, amount) in parts {
+            match kind {
+                Kind::Paid => *paid += amount,
+                Kind::Free => *free += amount,
+            }
+        }
+    }
+
+    /// Moves `parts` (or, from a user, what it takes preferring `first`)
+    /// from `debit` to `credit`; the moved parts.
+    fn move_parts(
+        &mut self,
+        debit: Party,
+        credit: Party,
+        asset: usize,
+        amount: i64,
+        given: Vec<(Kind, i64)>,
+        first: &[(Kind, i64)],
+    ) -> Vec<(Kind, i64)> {
+        let parts = match debit {
+            Party::User(user) => self.take_parts(user, asset, amount, first),
+            Party::Treasury => given,
+        };
+        if let Party::User(user) = credit {
+            self.give_parts(user, asset, &parts);
+        }
+        parts
     }
 
     fn held_in(&self, asset: usize) -> i64 {
@@ -973,6 +1085,7 @@ impl Model {
             seq: 0,
             id: String::new(),
             created_at_ms: 0,
+            parts: Vec::new(),
         }
     }
 
@@ -1040,6 +1153,13 @@ impl Model {
         let amount = i64::try_from(amount).unwrap();
         let debit_after = plan.books.debit(debit, asset, amount)?;
         let credit_after = plan.books.credit(credit, asset, amount)?;
+        let given = match kind {
+            EntryKind::Topup => vec![(Kind::Paid, amount)],
+            _ => vec![(Kind::Free, amount)],
+        };
+        let parts = plan
+            .books
+            .move_parts(debit, credit, asset, amount, given, &[]);
         plan.entries.push(Entry {
             debit,
             credit,
@@ -1047,6 +1167,7 @@ impl Model {
             credit_after,
             requester,
             details,
+            parts,
             ..Model::entry(request, kind, asset, amount)
         });
         Ok(())
@@ -1078,11 +1199,27 @@ impl Model {
         let (debit, credit) = (original.credit, original.debit);
         let debit_after = plan.books.debit(debit, original.asset, amount)?;
         let credit_after = plan.books.credit(credit, original.asset, amount)?;
+        // The original's parts, the one taken last first, past what earlier
+        // reversals gave back.
+        let mut skip = original.reversed;
+        let mut wanted = amount;
+        let mut back = Vec::new();
+        for (kind, part) in original.parts.iter().rev() {
+            let past = (*part).min(skip);
+            skip -= past;
+            let given = (part - past).min(wanted);
+            wanted -= given;
+            merge(&mut back, *kind, given);
+        }
+        let parts =
+            plan.books
+                .move_parts(debit, credit, original.asset, amount, back.clone(), &back);
         plan.entries.push(Entry {
             debit,
             credit,
             debit_after,
             credit_after,
+            parts,
             requester: original.requester,
             reverses: Some((position, id)),
             details,
@@ -1349,6 +1486,19 @@ impl Real {
                 assert_eq!(row.held, 0);
                 assert_eq!(row.available, row.balance);
                 assert_eq!(row.asset_type_id, self.asset_ids[asset]);
+                let (paid, free) = model
+                    .books
+                    .parts
+                    .get(&(user, asset))
+                    .copied()
+                    .unwrap_or((0, 0));
+                assert_eq!(
+                    (row.paid, row.free),
+                    (paid, free),
+                    "{name}'s {} parts",
+                    row.asset_symbol
+                );
+                assert!(paid >= 0 && free >= 0);
             }
             // Newest first: every entry that touches the user, from the
             // user's side, so each balance_after is the model's.
@@ -1389,6 +1539,14 @@ impl Real {
             let held = model.books.held_in(asset);
             assert_eq!(totals.sum_of_balances, 0, "{}", totals.symbol);
             assert_eq!(totals.held_by_users, i128::from(held), "{}", totals.symbol);
+            let paid = model.books.paid_in(asset);
+            assert_eq!(totals.paid_by_users, i128::from(paid), "{}", totals.symbol);
+            let supply = self
+                .store
+                .supply(&AssetRef::parse(&totals.symbol).unwrap())
+                .unwrap();
+            assert_eq!(supply.paid, i128::from(paid), "{}", totals.symbol);
+            assert_eq!(supply.free, i128::from(held - paid), "{}", totals.symbol);
             assert_eq!(i128::from(model.books.treasuries[asset]), -i128::from(held));
         }
     }

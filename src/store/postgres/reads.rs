@@ -159,8 +159,8 @@ pub fn balances_at(
             None => 0,
         };
         rows.push(BalanceRow {
-            paid: 0,               // PG-PARTS: placeholder
-            free: 0,               // PG-PARTS: placeholder
+            paid: 0,              // PG-PARTS: placeholder
+            free: 0,              // PG-PARTS: placeholder
             expiring: Vec::new(), // PG-PARTS: placeholder
             asset_symbol: account.asset_symbol,
             asset_type_id: account.asset_type_id,
@@ -203,8 +203,8 @@ pub fn balances_as_of(
             None => 0,
         };
         rows.push(BalanceRow {
-            paid: 0,               // PG-PARTS: placeholder
-            free: 0,               // PG-PARTS: placeholder
+            paid: 0,              // PG-PARTS: placeholder
+            free: 0,              // PG-PARTS: placeholder
             expiring: Vec::new(), // PG-PARTS: placeholder
             asset_symbol: account.asset_symbol,
             asset_type_id: account.asset_type_id,

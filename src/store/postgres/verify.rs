@@ -70,6 +70,7 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
                     .map(|delta_value| AuditPosting {
                         delta: delta_value,
                         balance_after: row.get(delta + 1),
+                        paid_after: None, // PG-PARTS: placeholder
                     })
             };
             auditor.check(&AuditEntry {
@@ -81,6 +82,7 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
                 credit_account: row.get(5),
                 debit_posting: posting(6),
                 credit_posting: posting(8),
+                parts: None, // PG-PARTS: placeholder
             });
         }
         entries_checked += rows.len() as u64;
@@ -162,6 +164,8 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
             active_by_holds: row.get(4),
             held_unexpired: row.get(5),
             held_as_read: stored_held - due,
+            stored_held_paid: 0,   // PG-PARTS: placeholder
+            held_paid_by_holds: 0, // PG-PARTS: placeholder
         });
     }
     for row in tx.query(
@@ -197,6 +201,7 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
             reversed: unsigned(numeric(&row, 4)?),
             held: i64::try_from(numeric(&row, 5)?)?,
             holders: row.get(6),
+            paid: 0, // PG-PARTS: placeholder
         });
     }
     auditor.check_supply(&supplies);

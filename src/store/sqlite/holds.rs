@@ -87,7 +87,9 @@ pub fn account_held(
 ) -> rusqlite::Result<(i64, i64, i64, Vec<DueHold>)> {
     let stored: Option<(i64, i64, i64)> = conn
         .prepare_cached("SELECT held, active, held_paid FROM account_holds WHERE account_id = ?1")?
-        .query_row([account_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .query_row([account_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()?;
     let Some((held, active, held_paid)) = stored else {
         return Ok((0, 0, 0, Vec::new()));

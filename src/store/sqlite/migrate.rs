@@ -148,9 +148,11 @@ mod tests {
              INSERT INTO idempotency_records (id, caller_id, key, request, entry_count, created_at)
                   VALUES (1, 0, 'k1', '{{}}', 1, 0);
              INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
-                                         credit_account_id, amount, request_id, created_at)
-                  VALUES (1, 'e1', 'TOPUP', '{GOLD}', {treasury}, 100, 10, 1, 0);
-             INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 1, 10, 10), ({treasury}, 1, -10, -10);",
+                                         credit_account_id, amount, request_id, created_at, parts)
+                  VALUES (1, 'e1', 'TOPUP', '{GOLD}', {treasury}, 100, 10, 1, 0,
+                          '[{{\"kind\":\"PAID\",\"amount\":10}}]');
+             INSERT INTO postings (account_id, entry_seq, delta, balance_after, paid_after)
+                  VALUES (100, 1, 10, 10, 10), ({treasury}, 1, -10, -10, -10);",
             treasury = treasury(&conn, GOLD),
         ))
         .unwrap();
@@ -195,8 +197,8 @@ mod tests {
         let insert = |amount: i64, debit: i64, credit: i64| {
             format!(
                 "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
-                        credit_account_id, amount, request_id, created_at)
-                 VALUES ('x', 'TOPUP', '{GOLD}', {debit}, {credit}, {amount}, 1, 0)"
+                        credit_account_id, amount, request_id, created_at, parts)
+                 VALUES ('x', 'TOPUP', '{GOLD}', {debit}, {credit}, {amount}, 1, 0, '[]')"
             )
         };
         refused(&conn, &insert(0, t, 100));
@@ -232,8 +234,8 @@ mod tests {
         let insert = |kind: &str, request: i64, metadata: &str| {
             format!(
                 "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
-                        credit_account_id, amount, request_id, metadata, created_at)
-                 VALUES ('x', '{kind}', '{GOLD}', {t}, 100, 1, {request}, {metadata}, 0)"
+                        credit_account_id, amount, request_id, metadata, created_at, parts)
+                 VALUES ('x', '{kind}', '{GOLD}', {t}, 100, 1, {request}, {metadata}, 0, '[]')"
             )
         };
         assert!(refused(&conn, &insert("REFUND", 1, "NULL")).contains("FOREIGN KEY"));
@@ -255,9 +257,9 @@ mod tests {
             format!(
                 "INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
                         credit_account_id, amount, request_id, reverses_seq, reversed_after,
-                        created_at)
+                        created_at, parts)
                  VALUES ({seq}, 'r{seq}', 'REVERSAL', '{GOLD}', {debit}, {credit}, {amount}, 1,
-                         1, {after}, 0)"
+                         1, {after}, 0, '[]')"
             )
         };
         // The same way round as the original, not the other.
@@ -274,8 +276,8 @@ mod tests {
             &format!(
                 "INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
                         credit_account_id, amount, request_id, reverses_seq, reversed_after,
-                        created_at)
-                 VALUES (4, 'r4', 'REVERSAL', '{GOLD}', {t}, 100, 1, 1, 2, 1, 0)"
+                        created_at, parts)
+                 VALUES (4, 'r4', 'REVERSAL', '{GOLD}', {t}, 100, 1, 1, 2, 1, 0, '[]')"
             ),
         );
         assert!(error.contains("reversal"), "{error}");
@@ -284,8 +286,8 @@ mod tests {
             &conn,
             &format!(
                 "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
-                        credit_account_id, amount, request_id, created_at)
-                 VALUES ('r5', 'REVERSAL', '{GOLD}', 100, {t}, 1, 1, 0)"
+                        credit_account_id, amount, request_id, created_at, parts)
+                 VALUES ('r5', 'REVERSAL', '{GOLD}', 100, {t}, 1, 1, 0, '[]')"
             ),
         );
     }
@@ -395,8 +397,8 @@ mod tests {
         let t = treasury(conn, GOLD);
         conn.execute_batch(&format!(
             "INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
-                    credit_account_id, amount, request_id, created_at)
-             VALUES (2, 'e2', 'SPEND', '{GOLD}', 100, {t}, {amount}, 1, 0)"
+                    credit_account_id, amount, request_id, created_at, parts)
+             VALUES (2, 'e2', 'SPEND', '{GOLD}', 100, {t}, {amount}, 1, 0, '[]')"
         ))
         .unwrap();
     }
@@ -406,19 +408,41 @@ mod tests {
         let (_dir, conn) = ledger();
         spend_entry_2(&conn, 4);
         // Wrong sign, wrong account, wrong balance.
-        refused(&conn, "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 2, 4, 14)");
-        refused(&conn, "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (101, 2, -4, -4)");
-        let error = refused(&conn, "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 2, -4, 7)");
+        let posting = |values: &str| {
+            format!(
+                "INSERT INTO postings (account_id, entry_seq, delta, balance_after, paid_after)
+                 VALUES {values}"
+            )
+        };
+        refused(&conn, &posting("(100, 2, 4, 14, 10)"));
+        refused(&conn, &posting("(101, 2, -4, -4, 0)"));
+        let error = refused(&conn, &posting("(100, 2, -4, 7, 7)"));
         assert!(error.contains("continue"), "{error}");
-        conn.execute_batch("INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 2, -4, 6)")
-            .unwrap();
+        // A posting that does not name its running paid total.
+        refused(
+            &conn,
+            "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 2, -4, 6)",
+        );
+        conn.execute_batch(&posting("(100, 2, -4, 6, 6)")).unwrap();
     }
 
     #[test]
     fn a_user_posting_below_zero_is_refused_by_the_database() {
         let (_dir, conn) = ledger();
         spend_entry_2(&conn, 11);
-        let error = refused(&conn, "INSERT INTO postings (account_id, entry_seq, delta, balance_after) VALUES (100, 2, -11, -1)");
+        let posting = |values: &str| {
+            format!(
+                "INSERT INTO postings (account_id, entry_seq, delta, balance_after, paid_after)
+                 VALUES {values}"
+            )
+        };
+        let error = refused(&conn, &posting("(100, 2, -11, -1, 0)"));
+        assert!(error.contains("below zero"), "{error}");
+        // Neither part may go below zero: paid past the balance leaves free
+        // below it.
+        let error = refused(&conn, &posting("(100, 2, -4, 6, -1)"));
+        assert!(error.contains("below zero"), "{error}");
+        let error = refused(&conn, &posting("(100, 2, -4, 6, 7)"));
         assert!(error.contains("below zero"), "{error}");
     }
 

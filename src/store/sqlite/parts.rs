@@ -19,10 +19,13 @@ pub(super) use crate::ledger::parts::{encode, paid_of};
 pub(super) fn backfill(conn: &Connection) -> anyhow::Result<()> {
     let orders: HashMap<String, SpendOrder> = conn
         .prepare("SELECT asset_type_id, spend_order FROM asset_rules")?
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?
         .map(|row| {
             let (asset, order) = row?;
-            let order = SpendOrder::parse(&order).map_err(|_| anyhow!("bad spend order {order}"))?;
+            let order =
+                SpendOrder::parse(&order).map_err(|_| anyhow!("bad spend order {order}"))?;
             Ok((asset, order))
         })
         .collect::<anyhow::Result<_>>()?;
@@ -41,8 +44,8 @@ pub(super) fn backfill(conn: &Connection) -> anyhow::Result<()> {
            FROM ledger_entries ORDER BY seq",
     )?;
     let mut set_parts = conn.prepare("UPDATE ledger_entries SET parts = ?2 WHERE seq = ?1")?;
-    let mut set_paid =
-        conn.prepare("UPDATE postings SET paid_after = ?3 WHERE account_id = ?1 AND entry_seq = ?2")?;
+    let mut set_paid = conn
+        .prepare("UPDATE postings SET paid_after = ?3 WHERE account_id = ?1 AND entry_seq = ?2")?;
     let mut rows = entries.query([])?;
     while let Some(row) = rows.next()? {
         let kind: String = row.get(1)?;
@@ -89,7 +92,8 @@ pub(super) fn backfill(conn: &Connection) -> anyhow::Result<()> {
         }
         set_hold.execute(params![seq, parts::encode(&taken)])?;
     }
-    let mut set_held = conn.prepare("UPDATE account_holds SET held_paid = ?2 WHERE account_id = ?1")?;
+    let mut set_held =
+        conn.prepare("UPDATE account_holds SET held_paid = ?2 WHERE account_id = ?1")?;
     for (account, set_aside) in &held {
         set_held.execute(params![account, set_aside.paid])?;
     }
@@ -132,4 +136,3 @@ pub(super) fn read_parts(text: Option<String>) -> rusqlite::Result<Vec<parts::Pa
         }),
     }
 }
-

@@ -111,7 +111,7 @@ pub(super) fn write_change(
 /// The rules in force for `user` in every asset, by symbol.
 pub(super) fn user_rules(conn: &Connection, user: &str) -> Result<Vec<UserRulesRow>, StorageError> {
     let mut statement = conn.prepare_cached(
-        "SELECT t.symbol, r.max_balance, r.limits, u.max_balance, u.limits
+        "SELECT t.symbol, r.max_balance, r.limits, u.max_balance, u.limits, r.spend_order
            FROM asset_types t
            LEFT JOIN asset_rules r ON r.asset_type_id = t.id
            LEFT JOIN user_rules u ON u.user_id = ?1 AND u.asset_type_id = t.id
@@ -125,14 +125,15 @@ pub(super) fn user_rules(conn: &Connection, user: &str) -> Result<Vec<UserRulesR
                 row.get::<_, Option<String>>(2)?,
                 row.get::<_, Option<i64>>(3)?,
                 row.get::<_, Option<String>>(4)?,
+                row.get::<_, Option<String>>(5)?,
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     rows.into_iter()
-        .map(|(symbol, max, limits, user_max, user_limits)| {
+        .map(|(symbol, max, limits, user_max, user_limits, order)| {
             Ok(UserRulesRow {
                 asset_symbol: symbol,
-                in_force: in_force(max, limits, user_max, user_limits)?,
+                in_force: in_force(max, limits, user_max, user_limits, order)?,
             })
         })
         .collect()
@@ -145,10 +146,18 @@ fn in_force(
     limits: Option<String>,
     user_max_balance: Option<i64>,
     user_limits: Option<String>,
+    spend_order: Option<String>,
 ) -> Result<RulesInForce, StorageError> {
+    let spend_order = match spend_order {
+        Some(order) => SpendOrder::parse(&order).map_err(|_| {
+            StorageError::Backend(format!("a stored spend order is unreadable: {order}").into())
+        })?,
+        None => SpendOrder::default(),
+    };
     let asset = AssetRules {
         max_balance,
         limits: stored_limits(limits.as_deref())?.unwrap_or_default(),
+        spend_order,
         ..AssetRules::default()
     };
     let user = UserOverride {
@@ -165,17 +174,23 @@ pub(super) fn rules_in_force(
     user: &str,
     asset_id: &str,
 ) -> Result<RulesInForce, StorageError> {
-    let (max, limits, user_max, user_limits) = conn
+    let (max, limits, user_max, user_limits, order) = conn
         .prepare_cached(
-            "SELECT r.max_balance, r.limits, u.max_balance, u.limits
+            "SELECT r.max_balance, r.limits, u.max_balance, u.limits, r.spend_order
                FROM (SELECT ?2 AS asset_type_id) x
                LEFT JOIN asset_rules r ON r.asset_type_id = x.asset_type_id
                LEFT JOIN user_rules u ON u.user_id = ?1 AND u.asset_type_id = x.asset_type_id",
         )?
         .query_row([user, asset_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
         })?;
-    in_force(max, limits, user_max, user_limits)
+    in_force(max, limits, user_max, user_limits, order)
 }
 
 fn total(high: i64, low: i64) -> i128 {

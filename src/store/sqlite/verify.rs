@@ -44,7 +44,8 @@ pub fn audit_reporting(
     // account, found through the postings primary key.
     let mut statement = tx.prepare(
         "SELECT e.seq, e.kind, e.asset_type_id, e.amount, e.debit_account_id, e.credit_account_id,
-                d.delta, d.balance_after, c.delta, c.balance_after
+                d.delta, d.balance_after, c.delta, c.balance_after, e.parts, d.paid_after,
+                c.paid_after
            FROM ledger_entries e
            LEFT JOIN postings d ON d.account_id = e.debit_account_id AND d.entry_seq = e.seq
            LEFT JOIN postings c ON c.account_id = e.credit_account_id AND c.entry_seq = e.seq
@@ -57,10 +58,11 @@ pub fn audit_reporting(
     loop {
         let batch: Vec<AuditEntry> = statement
             .query_map([after_seq, AUDIT_BATCH_ENTRIES as i64], |row| {
-                let posting = |delta: Option<i64>, balance_after: Option<i64>| {
+                let posting = |delta: Option<i64>, balance_after: Option<i64>, paid_after| {
                     Some(AuditPosting {
                         delta: delta?,
                         balance_after: Some(balance_after?),
+                        paid_after,
                     })
                 };
                 Ok(AuditEntry {
@@ -70,8 +72,9 @@ pub fn audit_reporting(
                     amount: row.get(3)?,
                     debit_account: row.get(4)?,
                     credit_account: row.get(5)?,
-                    debit_posting: posting(row.get(6)?, row.get(7)?),
-                    credit_posting: posting(row.get(8)?, row.get(9)?),
+                    debit_posting: posting(row.get(6)?, row.get(7)?, row.get(11)?),
+                    credit_posting: posting(row.get(8)?, row.get(9)?, row.get(12)?),
+                    parts: row.get(10)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -150,7 +153,12 @@ pub fn audit_reporting(
                     (SELECT count(*) FROM holds h WHERE h.account_id = a.id AND h.status = 'HELD'),
                     coalesce((SELECT sum(h.amount) FROM holds h
                                WHERE h.account_id = a.id AND h.status = 'HELD'
-                                 AND h.expires_at > ?1), 0)
+                                 AND h.expires_at > ?1), 0),
+                    coalesce(ah.held_paid, 0),
+                    coalesce((SELECT sum(json_extract(p.value, '$.amount'))
+                                FROM holds h, json_each(h.parts) p
+                               WHERE h.account_id = a.id AND h.status = 'HELD'
+                                 AND json_extract(p.value, '$.kind') = 'PAID'), 0)
                FROM accounts a LEFT JOIN account_holds ah ON ah.account_id = a.id
               WHERE ah.account_id IS NOT NULL
                  OR EXISTS (SELECT 1 FROM holds h WHERE h.account_id = a.id)",
@@ -165,6 +173,8 @@ pub fn audit_reporting(
                     active_by_holds: row.get(4)?,
                     held_unexpired: row.get(5)?,
                     held_as_read: 0,
+                    stored_held_paid: row.get(6)?,
+                    held_paid_by_holds: row.get(7)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -203,11 +213,19 @@ pub fn audit_reporting(
             |high: i64, low: i64| (high.max(0) as u128) * (1u128 << 53) + low.max(0) as u128;
         let supplies: Vec<AuditSupply> = tx
             .prepare(
-                "SELECT asset_type_id, topup_high, topup_low, bonus_high, bonus_low,
-                        spent_high, spent_low, reversed_high, reversed_low, held, holders
-                   FROM asset_supply",
+                "SELECT s.asset_type_id, s.topup_high, s.topup_low, s.bonus_high, s.bonus_low,
+                        s.spent_high, s.spent_low, s.reversed_high, s.reversed_low, s.held,
+                        s.holders,
+                        coalesce((SELECT p.paid_after FROM postings p WHERE p.account_id = a.id
+                                   ORDER BY p.entry_seq DESC LIMIT 1), 0)
+                   FROM asset_supply s
+                   LEFT JOIN accounts a ON a.asset_type_id = s.asset_type_id
+                                       AND a.owner_type = 'SYSTEM'",
             )?
             .query_map([], |row| {
+                // What a supply read answers: the Treasury's running paid
+                // total, negated.
+                let treasury_paid: i64 = row.get(11)?;
                 Ok(AuditSupply {
                     asset_type_id: row.get(0)?,
                     topup: total(row.get(1)?, row.get(2)?),
@@ -216,6 +234,7 @@ pub fn audit_reporting(
                     reversed: total(row.get(7)?, row.get(8)?),
                     held: row.get(9)?,
                     holders: row.get(10)?,
+                    paid: -i128::from(treasury_paid),
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

@@ -366,8 +366,7 @@ impl FactSource for SqliteWrite<'_> {
                 )
             }
             None if is_user => {
-                let (held, active, held_paid, due) =
-                    holds::account_held(conn, account_id, now_ms)?;
+                let (held, active, held_paid, due) = holds::account_held(conn, account_id, now_ms)?;
                 let paid = parts::latest_paid(conn, account_id)?;
                 (
                     latest_balance(conn, account_id)?,
