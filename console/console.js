@@ -137,6 +137,16 @@ function party(side) {
 
 // A marked place for a panel API.md describes as (next): drawn as a short
 // note so the layout is ready, filled in once the service serves it.
+// A transaction's parts as one line: "FREE 30, PAID 20" (a lot with its
+// expiry).
+function partsText(parts) {
+  if (!parts || parts.length === 0) {
+    return '—';
+  }
+  return parts.map((part) => `${part.kind} ${part.amount}${part.expiresAt ? ` (expires ${part.expiresAt})` : ''}`)
+    .join(', ');
+}
+
 function laterPanel(name, what) {
   return h('section', { class: 'later', 'data-later-panel': name },
     h('h2', {}, what),
@@ -345,7 +355,7 @@ async function userPage(userId) {
   show(
     h('h1', {}, 'User ', h('code', { id: 'user-title' }, userId)),
     balances,
-    laterPanel('parts', 'Paid, free and expiring'),
+    laterPanel('expiring', 'Expiring lots'),
     rules,
     holds,
     history,
@@ -371,13 +381,15 @@ async function userPage(userId) {
     return;
   }
   balances.replaceChildren(h('h2', {}, 'Balances'), table(
-    ['Asset', 'Name', figures('Balance'), figures('Held'), figures('Available')],
+    ['Asset', 'Name', figures('Balance'), figures('Held'), figures('Available'), figures('Paid'), figures('Free')],
     wallet.balances.map((row) => h('tr', { 'data-asset': row.asset },
       h('td', {}, row.asset),
       h('td', {}, row.name),
       h('td', { class: 'number balance' }, text(row.balance)),
       h('td', { class: 'number held' }, text(row.held)),
-      h('td', { class: 'number available' }, text(row.available)))),
+      h('td', { class: 'number available' }, text(row.available)),
+      h('td', { class: 'number paid' }, text(row.paid)),
+      h('td', { class: 'number free' }, text(row.free)))),
   ));
   const symbols = assets.map((asset) => asset.symbol);
   drawHolds(holds, userId, symbols);
@@ -654,6 +666,7 @@ async function transactionPage(id) {
       row('Asset', entry.asset),
       row('Amount', String(entry.amount)),
       row('Reversed so far', h('span', { id: 'reversed-amount' }, String(entry.reversedAmount))),
+      row('Parts', h('span', { id: 'parts' }, partsText(entry.parts))),
       row('Reverses', entry.reverses ? link(entry.reverses, 'transactions', entry.reverses) : '—'),
       row('Hold', text(entry.holdId)),
       row('Idempotency key', h('code', {}, entry.idempotencyKey)),
@@ -834,6 +847,7 @@ async function drawAssets(list, rules) {
       get(path('assets', asset.symbol, 'supply')).catch(() => null)));
     list.replaceChildren(table(
       ['Symbol', 'Name', figures('Decimals'), figures('Outstanding'), figures('Held'), figures('Holders'),
+        figures('Paid'), figures('Free'),
         figures('Issued (topup)'), figures('Issued (bonus)'), figures('Spent'), figures('Reversed'), 'As of', 'Created'],
       assets.map((asset, index) => {
         const supply = supplies[index];
@@ -844,6 +858,8 @@ async function drawAssets(list, rules) {
           h('td', { class: 'number outstanding' }, text(supply?.outstanding)),
           h('td', { class: 'number' }, text(supply?.held)),
           h('td', { class: 'number' }, text(supply?.holders)),
+          h('td', { class: 'number paid' }, text(supply?.paid)),
+          h('td', { class: 'number free' }, text(supply?.free)),
           h('td', { class: 'number' }, text(supply?.issued?.TOPUP)),
           h('td', { class: 'number' }, text(supply?.issued?.BONUS)),
           h('td', { class: 'number' }, text(supply?.spent)),
@@ -927,7 +943,7 @@ function assetRulesPanel(saved) {
   h('p', { class: 'muted' },
     'Starts from the rules in force. Maximum balance: empty keeps it as it is; "none" removes it. ',
     `The limits shown replace the asset's list (at most ${LIMITS_MAX}; none: no limits). `,
-    'Spend order takes effect with paid and free parts.'),
+    'Spend order: which part of a balance a debit takes first (free or paid).'),
   h('label', { for: 'rules-asset' }, 'Asset'), asset,
   h('label', { for: 'rules-spend-order' }, 'Spend order'), spendOrder,
   h('label', { for: 'rules-max-balance' }, 'Maximum balance per user'), maxBalance,

@@ -227,12 +227,14 @@ async function main() {
       balance: Number(row.querySelector('.balance').textContent),
       held: Number(row.querySelector('.held').textContent),
       available: Number(row.querySelector('.available').textContent),
+      paid: Number(row.querySelector('.paid').textContent),
+      free: Number(row.querySelector('.free').textContent),
     })));
-    assert.deepEqual(await shownBalances(), wallet.balances.map(({ asset, balance, held, available }) => ({
-      asset, balance, held, available,
+    assert.deepEqual(await shownBalances(), wallet.balances.map(({ asset, balance, held, available, paid, free }) => ({
+      asset, balance, held, available, paid, free,
     })));
     assert.equal(wallet.balances.find((row) => row.asset === 'GOLD').held, 50);
-    step('user_alice found: every balance, held and available shown equals the API\'s');
+    step('user_alice found: every balance, held, available, paid and free shown equals the API\'s');
 
     // History: pages of 10, older and newer, as the API pages them.
     const rowIds = () => page.$$eval('#history-rows tbody tr', (rows) => rows.map((row) => row.dataset.transaction));
@@ -240,7 +242,7 @@ async function main() {
     const firstPage = await rowIds();
     const apiPage = (await api.get('/wallets/user_alice/transactions?limit=10')).data;
     assert.deepEqual(firstPage, apiPage.items.map((item) => item.id));
-    await page.locator('[data-later-panel="parts"]').waitFor();
+    await page.locator('[data-later-panel="expiring"]').waitFor();
     // The attack is on the first page, as text.
     const note = await page.locator(`#history-rows tr[data-transaction="${attack.data.transaction.id}"] td.note`).textContent();
     assert.equal(note, NOTE_ATTACK);
@@ -274,6 +276,8 @@ async function main() {
     await page.locator('#transaction-details').waitFor();
     assert.equal(await page.locator('#debit-side a').textContent(), 'user_alice');
     assert.equal((await page.locator('#credit-side').textContent()).includes('Treasury'), true);
+    const shownParts = await page.locator('#parts').textContent();
+    assert.equal(shownParts, spend.data.transaction.parts.map((part) => `${part.kind} ${part.amount}`).join(', '));
     await page.fill('#reverse-amount', '40');
     await page.fill('#reverse-note', 'refund: <b>not bold</b>');
     await page.click('#reverse-ask');

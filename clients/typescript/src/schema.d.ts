@@ -626,11 +626,26 @@ export interface components {
             /** Format: int64 */
             balance: number;
             /**
+             * @description The expiring lots, soonest first (at most 100 shown); omitted from a
+             *     balance `?at=` a time.
+             */
+            expiring?: components["schemas"]["Lot"][] | null;
+            /**
+             * Format: int64
+             * @description The part given (BONUS), the expiring lots included: `balance = paid + free`.
+             */
+            free: number;
+            /**
              * Format: int64
              * @description Set aside by active holds; omitted from a balance `?at=` a time.
              */
             held?: number | null;
             name: string;
+            /**
+             * Format: int64
+             * @description The part of `balance` bought (TOPUP); never expires.
+             */
+            paid: number;
         };
         /** @description `GET /wallets/{userId}/balance`: one row per asset type. */
         Balances: {
@@ -978,6 +993,21 @@ export interface components {
             type: "TOPUP" | "BONUS" | "SPEND" | "TRANSFER";
             windowSeconds: number;
         };
+        /** @description One expiring lot of a balance. */
+        Lot: {
+            /** Format: int64 */
+            amount: number;
+            expiresAt: string;
+        };
+        /** @description One part an entry moved (API.md, Paid, free and expiring currency). */
+        Part: {
+            /** Format: int64 */
+            amount: number;
+            /** @description The lot's expiry; only for EXPIRING. */
+            expiresAt?: string | null;
+            /** @enum {string} */
+            kind: "PAID" | "FREE" | "EXPIRING";
+        };
         /** @description A party to a transaction: a user, or the asset's Treasury. */
         Party: {
             /** @enum {string} */
@@ -1024,6 +1054,13 @@ export interface components {
             asset: string;
             /**
              * Format: int64
+             * @description Total of EXPIRY entries ever.
+             */
+            expired: number;
+            /** Format: int64 */
+            free: number;
+            /**
+             * Format: int64
              * @description What active holds set aside.
              */
             held: number;
@@ -1039,6 +1076,12 @@ export interface components {
              * @description What users hold: the negative of the Treasury's balance.
              */
             outstanding: number;
+            /**
+             * Format: int64
+             * @description What users hold of each kind: `outstanding = paid + free`. Paid is
+             *     bought and not yet spent (owed to players).
+             */
+            paid: number;
             /**
              * Format: int64
              * @description Total of REVERSAL entries ever.
@@ -1079,6 +1122,11 @@ export interface components {
                 [key: string]: string;
             } | null;
             note: string | null;
+            /**
+             * @description Which parts of the balance it took or gave, in the order taken; the
+             *     amounts add up to `amount`.
+             */
+            parts: components["schemas"]["Part"][];
             referenceId: string | null;
             /** @description The id a REVERSAL undoes; null otherwise. */
             reverses: string | null;
@@ -1101,6 +1149,8 @@ export interface components {
                 [key: string]: string;
             } | null;
             note: string | null;
+            /** @description Which parts of the user's balance it moved, in the order taken. */
+            parts: components["schemas"]["Part"][];
             referenceId: string | null;
             /**
              * Format: int64

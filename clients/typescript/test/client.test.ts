@@ -106,9 +106,14 @@ describe("every route, in open mode and then with the key it creates", () => {
     const transfer = await client.transfer("user_carol", { to: "user_bob", asset: "GOLD", amount: 50 });
     assert.equal(transfer.data?.transaction.counterparty, "user_bob");
 
+    // Bought currency is paid, given currency free; the parts are typed.
+    assert.deepEqual(spend.data?.transaction.parts, [{ kind: "PAID", amount: 100 }]);
     const balance = await client.balance("user_carol");
     const gold = balance.data?.balances.find((row) => row.asset === "GOLD");
     assert.equal(gold?.balance, 150);
+    assert.deepEqual([gold?.paid, gold?.free, gold?.expiring], [150, 0, []]);
+    const diamond = balance.data?.balances.find((row) => row.asset === "DIAMOND");
+    assert.deepEqual([diamond?.paid, diamond?.free], [0, 5]);
     const then = await client.balance("user_carol", { at: "2000-01-01T00:00:00Z" });
     assert.ok(then.data?.balances.every((row) => row.balance === 0));
 

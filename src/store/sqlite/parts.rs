@@ -109,17 +109,20 @@ pub(super) const INSERT_TREASURY_POSTING: &str =
             coalesce((SELECT p.paid_after FROM postings p WHERE p.account_id = ?1
                        ORDER BY p.entry_seq DESC LIMIT 1), 0) + ?5";
 
-/// The paid part of an account's balance now (its newest posting's running
-/// total), 0 before its first posting.
-pub(super) fn latest_paid(conn: &Connection, account: i64) -> rusqlite::Result<i64> {
+/// An account's balance and its paid part now, from its newest posting:
+/// one descent of the postings' key, as the balance alone is.
+pub(super) fn latest_balance_and_paid(
+    conn: &Connection,
+    account: i64,
+) -> rusqlite::Result<(i64, i64)> {
     Ok(conn
         .prepare_cached(
-            "SELECT paid_after FROM postings WHERE account_id = ?1 ORDER BY entry_seq DESC LIMIT 1",
+            "SELECT balance_after, coalesce(paid_after, 0) FROM postings WHERE account_id = ?1
+              ORDER BY entry_seq DESC LIMIT 1",
         )?
-        .query_row([account], |row| row.get::<_, Option<i64>>(0))
+        .query_row([account], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?
-        .flatten()
-        .unwrap_or(0))
+        .unwrap_or((0, 0)))
 }
 
 /// Stored parts, read back; a text that is not parts is a file changed

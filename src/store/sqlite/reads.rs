@@ -71,12 +71,12 @@ pub fn balances_at(
     }
     let mut rows = Vec::with_capacity(accounts.len());
     for account in accounts {
-        let (balance, held, paid) = match account.account_id {
+        let ((balance, paid), held) = match account.account_id {
             // `held` from the account's one row of totals (read with the
             // account), less the few holds due but not yet recorded
             // expired: never a sum over the account's holds.
             Some(id) => (
-                super::latest_balance(&tx, id)?,
+                super::parts::latest_balance_and_paid(&tx, id)?,
                 super::holds::unexpired(
                     &tx,
                     id,
@@ -84,9 +84,8 @@ pub fn balances_at(
                     account.active_holds,
                     now_ms,
                 )?,
-                super::parts::latest_paid(&tx, id)?,
             ),
-            None => (0, 0, 0),
+            None => ((0, 0), 0),
         };
         rows.push(BalanceRow {
             asset_symbol: account.asset_symbol,

@@ -185,13 +185,13 @@ pub fn supply(conn: &Connection, asset: &AssetRef) -> Result<SupplyRow, LedgerEr
             "SELECT t.symbol, s.topup_high, s.topup_low, s.bonus_high, s.bonus_low,
                     s.spent_high, s.spent_low, s.reversed_high, s.reversed_low,
                     s.held, s.holders, s.last_entry_at,
-                    coalesce(p.balance_after, 0), coalesce(p.paid_after, 0)
+                    coalesce((SELECT p.balance_after FROM postings p WHERE p.account_id = a.id
+                               ORDER BY p.entry_seq DESC LIMIT 1), 0),
+                    coalesce((SELECT p.paid_after FROM postings p WHERE p.account_id = a.id
+                               ORDER BY p.entry_seq DESC LIMIT 1), 0)
                FROM asset_types t
                JOIN asset_supply s ON s.asset_type_id = t.id
                LEFT JOIN accounts a ON a.asset_type_id = t.id AND a.owner_type = 'SYSTEM'
-               LEFT JOIN postings p ON p.account_id = a.id
-                    AND p.entry_seq = (SELECT max(q.entry_seq) FROM postings q
-                                        WHERE q.account_id = a.id)
               WHERE {by}"
         ))?
         .query_row([key], |row| {

@@ -367,15 +367,8 @@ impl FactSource for SqliteWrite<'_> {
             }
             None if is_user => {
                 let (held, active, held_paid, due) = holds::account_held(conn, account_id, now_ms)?;
-                let paid = parts::latest_paid(conn, account_id)?;
-                (
-                    latest_balance(conn, account_id)?,
-                    held,
-                    active,
-                    due,
-                    paid,
-                    held_paid,
-                )
+                let (balance, paid) = parts::latest_balance_and_paid(conn, account_id)?;
+                (balance, held, active, due, paid, held_paid)
             }
             None => (latest_balance(conn, account_id)?, 0, 0, Vec::new(), 0, 0),
         };
@@ -780,12 +773,15 @@ fn find_user_account(
     asset_id: &str,
 ) -> rusqlite::Result<Option<UserAccountRow>> {
     conn.prepare_cached(
-        "SELECT a.id, coalesce(p.balance_after, 0), coalesce(h.held, 0), coalesce(h.active, 0),
-                coalesce(p.paid_after, 0), coalesce(h.held_paid, 0)
+        "SELECT a.id,
+                coalesce((SELECT p.balance_after FROM postings p WHERE p.account_id = a.id
+                           ORDER BY p.entry_seq DESC LIMIT 1), 0),
+                coalesce(h.held, 0), coalesce(h.active, 0),
+                coalesce((SELECT p.paid_after FROM postings p WHERE p.account_id = a.id
+                           ORDER BY p.entry_seq DESC LIMIT 1), 0),
+                coalesce(h.held_paid, 0)
            FROM accounts a
            LEFT JOIN account_holds h ON h.account_id = a.id
-           LEFT JOIN postings p ON p.account_id = a.id
-                AND p.entry_seq = (SELECT max(q.entry_seq) FROM postings q WHERE q.account_id = a.id)
           WHERE a.owner_type = 'USER' AND a.owner_id = ?1 AND a.asset_type_id = ?2",
     )?
     .query_row([user, asset_id], |row| {
