@@ -8,11 +8,11 @@ use serde_json::Value;
 use super::auth::caller_still_allowed;
 use super::body::{FieldErrors, JsonBody, JsonObject};
 use super::envelope::{ok, success};
-use super::input::{refuse_any_query, refuse_unknown_fields, required_text, validated_but_missing};
+use super::input::{parse_at_query, refuse_unknown_fields, required_text, validated_but_missing};
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
 use super::json::AssetRequest;
 use super::json::{Asset, SupplyJson};
-use super::params::AssetParam;
+use super::params::{AssetParam, SupplyParams};
 use crate::domain::{AssetDecimals, AssetName, AssetRef, AssetSymbol};
 use crate::error::ApiError;
 use crate::ledger::engine::NewAsset;
@@ -76,11 +76,11 @@ pub(super) async fn post_assets(
     })
 }
 
-/// API.md: GET /assets/{asset}/supply
+/// API.md: GET /assets/{asset}/supply?at=
 #[utoipa::path(get, path = "/assets/{asset}/supply", tag = "ledger",
-    summary = "An asset's supply: outstanding, held, holders, and totals ever",
-    params(AssetParam),
-    responses((status = 200, description = "The asset's figures, read in O(log n).",
+    summary = "An asset's supply: outstanding, paid, free, held, holders, and totals ever; now or at an instant",
+    params(AssetParam, SupplyParams),
+    responses((status = 200, description = "The asset's figures, read in O(log n); at an instant, without held and holders.",
         body = SupplyJson)))]
 pub(super) async fn get_supply(
     request: HttpRequest,
@@ -91,8 +91,11 @@ pub(super) async fn get_supply(
         .match_info()
         .get("asset")
         .and_then(|raw| errors.check("asset", AssetRef::parse(raw)));
-    refuse_any_query(request.query_string(), &mut errors);
+    let at = parse_at_query(request.query_string(), &mut errors);
     errors.into_result()?;
     let asset = asset.ok_or_else(validated_but_missing)?;
-    Ok(ok(SupplyJson::from(store.supply(&asset)?)))
+    Ok(ok(match at {
+        None => SupplyJson::from(store.supply(&asset)?),
+        Some(at_ms) => SupplyJson::as_it_stood(store.supply_as_of(&asset, at_ms)?),
+    }))
 }

@@ -356,3 +356,26 @@ pub(super) fn as_filter_error(error: ApiError) -> ApiError {
         other => other,
     }
 }
+
+/// `?at=<RFC 3339 time>` of a balance or a supply, in milliseconds since the epoch (any
+/// offset; a finer fraction is cut to the millisecond, which counts the
+/// entries of that millisecond). Not a time, or one in the future, is a
+/// problem naming `at`; any other parameter is refused.
+pub(super) fn parse_at_query(raw: &str, errors: &mut FieldErrors) -> Option<i64> {
+    let mut at = None;
+    read_query(raw, &["at"], errors, |_, value, errors| {
+        let parsed =
+            time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .and_then(|time| i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok());
+        match parsed {
+            Some(ms) if ms > crate::clock::now_ms() => errors.push("at", "is in the future"),
+            Some(ms) => at = Some(ms),
+            None => errors.push(
+                "at",
+                "must be an RFC 3339 time, such as 2026-11-23T10:15:30.123Z",
+            ),
+        }
+    });
+    at
+}

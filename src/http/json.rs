@@ -1168,10 +1168,13 @@ pub struct SupplyJson {
     /// What users hold: the negative of the Treasury's balance.
     #[schema(value_type = i64)]
     pub outstanding: i128,
-    /// What active holds set aside.
-    pub held: i64,
-    /// User accounts with a non-zero balance.
-    pub holders: i64,
+    /// What active holds set aside; omitted from a supply `?at=` a time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<i64>,
+    /// User accounts with a non-zero balance; omitted from a supply `?at=`
+    /// a time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holders: Option<i64>,
     /// Totals ever issued, by entry type.
     pub issued: IssuedJson,
     /// Total of SPEND entries ever.
@@ -1199,8 +1202,8 @@ impl From<SupplyRow> for SupplyJson {
         SupplyJson {
             asset: row.asset_symbol,
             outstanding: row.outstanding,
-            held: row.held,
-            holders: row.holders,
+            held: Some(row.held),
+            holders: Some(row.holders),
             issued: IssuedJson {
                 topup: row.topup,
                 bonus: row.bonus,
@@ -1211,6 +1214,18 @@ impl From<SupplyRow> for SupplyJson {
             free: row.free,
             expired: row.expired,
             as_of: row.as_of_ms.map(format_timestamp),
+        }
+    }
+}
+
+impl SupplyJson {
+    /// The figures as they stood at some instant: holds and holders are
+    /// not kept back in time, so they are not told.
+    pub fn as_it_stood(row: SupplyRow) -> SupplyJson {
+        SupplyJson {
+            held: None,
+            holders: None,
+            ..SupplyJson::from(row)
         }
     }
 }

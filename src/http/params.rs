@@ -179,6 +179,27 @@ impl IntoParams for TransactionIdParam {
     }
 }
 
+/// The query of `GET /assets/{asset}/supply`.
+pub struct SupplyParams;
+
+impl IntoParams for SupplyParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "at",
+            ParameterIn::Query,
+            "An RFC 3339 time (any offset), not in the future: the figures as they stood \
+             then, counting entries made at or before it (a report of unspent paid currency \
+             on a set date); `held` and `holders` are then omitted.",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::DateTime,
+                )))
+                .build(),
+        )]
+    }
+}
+
 /// The query of `GET /wallets/{userId}/balance`.
 pub struct BalanceParams;
 

@@ -8,8 +8,8 @@ use super::auth::{caller_of, caller_still_allowed};
 use super::body::{FieldErrors, JsonBody, JsonObject};
 use super::envelope::{answer, ok};
 use super::input::{
-    as_filter_error, operation_of, parse_idempotency_key, parse_movement, path_user, read_query,
-    refuse_unknown_fields, required_text, validated_but_missing,
+    as_filter_error, operation_of, parse_at_query, parse_idempotency_key, parse_movement,
+    path_user, read_query, refuse_unknown_fields, required_text, validated_but_missing,
 };
 use super::json::{Balance, Balances, Transaction, TransactionPage};
 #[allow(unused_imports)] // Named only by the OpenAPI attributes.
@@ -32,7 +32,7 @@ pub(super) async fn get_balance(
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::default();
     let user = path_user(&request, &mut errors);
-    let at = parse_balance_query(request.query_string(), &mut errors);
+    let at = parse_at_query(request.query_string(), &mut errors);
     errors.into_result()?;
     let user = user.ok_or_else(validated_but_missing)?;
     let balances = match at {
@@ -51,29 +51,6 @@ pub(super) async fn get_balance(
         user_id: user.as_str().to_owned(),
         balances,
     }))
-}
-
-/// `?at=<RFC 3339 time>` of a balance, in milliseconds since the epoch (any
-/// offset; a finer fraction is cut to the millisecond, which counts the
-/// entries of that millisecond). Not a time, or one in the future, is a
-/// problem naming `at`; any other parameter is refused.
-fn parse_balance_query(raw: &str, errors: &mut FieldErrors) -> Option<i64> {
-    let mut at = None;
-    read_query(raw, &["at"], errors, |_, value, errors| {
-        let parsed =
-            time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-                .ok()
-                .and_then(|time| i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok());
-        match parsed {
-            Some(ms) if ms > crate::clock::now_ms() => errors.push("at", "is in the future"),
-            Some(ms) => at = Some(ms),
-            None => errors.push(
-                "at",
-                "must be an RFC 3339 time, such as 2026-11-23T10:15:30.123Z",
-            ),
-        }
-    });
-    at
 }
 
 /// API.md: GET /wallets/{userId}/transactions?asset=&type=&referenceId=&limit=&cursor=

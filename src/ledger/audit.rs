@@ -710,7 +710,7 @@ impl Auditor {
     pub fn check_windows(&mut self, windows: &AuditWindows) {
         if windows.rows != windows.counted_entries || windows.mismatched > 0 {
             self.problem(format!(
-                "the limits' running totals have {} rows for {} entries they count, {} not matching the entries",
+                "the running totals (the caps', the supply's back in time) have {} rows for {} entries they count, {} not matching the entries",
                 windows.rows, windows.counted_entries, windows.mismatched
             ));
         }

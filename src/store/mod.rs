@@ -454,6 +454,9 @@ pub trait LedgerStore {
     fn holds(&self, user: &UserId, query: HoldQuery) -> Result<HoldPage, LedgerError>;
     /// An asset's supply figures, in O(log n).
     fn supply(&self, asset: &AssetRef) -> Result<SupplyRow, LedgerError>;
+    /// An asset's supply figures as they stood at `at_ms`, in O(log n):
+    /// `held` and `holders` are not kept back in time (left 0).
+    fn supply_as_of(&self, asset: &AssetRef, at_ms: i64) -> Result<SupplyRow, LedgerError>;
     /// Up to `limit` events after the cursor `after` (0: from the start),
     /// oldest first. Off the caller's thread, under a time limit.
     fn events_after(
@@ -579,6 +582,10 @@ impl Store {
 
     pub fn supply(&self, asset: &AssetRef) -> Result<SupplyRow, LedgerError> {
         dispatch!(self, store => store.supply(asset))
+    }
+
+    pub fn supply_as_of(&self, asset: &AssetRef, at_ms: i64) -> Result<SupplyRow, LedgerError> {
+        dispatch!(self, store => store.supply_as_of(asset, at_ms))
     }
 
     pub async fn events_after(

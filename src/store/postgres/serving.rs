@@ -262,6 +262,13 @@ impl LedgerStore for PgStore {
         self.read(|client| reads::supply(client, asset))
     }
 
+    fn supply_as_of(&self, _asset: &AssetRef, _at_ms: i64) -> Result<SupplyRow, LedgerError> {
+        // PG-AT: placeholder until the PostgreSQL backend keeps supply back in time.
+        Err(LedgerError::Storage(StorageError::Backend(
+            "the supply at an instant is not kept on PostgreSQL yet".into(),
+        )))
+    }
+
     async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, StorageError> {
         self.read_off_worker(move |client| reads::events_after(client, after, limit))
             .await

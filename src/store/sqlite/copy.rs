@@ -419,24 +419,18 @@ impl Target<'_, '_> {
                 .tx
                 .prepare_cached("SELECT owner_type = 'USER' FROM accounts WHERE id = ?1")?
                 .query_row([account], |row| row.get(0))?;
-            if is_user {
-                // The caps' running totals, as the writer computes them.
-                self.tx
-                    .prepare_cached(super::rules::INSERT_USER_POSTING)?
-                    .execute(params![
-                        account,
-                        seq,
-                        delta,
-                        balance_after,
-                        super::rules::counted_kind(kind, credited),
-                        entry.amount,
-                        paid_delta
-                    ])?;
-            } else {
-                self.tx
-                    .prepare_cached(super::parts::INSERT_TREASURY_POSTING)?
-                    .execute(params![account, seq, delta, balance_after, paid_delta])?;
-            }
+            // The running totals, as the writer computes them.
+            self.tx
+                .prepare_cached(super::rules::INSERT_POSTING)?
+                .execute(params![
+                    account,
+                    seq,
+                    delta,
+                    balance_after,
+                    super::rules::counted_kind(kind, credited, is_user),
+                    entry.amount,
+                    paid_delta
+                ])?;
         }
         Ok(())
     }

@@ -287,6 +287,10 @@ impl LedgerStore for SqliteStore {
         self.read(|conn| watch::supply(conn, asset))
     }
 
+    fn supply_as_of(&self, asset: &AssetRef, at_ms: i64) -> Result<SupplyRow, LedgerError> {
+        self.read(|conn| watch::supply_as_of(conn, asset, at_ms))
+    }
+
     async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, StorageError> {
         // A page of up to 1000 events is a few thousand index descents: off
         // the HTTP workers, as history pages are.

@@ -152,7 +152,7 @@ pub fn balances_as_of(
 /// one descent of the entries' time index. Entries are numbered in the
 /// order of the writer's clock, which never goes back, so among entries of
 /// one millisecond the highest number is the last.
-fn last_entry_at(conn: &Connection, at_ms: i64) -> rusqlite::Result<i64> {
+pub(super) fn last_entry_at(conn: &Connection, at_ms: i64) -> rusqlite::Result<i64> {
     Ok(conn
         .prepare_cached(
             "SELECT seq FROM ledger_entries INDEXED BY ledger_entries_by_time

@@ -197,12 +197,14 @@ fn total(high: i64, low: i64) -> i128 {
     i128::from(high) * TOTAL_SPLIT + i128::from(low)
 }
 
-/// A user posting, with its running totals computed from the account's
-/// posting before it: ?5 names the type this posting counts (TOPUP or
-/// BONUS on the credited side, SPEND or TRANSFER on the debited side, NULL
-/// for none) and ?6 its amount. One descent of the postings' key, on the
-/// page the balance's check has just read.
-pub(super) const INSERT_USER_POSTING: &str =
+/// A posting, with its running totals computed from the account's posting
+/// before it: ?5 names the type this posting counts (`counted_kind`), ?6
+/// its amount, ?7 the paid part it moves. On a user's posting the totals
+/// are what the caps read; on a Treasury's, every TOPUP, BONUS and SPEND of
+/// the asset passes through it, so they are the asset's supply totals as
+/// they stood (`GET /assets/{asset}/supply?at=`). One descent of the
+/// postings' key, on the page the balance's check has just read.
+pub(super) const INSERT_POSTING: &str =
     "INSERT INTO postings (account_id, entry_seq, delta, balance_after,
                            topup_high, topup_low, bonus_high, bonus_low,
                            spend_high, spend_low, transfer_high, transfer_low, paid_after)
@@ -229,15 +231,17 @@ pub(super) const INSERT_USER_POSTING: &str =
                LEFT JOIN (SELECT * FROM postings WHERE account_id = ?1
                            ORDER BY entry_seq DESC LIMIT 1) p ON 1) t";
 
-/// The type a posting of an entry of `kind` counts, if its account is the
-/// side that type counts: TOPUP and BONUS the credited user, SPEND and
-/// TRANSFER the debited one.
+/// The type a posting of an entry of `kind` counts: on a user's account,
+/// if it is the side that type counts (TOPUP and BONUS the credited user,
+/// SPEND and TRANSFER the debited one); on a Treasury's, TOPUP, BONUS and
+/// SPEND, whichever side (a Treasury is never in a TRANSFER).
 pub(super) fn counted_kind(
     kind: crate::domain::EntryKind,
     credited_side: bool,
+    user: bool,
 ) -> Option<&'static str> {
     LimitedKind::of(kind)
-        .filter(|limited| limited.counts_the_credited_user() == credited_side)
+        .filter(|limited| !user || limited.counts_the_credited_user() == credited_side)
         .map(LimitedKind::as_str)
 }
 

@@ -285,30 +285,36 @@ pub fn audit_reporting(
         // from the entries in two parts (amount = a * 2^26 + b) so no sum
         // leaves 64 bits.
         let windows = AuditWindows {
-            // User postings that carry every total (the Treasury's carry none).
+            // Postings that carry every total: a user's the caps', a
+            // Treasury's the supply's back in time; and reversals that
+            // carry their asset's REVERSAL total.
             rows: count(
-                "SELECT count(*) FROM postings p JOIN accounts a ON a.id = p.account_id
-                  WHERE a.owner_type = 'USER'
-                    AND topup_low IS NOT NULL AND bonus_low IS NOT NULL
-                    AND spend_low IS NOT NULL AND transfer_low IS NOT NULL",
+                "SELECT (SELECT count(*) FROM postings
+                          WHERE topup_low IS NOT NULL AND bonus_low IS NOT NULL
+                            AND spend_low IS NOT NULL AND transfer_low IS NOT NULL)
+                      + (SELECT count(*) FROM supply_reversals)",
             )?,
             counted_entries: count(
-                "SELECT count(*) FROM postings p JOIN accounts a ON a.id = p.account_id
-                  WHERE a.owner_type = 'USER'",
+                "SELECT (SELECT count(*) FROM postings)
+                      + (SELECT count(*) FROM ledger_entries WHERE kind = 'REVERSAL')",
             )?,
             mismatched: count(
                 "WITH counted AS (
-                     SELECT p.*, CASE WHEN e.kind = 'TOPUP' AND e.credit_account_id = p.account_id
-                                      THEN e.amount ELSE 0 END AS topup,
-                            CASE WHEN e.kind = 'BONUS' AND e.credit_account_id = p.account_id
+                     SELECT p.*,
+                            CASE WHEN e.kind = 'TOPUP' AND (e.credit_account_id = p.account_id
+                                                            OR a.owner_type = 'SYSTEM')
+                                 THEN e.amount ELSE 0 END AS topup,
+                            CASE WHEN e.kind = 'BONUS' AND (e.credit_account_id = p.account_id
+                                                            OR a.owner_type = 'SYSTEM')
                                  THEN e.amount ELSE 0 END AS bonus,
-                            CASE WHEN e.kind = 'SPEND' AND e.debit_account_id = p.account_id
+                            CASE WHEN e.kind = 'SPEND' AND (e.debit_account_id = p.account_id
+                                                            OR a.owner_type = 'SYSTEM')
                                  THEN e.amount ELSE 0 END AS spend,
                             CASE WHEN e.kind = 'TRANSFER' AND e.debit_account_id = p.account_id
                                  THEN e.amount ELSE 0 END AS transfer
                        FROM postings p
                        JOIN ledger_entries e ON e.seq = p.entry_seq
-                       JOIN accounts a ON a.id = p.account_id AND a.owner_type = 'USER'
+                       JOIN accounts a ON a.id = p.account_id
                  ), running AS (
                      SELECT *,
                             sum(topup / 67108864) OVER w AS ta, sum(topup % 67108864) OVER w AS tb,
@@ -328,6 +334,23 @@ pub fn audit_reporting(
                      OR spend_low IS NOT ((sa + sb / 67108864) % 134217728) * 67108864 + sb % 67108864
                      OR transfer_high IS NOT (xa + xb / 67108864) / 134217728
                      OR transfer_low IS NOT ((xa + xb / 67108864) % 134217728) * 67108864 + xb % 67108864",
+            )? + count(
+                "WITH running AS (
+                     SELECT r.asset_type_id, r.entry_seq, r.created_at, r.reversed_high,
+                            r.reversed_low, e.seq, e.created_at AS entry_at,
+                            sum(e.amount / 67108864) OVER w AS ra,
+                            sum(e.amount % 67108864) OVER w AS rb
+                       FROM ledger_entries e
+                       LEFT JOIN supply_reversals r
+                              ON r.asset_type_id = e.asset_type_id AND r.entry_seq = e.seq
+                      WHERE e.kind = 'REVERSAL'
+                     WINDOW w AS (PARTITION BY e.asset_type_id ORDER BY e.seq)
+                 )
+                 SELECT count(*) FROM running
+                  WHERE entry_seq IS NULL OR created_at IS NOT entry_at
+                     OR reversed_high IS NOT (ra + rb / 67108864) / 134217728
+                     OR reversed_low IS NOT ((ra + rb / 67108864) % 134217728) * 67108864
+                                            + rb % 67108864",
             )?,
         };
         auditor.check_windows(&windows);

@@ -221,6 +221,91 @@ pub fn supply(conn: &Connection, asset: &AssetRef) -> Result<SupplyRow, LedgerEr
     row.ok_or_else(|| Rejection::AssetNotFound.into())
 }
 
+/// `GET /assets/{asset}/supply?at=`: the figures as they stood at `at_ms`,
+/// counting the entries made at or before it. O(log n) of the ledger's
+/// length: the last entry by then is one descent of the entries' time
+/// index; the Treasury's last posting by then (its running balance, paid
+/// part and TOPUP, BONUS and SPEND totals) one descent of its postings; the
+/// REVERSAL total one descent of `supply_reversals`. `held` and `holders`
+/// are not kept back in time (the answer leaves them out), and `asOf` is
+/// the time of the newest of those entries: a transfer by then changed no
+/// figure.
+pub fn supply_as_of(
+    conn: &mut Connection,
+    asset: &AssetRef,
+    at_ms: i64,
+) -> Result<SupplyRow, LedgerError> {
+    let tx = conn.transaction()?;
+    let (by, key) = match asset {
+        AssetRef::Symbol(symbol) => ("symbol = ?1", symbol.to_string()),
+        AssetRef::Id(id) => ("id = ?1", id.to_string()),
+    };
+    let found: Option<(String, String)> = tx
+        .prepare_cached(&format!("SELECT id, symbol FROM asset_types WHERE {by}"))?
+        .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let (asset_id, symbol) = found.ok_or(Rejection::AssetNotFound)?;
+    let last_seq = super::reads::last_entry_at(&tx, at_ms)?;
+    type TreasuryRow = (i64, i64, [i64; 6], i64);
+    let treasury: Option<TreasuryRow> = tx
+        .prepare_cached(
+            "SELECT p.balance_after, coalesce(p.paid_after, 0),
+                    coalesce(p.topup_high, 0), coalesce(p.topup_low, 0),
+                    coalesce(p.bonus_high, 0), coalesce(p.bonus_low, 0),
+                    coalesce(p.spend_high, 0), coalesce(p.spend_low, 0), e.created_at
+               FROM accounts a
+               JOIN postings p ON p.account_id = a.id
+               JOIN ledger_entries e ON e.seq = p.entry_seq
+              WHERE a.asset_type_id = ?1 AND a.owner_type = 'SYSTEM' AND p.entry_seq <= ?2
+              ORDER BY p.entry_seq DESC LIMIT 1",
+        )?
+        .query_row(params![asset_id, last_seq], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                [
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                ],
+                row.get(8)?,
+            ))
+        })
+        .optional()?;
+    let reversed: Option<(i64, i64, i64)> = tx
+        .prepare_cached(
+            "SELECT reversed_high, reversed_low, created_at FROM supply_reversals
+              WHERE asset_type_id = ?1 AND entry_seq <= ?2
+              ORDER BY entry_seq DESC LIMIT 1",
+        )?
+        .query_row(params![asset_id, last_seq], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    tx.commit()?;
+    let (balance, paid, [th, tl, bh, bl, sh, sl], treasury_at) =
+        treasury.unwrap_or((0, 0, [0; 6], i64::MIN));
+    let (rh, rl, reversed_at) = reversed.unwrap_or((0, 0, i64::MIN));
+    let as_of = treasury_at.max(reversed_at);
+    Ok(SupplyRow {
+        asset_symbol: symbol,
+        outstanding: -i128::from(balance),
+        paid: -i128::from(paid),
+        free: i128::from(paid) - i128::from(balance),
+        expired: 0,
+        topup: total(th, tl),
+        bonus: total(bh, bl),
+        spent: total(sh, sl),
+        reversed: total(rh, rl),
+        held: 0,
+        holders: 0,
+        as_of_ms: (as_of != i64::MIN).then_some(as_of),
+    })
+}
+
 /// What a metrics scrape reads: the entries, the WAL's size, and each
 /// asset's outstanding and held totals (one row and one descent an asset).
 pub fn ledger_figures(

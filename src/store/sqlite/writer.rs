@@ -514,8 +514,7 @@ fn write_plan(
                                      reverses_seq, reversed_after, hold_seq, created_at, parts)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?;
-    let mut insert_posting = conn.prepare_cached(parts::INSERT_TREASURY_POSTING)?;
-    let mut insert_user_posting = conn.prepare_cached(rules::INSERT_USER_POSTING)?;
+    let mut insert_posting = conn.prepare_cached(rules::INSERT_POSTING)?;
     let account_id = |key: &AccountKey| {
         account_ids
             .get(key)
@@ -565,20 +564,15 @@ fn write_plan(
                 paid,
             ),
         ] {
-            match key.owner {
-                Owner::User(_) => insert_user_posting.execute(params![
-                    id,
-                    seq,
-                    delta,
-                    balance_after,
-                    rules::counted_kind(entry.kind, credited),
-                    entry.amount,
-                    paid_delta
-                ])?,
-                Owner::Treasury => {
-                    insert_posting.execute(params![id, seq, delta, balance_after, paid_delta])?
-                }
-            };
+            insert_posting.execute(params![
+                id,
+                seq,
+                delta,
+                balance_after,
+                rules::counted_kind(entry.kind, credited, matches!(key.owner, Owner::User(_))),
+                entry.amount,
+                paid_delta
+            ])?;
         }
         let entry = entry.recorded(seq, entry_id, &plan.key, created_at_ms);
         if let Some(hold) = hold.as_mut().filter(|_| entry.hold_id.is_some()) {
