@@ -23,24 +23,6 @@ ALTER TABLE holds ADD COLUMN parts TEXT
 ALTER TABLE account_holds ADD COLUMN held_paid INTEGER NOT NULL DEFAULT 0
     CHECK (held_paid >= 0 AND held_paid <= held);
 
--- The asset's REVERSAL total once each reversal counts, for the supply as
--- it stood at an instant (`?at=`): the Treasury's postings carry the
--- running TOPUP, BONUS and SPEND totals and the paid part, but a reversal
--- of a transfer does not touch the Treasury. Reversals are rare; the spend
--- path writes nothing here.
-CREATE TABLE supply_reversals (
-    asset_type_id  TEXT    NOT NULL REFERENCES asset_types (id),
-    entry_seq      INTEGER NOT NULL REFERENCES ledger_entries (seq),
-    created_at     INTEGER NOT NULL,
-    reversed_high  INTEGER NOT NULL CHECK (reversed_high >= 0),
-    reversed_low   INTEGER NOT NULL CHECK (reversed_low BETWEEN 0 AND 9007199254740991),
-    PRIMARY KEY (asset_type_id, entry_seq)
-) STRICT, WITHOUT ROWID;
-CREATE TRIGGER supply_reversals_refuse_change BEFORE UPDATE ON supply_reversals
-BEGIN SELECT RAISE(ABORT, 'supply_reversals is append-only'); END;
-CREATE TRIGGER supply_reversals_refuse_delete BEFORE DELETE ON supply_reversals
-BEGIN SELECT RAISE(ABORT, 'supply_reversals is append-only'); END;
-
 DROP TRIGGER ledger_entries_refuse_update;
 DROP TRIGGER postings_refuse_update;
 DROP TRIGGER holds_close_once;

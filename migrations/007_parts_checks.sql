@@ -56,39 +56,3 @@ WHEN NEW.paid_after IS NULL
   OR ((NEW.balance_after < 0 OR NEW.paid_after < 0 OR NEW.paid_after > NEW.balance_after)
       AND (SELECT owner_type FROM accounts WHERE id = NEW.account_id) = 'USER')
 BEGIN SELECT RAISE(ABORT, 'a user balance and each of its parts cannot go below zero'); END;
-
--- Each reversal records its asset's REVERSAL total once it counts, read
--- from the supply row this same trigger has just moved.
-DROP TRIGGER ledger_entries_are_told_and_counted;
-CREATE TRIGGER ledger_entries_are_told_and_counted AFTER INSERT ON ledger_entries
-BEGIN
-    INSERT INTO events (entry_seq) VALUES (NEW.seq);
-    UPDATE asset_supply SET
-        topup_low = CASE WHEN NEW.kind = 'TOPUP'
-                         THEN (topup_low + NEW.amount) % 9007199254740992 ELSE topup_low END,
-        topup_high = CASE WHEN NEW.kind = 'TOPUP'
-                          THEN topup_high + (topup_low + NEW.amount) / 9007199254740992
-                          ELSE topup_high END,
-        bonus_low = CASE WHEN NEW.kind = 'BONUS'
-                         THEN (bonus_low + NEW.amount) % 9007199254740992 ELSE bonus_low END,
-        bonus_high = CASE WHEN NEW.kind = 'BONUS'
-                          THEN bonus_high + (bonus_low + NEW.amount) / 9007199254740992
-                          ELSE bonus_high END,
-        spent_low = CASE WHEN NEW.kind = 'SPEND'
-                         THEN (spent_low + NEW.amount) % 9007199254740992 ELSE spent_low END,
-        spent_high = CASE WHEN NEW.kind = 'SPEND'
-                          THEN spent_high + (spent_low + NEW.amount) / 9007199254740992
-                          ELSE spent_high END,
-        reversed_low = CASE WHEN NEW.kind = 'REVERSAL'
-                            THEN (reversed_low + NEW.amount) % 9007199254740992
-                            ELSE reversed_low END,
-        reversed_high = CASE WHEN NEW.kind = 'REVERSAL'
-                             THEN reversed_high + (reversed_low + NEW.amount) / 9007199254740992
-                             ELSE reversed_high END,
-        last_entry_at = NEW.created_at
-     WHERE asset_type_id = NEW.asset_type_id;
-    INSERT INTO supply_reversals (asset_type_id, entry_seq, created_at, reversed_high, reversed_low)
-        SELECT NEW.asset_type_id, NEW.seq, NEW.created_at, s.reversed_high, s.reversed_low
-          FROM asset_supply s
-         WHERE s.asset_type_id = NEW.asset_type_id AND NEW.kind = 'REVERSAL';
-END;

@@ -400,11 +400,6 @@ impl Replay {
         }
     }
 
-    /// Whether `account` is a user's (the rest are treasuries).
-    pub fn is_user(&self, account: i64) -> bool {
-        self.users.contains_key(&account)
-    }
-
     /// A user account's parts now, once every entry is replayed.
     pub fn parts_of(&self, account: i64) -> PartBalances {
         self.users.get(&account).cloned().unwrap_or_default()

@@ -318,7 +318,7 @@ fn a_database_at_schema_version_99_is_refused_by_serve_migrate_seed_and_verify()
 }
 
 #[test]
-fn migrate_creates_the_schema_at_version_seven_and_a_second_run_changes_nothing() {
+fn migrate_creates_the_schema_at_version_eight_and_a_second_run_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("wallet.db");
     let schema = || -> Vec<(String, String)> {
@@ -333,8 +333,8 @@ fn migrate_creates_the_schema_at_version_seven_and_a_second_run_changes_nothing(
 
     let (status, stdout, stderr) = cli(&["migrate"], &db_path);
     assert!(status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("schema at version 7"), "{stdout}");
-    assert_eq!(user_version(&db_path), 7);
+    assert!(stdout.contains("schema at version 8"), "{stdout}");
+    assert_eq!(user_version(&db_path), 8);
     let first = schema();
     for table in [
         "accounts",
@@ -356,7 +356,7 @@ fn migrate_creates_the_schema_at_version_seven_and_a_second_run_changes_nothing(
 
     let (status, stdout, stderr) = cli(&["migrate"], &db_path);
     assert!(status.success(), "{stdout}\n{stderr}");
-    assert_eq!(user_version(&db_path), 7);
+    assert_eq!(user_version(&db_path), 8);
     assert_eq!(schema(), first);
 }
 
@@ -440,7 +440,7 @@ fn the_wallet_db_variable_names_the_database_for_the_cli() {
 
     let migrated = run("migrate");
     assert!(migrated.contains("from-env.db"), "{migrated}");
-    assert_eq!(user_version(&db_path), 7);
+    assert_eq!(user_version(&db_path), 8);
     run("seed");
     assert_eq!(entry_count(&db_path), SEED_ENTRIES);
     assert!(run("verify").contains("verify: OK"));

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/005_watch.sql"),
     include_str!("../../../migrations/006_limits.sql"),
     include_str!("../../../migrations/007_parts.sql"),
+    include_str!("../../../migrations/008_supply_history.sql"),
 ];
 
 /// A version whose change SQL alone cannot make: after its file, a pass in

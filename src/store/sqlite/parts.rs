@@ -46,24 +46,6 @@ pub(super) fn backfill(conn: &Connection) -> anyhow::Result<()> {
     let mut set_parts = conn.prepare("UPDATE ledger_entries SET parts = ?2 WHERE seq = ?1")?;
     let mut set_paid = conn
         .prepare("UPDATE postings SET paid_after = ?3 WHERE account_id = ?1 AND entry_seq = ?2")?;
-    // A Treasury's postings carry the asset's running TOPUP, BONUS and SPEND
-    // totals; each reversal the asset's REVERSAL total (see 007_parts.sql).
-    let mut set_totals = conn.prepare(
-        "UPDATE postings SET topup_high = ?3, topup_low = ?4, bonus_high = ?5, bonus_low = ?6,
-                             spend_high = ?7, spend_low = ?8, transfer_high = 0, transfer_low = 0
-          WHERE account_id = ?1 AND entry_seq = ?2",
-    )?;
-    let mut add_reversal = conn.prepare(
-        "INSERT INTO supply_reversals (asset_type_id, entry_seq, created_at, reversed_high,
-                                       reversed_low)
-         SELECT asset_type_id, seq, created_at, ?2, ?3 FROM ledger_entries WHERE seq = ?1",
-    )?;
-    let split = |total: u128| {
-        let unit = 1u128 << 53;
-        ((total / unit) as i64, (total % unit) as i64)
-    };
-    // Per asset: TOPUP, BONUS, SPEND and REVERSAL totals so far.
-    let mut totals: HashMap<String, [u128; 4]> = HashMap::new();
     let mut rows = entries.query([])?;
     while let Some(row) = rows.next()? {
         let kind: String = row.get(1)?;
@@ -83,26 +65,6 @@ pub(super) fn backfill(conn: &Connection) -> anyhow::Result<()> {
         set_parts.execute(params![entry.seq, parts::encode(&replayed.parts)])?;
         set_paid.execute(params![entry.debit, entry.seq, replayed.debit_paid_after])?;
         set_paid.execute(params![entry.credit, entry.seq, replayed.credit_paid_after])?;
-        let asset_totals = totals.entry(asset).or_default();
-        let amount = u128::try_from(entry.amount).unwrap_or(0);
-        match entry.kind {
-            EntryKind::Topup => asset_totals[0] += amount,
-            EntryKind::Bonus => asset_totals[1] += amount,
-            EntryKind::Spend => asset_totals[2] += amount,
-            EntryKind::Reversal => {
-                asset_totals[3] += amount;
-                let (high, low) = split(asset_totals[3]);
-                add_reversal.execute(params![entry.seq, high, low])?;
-            }
-            EntryKind::Transfer => {}
-        }
-        let [topup, bonus, spend, _] = *asset_totals;
-        for account in [entry.debit, entry.credit] {
-            if !replay.is_user(account) {
-                let ((th, tl), (bh, bl), (sh, sl)) = (split(topup), split(bonus), split(spend));
-                set_totals.execute(params![account, entry.seq, th, tl, bh, bl, sh, sl])?;
-            }
-        }
     }
     // Holds: HELD ones set aside their parts; closed ones keep none.
     let mut held: BTreeMap<i64, PartBalances> = BTreeMap::new();
