@@ -3,9 +3,12 @@
 //! committed state while every instance goes on writing. Beside what the
 //! SQLite audit checks, it checks what this backend keeps apart from the
 //! postings: each user's balance, held amount and active holds on its
-//! account row, and each Treasury's balance as its asset's totals.
+//! account row, and each Treasury's balance as its asset's totals; and the
+//! paid and free parts: each entry's parts, each user's paid part replayed
+//! from them (against every posting's running total and the account row),
+//! what its holds set aside of it, and each asset's paid total.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use postgres::{IsolationLevel, Row};
 
@@ -15,7 +18,8 @@ use crate::ledger::audit::{
     AuditAccount, AuditCapture, AuditEntry, AuditEvents, AuditHeld, AuditPosting, AuditReport,
     AuditRequest, AuditReversal, AuditSupply, AuditWindows, Auditor,
 };
-use crate::limits::AUDIT_BATCH_ENTRIES;
+use crate::ledger::parts::{self, Part, PartKind};
+use crate::limits::{AUDIT_BATCH_ENTRIES, AUDIT_PROBLEMS_SHOWN_MAX};
 
 fn numeric(row: &Row, index: usize) -> anyhow::Result<i128> {
     let text: String = row.get(index);
@@ -36,9 +40,11 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
         .map(|row| (row.get(0), row.get(1)))
         .collect();
     let account_rows = tx.query(
-        "SELECT id, owner_type = 'USER', asset_type_id::text, balance FROM accounts",
+        "SELECT id, owner_type = 'USER', asset_type_id::text, balance, paid, held_paid
+           FROM accounts",
         &[],
     )?;
+    let mut paid = PaidAudit::new(&account_rows);
     let accounts: Vec<AuditAccount> = account_rows
         .iter()
         .map(|row| AuditAccount {
@@ -50,7 +56,8 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
     let mut auditor = Auditor::new(accounts, asset_symbols);
     let batch = tx.prepare(
         "SELECT e.seq, e.kind, e.asset_type_id::text, e.amount, e.debit_account_id,
-                e.credit_account_id, d.delta, d.balance_after, c.delta, c.balance_after
+                e.credit_account_id, d.delta, d.balance_after, c.delta, c.balance_after,
+                e.parts, d.paid_after, c.paid_after
            FROM ledger_entries e
            LEFT JOIN postings d ON d.account_id = e.debit_account_id AND d.entry_seq = e.seq
            LEFT JOIN postings c ON c.account_id = e.credit_account_id AND c.entry_seq = e.seq
@@ -82,6 +89,7 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
                 debit_posting: posting(6),
                 credit_posting: posting(8),
             });
+            paid.entry(row);
         }
         entries_checked += rows.len() as u64;
         checked(entries_checked);
@@ -200,6 +208,19 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
         });
     }
     auditor.check_supply(&supplies);
+    paid.holds(&tx.query(
+        "SELECT seq, account_id, amount, parts FROM holds WHERE status = 'HELD'",
+        &[],
+    )?);
+    paid.accounts(&account_rows);
+    let mut paid_totals = BTreeMap::new();
+    for row in tx.query(
+        "SELECT asset_type_id::text, sum(paid)::text FROM asset_totals GROUP BY asset_type_id",
+        &[],
+    )? {
+        paid_totals.insert(row.get::<_, String>(0), numeric(&row, 1)?);
+    }
+    paid.supply(&paid_totals);
     let mut count = |sql: &str| -> anyhow::Result<i64> { Ok(tx.query_one(sql, &[])?.get(0)) };
     let events = AuditEvents {
         entry_rows: count("SELECT count(*) FROM events WHERE entry_seq IS NOT NULL")?,
@@ -266,5 +287,193 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
     auditor.check_windows(&windows);
     let postings_stored = count("SELECT count(*) FROM postings")?;
     tx.commit()?;
-    Ok(auditor.finish(u64::try_from(postings_stored).unwrap_or(0)))
+    let mut report = auditor.finish(u64::try_from(postings_stored).unwrap_or(0));
+    // The parts' problems after the rest, counted and shown alike.
+    for problem in paid.problems {
+        report.problem_count += 1;
+        if report.problems.len() < AUDIT_PROBLEMS_SHOWN_MAX {
+            report.problems.push(problem);
+        }
+    }
+    Ok(report)
+}
+
+/// The audit of the paid and free parts (see the module comment): entries
+/// replayed in order, as `Auditor` replays the balances.
+struct PaidAudit {
+    /// User accounts: their asset, and their paid part recomputed so far.
+    users: HashMap<i64, String>,
+    recomputed: HashMap<i64, i64>,
+    /// Each user account's newest posting's running paid total so far.
+    newest: HashMap<i64, Option<i64>>,
+    /// What the HELD holds of each account set aside of the paid part.
+    held_paid: HashMap<i64, i64>,
+    problems: Vec<String>,
+}
+
+impl PaidAudit {
+    fn new(accounts: &[Row]) -> PaidAudit {
+        PaidAudit {
+            users: accounts
+                .iter()
+                .filter(|row| row.get::<_, bool>(1))
+                .map(|row| (row.get(0), row.get(2)))
+                .collect(),
+            recomputed: HashMap::new(),
+            newest: HashMap::new(),
+            held_paid: HashMap::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Stored parts that decode and add up to `amount`, or why not.
+    fn parts_of(text: Option<&str>, amount: i64) -> Result<Vec<Part>, String> {
+        let Some(text) = text else {
+            return Err("names no parts".to_owned());
+        };
+        let parts = parts::decode(text).ok_or_else(|| format!("has unreadable parts {text}"))?;
+        let total: i128 = parts.iter().map(|part| i128::from(part.amount)).sum();
+        if total != i128::from(amount) {
+            return Err(format!(
+                "has parts {text} adding up to {total}, not its amount {amount}"
+            ));
+        }
+        Ok(parts)
+    }
+
+    /// One entry, from the audit's batch row (parts at column 10, the
+    /// postings' running paid totals at 11 and 12).
+    fn entry(&mut self, row: &Row) {
+        let seq: i64 = row.get(0);
+        let kind: String = row.get(1);
+        let parts = match Self::parts_of(row.get(10), row.get(3)) {
+            Ok(parts) => parts,
+            Err(why) => {
+                self.problems.push(format!("entry {seq}: {why}"));
+                Vec::new()
+            }
+        };
+        let wrong_kind = match kind.as_str() {
+            "TOPUP" => parts.iter().any(|part| part.kind != PartKind::Paid),
+            "BONUS" => parts.iter().any(|part| part.kind == PartKind::Paid),
+            _ => false,
+        };
+        if wrong_kind {
+            self.problems
+                .push(format!("entry {seq}: a {kind} cannot move these parts"));
+        }
+        let paid = parts::paid_of(&parts);
+        for (account, signed, stored, side) in [
+            (
+                row.get::<_, i64>(4),
+                -paid,
+                row.get::<_, Option<i64>>(11),
+                "debit",
+            ),
+            (
+                row.get::<_, i64>(5),
+                paid,
+                row.get::<_, Option<i64>>(12),
+                "credit",
+            ),
+        ] {
+            if !self.users.contains_key(&account) {
+                if stored.is_some() {
+                    self.problems.push(format!(
+                        "entry {seq}: the Treasury's {side} posting keeps a running paid total"
+                    ));
+                }
+                continue;
+            }
+            let recomputed = self.recomputed.entry(account).or_insert(0);
+            *recomputed += signed;
+            let recomputed = *recomputed;
+            if recomputed < 0 {
+                self.problems.push(format!(
+                    "entry {seq}: account {account}'s paid part goes below zero ({recomputed})"
+                ));
+            }
+            if stored != Some(recomputed) {
+                let shown = stored.map_or("none".to_owned(), |paid| paid.to_string());
+                self.problems.push(format!(
+                    "entry {seq}: account {account}'s {side} posting stores a paid total of {shown} but the parts give {recomputed}"
+                ));
+            }
+            self.newest.insert(account, stored);
+        }
+    }
+
+    /// The HELD holds (seq, account, amount, parts): their parts, and what
+    /// they set aside of each account's paid part.
+    fn holds(&mut self, holds: &[Row]) {
+        for row in holds {
+            let seq: i64 = row.get(0);
+            match Self::parts_of(row.get(3), row.get(2)) {
+                Ok(parts) => {
+                    *self.held_paid.entry(row.get(1)).or_insert(0) += parts::paid_of(&parts);
+                }
+                Err(why) => self.problems.push(format!("hold {seq}: {why}")),
+            }
+        }
+    }
+
+    /// Each user account's row (id, is user, asset, balance, paid, held
+    /// paid) against the entries and holds replayed.
+    fn accounts(&mut self, accounts: &[Row]) {
+        for row in accounts {
+            let account: i64 = row.get(0);
+            let (balance, stored, held_paid): (i64, i64, i64) =
+                (row.get(3), row.get(4), row.get(5));
+            if !row.get::<_, bool>(1) {
+                if stored != 0 || held_paid != 0 {
+                    self.problems.push(format!(
+                        "account {account}: a Treasury stores a paid part of {stored}, {held_paid} of it held"
+                    ));
+                }
+                continue;
+            }
+            let recomputed = self.recomputed.get(&account).copied().unwrap_or(0);
+            if stored != recomputed {
+                self.problems.push(format!(
+                    "account {account}: stores a paid part of {stored} but the entries give {recomputed}"
+                ));
+            }
+            if let Some(newest) = self.newest.get(&account).copied().flatten() {
+                if newest != stored {
+                    self.problems.push(format!(
+                        "account {account}: stores a paid part of {stored} but its newest posting {newest}"
+                    ));
+                }
+            }
+            if stored < 0 || stored > balance {
+                self.problems.push(format!(
+                    "account {account}: a paid part of {stored} is outside its balance of {balance}"
+                ));
+            }
+            let by_holds = self.held_paid.get(&account).copied().unwrap_or(0);
+            if held_paid != by_holds {
+                self.problems.push(format!(
+                    "account {account}: stores {held_paid} of its paid part held but its holds set aside {by_holds}"
+                ));
+            }
+        }
+    }
+
+    /// Each asset's paid total (the sum of its rows of totals) against its
+    /// users' paid parts.
+    fn supply(&mut self, stored: &BTreeMap<String, i128>) {
+        let mut by_asset: BTreeMap<&str, i128> = BTreeMap::new();
+        for (account, asset) in &self.users {
+            *by_asset.entry(asset.as_str()).or_insert(0) +=
+                i128::from(self.recomputed.get(account).copied().unwrap_or(0));
+        }
+        for (asset, stored) in stored {
+            let users = by_asset.get(asset.as_str()).copied().unwrap_or(0);
+            if *stored != users {
+                self.problems.push(format!(
+                    "asset {asset}: its supply counts {stored} paid but its users hold {users}"
+                ));
+            }
+        }
+    }
 }
