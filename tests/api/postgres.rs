@@ -1045,3 +1045,82 @@ fn a_version_2_ledger_migrates_into_paid_and_free_parts() {
         "{stdout}"
     );
 }
+
+/// Goal: on PostgreSQL a debit takes the parts in its asset's spend order
+/// as the rules now say (`paid-first` or `free-first`), a hold sets its
+/// parts aside in that order, and the balance and the supply show them.
+#[test]
+fn a_debit_takes_the_parts_in_the_assets_spend_order() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (url, apps, _) = crate::instances::instances(&cluster, "spend_order", 1, &[]);
+    let app = &apps[0];
+    let bonus = app.post_bonus("user_alice", "GOLD", 100, "bonus-1");
+    assert_eq!(bonus.status, 201, "{:?}", bonus.body);
+    let parts =
+        |response: &crate::helpers::ApiResponse| response.data()["transaction"]["parts"].clone();
+    assert_eq!(
+        parts(&bonus),
+        serde_json::json!([{"kind": "FREE", "amount": 100}])
+    );
+    let set = |order: &str| {
+        let answer = app.put(
+            "/assets/GOLD/rules",
+            &serde_json::json!({"spendOrder": order}),
+        );
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    };
+    set("paid-first");
+    let spent = app.post_spend("user_alice", "GOLD", 50, "spend-1");
+    assert_eq!(
+        parts(&spent),
+        serde_json::json!([{"kind": "PAID", "amount": 50}])
+    );
+    set("free-first");
+    let spent = app.post_spend("user_alice", "GOLD", 60, "spend-2");
+    assert_eq!(
+        parts(&spent),
+        serde_json::json!([{"kind": "FREE", "amount": 60}])
+    );
+    set("paid-first");
+    let held = app.post(
+        "/wallets/user_alice/holds",
+        &serde_json::json!({"idempotencyKey": "hold-1", "asset": "GOLD", "amount": 960,
+                            "expiresInSeconds": 600}),
+    );
+    assert_eq!(held.status, 201, "{:?}", held.body);
+    assert_eq!(
+        cluster.value("spend_order", "SELECT parts FROM holds"),
+        r#"[{"kind":"PAID","amount":950},{"kind":"FREE","amount":10}]"#
+    );
+    // 990 left: 950 paid, 40 free, 960 of it held; 30 free available.
+    let balance = app.get("/wallets/user_alice/balance");
+    let gold = balance.data()["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["asset"] == "GOLD")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            &gold["balance"],
+            &gold["paid"],
+            &gold["free"],
+            &gold["available"]
+        ),
+        (
+            &serde_json::json!(990),
+            &serde_json::json!(950),
+            &serde_json::json!(40),
+            &serde_json::json!(30)
+        )
+    );
+    let spent = app.post_spend("user_alice", "GOLD", 30, "spend-3");
+    assert_eq!(
+        parts(&spent),
+        serde_json::json!([{"kind": "FREE", "amount": 30}])
+    );
+    crate::instances::verify_clean(&url);
+}
