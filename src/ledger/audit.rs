@@ -347,7 +347,10 @@ impl Auditor {
                     _ => false,
                 };
                 if wrong_kind {
-                    self.problem(format!("entry {seq}: a {} cannot move these parts", entry.kind));
+                    self.problem(format!(
+                        "entry {seq}: a {} cannot move these parts",
+                        entry.kind
+                    ));
                 }
                 let sum = parts
                     .iter()

@@ -165,7 +165,10 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
         let text: Option<String> = row.get(1);
         // A HELD hold with unreadable parts sets aside none the audit can
         // count: its account's stored figure then disagrees, and is named.
-        let paid = text.as_deref().and_then(parts::decode).map_or(-1, |parts| parts::paid_of(&parts));
+        let paid = text
+            .as_deref()
+            .and_then(parts::decode)
+            .map_or(-1, |parts| parts::paid_of(&parts));
         *held_paid_by_holds.entry(row.get(0)).or_insert(0) += paid;
     }
     for row in tx.query(
