@@ -484,6 +484,21 @@ fn a_version_5_ledger_is_split_into_paid_and_free_by_the_entries_that_made_it() 
     let supply = ok(app.get("/assets/GOLD/supply"), 200);
     // The seed's two users are not in this file: ann and ben alone.
     assert_eq!((&supply["paid"], &supply["free"]), (&json!(80), &json!(0)));
+    // The supply back in time reads the migrated history: every entry of
+    // the file was made at one instant, so then is now.
+    let then = ok(
+        app.get("/assets/GOLD/supply?at=2026-11-23T00:00:00.000Z"),
+        200,
+    );
+    let mut now = supply.clone();
+    now.as_object_mut().unwrap().remove("held");
+    now.as_object_mut().unwrap().remove("holders");
+    assert_eq!(then, now);
+    let before = ok(
+        app.get("/assets/GOLD/supply?at=2026-11-22T23:59:59.999Z"),
+        200,
+    );
+    assert_eq!((&before["outstanding"], &before["asOf"]), (&json!(0), &json!(null)));
     // The hold set aside 20 paid: spending all that is available works,
     // and the next unit is refused.
     let spend = entry(&app, "spend", "ann", 30, "m-spend");
