@@ -1286,13 +1286,16 @@ impl Working {
             expire.extend(account.due.iter().map(|hold| hold.seq));
             if let Owner::User(_) = account.key.owner {
                 parts.insert(account.key.clone(), account.parts.clone());
-                let mut held = account.held_parts.clone();
-                for hold in &account.due {
-                    for part in &hold.parts {
-                        held.remove(part);
+                // Most accounts hold nothing: no entry, nothing set aside.
+                if account.held != 0 || !account.due.is_empty() {
+                    let mut held = account.held_parts.clone();
+                    for hold in &account.due {
+                        for part in &hold.parts {
+                            held.remove(part);
+                        }
                     }
+                    held_parts.insert(account.key.clone(), held);
                 }
-                held_parts.insert(account.key.clone(), held);
             }
             if account.held != 0 || account.active_holds != 0 {
                 holds.insert(

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::domain::{EntryKind, SpendOrder};
 
@@ -56,30 +56,40 @@ impl Part {
     }
 }
 
-/// How parts are stored: compact JSON, as the API shows them without the
+/// How parts are read back: compact JSON, as the API shows them without the
 /// time's formatting (`expiresAt` in milliseconds).
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredPart {
     kind: String,
     amount: i64,
-    #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none", default)]
+    #[serde(rename = "expiresAt", default)]
     expires_at_ms: Option<i64>,
 }
 
-/// `parts` as stored with an entry or a hold.
+/// `parts` as stored with an entry or a hold. Written by hand: every entry
+/// stores its parts, and this is on the spend path (no allocation but the
+/// text's own).
 pub fn encode(parts: &[Part]) -> String {
-    let stored: Vec<StoredPart> = parts
-        .iter()
-        .map(|part| StoredPart {
-            kind: part.kind.as_str().to_owned(),
-            amount: part.amount,
-            expires_at_ms: match part.kind {
-                PartKind::Expiring { expires_at_ms } => Some(expires_at_ms),
-                _ => None,
-            },
-        })
-        .collect();
-    serde_json::to_string(&stored).unwrap_or_else(|_| "[]".to_owned())
+    use std::fmt::Write;
+    let mut text = String::with_capacity(2 + parts.len() * 64);
+    text.push('[');
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        let _ = write!(
+            text,
+            r#"{{"kind":"{}","amount":{}"#,
+            part.kind.as_str(),
+            part.amount
+        );
+        if let PartKind::Expiring { expires_at_ms } = part.kind {
+            let _ = write!(text, r#","expiresAt":{expires_at_ms}"#);
+        }
+        text.push('}');
+    }
+    text.push(']');
+    text
 }
 
 /// Stored parts read back; None when the text is not what `encode` writes.
