@@ -340,6 +340,18 @@ impl Auditor {
                 0
             }
             Some(parts) => {
+                // A top-up gives paid currency and a bonus free: nothing else.
+                let wrong_kind = match entry.kind.as_str() {
+                    "TOPUP" => parts.iter().any(|part| part.kind != parts::PartKind::Paid),
+                    "BONUS" => parts.iter().any(|part| part.kind == parts::PartKind::Paid),
+                    _ => false,
+                };
+                if wrong_kind {
+                    self.problem(format!(
+                        "entry {seq}: a {} cannot move these parts",
+                        entry.kind
+                    ));
+                }
                 let sum = parts
                     .iter()
                     .try_fold(0_i64, |sum, part| sum.checked_add(part.amount));
@@ -712,6 +724,23 @@ impl Auditor {
             self.problem(format!(
                 "the running totals (the caps', the supply's back in time) have {} rows for {} entries they count, {} not matching the entries",
                 windows.rows, windows.counted_entries, windows.mismatched
+            ));
+        }
+    }
+
+    /// Checks a paid part kept beside the postings (PostgreSQL keeps a
+    /// user's on its account row; a Treasury keeps none there) against the
+    /// entries' parts replayed so far.
+    pub fn check_stored_paid(&mut self, account: i64, stored: i64) {
+        let is_user = self.accounts.get(&account).is_some_and(|info| info.is_user);
+        let recomputed = if is_user {
+            self.recomputed_paid.get(&account).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        if recomputed != stored {
+            self.problem(format!(
+                "account {account}: stores a paid part of {stored} but the entries give {recomputed}"
             ));
         }
     }

@@ -234,12 +234,12 @@ fn migrate_creates_the_schema_once_and_refuses_a_newer_or_a_foreign_database() {
     for _ in 0..2 {
         let (status, stdout, stderr) = run_wallet(&["migrate", "--db", &url]);
         assert!(status.success(), "{stdout}\n{stderr}");
-        assert!(stdout.contains("schema at version 2"), "{stdout}");
+        assert!(stdout.contains("schema at version 3"), "{stdout}");
         assert!(!format!("{stdout}{stderr}").contains(PASSWORD));
     }
     assert_eq!(
         cluster.value("ledger", "SELECT version FROM wallet_schema_version"),
-        "2"
+        "3"
     );
     assert_eq!(
         cluster.value(
@@ -340,17 +340,30 @@ const GOLD: &str = "6f1d8b52-3c0e-4d7a-9a43-0d5e2b7c9a01";
 const THIS_ENTRY: &str = "currval(pg_get_serial_sequence('ledger_entries', 'seq'))";
 
 /// A request record and an entry of `amount` from account `debit` to
-/// `credit`, in one statement list, without its postings (which name it as
-/// `THIS_ENTRY`). `n` makes its key and id its own.
+/// `credit`, all of it paid, in one statement list, without its postings
+/// (which name it as `THIS_ENTRY`). `n` makes its key and id its own.
 fn entry(n: i64, kind: &str, debit: i64, credit: i64, amount: i64) -> String {
+    entry_of_parts(
+        n,
+        kind,
+        debit,
+        credit,
+        amount,
+        &format!("'[{{\"kind\":\"PAID\",\"amount\":{amount}}}]'"),
+    )
+}
+
+/// As `entry`, with `parts` (an SQL expression) as its parts.
+fn entry_of_parts(n: i64, kind: &str, debit: i64, credit: i64, amount: i64, parts: &str) -> String {
     let seq = n;
     format!(
         "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
               VALUES (0, 'k{seq}', '{{}}', 1, {seq});
          INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
-                     credit_account_id, amount, request_id, created_at)
+                     credit_account_id, amount, request_id, created_at, parts)
               VALUES ('0190f0a0-0000-7000-8000-{seq:012}', '{kind}', '{GOLD}', {debit},
-                      {credit}, {amount}, currval('idempotency_records_id_seq'), {seq});"
+                      {credit}, {amount}, currval('idempotency_records_id_seq'), {seq},
+                      {parts});"
     )
 }
 
@@ -375,7 +388,7 @@ fn the_schema_refuses_what_must_never_be() {
         "INSERT INTO asset_types (id, symbol, name, created_at) VALUES ('{GOLD}', 'GOLD', 'Gold', 1);
          INSERT INTO accounts (owner_type, owner_id, asset_type_id, created_at)
               VALUES ('SYSTEM', NULL, '{GOLD}', 1), ('USER', 'ann', '{GOLD}', 1);
-         {} INSERT INTO postings VALUES (1, {E}, -50, NULL), (2, {E}, 50, 50);",
+         {} INSERT INTO postings VALUES (1, {E}, -50, NULL, NULL), (2, {E}, 50, 50, 50);",
         entry(1, "TOPUP", 1, 2, 50),
         E = THIS_ENTRY
     ));
@@ -383,79 +396,137 @@ fn the_schema_refuses_what_must_never_be() {
     let figures = || {
         cluster.value(
             "ledger",
-            "SELECT (SELECT balance || '/' || held FROM accounts WHERE id = 2) || ' '
+            "SELECT (SELECT balance || '/' || held || '/' || paid || '/' || held_paid
+                       FROM accounts WHERE id = 2) || ' '
                  || (SELECT sum(treasury) || '/' || sum(topup) || '/' || sum(holders)
-                            || '/' || sum(held) FROM asset_totals) || ' '
+                            || '/' || sum(held) || '/' || sum(paid) FROM asset_totals) || ' '
                  || (SELECT count(*) FROM events) || ' '
                  || (SELECT count(*) FROM ledger_entries)",
         )
     };
-    assert_eq!(figures(), "50/0 -50/50/1/0 1 1");
+    assert_eq!(figures(), "50/0/50/0 -50/50/1/0/50 1 1");
 
-    let refused = [
-        ("UPDATE ledger_entries SET amount = 1;", "append-only"),
-        ("DELETE FROM postings;", "append-only"),
-        ("DELETE FROM idempotency_records;", "append-only"),
-        ("UPDATE asset_types SET symbol = 'SILVER';", "never renamed"),
-        (
-            &format!(
-                "{} INSERT INTO postings VALUES (2, {E}, -60, -10), (1, {E}, 60, NULL);",
+    let refused =
+        [
+            ("UPDATE ledger_entries SET amount = 1;", "append-only"),
+            ("DELETE FROM postings;", "append-only"),
+            ("DELETE FROM idempotency_records;", "append-only"),
+            ("UPDATE asset_types SET symbol = 'SILVER';", "never renamed"),
+            (
+                &format!(
+                "{} INSERT INTO postings VALUES (2, {E}, -60, -10, -10), (1, {E}, 60, NULL, NULL);",
                 entry(2, "SPEND", 2, 1, 60),
                 E = THIS_ENTRY
             ),
-            "no_user_below_zero",
-        ),
-        (
-            &format!(
-                "{} INSERT INTO postings VALUES (2, {E}, -10, 41);",
-                entry(3, "SPEND", 2, 1, 10),
-                E = THIS_ENTRY
+                "no_user_below_zero",
             ),
-            "continue its account's balance",
-        ),
-        (
-            &format!(
-                "{} INSERT INTO postings VALUES (2, {E}, -11, 39);",
-                entry(4, "SPEND", 2, 1, 10),
-                E = THIS_ENTRY
+            (
+                &format!(
+                    "{} INSERT INTO postings VALUES (2, {E}, -10, 41, 41);",
+                    entry(3, "SPEND", 2, 1, 10),
+                    E = THIS_ENTRY
+                ),
+                "continue its account's balance",
             ),
-            "one leg of its entry",
-        ),
-        (
-            "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
+            (
+                &format!(
+                    "{} INSERT INTO postings VALUES (2, {E}, -11, 39, 39);",
+                    entry(4, "SPEND", 2, 1, 10),
+                    E = THIS_ENTRY
+                ),
+                "one leg of its entry",
+            ),
+            (
+                "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
                   VALUES (7, 'k', '{}', 0, 1);",
-            "caller must be an api key",
-        ),
-        (
-            &format!(
+                "caller must be an api key",
+            ),
+            (
+                &format!(
                 "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
                       VALUES (0, 'r', '{{}}', 1, 5);
                  INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
                              credit_account_id, amount, request_id, created_at, reverses_seq,
-                             reversed_after)
+                             reversed_after, parts)
                       VALUES (gen_random_uuid(), 'REVERSAL', '{GOLD}', 2, 1, 51,
-                              currval('idempotency_records_id_seq'), 5, 1, 51);"
+                              currval('idempotency_records_id_seq'), 5, 1, 51,
+                              '[{{\"kind\":\"PAID\",\"amount\":51}}]');"
             ),
-            "undo what is left",
-        ),
-        (
-            &format!(
+                "undo what is left",
+            ),
+            (
+                &format!(
                 "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
                       VALUES (0, 'h', '{{}}', 0, 5);
                  INSERT INTO holds (id, account_id, user_id, asset_type_id, amount, status,
-                                    request_id, expires_at, created_at)
+                                    request_id, expires_at, created_at, parts)
                       VALUES (gen_random_uuid(), 2, 'ann', '{GOLD}', 51, 'HELD',
-                              currval('idempotency_records_id_seq'), 100, 5);"
+                              currval('idempotency_records_id_seq'), 100, 5,
+                              '[{{\"kind\":\"PAID\",\"amount\":51}}]');"
             ),
-            "within its available balance",
-        ),
-    ];
+                "within its available balance",
+            ),
+            // Parts: every entry names them, adding up to its amount; a user's
+            // paid part stays within its balance, and its postings carry it.
+            (
+                &format!(
+                "{} INSERT INTO postings VALUES (2, {E}, -10, 40, 40), (1, {E}, 10, NULL, NULL);",
+                entry_of_parts(9, "SPEND", 2, 1, 10, "NULL"),
+                E = THIS_ENTRY
+            ),
+                "must name the parts it moves",
+            ),
+            (
+                &format!(
+                "{} INSERT INTO postings VALUES (2, {E}, -10, 40, 40), (1, {E}, 10, NULL, NULL);",
+                entry_of_parts(10, "SPEND", 2, 1, 10, "'[{\"kind\":\"PAID\",\"amount\":9}]'"),
+                E = THIS_ENTRY
+            ),
+                "adding up to its amount",
+            ),
+            (
+                &format!(
+                "{} INSERT INTO postings VALUES (2, {E}, -10, 40, 50), (1, {E}, 10, NULL, NULL);",
+                entry_of_parts(11, "SPEND", 2, 1, 10, "'[{\"kind\":\"FREE\",\"amount\":10}]'"),
+                E = THIS_ENTRY
+            ),
+                "parts_within_the_balance",
+            ),
+            (
+                &format!(
+                "{} INSERT INTO postings VALUES (2, {E}, -10, 40, 41), (1, {E}, 10, NULL, NULL);",
+                entry(12, "SPEND", 2, 1, 10),
+                E = THIS_ENTRY
+            ),
+                "continue its account's balance and paid part",
+            ),
+            (
+                &format!(
+                "{} INSERT INTO postings VALUES (2, {E}, -10, 40, 40), (1, {E}, 10, NULL, -40);",
+                entry(13, "SPEND", 2, 1, 10),
+                E = THIS_ENTRY
+            ),
+                "keeps no running balance",
+            ),
+            (
+                &format!(
+                "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
+                      VALUES (0, 'h2', '{{}}', 0, 5);
+                 INSERT INTO holds (id, account_id, user_id, asset_type_id, amount, status,
+                                    request_id, expires_at, created_at, parts)
+                      VALUES (gen_random_uuid(), 2, 'ann', '{GOLD}', 10, 'HELD',
+                              currval('idempotency_records_id_seq'), 100, 5,
+                              '[{{\"kind\":\"FREE\",\"amount\":10}}]');"
+            ),
+                "parts_within_what_is_held",
+            ),
+        ];
     for (sql, expected) in refused {
         let output = run(sql);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "accepted: {sql}");
         assert!(stderr.contains(expected), "{sql}: {stderr}");
-        assert_eq!(figures(), "50/0 -50/50/1/0 1 1", "after {sql}");
+        assert_eq!(figures(), "50/0/50/0 -50/50/1/0/50 1 1", "after {sql}");
     }
 
     // A hold of 30 fits; ann may then spend 20 but not 21, since 30 is held.
@@ -463,30 +534,31 @@ fn the_schema_refuses_what_must_never_be() {
         "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
               VALUES (0, 'hold', '{{}}', 0, 6);
          INSERT INTO holds (id, account_id, user_id, asset_type_id, amount, status,
-                            request_id, expires_at, created_at)
+                            request_id, expires_at, created_at, parts)
               VALUES ('0190f0a0-0000-7000-8000-0000000000aa', 2, 'ann', '{GOLD}', 30, 'HELD',
-                      currval('idempotency_records_id_seq'), 100, 6);"
+                      currval('idempotency_records_id_seq'), 100, 6,
+                      '[{{\"kind\":\"PAID\",\"amount\":30}}]');"
     ));
     assert!(hold.status.success(), "{hold:?}");
-    assert_eq!(figures(), "50/30 -50/50/1/30 2 1");
+    assert_eq!(figures(), "50/30/50/30 -50/50/1/30/50 2 1");
     let too_much = run(&format!(
-        "{} INSERT INTO postings VALUES (2, {E}, -21, 29), (1, {E}, 21, NULL);",
+        "{} INSERT INTO postings VALUES (2, {E}, -21, 29, 29), (1, {E}, 21, NULL, NULL);",
         entry(7, "SPEND", 2, 1, 21),
         E = THIS_ENTRY
     ));
     assert!(String::from_utf8_lossy(&too_much.stderr).contains("no_debit_below_what_is_held"));
     let spend = run(&format!(
-        "{} INSERT INTO postings VALUES (2, {E}, -20, 30), (1, {E}, 20, NULL);",
+        "{} INSERT INTO postings VALUES (2, {E}, -20, 30, 30), (1, {E}, 20, NULL, NULL);",
         entry(8, "SPEND", 2, 1, 20),
         E = THIS_ENTRY
     ));
     assert!(spend.status.success(), "{spend:?}");
-    assert_eq!(figures(), "30/30 -30/50/1/30 3 2");
+    assert_eq!(figures(), "30/30/30/30 -30/50/1/30/30 3 2");
 
     // The hold closes once; closing gives back what it set aside.
     let close = "UPDATE holds SET status = 'VOIDED', closed_at = 7;";
     assert!(run(close).status.success());
-    assert_eq!(figures(), "30/0 -30/50/1/0 4 2");
+    assert_eq!(figures(), "30/0/30/0 -30/50/1/0/30 4 2");
     let again = run("UPDATE holds SET status = 'EXPIRED', closed_at = 100;");
     assert!(String::from_utf8_lossy(&again.stderr).contains("closes once"));
     assert!(String::from_utf8_lossy(&run("DELETE FROM holds;").stderr).contains("never deleted"));
@@ -546,7 +618,7 @@ fn writers_on_two_connections_share_no_row_and_the_feed_follows_commit_order() {
     use std::io::Write as _;
     writeln!(
         first_input,
-        "SET application_name = 'first_writer'; BEGIN; {} INSERT INTO postings VALUES (1, {E}, -5, NULL), (2, {E}, 5, 5);",
+        "SET application_name = 'first_writer'; BEGIN; {} INSERT INTO postings VALUES (1, {E}, -5, NULL, NULL), (2, {E}, 5, 5, 5);",
         entry(1, "TOPUP", 1, 2, 5),
         E = THIS_ENTRY
     )
@@ -581,7 +653,7 @@ fn writers_on_two_connections_share_no_row_and_the_feed_follows_commit_order() {
                          RAISE EXCEPTION 'same totals row';
                      END IF;
                  END $$;
-                 BEGIN; {} INSERT INTO postings VALUES (1, {E}, -7, NULL), (3, {E}, 7, 7); COMMIT;",
+                 BEGIN; {} INSERT INTO postings VALUES (1, {E}, -7, NULL, NULL), (3, {E}, 7, 7, 7); COMMIT;",
                 entry(2, "TOPUP", 1, 3, 7),
                 E = THIS_ENTRY
             ),
@@ -734,4 +806,321 @@ fn keys_and_assets_commands_keep_their_rules_on_postgresql() {
         ),
         "1/16/2"
     );
+}
+
+/// A version 2 entry (no parts yet) of `amount` from `debit` to `credit`,
+/// with its request record and its postings as version 2's writer wrote
+/// them (a user's with its balance after, a Treasury's with none), and for
+/// a REVERSAL the entry it reverses and the total reversed after it.
+fn version_2_entry(
+    n: i64,
+    kind: &str,
+    (debit, debit_after): (i64, Option<i64>),
+    (credit, credit_after): (i64, Option<i64>),
+    amount: i64,
+    reverses: Option<(i64, i64)>,
+) -> String {
+    let shown = |after: Option<i64>| after.map_or("NULL".to_owned(), |after| after.to_string());
+    let (reverses_seq, reversed_after) = match reverses {
+        Some((seq, after)) => (seq.to_string(), after.to_string()),
+        None => ("NULL".to_owned(), "NULL".to_owned()),
+    };
+    format!(
+        "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
+              VALUES (0, 'k{n}', '{{}}', 1, {n});
+         INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
+                     credit_account_id, amount, request_id, created_at, reverses_seq,
+                     reversed_after)
+              VALUES ('0190f0a0-0000-7000-8000-{n:012}', '{kind}', '{GOLD}', {debit},
+                      {credit}, {amount}, currval('idempotency_records_id_seq'), {n},
+                      {reverses_seq}, {reversed_after});
+         INSERT INTO postings VALUES ({debit}, {E}, -{amount}, {}), ({credit}, {E}, {amount}, {});",
+        shown(debit_after),
+        shown(credit_after),
+        E = THIS_ENTRY
+    )
+}
+
+/// Goal: a ledger written at schema version 2 (top-ups, bonuses, a spend,
+/// a transfer, reversals of each way, a HELD hold and a closed one) is
+/// split into paid and free parts by `wallet migrate` as API.md says
+/// (replayed in order, debits free first, a reversal giving back the part
+/// taken last, the HELD hold setting aside what is available), audits
+/// clean, answers its parts, and takes new writes that keep them.
+#[test]
+fn a_version_2_ledger_migrates_into_paid_and_free_parts() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.database("ledger");
+    for sql in [
+        include_str!("../../migrations/postgres/001_ledger.sql"),
+        include_str!("../../migrations/postgres/002_limits.sql"),
+        "INSERT INTO wallet_schema_version (version) VALUES (2);",
+    ] {
+        let output = cluster.psql("ledger", sql);
+        assert!(output.status.success(), "{output:?}");
+    }
+    // Treasury 1, ann 2, ben 3. Free first (no rules stored).
+    let (t, ann, ben) = (1, 2, 3);
+    let ledger = [
+        version_2_entry(1, "TOPUP", (t, None), (ann, Some(100)), 100, None),
+        version_2_entry(2, "BONUS", (t, None), (ann, Some(150)), 50, None),
+        // Free 50, then paid 20.
+        version_2_entry(3, "SPEND", (ann, Some(80)), (t, None), 70, None),
+        version_2_entry(4, "BONUS", (t, None), (ann, Some(110)), 30, None),
+        // Free 30, then paid 10: ben has paid 10, free 30.
+        version_2_entry(5, "TRANSFER", (ann, Some(70)), (ben, Some(40)), 40, None),
+        // Gives back the spend's part taken last: paid 20.
+        version_2_entry(6, "REVERSAL", (t, None), (ann, Some(90)), 20, Some((3, 20))),
+        version_2_entry(7, "TOPUP", (t, None), (ben, Some(65)), 25, None),
+        // Takes back the top-up's part first: paid 10.
+        version_2_entry(8, "REVERSAL", (ann, Some(80)), (t, None), 10, Some((1, 10))),
+        // Paid 10, then free 5, from ben to ann.
+        version_2_entry(
+            9,
+            "REVERSAL",
+            (ben, Some(50)),
+            (ann, Some(95)),
+            15,
+            Some((5, 15)),
+        ),
+    ]
+    .concat();
+    let written = cluster.psql(
+        "ledger",
+        &format!(
+            "BEGIN;
+             INSERT INTO asset_types (id, symbol, name, created_at) VALUES ('{GOLD}', 'GOLD', 'Gold', 1);
+             INSERT INTO accounts (owner_type, owner_id, asset_type_id, created_at)
+                  VALUES ('SYSTEM', NULL, '{GOLD}', 1), ('USER', 'ann', '{GOLD}', 1),
+                         ('USER', 'ben', '{GOLD}', 1);
+             {ledger}
+             INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
+                  VALUES (0, 'hold-ann', '{{}}', 0, 10);
+             INSERT INTO holds (id, account_id, user_id, asset_type_id, amount, status,
+                                request_id, expires_at, created_at)
+                  VALUES ('0190f0a0-0000-7000-8000-0000000000aa', 2, 'ann', '{GOLD}', 30, 'HELD',
+                          currval('idempotency_records_id_seq'), 4102444800000, 10);
+             INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
+                  VALUES (0, 'hold-ben', '{{}}', 0, 11);
+             INSERT INTO holds (id, account_id, user_id, asset_type_id, amount, status,
+                                request_id, expires_at, created_at)
+                  VALUES ('0190f0a0-0000-7000-8000-0000000000bb', 3, 'ben', '{GOLD}', 10, 'HELD',
+                          currval('idempotency_records_id_seq'), 4102444800000, 11);
+             UPDATE holds SET status = 'VOIDED', closed_at = 12 WHERE user_id = 'ben';
+             COMMIT;"
+        ),
+    );
+    assert!(written.status.success(), "{written:?}");
+
+    let (status, stdout, stderr) = run_wallet(&["migrate", "--db", &url]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("schema at version 3"), "{stdout}");
+    let (status, stdout, stderr) = run_wallet(&["verify", "--db", &url]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("verify: OK"), "{stdout}");
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT string_agg(parts, ' ' ORDER BY seq) FROM ledger_entries"
+        ),
+        [
+            r#"[{"kind":"PAID","amount":100}]"#,
+            r#"[{"kind":"FREE","amount":50}]"#,
+            r#"[{"kind":"FREE","amount":50},{"kind":"PAID","amount":20}]"#,
+            r#"[{"kind":"FREE","amount":30}]"#,
+            r#"[{"kind":"FREE","amount":30},{"kind":"PAID","amount":10}]"#,
+            r#"[{"kind":"PAID","amount":20}]"#,
+            r#"[{"kind":"PAID","amount":25}]"#,
+            r#"[{"kind":"PAID","amount":10}]"#,
+            r#"[{"kind":"PAID","amount":10},{"kind":"FREE","amount":5}]"#,
+        ]
+        .join(" ")
+    );
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT string_agg(parts, ' ' ORDER BY seq) FROM holds"
+        ),
+        r#"[{"kind":"FREE","amount":5},{"kind":"PAID","amount":25}] []"#
+    );
+    // Each account's paid part, and held; each user posting's running paid
+    // total; the asset's paid total.
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT string_agg(id || ':' || balance || '/' || paid || '/' || held || '/' || held_paid,
+                               ' ' ORDER BY id) FROM accounts"
+        ),
+        "1:0/0/0/0 2:95/90/30/25 3:50/25/0/0"
+    );
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT string_agg(coalesce(paid_after::text, '-'), ',' ORDER BY entry_seq, account_id)
+               FROM postings"
+        ),
+        "-,100,-,100,-,80,-,80,70,10,-,90,-,35,-,80,90,25"
+    );
+    assert_eq!(
+        cluster.value("ledger", "SELECT sum(paid) FROM asset_totals"),
+        "115"
+    );
+
+    let app = crate::helpers::TestApp::start(std::path::Path::new(&url), &[], None);
+    let balance = app.get("/wallets/ann/balance");
+    let gold = &balance.data()["balances"][0];
+    assert_eq!(
+        (
+            &gold["balance"],
+            &gold["paid"],
+            &gold["free"],
+            &gold["held"]
+        ),
+        (
+            &serde_json::json!(95),
+            &serde_json::json!(90),
+            &serde_json::json!(5),
+            &serde_json::json!(30)
+        ),
+        "{:?}",
+        balance.body
+    );
+    let supply = app.get("/assets/GOLD/supply");
+    assert_eq!(
+        (
+            &supply.data()["outstanding"],
+            &supply.data()["paid"],
+            &supply.data()["free"]
+        ),
+        (
+            &serde_json::json!(145),
+            &serde_json::json!(115),
+            &serde_json::json!(30)
+        ),
+        "{:?}",
+        supply.body
+    );
+    // What the hold set aside is not spent: 60 of the 65 paid available.
+    let spent = app.post_spend("ann", "GOLD", 60, "spend-after");
+    assert_eq!(spent.status, 201, "{:?}", spent.body);
+    assert_eq!(
+        spent.data()["transaction"]["parts"],
+        serde_json::json!([{"kind": "PAID", "amount": 60}])
+    );
+    // A capture takes the hold's own parts, in spend order.
+    let captured = app.post(
+        "/holds/0190f0a0-0000-7000-8000-0000000000aa/capture",
+        &serde_json::json!({"idempotencyKey": "capture-after", "amount": 20}),
+    );
+    assert_eq!(captured.status, 201, "{:?}", captured.body);
+    assert_eq!(
+        captured.data()["transaction"]["parts"],
+        serde_json::json!([{"kind": "FREE", "amount": 5}, {"kind": "PAID", "amount": 15}])
+    );
+    let history = app.get("/wallets/ann/transactions?limit=1");
+    assert_eq!(
+        history.data()["items"][0]["parts"],
+        captured.data()["transaction"]["parts"]
+    );
+    drop(app);
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT balance || '/' || paid || '/' || held || '/' || held_paid
+               FROM accounts WHERE id = 2"
+        ),
+        "15/15/0/0"
+    );
+    let (status, stdout, stderr) = run_wallet(&["verify", "--db", &url]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    // A paid part changed behind the service's back is found.
+    let changed = cluster.psql("ledger", "UPDATE accounts SET paid = 14 WHERE id = 2");
+    assert!(changed.status.success(), "{changed:?}");
+    let (status, stdout, _) = run_wallet(&["verify", "--db", &url]);
+    assert!(!status.success(), "{stdout}");
+    assert!(
+        stdout.contains("account 2: stores a paid part of 14 but the entries give 15"),
+        "{stdout}"
+    );
+}
+
+/// Goal: on PostgreSQL a debit takes the parts in its asset's spend order
+/// as the rules now say (`paid-first` or `free-first`), a hold sets its
+/// parts aside in that order, and the balance and the supply show them.
+#[test]
+fn a_debit_takes_the_parts_in_the_assets_spend_order() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (url, apps, _) = crate::instances::instances(&cluster, "spend_order", 1, &[]);
+    let app = &apps[0];
+    let bonus = app.post_bonus("user_alice", "GOLD", 100, "bonus-1");
+    assert_eq!(bonus.status, 201, "{:?}", bonus.body);
+    let parts =
+        |response: &crate::helpers::ApiResponse| response.data()["transaction"]["parts"].clone();
+    assert_eq!(
+        parts(&bonus),
+        serde_json::json!([{"kind": "FREE", "amount": 100}])
+    );
+    let set = |order: &str| {
+        let answer = app.put(
+            "/assets/GOLD/rules",
+            &serde_json::json!({"spendOrder": order}),
+        );
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    };
+    set("paid-first");
+    let spent = app.post_spend("user_alice", "GOLD", 50, "spend-1");
+    assert_eq!(
+        parts(&spent),
+        serde_json::json!([{"kind": "PAID", "amount": 50}])
+    );
+    set("free-first");
+    let spent = app.post_spend("user_alice", "GOLD", 60, "spend-2");
+    assert_eq!(
+        parts(&spent),
+        serde_json::json!([{"kind": "FREE", "amount": 60}])
+    );
+    set("paid-first");
+    let held = app.post(
+        "/wallets/user_alice/holds",
+        &serde_json::json!({"idempotencyKey": "hold-1", "asset": "GOLD", "amount": 960,
+                            "expiresInSeconds": 600}),
+    );
+    assert_eq!(held.status, 201, "{:?}", held.body);
+    assert_eq!(
+        cluster.value("spend_order", "SELECT parts FROM holds"),
+        r#"[{"kind":"PAID","amount":950},{"kind":"FREE","amount":10}]"#
+    );
+    // 990 left: 950 paid, 40 free, 960 of it held; 30 free available.
+    let balance = app.get("/wallets/user_alice/balance");
+    let gold = balance.data()["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["asset"] == "GOLD")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            &gold["balance"],
+            &gold["paid"],
+            &gold["free"],
+            &gold["available"]
+        ),
+        (
+            &serde_json::json!(990),
+            &serde_json::json!(950),
+            &serde_json::json!(40),
+            &serde_json::json!(30)
+        )
+    );
+    let spent = app.post_spend("user_alice", "GOLD", 30, "spend-3");
+    assert_eq!(
+        parts(&spent),
+        serde_json::json!([{"kind": "FREE", "amount": 30}])
+    );
+    crate::instances::verify_clean(&url);
 }

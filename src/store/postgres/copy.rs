@@ -5,9 +5,9 @@
 //! Written here, every row keeps its number (`OVERRIDING SYSTEM VALUE`),
 //! and each identity is then moved past the largest, so the next row a
 //! server writes takes a new number. The triggers move each account's
-//! balance and holds, the asset totals and (at COMMIT, in the order the
-//! rows were written) the event feed, as they do for a server's writes; a
-//! Treasury's postings carry no running balance.
+//! balance, paid part and holds, the asset totals and (at COMMIT, in the
+//! order the rows were written) the event feed, as they do for a server's
+//! writes; a Treasury's postings carry no running balance.
 
 use std::collections::HashSet;
 
@@ -47,11 +47,11 @@ struct Source<'t, 'c> {
 const ENTRY_COLUMNS: &str = "e.seq, e.id::text, e.kind, e.asset_type_id::text,
     e.debit_account_id, e.credit_account_id, e.amount, e.request_id, e.reference_id, e.note,
     e.metadata::text, o.id::text, e.reversed_after, e.hold_seq, e.created_at, d.balance_after,
-    c.balance_after";
+    c.balance_after, e.parts";
 const HOLD_COLUMNS: &str = "h.seq, h.id::text, h.account_id, h.user_id, h.asset_type_id::text,
     h.amount, h.status, h.captured_amount, h.request_id, h.reference_id, h.note,
-    h.metadata::text, h.expires_at, h.created_at, h.closed_at";
-/// From column 35, after the entry's and the hold's.
+    h.metadata::text, h.expires_at, h.created_at, h.closed_at, h.parts";
+/// From column 37, after the entry's and the hold's.
 const RULES_COLUMNS: &str = "v.rule_change_seq, r.asset_type_id::text, r.user_id, r.spend_order,
     r.max_balance, r.limits::text, r.changed_at, r.changed_by";
 
@@ -74,7 +74,7 @@ fn entry(row: &Row, at: usize) -> EntryCopy {
         created_at: row.get(at + 14),
         debit_balance_after: row.get(at + 15),
         credit_balance_after: row.get(at + 16),
-        parts: "[]".to_owned(), // PG-PARTS: placeholder
+        parts: row.get(at + 17),
     }
 }
 
@@ -95,7 +95,7 @@ fn hold(row: &Row, at: usize) -> HoldCopy {
         expires_at: row.get(at + 12),
         created_at: row.get(at + 13),
         closed_at: row.get(at + 14),
-        parts: "[]".to_owned(), // PG-PARTS: placeholder
+        parts: row.get(at + 15),
     }
 }
 
@@ -216,15 +216,15 @@ impl CopySource for Source<'_, '_> {
         let mut changes = Vec::with_capacity(rows.len());
         for row in &rows {
             let position: i64 = row.get(0);
-            let change = if row.get::<_, Option<i64>>(35).is_some() {
+            let change = if row.get::<_, Option<i64>>(37).is_some() {
                 Change::Rules(RulesCopy {
-                    asset_type_id: row.get(36),
-                    user_id: row.get(37),
-                    spend_order: row.get(38),
-                    max_balance: row.get(39),
-                    limits: row.get(40),
-                    changed_at: row.get(41),
-                    changed_by: row.get(42),
+                    asset_type_id: row.get(38),
+                    user_id: row.get(39),
+                    spend_order: row.get(40),
+                    max_balance: row.get(41),
+                    limits: row.get(42),
+                    changed_at: row.get(43),
+                    changed_by: row.get(44),
                 })
             } else if row.get::<_, Option<i64>>(1).is_some() {
                 if row.get::<_, Option<i64>>(3).is_none() {
@@ -232,10 +232,10 @@ impl CopySource for Source<'_, '_> {
                 }
                 Change::Entry(entry(row, 3))
             } else {
-                if row.get::<_, Option<i64>>(20).is_none() {
+                if row.get::<_, Option<i64>>(21).is_none() {
                     anyhow::bail!("event {position} names a hold the source does not hold");
                 }
-                let hold = hold(row, 20);
+                let hold = hold(row, 21);
                 match row.get::<_, Option<String>>(2).as_deref() {
                     Some("hold.created") => Change::HoldCreated(hold),
                     _ => Change::HoldClosed(hold),
@@ -317,24 +317,22 @@ pub fn write(
             "INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
                                          credit_account_id, amount, request_id, reference_id,
                                          note, metadata, reverses_seq, reversed_after, hold_seq,
-                                         created_at)
+                                         created_at, parts)
              OVERRIDING SYSTEM VALUE
              VALUES ($1, $2::text::uuid, $3, $4::text::uuid, $5, $6, $7, $8, $9, $10,
                      $11::text,
                      (SELECT r.seq FROM ledger_entries r WHERE r.id = $12::text::uuid),
-                     $13, $14, $15)",
+                     $13, $14, $15, $16)",
         )?,
-        posting: tx.prepare(
-            "INSERT INTO postings (account_id, entry_seq, delta, balance_after)
-             VALUES ($1, $2, $3, $4)",
-        )?,
+        // With the running paid total, as a server's writer posts.
+        posting: tx.prepare(super::parts::INSERT_POSTING)?,
         hold_created: tx.prepare(
             "INSERT INTO holds (seq, id, account_id, user_id, asset_type_id, amount, status,
                                 captured_amount, request_id, reference_id, note, metadata,
-                                expires_at, created_at)
+                                expires_at, created_at, parts)
              OVERRIDING SYSTEM VALUE
              VALUES ($1, $2::text::uuid, $3, $4, $5::text::uuid, $6, 'HELD', 0, $7, $8, $9,
-                     $10::text, $11, $12)",
+                     $10::text, $11, $12, $13)",
         )?,
         hold_closed: tx.prepare(
             "UPDATE holds SET status = $2, captured_amount = $3, closed_at = $4
@@ -386,8 +384,11 @@ impl Target<'_, '_> {
                 &entry.reversed_after,
                 &entry.hold_seq,
                 &entry.created_at,
+                &entry.parts,
             ],
         )?;
+        let parts = crate::ledger::parts::decode(&entry.parts)
+            .with_context(|| format!("entry {} has unreadable parts", entry.id))?;
         for (account, delta, balance_after) in [
             (
                 entry.debit_account_id,
@@ -408,10 +409,14 @@ impl Target<'_, '_> {
                         format!("a posting of account {account} has no balance")
                     })?)
                 };
-            self.tx.execute(
+            let paid = super::parts::paid_delta(&parts, delta);
+            let written = self.tx.execute(
                 &self.statements.posting,
-                &[&account, &entry.seq, &delta, &balance_after],
+                &[&account, &entry.seq, &delta, &balance_after, &paid],
             )?;
+            if written != 1 {
+                anyhow::bail!("no account {account} to post to");
+            }
         }
         Ok(())
     }
@@ -544,6 +549,7 @@ impl CopyTarget for Target<'_, '_> {
                                 &hold.metadata,
                                 &hold.expires_at,
                                 &hold.created_at,
+                                &hold.parts,
                             ],
                         )
                         .with_context(|| format!("the copy refused hold {}", hold.id))?;

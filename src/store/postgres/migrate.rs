@@ -10,7 +10,18 @@ use super::{connect, reason, PostgresUrl};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/001_ledger.sql"),
     include_str!("../../../migrations/postgres/002_limits.sql"),
+    include_str!("../../../migrations/postgres/003_parts.sql"),
 ];
+
+/// A version whose change SQL alone cannot make: after its file, a pass in
+/// Rust over the data (in the same transaction), then the SQL that holds
+/// from the next write.
+type Backfill = fn(&mut postgres::Transaction<'_>) -> anyhow::Result<()>;
+const BACKFILLS: &[(i64, Backfill, &str)] = &[(
+    3,
+    super::parts::backfill,
+    include_str!("../../../migrations/postgres/003_parts_checks.sql"),
+)];
 
 /// The version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -28,13 +39,19 @@ pub fn migrate(url: &PostgresUrl) -> anyhow::Result<i64> {
         )?;
         let version = current_version(&mut tx)?;
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            tx.batch_execute(sql).map_err(|error| {
+            let version = index as i64 + 1;
+            let failed = |error: &postgres::Error| {
                 anyhow::anyhow!(
-                    "migration to schema version {} failed: {}",
-                    index + 1,
-                    reason(&error)
+                    "migration to schema version {version} failed: {}",
+                    reason(error)
                 )
-            })?;
+            };
+            tx.batch_execute(sql).map_err(|error| failed(&error))?;
+            for (_, backfill, after) in BACKFILLS.iter().filter(|(at, ..)| *at == version) {
+                backfill(&mut tx)
+                    .with_context(|| format!("migration to schema version {version} failed"))?;
+                tx.batch_execute(after).map_err(|error| failed(&error))?;
+            }
         }
         if version < SCHEMA_VERSION {
             tx.execute(

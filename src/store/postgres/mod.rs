@@ -8,6 +8,7 @@ pub mod assets;
 pub mod copy;
 pub mod keys;
 pub mod migrate;
+mod parts;
 mod reads;
 pub mod rules;
 pub mod seed;

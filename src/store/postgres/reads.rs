@@ -81,6 +81,8 @@ struct UserAccount {
     balance: i64,
     held: i64,
     active_holds: i64,
+    /// The paid part of `balance`.
+    paid: i64,
 }
 
 /// One row per asset type, by symbol, with the user's account in it if any.
@@ -94,7 +96,7 @@ fn user_accounts(
     Ok(client
         .query_typed(
             "SELECT t.id::text, t.symbol, t.name, a.id, coalesce(a.balance, 0),
-                    coalesce(a.held, 0), coalesce(a.active_holds, 0)
+                    coalesce(a.held, 0), coalesce(a.active_holds, 0), coalesce(a.paid, 0)
                FROM asset_types t
                LEFT JOIN accounts a
                  ON a.asset_type_id = t.id AND a.owner_type = 'USER' AND a.owner_id = $1
@@ -110,6 +112,7 @@ fn user_accounts(
             balance: row.get(4),
             held: row.get(5),
             active_holds: i64::from(row.get::<_, i32>(6)),
+            paid: row.get(7),
         })
         .collect())
 }
@@ -159,9 +162,9 @@ pub fn balances_at(
             None => 0,
         };
         rows.push(BalanceRow {
-            paid: 0,              // PG-PARTS: placeholder
-            free: 0,              // PG-PARTS: placeholder
-            expiring: Vec::new(), // PG-PARTS: placeholder
+            paid: account.paid,
+            free: account.balance - account.paid,
+            expiring: Vec::new(),
             asset_symbol: account.asset_symbol,
             asset_type_id: account.asset_type_id,
             asset_name: account.asset_name,
@@ -190,22 +193,27 @@ pub fn balances_as_of(
     }
     let mut rows = Vec::with_capacity(accounts.len());
     for account in accounts {
-        let balance = match account.account_id {
+        let (balance, paid) = match account.account_id {
             Some(id) => tx
                 .query_opt(
-                    "SELECT p.balance_after FROM postings p
+                    "SELECT p.balance_after, p.paid_after FROM postings p
                        JOIN ledger_entries e ON e.seq = p.entry_seq
                       WHERE p.account_id = $1 AND e.created_at <= $2
                       ORDER BY p.entry_seq DESC LIMIT 1",
                     &[&id, &at_ms],
                 )?
-                .map_or(0, |row| row.get::<_, Option<i64>>(0).unwrap_or(0)),
-            None => 0,
+                .map_or((0, 0), |row| {
+                    (
+                        row.get::<_, Option<i64>>(0).unwrap_or(0),
+                        row.get::<_, Option<i64>>(1).unwrap_or(0),
+                    )
+                }),
+            None => (0, 0),
         };
         rows.push(BalanceRow {
-            paid: 0,              // PG-PARTS: placeholder
-            free: 0,              // PG-PARTS: placeholder
-            expiring: Vec::new(), // PG-PARTS: placeholder
+            paid,
+            free: balance - paid,
+            expiring: Vec::new(),
             asset_symbol: account.asset_symbol,
             asset_type_id: account.asset_type_id,
             asset_name: account.asset_name,
@@ -222,7 +230,7 @@ pub fn balances_as_of(
 /// `user_entry`), from `postings p`, `ledger_entries e`.
 const USER_ENTRY_COLUMNS: &str = "p.entry_seq, e.id::text, e.kind, e.amount, p.delta,
         p.balance_after, r.key, e.reference_id, e.note, e.metadata::text, e.created_at, o.owner_id,
-        rv.id::text, hh.id::text";
+        rv.id::text, hh.id::text, e.parts";
 
 /// The joins `USER_ENTRY_COLUMNS` reads through.
 const USER_ENTRY_JOINS: &str = "JOIN ledger_entries e ON e.seq = p.entry_seq
@@ -351,7 +359,8 @@ pub fn transaction(
             "SELECT e.id::text, e.kind, t.symbol, e.amount, d.owner_id, c.owner_id, rv.id::text,
                     coalesce((SELECT max(x.reversed_after) FROM ledger_entries x
                                WHERE x.reverses_seq = e.seq), 0),
-                    r.key, e.reference_id, e.note, e.metadata::text, e.created_at, hh.id::text
+                    r.key, e.reference_id, e.note, e.metadata::text, e.created_at, hh.id::text,
+                    e.parts
                FROM ledger_entries e
                JOIN asset_types t ON t.id = e.asset_type_id
                JOIN accounts d ON d.id = e.debit_account_id
@@ -364,7 +373,7 @@ pub fn transaction(
         )?
         .ok_or(Rejection::TransactionNotFound)?;
     Ok(TransactionDetail {
-        parts: Vec::new(), // PG-PARTS: placeholder
+        parts: super::parts::read(row.get(14))?,
         id: row.get(0),
         kind: stored_kind(&row.get::<_, String>(1))?,
         asset_symbol: row.get(2),
@@ -394,7 +403,7 @@ pub fn entries_of_request(
         .query(
             "SELECT e.seq, e.id::text, e.kind, t.symbol, e.amount, d.owner_id, c.owner_id,
                     pd.balance_after, pc.balance_after, rv.id::text, rv.kind,
-                    e.reference_id, e.note, e.metadata::text, e.created_at, hh.id::text
+                    e.reference_id, e.note, e.metadata::text, e.created_at, hh.id::text, e.parts
                FROM ledger_entries e
                JOIN asset_types t ON t.id = e.asset_type_id
                JOIN accounts d ON d.id = e.debit_account_id
@@ -417,7 +426,7 @@ pub fn entries_of_request(
                 _ => None,
             };
             Ok(RecordedEntry {
-                parts: Vec::new(), // PG-PARTS: placeholder
+                parts: super::parts::read(row.get(16))?,
                 seq: row.get(0),
                 id: row.get(1),
                 kind: stored_kind(&row.get::<_, String>(2))?,
@@ -443,7 +452,7 @@ pub fn entries_of_request(
 /// from `holds h` through `HOLD_JOINS`.
 const HOLD_FIELDS: &str = "h.seq, h.id::text, h.user_id, h.asset_type_id::text, t.symbol,
         h.amount, h.status, h.captured_amount, ce.id::text, h.expires_at, h.created_at,
-        h.closed_at, r.key, h.reference_id, h.note, h.metadata::text, h.account_id";
+        h.closed_at, r.key, h.reference_id, h.note, h.metadata::text, h.account_id, h.parts";
 
 /// The joins `HOLD_FIELDS` reads through, from `holds h`.
 const HOLD_JOINS: &str = "JOIN asset_types t ON t.id = h.asset_type_id
@@ -454,7 +463,7 @@ const HOLD_JOINS: &str = "JOIN asset_types t ON t.id = h.asset_type_id
 fn hold_row(row: &Row) -> Result<(HoldFact, i64), StorageError> {
     Ok((
         HoldFact {
-            parts: Vec::new(), // PG-PARTS: placeholder
+            parts: super::parts::read(row.get(17))?,
             seq: row.get(0),
             id: row.get(1),
             user: row.get(2),
@@ -590,7 +599,7 @@ pub fn supply(client: &mut impl GenericClient, asset: &AssetRef) -> Result<Suppl
             &format!(
                 "SELECT t.symbol, sum(s.treasury)::text, sum(s.topup)::text, sum(s.bonus)::text,
                         sum(s.spent)::text, sum(s.reversed)::text, sum(s.held)::text,
-                        sum(s.holders)::bigint, max(s.last_entry_at)
+                        sum(s.holders)::bigint, max(s.last_entry_at), sum(s.paid)::text
                    FROM asset_types t
                    JOIN asset_totals s ON s.asset_type_id = t.id
                   WHERE {by}
@@ -599,12 +608,15 @@ pub fn supply(client: &mut impl GenericClient, asset: &AssetRef) -> Result<Suppl
             &[&key],
         )?
         .ok_or(Rejection::AssetNotFound)?;
+    // What users hold, of which the paid part; the rest is free.
+    let outstanding = -numeric(&row, 1)?;
+    let paid = numeric(&row, 9)?;
     Ok(SupplyRow {
-        paid: 0,    // PG-PARTS: placeholder
-        free: 0,    // PG-PARTS: placeholder
-        expired: 0, // PG-PARTS: placeholder
+        paid,
+        free: outstanding - paid,
+        expired: 0,
         asset_symbol: row.get(0),
-        outstanding: -numeric(&row, 1)?,
+        outstanding,
         topup: unsigned(numeric(&row, 2)?),
         bonus: unsigned(numeric(&row, 3)?),
         spent: unsigned(numeric(&row, 4)?),
@@ -678,13 +690,13 @@ pub fn events_after(
             continue;
         }
         // The columns of `user_entry` start after the feed number.
-        let entry = user_entry_at(&row, 1, row.get(15))?;
+        let entry = user_entry_at(&row, 1, row.get(16))?;
         events.push(EventRow {
             seq: id,
             kind: EventKind::TransactionCreated,
             created_at_ms: entry.created_at_ms,
             data: EventData::Transaction {
-                user: row.get(16),
+                user: row.get(17),
                 entry,
             },
         });
@@ -700,12 +712,12 @@ pub fn events_after(
         ),
         &[&first, &rows],
     )? {
-        let feed_seq: i64 = row.get(17);
+        let feed_seq: i64 = row.get(18);
         let id = feed_seq * 2;
         if id <= after {
             continue;
         }
-        let kind_text: String = row.get(18);
+        let kind_text: String = row.get(19);
         let kind = EventKind::parse(&kind_text)
             .filter(|kind| *kind != EventKind::TransactionCreated)
             .ok_or_else(|| corrupt(format!("event {id} has type {kind_text:?}")))?;
@@ -776,7 +788,7 @@ fn user_entry_at(
 ) -> Result<UserEntry, StorageError> {
     let delta: i64 = row.get(offset + 4);
     Ok(UserEntry {
-        parts: Vec::new(), // PG-PARTS: placeholder
+        parts: super::parts::read(row.get(offset + 14))?,
         seq: row.get(offset),
         id: row.get(offset + 1),
         kind: stored_kind(&row.get::<_, String>(offset + 2))?,

@@ -28,7 +28,7 @@ const ASSET_WITH_RULES: &str = "SELECT t.id::text, t.symbol, t.name, t.decimals,
 /// The rules in force for a user ($1) in an asset ($2): two primary-key
 /// look-ups in one statement.
 pub(super) const RULES_IN_FORCE: &str =
-    "SELECT r.max_balance, r.limits::text, u.max_balance, u.limits::text
+    "SELECT r.max_balance, r.limits::text, u.max_balance, u.limits::text, r.spend_order
        FROM (SELECT $2::text::uuid AS asset_type_id) x
        LEFT JOIN asset_rules r ON r.asset_type_id = x.asset_type_id
        LEFT JOIN user_rules u ON u.user_id = $1 AND u.asset_type_id = x.asset_type_id";
@@ -164,7 +164,8 @@ pub(super) fn user_rules(
 ) -> Result<Vec<UserRulesRow>, StorageError> {
     client
         .query(
-            "SELECT t.symbol, r.max_balance, r.limits::text, u.max_balance, u.limits::text
+            "SELECT t.symbol, r.max_balance, r.limits::text, u.max_balance, u.limits::text,
+                    r.spend_order
                FROM asset_types t
                LEFT JOIN asset_rules r ON r.asset_type_id = t.id
                LEFT JOIN user_rules u ON u.user_id = $1 AND u.asset_type_id = t.id
@@ -181,13 +182,20 @@ pub(super) fn user_rules(
         .collect()
 }
 
-/// The rules in force from four columns from `first`: the asset's maximum
-/// and limits, then the user's.
+/// The rules in force from five columns from `first`: the asset's maximum
+/// and limits, the user's, then the asset's spend order.
 pub(super) fn in_force(row: &Row, first: usize) -> Result<RulesInForce, StorageError> {
+    // The asset's spend order decides which parts a debit takes.
+    let spend_order = match row.get::<_, Option<String>>(first + 4) {
+        Some(order) => SpendOrder::parse(&order)
+            .map_err(|_| StorageError::Backend(format!("a stored spend order {order:?}").into()))?,
+        None => SpendOrder::default(),
+    };
     let asset = AssetRules {
         max_balance: row.get(first),
         limits: stored_limits(row.get::<_, Option<String>>(first + 1).as_deref())?
             .unwrap_or_default(),
+        spend_order,
         ..AssetRules::default()
     };
     let user = UserOverride {

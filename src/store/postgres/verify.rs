@@ -3,9 +3,12 @@
 //! committed state while every instance goes on writing. Beside what the
 //! SQLite audit checks, it checks what this backend keeps apart from the
 //! postings: each user's balance, held amount and active holds on its
-//! account row, and each Treasury's balance as its asset's totals.
+//! account row, and each Treasury's balance as its asset's totals; and the
+//! paid and free parts: each entry's parts, each user's paid part replayed
+//! from them (against every posting's running total and the account row),
+//! what its holds set aside of it, and each asset's paid total.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use postgres::{IsolationLevel, Row};
 
@@ -15,6 +18,7 @@ use crate::ledger::audit::{
     AuditAccount, AuditCapture, AuditEntry, AuditEvents, AuditHeld, AuditPosting, AuditReport,
     AuditRequest, AuditReversal, AuditSupply, AuditWindows, Auditor,
 };
+use crate::ledger::parts;
 use crate::limits::AUDIT_BATCH_ENTRIES;
 
 fn numeric(row: &Row, index: usize) -> anyhow::Result<i128> {
@@ -36,7 +40,8 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
         .map(|row| (row.get(0), row.get(1)))
         .collect();
     let account_rows = tx.query(
-        "SELECT id, owner_type = 'USER', asset_type_id::text, balance FROM accounts",
+        "SELECT id, owner_type = 'USER', asset_type_id::text, balance, paid, held_paid
+           FROM accounts",
         &[],
     )?;
     let accounts: Vec<AuditAccount> = account_rows
@@ -50,7 +55,8 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
     let mut auditor = Auditor::new(accounts, asset_symbols);
     let batch = tx.prepare(
         "SELECT e.seq, e.kind, e.asset_type_id::text, e.amount, e.debit_account_id,
-                e.credit_account_id, d.delta, d.balance_after, c.delta, c.balance_after
+                e.credit_account_id, d.delta, d.balance_after, c.delta, c.balance_after,
+                e.parts, d.paid_after, c.paid_after
            FROM ledger_entries e
            LEFT JOIN postings d ON d.account_id = e.debit_account_id AND d.entry_seq = e.seq
            LEFT JOIN postings c ON c.account_id = e.credit_account_id AND c.entry_seq = e.seq
@@ -65,12 +71,14 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
         let Some(last) = rows.last() else { break };
         after_seq = last.get(0);
         for row in &rows {
-            let posting = |delta: usize| {
+            // Columns: delta and balance at 6 and 7 (debit), 8 and 9
+            // (credit); the running paid totals at 11 and 12.
+            let posting = |delta: usize, paid_after: usize| {
                 row.get::<_, Option<i64>>(delta)
                     .map(|delta_value| AuditPosting {
                         delta: delta_value,
                         balance_after: row.get(delta + 1),
-                        paid_after: None, // PG-PARTS: placeholder
+                        paid_after: row.get(paid_after),
                     })
             };
             auditor.check(&AuditEntry {
@@ -80,19 +88,24 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
                 amount: row.get(3),
                 debit_account: row.get(4),
                 credit_account: row.get(5),
-                debit_posting: posting(6),
-                credit_posting: posting(8),
-                parts: None, // PG-PARTS: placeholder
+                debit_posting: posting(6, 11),
+                credit_posting: posting(8, 12),
+                parts: row.get(10),
             });
         }
         entries_checked += rows.len() as u64;
         checked(entries_checked);
     }
-    // What each user's account row stores, against its postings.
+    // What each account row stores, against its postings: a user's balance
+    // and paid part; a Treasury keeps none on its row.
     for row in &account_rows {
         let is_user: bool = row.get(1);
+        let paid: i64 = row.get(4);
         if is_user {
             auditor.check_stored_balance(row.get(0), i128::from(row.get::<_, i64>(3)));
+            auditor.check_stored_paid(row.get(0), paid);
+        } else if paid != 0 {
+            auditor.check_stored_paid(row.get(0), paid);
         }
     }
     // Each Treasury's balance: the sum of its asset's totals.
@@ -144,28 +157,43 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
     // holds give them; a balance read answers the stored figure less the
     // holds due (the read path's rule).
     let now_ms = crate::clock::now_ms();
+    let mut held_paid_by_holds: HashMap<i64, i64> = HashMap::new();
     for row in tx.query(
-        "SELECT a.id, a.held, a.active_holds::bigint,
+        "SELECT account_id, parts FROM holds WHERE status = 'HELD'",
+        &[],
+    )? {
+        let text: Option<String> = row.get(1);
+        // A HELD hold with unreadable parts sets aside none the audit can
+        // count: its account's stored figure then disagrees, and is named.
+        let paid = text
+            .as_deref()
+            .and_then(parts::decode)
+            .map_or(-1, |parts| parts::paid_of(&parts));
+        *held_paid_by_holds.entry(row.get(0)).or_insert(0) += paid;
+    }
+    for row in tx.query(
+        "SELECT a.id, a.held, a.active_holds::bigint, a.held_paid,
                 coalesce(sum(h.amount) FILTER (WHERE h.status = 'HELD'), 0)::bigint,
                 count(h.seq) FILTER (WHERE h.status = 'HELD'),
                 coalesce(sum(h.amount) FILTER (WHERE h.status = 'HELD' AND h.expires_at > $1), 0)::bigint
            FROM accounts a LEFT JOIN holds h ON h.account_id = a.id
           WHERE a.owner_type = 'USER' AND (a.held <> 0 OR a.active_holds <> 0 OR h.seq IS NOT NULL)
-          GROUP BY a.id",
+          GROUP BY a.id, a.held_paid",
         &[&now_ms],
     )? {
+        let account: i64 = row.get(0);
         let stored_held: i64 = row.get(1);
-        let due: i64 = row.get::<_, i64>(3) - row.get::<_, i64>(5);
+        let due: i64 = row.get::<_, i64>(4) - row.get::<_, i64>(6);
         auditor.check_held(&AuditHeld {
-            account: row.get(0),
+            account,
             stored_held,
             stored_active: row.get(2),
-            held_by_holds: row.get(3),
-            active_by_holds: row.get(4),
-            held_unexpired: row.get(5),
+            held_by_holds: row.get(4),
+            active_by_holds: row.get(5),
+            held_unexpired: row.get(6),
             held_as_read: stored_held - due,
-            stored_held_paid: 0,   // PG-PARTS: placeholder
-            held_paid_by_holds: 0, // PG-PARTS: placeholder
+            stored_held_paid: row.get(3),
+            held_paid_by_holds: held_paid_by_holds.get(&account).copied().unwrap_or(0),
         });
     }
     for row in tx.query(
@@ -188,7 +216,7 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
     let mut supplies = Vec::new();
     for row in tx.query(
         "SELECT asset_type_id::text, sum(topup)::text, sum(bonus)::text, sum(spent)::text,
-                sum(reversed)::text, sum(held)::text, sum(holders)::bigint
+                sum(reversed)::text, sum(held)::text, sum(holders)::bigint, sum(paid)::text
            FROM asset_totals GROUP BY asset_type_id",
         &[],
     )? {
@@ -201,7 +229,7 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
             reversed: unsigned(numeric(&row, 4)?),
             held: i64::try_from(numeric(&row, 5)?)?,
             holders: row.get(6),
-            paid: 0, // PG-PARTS: placeholder
+            paid: numeric(&row, 7)?,
         });
     }
     auditor.check_supply(&supplies);

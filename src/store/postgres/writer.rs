@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 use super::assets::PgAssets;
 use super::keys::PgKeys;
+use super::parts;
 use super::reads;
 use super::rules;
 use super::PostgresUrl;
@@ -44,6 +45,7 @@ use crate::ledger::engine::{
     self, AccountFact, AccountKey, AnswerState, AssetRow, CanonicalRequest, DueHold, EntryFact,
     HoldFact, NewAsset, Owner, Plan, RecordedEntry, StoredRequest,
 };
+use crate::ledger::parts::PartBalances;
 use crate::store::queue::{
     answer_committed, answer_rolled_back, BatchWriter, WriterClock, WriterStatus,
 };
@@ -429,7 +431,8 @@ impl FactSource for PgWrite<'_, '_> {
             "SELECT e.seq, e.id::text, e.kind, e.asset_type_id::text, t.symbol, e.amount,
                     e.debit_account_id, d.owner_id, e.credit_account_id, c.owner_id,
                     coalesce((SELECT max(r.reversed_after) FROM ledger_entries r
-                               WHERE r.reverses_seq = e.seq), 0)
+                               WHERE r.reverses_seq = e.seq), 0),
+                    e.parts
                FROM ledger_entries e
                JOIN asset_types t ON t.id = e.asset_type_id
                JOIN accounts d ON d.id = e.debit_account_id
@@ -446,7 +449,7 @@ impl FactSource for PgWrite<'_, '_> {
             None => AccountKey::treasury(&asset_id),
         };
         let entry = EntryFact {
-            parts: Vec::new(), // PG-PARTS: placeholder
+            parts: parts::read(row.get(11))?,
             seq: row.get(0),
             id: row.get(1),
             kind: reads::stored_kind(&row.get::<_, String>(2))?,
@@ -471,7 +474,7 @@ impl FactSource for PgWrite<'_, '_> {
     ) -> Result<Option<UserAccountRow>, StorageError> {
         Ok(self
             .query_opt(
-                "SELECT id, balance, held, active_holds FROM accounts
+                "SELECT id, balance, held, active_holds, paid, held_paid FROM accounts
                   WHERE owner_type = 'USER' AND owner_id = $1 AND asset_type_id = $2::text::uuid",
                 &[&user, &asset_id],
             )?
@@ -494,7 +497,8 @@ impl FactSource for PgWrite<'_, '_> {
         let row = match known {
             Some(row) => row,
             None => account_row(&self.query_one(
-                "SELECT id, balance, held, active_holds FROM accounts WHERE id = $1",
+                "SELECT id, balance, held, active_holds, paid, held_paid FROM accounts
+                  WHERE id = $1",
                 &[&account_id],
             )?),
         };
@@ -503,11 +507,23 @@ impl FactSource for PgWrite<'_, '_> {
         } else {
             Vec::new()
         };
+        // Free is the rest of the balance, and of what is held.
         Ok(AccountFact {
+            key: key.clone(),
+            balance: row.balance,
             held: row.held,
             active_holds: row.active_holds,
             due,
-            ..AccountFact::new(key.clone(), row.balance)
+            parts: PartBalances {
+                paid: row.paid,
+                free: row.balance - row.paid,
+                ..PartBalances::default()
+            },
+            held_parts: PartBalances {
+                paid: row.held_paid,
+                free: row.held - row.held_paid,
+                ..PartBalances::default()
+            },
         })
     }
 
@@ -576,8 +592,8 @@ fn account_row(row: &Row) -> UserAccountRow {
         balance: row.get(1),
         held: row.get(2),
         active_holds: i64::from(row.get::<_, i32>(3)),
-        paid: 0,      // PG-PARTS: placeholder
-        held_paid: 0, // PG-PARTS: placeholder
+        paid: row.get(4),
+        held_paid: row.get(5),
     }
 }
 
@@ -587,20 +603,21 @@ fn due_in_account(
     account_id: i64,
     now_ms: i64,
 ) -> Result<Vec<DueHold>, StorageError> {
-    Ok(tx
-        .query(
-            "SELECT seq, amount, expires_at FROM holds
+    tx.query(
+        "SELECT seq, amount, expires_at, parts FROM holds
               WHERE account_id = $1 AND status = 'HELD' AND expires_at <= $2",
-            &[&account_id, &now_ms],
-        )?
-        .iter()
-        .filter(|row| engine::has_expired(row.get(2), now_ms))
-        .map(|row| DueHold {
+        &[&account_id, &now_ms],
+    )?
+    .iter()
+    .filter(|row| engine::has_expired(row.get(2), now_ms))
+    .map(|row| {
+        Ok(DueHold {
             seq: row.get(0),
             amount: row.get(1),
-            parts: Vec::new(), // PG-PARTS: placeholder
+            parts: parts::read(row.get(3))?,
         })
-        .collect())
+    })
+    .collect::<Result<_, StorageError>>()
 }
 
 impl RulesTransaction for PgWrite<'_, '_> {
@@ -753,9 +770,9 @@ fn write_plan(
             .query_one(
                 "INSERT INTO holds (id, account_id, user_id, asset_type_id, amount, status,
                                     request_id, reference_id, note, metadata, expires_at,
-                                    created_at)
+                                    created_at, parts)
                  VALUES ($1::text::uuid, $2, $3, $4::text::uuid, $5, 'HELD', $6, $7, $8,
-                         $9::text, $10, $11)
+                         $9::text, $10, $11, $12)
                  RETURNING seq",
                 &[
                     &id,
@@ -769,6 +786,7 @@ fn write_plan(
                     &new.metadata.as_ref().map(|m| m.to_json()),
                     &new.expires_at_ms,
                     &created_at_ms,
+                    &crate::ledger::parts::encode(&new.parts),
                 ],
             )?
             .get(0);
@@ -777,15 +795,14 @@ fn write_plan(
     let insert_entry = tx.statement(
         "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
                                      credit_account_id, amount, request_id, reference_id, note,
-                                     metadata, reverses_seq, reversed_after, hold_seq, created_at)
+                                     metadata, reverses_seq, reversed_after, hold_seq, created_at,
+                                     parts)
          VALUES ($1::text::uuid, $2, $3::text::uuid, $4, $5, $6, $7, $8, $9, $10::text, $11, $12,
-                 $13, $14)
+                 $13, $14, $15)
          RETURNING seq",
     )?;
-    let insert_posting = tx.statement(
-        "INSERT INTO postings (account_id, entry_seq, delta, balance_after)
-         VALUES ($1, $2, $3, $4)",
-    )?;
+    // A user's posting carries its running paid total (see the statement).
+    let insert_posting = tx.statement(parts::INSERT_POSTING)?;
     let balance_after = |key: &AccountKey, balance: i64| match key.owner {
         Owner::User(_) => Some(balance),
         Owner::Treasury => None,
@@ -814,27 +831,32 @@ fn write_plan(
                     &entry.reverses.as_ref().map(|r| r.reversed_after),
                     &entry.hold.as_ref().map(|(seq, _)| *seq),
                     &created_at_ms,
+                    &crate::ledger::parts::encode(&entry.parts),
                 ],
             )?
             .get(0);
-        tx.tx.execute(
-            &insert_posting,
-            &[
-                &debit,
-                &seq,
-                &-entry.amount,
-                &balance_after(&entry.debit, entry.debit_balance_after),
-            ],
-        )?;
-        tx.tx.execute(
-            &insert_posting,
-            &[
-                &credit,
-                &seq,
-                &entry.amount,
-                &balance_after(&entry.credit, entry.credit_balance_after),
-            ],
-        )?;
+        for (account, delta, after) in [
+            (
+                debit,
+                -entry.amount,
+                balance_after(&entry.debit, entry.debit_balance_after),
+            ),
+            (
+                credit,
+                entry.amount,
+                balance_after(&entry.credit, entry.credit_balance_after),
+            ),
+        ] {
+            let paid = parts::paid_delta(&entry.parts, delta);
+            let written = tx
+                .tx
+                .execute(&insert_posting, &[&account, &seq, &delta, &after, &paid])?;
+            if written != 1 {
+                return Err(StorageError::Backend(
+                    format!("no account {account} to post to").into(),
+                ));
+            }
+        }
         let entry = entry.recorded(seq, entry_id, &plan.key, created_at_ms);
         if let Some(hold) = hold.as_mut().filter(|_| entry.hold_id.is_some()) {
             hold.captured_by = Some(entry.id.clone());
