@@ -673,3 +673,117 @@ fn a_database_that_goes_away_is_503_with_retry_after_and_the_server_recovers_by_
     assert_eq!(app.balance("user_alice", "GOLD"), 990);
     verify_clean(&url);
 }
+
+/// Goal: while two instances write top-ups, bonuses and spends at once
+/// (each on its own connection, so on its own rows of the asset's totals),
+/// the supply at an instant before them answers the same on both, every
+/// time; afterwards, at the time of every entry, `?at=` answers what the
+/// entries made by then add up to (the sums over the asset's shards, each
+/// at its newest row by then), and the ledger audits clean.
+#[test]
+fn the_supply_at_an_instant_holds_while_every_instance_writes() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (url, apps, _) = instances(&cluster, "supply_at", 2, &[]);
+    let first = apps[0].post_topup("early", "GOLD", 10, "early-topup");
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let before = first.data()["transaction"]["createdAt"]
+        .as_str()
+        .unwrap()
+        .replace('+', "%2B");
+    std::thread::sleep(Duration::from_millis(5));
+    let then = apps[1].get(&format!("/assets/GOLD/supply?at={before}"));
+    assert_eq!(then.status, 200, "{:?}", then.body);
+    let then = then.data().clone();
+
+    let requests: Vec<(String, String, Value)> = (0..90)
+        .map(|n| {
+            let user = format!("user-{}", n % 6);
+            let (path, amount) = match n % 3 {
+                0 => (format!("/wallets/{user}/topup"), 20),
+                1 => (format!("/wallets/{user}/bonus"), 7),
+                _ => (format!("/wallets/{user}/spend"), 5),
+            };
+            (
+                apps[n % 2].address.clone(),
+                path,
+                json!({"asset": "GOLD", "amount": amount, "idempotencyKey": format!("w-{n}")}),
+            )
+        })
+        .collect();
+    let writing = std::thread::spawn(move || at_once(requests, 6, None));
+    while !writing.is_finished() {
+        for app in &apps {
+            let answer = app.get(&format!("/assets/GOLD/supply?at={before}"));
+            assert_eq!(answer.status, 200, "{:?}", answer.body);
+            assert_eq!(answer.data(), &then, "the past moved while instances wrote");
+        }
+    }
+    let answers = writing.join().unwrap();
+    let counts = statuses(&answers);
+    assert_eq!(counts.values().sum::<usize>(), 90, "{counts:?}");
+    assert!(
+        // A spend before the user's first credit finds no wallet.
+        counts.keys().all(|status| {
+            status == "201" || status.contains("INSUFFICIENT") || status.contains("NOT_FOUND")
+        }),
+        "{counts:?}"
+    );
+    // Each entry's time, and what the entries made by then add up to (an
+    // entry counts from its history row's time, which a clock behind
+    // another instance's may put a little after the entry's own).
+    let times = cluster.value(
+        "supply_at",
+        "SELECT string_agg(created_at::text || ' ' ||
+                           to_char(to_timestamp(created_at / 1000.0) AT TIME ZONE 'UTC',
+                                   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), ',' ORDER BY created_at)
+           FROM (SELECT DISTINCT created_at FROM ledger_entries) s",
+    );
+    for time in times.split(',') {
+        let (ms, iso) = time.split_once(' ').unwrap();
+        let expected = cluster.value(
+            "supply_at",
+            &format!(
+                "SELECT coalesce(sum(CASE WHEN e.debit_account_id = t.id THEN e.amount
+                                          WHEN e.credit_account_id = t.id THEN -e.amount
+                                          ELSE 0 END), 0)
+                        || ' ' || coalesce(sum(CASE WHEN e.debit_account_id = t.id
+                                                    THEN wallet_parts_paid(e.parts)
+                                                    WHEN e.credit_account_id = t.id
+                                                    THEN -wallet_parts_paid(e.parts)
+                                                    ELSE 0 END), 0)
+                        || ' ' || coalesce(sum(e.amount) FILTER (WHERE e.kind = 'TOPUP'), 0)
+                        || ' ' || coalesce(sum(e.amount) FILTER (WHERE e.kind = 'BONUS'), 0)
+                        || ' ' || coalesce(sum(e.amount) FILTER (WHERE e.kind = 'SPEND'), 0)
+                        || ' ' || coalesce(sum(e.amount) FILTER (WHERE e.kind = 'REVERSAL'), 0)
+                   FROM ledger_entries e
+                   JOIN asset_types a ON a.id = e.asset_type_id AND a.symbol = 'GOLD'
+                   JOIN accounts t ON t.asset_type_id = a.id AND t.owner_type = 'SYSTEM'
+                   LEFT JOIN supply_history h ON h.entry_seq = e.seq
+                  WHERE coalesce(h.created_at, e.created_at) <= {ms}"
+            ),
+        );
+        let answer = apps[0].get(&format!("/assets/GOLD/supply?at={iso}"));
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        let data = answer.data();
+        let answered = format!(
+            "{} {} {} {} {} {}",
+            data["outstanding"],
+            data["paid"],
+            data["issued"]["TOPUP"],
+            data["issued"]["BONUS"],
+            data["spent"],
+            data["reversed"]
+        );
+        assert_eq!(answered, expected, "at {iso}: {data}");
+    }
+    // Now: the live figures.
+    let live = apps[1].get("/assets/GOLD/supply");
+    let last = times.rsplit(',').next().unwrap().split_once(' ').unwrap().1;
+    let answer = apps[1].get(&format!("/assets/GOLD/supply?at={last}"));
+    assert_eq!(answer.data()["outstanding"], live.data()["outstanding"]);
+    assert_eq!(answer.data()["paid"], live.data()["paid"]);
+    drop(apps);
+    verify_clean(&url);
+}

@@ -234,12 +234,12 @@ fn migrate_creates_the_schema_once_and_refuses_a_newer_or_a_foreign_database() {
     for _ in 0..2 {
         let (status, stdout, stderr) = run_wallet(&["migrate", "--db", &url]);
         assert!(status.success(), "{stdout}\n{stderr}");
-        assert!(stdout.contains("schema at version 3"), "{stdout}");
+        assert!(stdout.contains("schema at version 4"), "{stdout}");
         assert!(!format!("{stdout}{stderr}").contains(PASSWORD));
     }
     assert_eq!(
         cluster.value("ledger", "SELECT version FROM wallet_schema_version"),
-        "3"
+        "4"
     );
     assert_eq!(
         cluster.value(
@@ -916,7 +916,7 @@ fn a_version_2_ledger_migrates_into_paid_and_free_parts() {
 
     let (status, stdout, stderr) = run_wallet(&["migrate", "--db", &url]);
     assert!(status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("schema at version 3"), "{stdout}");
+    assert!(stdout.contains("schema at version 4"), "{stdout}");
     let (status, stdout, stderr) = run_wallet(&["verify", "--db", &url]);
     assert!(status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("verify: OK"), "{stdout}");
@@ -1123,4 +1123,262 @@ fn a_debit_takes_the_parts_in_the_assets_spend_order() {
         serde_json::json!([{"kind": "FREE", "amount": 30}])
     );
     crate::instances::verify_clean(&url);
+}
+
+/// A version 3 entry `n` (made at `n` seconds after the epoch) of `amount`
+/// from `debit` to `credit` with `parts`, its request record and its
+/// postings as version 3's writer wrote them (a user's with its balance and
+/// paid part after, a Treasury's with neither); a REVERSAL names the entry
+/// it reverses and the total reversed after it.
+#[allow(clippy::too_many_arguments)]
+fn version_3_entry(
+    n: i64,
+    kind: &str,
+    (debit, debit_after): (i64, Option<(i64, i64)>),
+    (credit, credit_after): (i64, Option<(i64, i64)>),
+    amount: i64,
+    parts: &str,
+    reverses: Option<(i64, i64)>,
+) -> String {
+    let shown = |after: Option<(i64, i64)>| {
+        after.map_or("NULL, NULL".to_owned(), |(balance, paid)| {
+            format!("{balance}, {paid}")
+        })
+    };
+    let (reverses_seq, reversed_after) = match reverses {
+        Some((seq, after)) => (seq.to_string(), after.to_string()),
+        None => ("NULL".to_owned(), "NULL".to_owned()),
+    };
+    let at = n * 1000;
+    format!(
+        "BEGIN;
+         INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
+              VALUES (0, 'k{n}', '{{}}', 1, {at});
+         INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
+                     credit_account_id, amount, request_id, created_at, reverses_seq,
+                     reversed_after, parts)
+              VALUES ('0190f0a0-0000-7000-8000-{n:012}', '{kind}', '{GOLD}', {debit},
+                      {credit}, {amount}, currval('idempotency_records_id_seq'), {at},
+                      {reverses_seq}, {reversed_after}, '{parts}');
+         INSERT INTO postings (account_id, entry_seq, delta, balance_after, paid_after)
+              VALUES ({debit}, {E}, -{amount}, {}), ({credit}, {E}, {amount}, {});
+         COMMIT;",
+        shown(debit_after),
+        shown(credit_after),
+        E = THIS_ENTRY
+    )
+}
+
+/// Goal: a ledger written at schema version 3, its entries spread over
+/// several of the asset's totals rows (each written on a connection of its
+/// own), is given its supply's history by `wallet migrate` (version 4):
+/// `?at=` of any instant of its past answers the figures as they stood
+/// then, the figures now are unchanged, new writes continue the history,
+/// `wallet verify` passes, and a history row changed behind the service's
+/// back is found.
+#[test]
+fn a_version_3_ledger_migrates_and_answers_its_supply_back_in_time() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.database("ledger");
+    for sql in [
+        include_str!("../../migrations/postgres/001_ledger.sql"),
+        include_str!("../../migrations/postgres/002_limits.sql"),
+        include_str!("../../migrations/postgres/003_parts.sql"),
+        include_str!("../../migrations/postgres/003_parts_checks.sql"),
+        "INSERT INTO wallet_schema_version (version) VALUES (3);",
+    ] {
+        let output = cluster.psql("ledger", sql);
+        assert!(output.status.success(), "{output:?}");
+    }
+    let setup = cluster.psql(
+        "ledger",
+        &format!(
+            "INSERT INTO asset_types (id, symbol, name, created_at) VALUES ('{GOLD}', 'GOLD', 'Gold', 1);
+             INSERT INTO accounts (owner_type, owner_id, asset_type_id, created_at)
+                  VALUES ('SYSTEM', NULL, '{GOLD}', 1), ('USER', 'ann', '{GOLD}', 1),
+                         ('USER', 'ben', '{GOLD}', 1);"
+        ),
+    );
+    assert!(setup.status.success(), "{setup:?}");
+    let (t, ann, ben) = (1, 2, 3);
+    let paid = |amount: i64| format!(r#"[{{"kind":"PAID","amount":{amount}}}]"#);
+    let free = |amount: i64| format!(r#"[{{"kind":"FREE","amount":{amount}}}]"#);
+    // Each on a connection of its own: on the shard of its backend.
+    for sql in [
+        version_3_entry(
+            1,
+            "TOPUP",
+            (t, None),
+            (ann, Some((100, 100))),
+            100,
+            &paid(100),
+            None,
+        ),
+        version_3_entry(
+            2,
+            "BONUS",
+            (t, None),
+            (ann, Some((150, 100))),
+            50,
+            &free(50),
+            None,
+        ),
+        version_3_entry(
+            3,
+            "SPEND",
+            (ann, Some((80, 80))),
+            (t, None),
+            70,
+            r#"[{"kind":"FREE","amount":50},{"kind":"PAID","amount":20}]"#,
+            None,
+        ),
+        version_3_entry(
+            4,
+            "TRANSFER",
+            (ann, Some((50, 50))),
+            (ben, Some((30, 30))),
+            30,
+            &paid(30),
+            None,
+        ),
+        version_3_entry(
+            5,
+            "REVERSAL",
+            (t, None),
+            (ann, Some((70, 70))),
+            20,
+            &paid(20),
+            Some((3, 20)),
+        ),
+    ] {
+        let output = cluster.psql("ledger", &sql);
+        assert!(output.status.success(), "{output:?}");
+    }
+    let now_before = cluster.value(
+        "ledger",
+        "SELECT sum(treasury) || '/' || sum(paid) || '/' || sum(topup) || '/' || sum(bonus)
+                || '/' || sum(spent) || '/' || sum(reversed) || '/' || sum(held)
+                || '/' || sum(holders) FROM asset_totals",
+    );
+    assert_eq!(now_before, "-100/100/100/50/70/20/0/2");
+
+    let (status, stdout, stderr) = run_wallet(&["migrate", "--db", &url]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("schema at version 4"), "{stdout}");
+    // Folded into shard 0, the same sums; its history the asset's running
+    // totals in commit order, one row per entry that moves a figure.
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT sum(treasury) || '/' || sum(paid) || '/' || sum(topup) || '/' || sum(bonus)
+                    || '/' || sum(spent) || '/' || sum(reversed) || '/' || sum(held)
+                    || '/' || sum(holders) FROM asset_totals"
+        ),
+        now_before
+    );
+    assert_eq!(
+        cluster.value(
+            "ledger",
+            "SELECT string_agg(shard || ':' || n || ':' || entry_seq || ':' || created_at || ':'
+                               || treasury || ':' || paid, ' ' ORDER BY shard, n)
+               FROM supply_history"
+        ),
+        "0:1:1:1000:-100:100 0:2:2:2000:-150:100 0:3:3:3000:-80:80 0:4:5:5000:-100:100"
+    );
+    let (status, stdout, stderr) = run_wallet(&["verify", "--db", &url]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+
+    let app = crate::helpers::TestApp::start(std::path::Path::new(&url), &[], None);
+    let at = |time: &str| {
+        let answer = app.get(&format!("/assets/GOLD/supply?at={time}"));
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        answer.data().clone()
+    };
+    let figures = |outstanding, paid, topup, bonus, spent, reversed, as_of: Option<&str>| {
+        serde_json::json!({"asset": "GOLD", "outstanding": outstanding, "paid": paid,
+                           "free": outstanding - paid, "expired": 0,
+                           "issued": {"TOPUP": topup, "BONUS": bonus}, "spent": spent,
+                           "reversed": reversed, "asOf": as_of})
+    };
+    let answered = at("1970-01-01T00:00:00.999Z");
+    assert_eq!(answered, figures(0, 0, 0, 0, 0, 0, None));
+    let answered = at("1970-01-01T00:00:01Z");
+    assert_eq!(
+        answered["asOf"]
+            .as_str()
+            .map(|t| t.starts_with("1970-01-01T00:00:01")),
+        Some(true)
+    );
+    let as_of = |answer: &serde_json::Value| answer["asOf"].as_str().unwrap().to_owned();
+    assert_eq!(
+        answered,
+        figures(100, 100, 100, 0, 0, 0, Some(&as_of(&answered)))
+    );
+    let answered = at("1970-01-01T00:00:02.5Z");
+    assert!(
+        as_of(&answered).starts_with("1970-01-01T00:00:02"),
+        "{answered}"
+    );
+    assert_eq!(
+        answered,
+        figures(150, 100, 100, 50, 0, 0, Some(&as_of(&answered)))
+    );
+    // The transfer moves no figure: as at the spend.
+    let answered = at("1970-01-01T00:00:04Z");
+    assert!(
+        as_of(&answered).starts_with("1970-01-01T00:00:03"),
+        "{answered}"
+    );
+    assert_eq!(
+        answered,
+        figures(80, 80, 100, 50, 70, 0, Some(&as_of(&answered)))
+    );
+    let answered = at("1970-01-01T00:00:05Z");
+    assert!(
+        as_of(&answered).starts_with("1970-01-01T00:00:05"),
+        "{answered}"
+    );
+    assert_eq!(
+        answered,
+        figures(100, 100, 100, 50, 70, 20, Some(&as_of(&answered)))
+    );
+
+    // New writes continue the history, on whichever shard they move.
+    let topped = app.post_entry("topup", "ben", "GOLD", 5, "after-1");
+    assert_eq!(topped.status, 201, "{:?}", topped.body);
+    let bonus = app.post_entry("bonus", "ann", "GOLD", 3, "after-2");
+    assert_eq!(bonus.status, 201, "{:?}", bonus.body);
+    let made = bonus.data()["transaction"]["createdAt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let live = app.get("/assets/GOLD/supply");
+    let mut expected = live.data().clone();
+    let object = expected.as_object_mut().unwrap();
+    object.remove("held");
+    object.remove("holders");
+    assert_eq!(at(&made.replace('+', "%2B")), expected);
+    assert_eq!(expected["outstanding"], serde_json::json!(108));
+    assert_eq!(expected["paid"], serde_json::json!(105));
+    let answered = at("1970-01-01T00:00:05Z");
+    assert_eq!(
+        answered,
+        figures(100, 100, 100, 50, 70, 20, Some(&as_of(&answered)))
+    );
+    drop(app);
+    let (status, stdout, stderr) = run_wallet(&["verify", "--db", &url]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+
+    // A history row changed behind the service's back is found.
+    let changed = cluster.psql(
+        "ledger",
+        "ALTER TABLE supply_history DISABLE TRIGGER supply_history_is_append_only;
+         UPDATE supply_history SET paid = paid + 1 WHERE shard = 0 AND n = 2;",
+    );
+    assert!(changed.status.success(), "{changed:?}");
+    let (status, stdout, _) = run_wallet(&["verify", "--db", &url]);
+    assert!(!status.success(), "{stdout}");
+    assert!(stdout.contains("the supply's back in time"), "{stdout}");
 }

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/001_ledger.sql"),
     include_str!("../../../migrations/postgres/002_limits.sql"),
     include_str!("../../../migrations/postgres/003_parts.sql"),
+    include_str!("../../../migrations/postgres/004_supply_history.sql"),
 ];
 
 /// A version whose change SQL alone cannot make: after its file, a pass in

@@ -627,6 +627,61 @@ pub fn supply(client: &mut impl GenericClient, asset: &AssetRef) -> Result<Suppl
     })
 }
 
+/// `GET /assets/{asset}/supply?at=`: the supply as it stood at `at_ms`,
+/// counting the entries made at or before it. Each of the asset's shards
+/// gives its newest history row at or before then (one index descent
+/// each, see `004_supply_history.sql`), and the rows are summed; `held`
+/// and `holders` are not kept back in time (0 here, left out of the
+/// answer). `as_of_ms` is the newest such row's time: the last entry by
+/// then that moved a figure of the supply.
+pub fn supply_as_of(
+    client: &mut impl GenericClient,
+    asset: &AssetRef,
+    at_ms: i64,
+) -> Result<SupplyRow, LedgerError> {
+    let (by, key) = match asset {
+        AssetRef::Symbol(symbol) => ("t.symbol = $1", symbol.clone()),
+        AssetRef::Id(id) => ("t.id = $1::text::uuid", id.to_string()),
+    };
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT t.symbol, coalesce(sum(h.treasury), 0)::text,
+                        coalesce(sum(h.paid), 0)::text, coalesce(sum(h.topup), 0)::text,
+                        coalesce(sum(h.bonus), 0)::text, coalesce(sum(h.spent), 0)::text,
+                        coalesce(sum(h.reversed), 0)::text, max(h.created_at)
+                   FROM asset_types t
+                   JOIN asset_totals s ON s.asset_type_id = t.id
+                   LEFT JOIN LATERAL (
+                        SELECT * FROM supply_history h
+                         WHERE h.asset_type_id = s.asset_type_id AND h.shard = s.shard
+                           AND h.created_at <= $2
+                         ORDER BY h.created_at DESC, h.n DESC
+                         LIMIT 1) h ON true
+                  WHERE {by}
+                  GROUP BY t.symbol"
+            ),
+            &[&key, &at_ms],
+        )?
+        .ok_or(Rejection::AssetNotFound)?;
+    let outstanding = -numeric(&row, 1)?;
+    let paid = numeric(&row, 2)?;
+    Ok(SupplyRow {
+        paid,
+        free: outstanding - paid,
+        expired: 0,
+        asset_symbol: row.get(0),
+        outstanding,
+        topup: unsigned(numeric(&row, 3)?),
+        bonus: unsigned(numeric(&row, 4)?),
+        spent: unsigned(numeric(&row, 5)?),
+        reversed: unsigned(numeric(&row, 6)?),
+        held: 0,
+        holders: 0,
+        as_of_ms: row.get(7),
+    })
+}
+
 /// What a metrics scrape reads: the entries, and each asset's outstanding
 /// and held totals.
 pub fn ledger_figures(client: &mut impl GenericClient) -> Result<LedgerFigures, StorageError> {

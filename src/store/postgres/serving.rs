@@ -262,11 +262,8 @@ impl LedgerStore for PgStore {
         self.read(|client| reads::supply(client, asset))
     }
 
-    fn supply_as_of(&self, _asset: &AssetRef, _at_ms: i64) -> Result<SupplyRow, LedgerError> {
-        // PG-AT: placeholder until the PostgreSQL backend keeps supply back in time.
-        Err(LedgerError::Storage(StorageError::Backend(
-            "the supply at an instant is not kept on PostgreSQL yet".into(),
-        )))
+    fn supply_as_of(&self, asset: &AssetRef, at_ms: i64) -> Result<SupplyRow, LedgerError> {
+        self.read(|client| reads::supply_as_of(client, asset, at_ms))
     }
 
     async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, StorageError> {

@@ -21,6 +21,27 @@ use crate::ledger::audit::{
 use crate::ledger::parts;
 use crate::limits::AUDIT_BATCH_ENTRIES;
 
+/// What each entry moves of its asset's supply, as the schema's trigger
+/// counts it (`ledger_entries_count_in_the_totals`), and whether it moves
+/// any figure (then it has one row in `supply_history`).
+const SUPPLY_MOVES: &str = "SELECT e.seq, e.asset_type_id, e.created_at, m.*,
+           m.treasury <> 0 OR m.topup <> 0 OR m.bonus <> 0 OR m.spent <> 0
+           OR m.reversed <> 0 AS moves
+      FROM ledger_entries e
+      LEFT JOIN accounts t ON t.asset_type_id = e.asset_type_id AND t.owner_type = 'SYSTEM'
+      CROSS JOIN LATERAL (
+           SELECT CASE WHEN e.credit_account_id = t.id THEN e.amount::numeric
+                       WHEN e.debit_account_id = t.id THEN -e.amount::numeric
+                       ELSE 0 END AS treasury,
+                  CASE WHEN e.credit_account_id = t.id THEN -wallet_parts_paid(e.parts)::numeric
+                       WHEN e.debit_account_id = t.id THEN wallet_parts_paid(e.parts)::numeric
+                       ELSE 0 END AS paid,
+                  CASE WHEN e.kind = 'TOPUP' THEN e.amount::numeric ELSE 0 END AS topup,
+                  CASE WHEN e.kind = 'BONUS' THEN e.amount::numeric ELSE 0 END AS bonus,
+                  CASE WHEN e.kind = 'SPEND' THEN e.amount::numeric ELSE 0 END AS spent,
+                  CASE WHEN e.kind = 'REVERSAL' THEN e.amount::numeric ELSE 0 END AS reversed
+      ) m";
+
 fn numeric(row: &Row, index: usize) -> anyhow::Result<i128> {
     let text: String = row.get(index);
     Ok(text.parse()?)
@@ -276,13 +297,49 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
         )?,
     };
     auditor.check_events(&events);
+    // The caps' running totals, one row per entry a cap may count; and
+    // the supply's history, one row per entry that moves a figure of the
+    // supply (`004_supply_history.sql`).
     let windows = AuditWindows {
-        rows: count("SELECT count(*) FROM window_totals")?,
-        counted_entries: count(
-            "SELECT count(*) FROM ledger_entries
-              WHERE kind IN ('TOPUP', 'BONUS', 'SPEND', 'TRANSFER')",
+        rows: count(
+            "SELECT (SELECT count(*) FROM window_totals) + (SELECT count(*) FROM supply_history)",
         )?,
-        mismatched: count(
+        counted_entries: count(&format!(
+            "SELECT (SELECT count(*) FROM ledger_entries
+                      WHERE kind IN ('TOPUP', 'BONUS', 'SPEND', 'TRANSFER'))
+                  + (SELECT count(*) FROM ({SUPPLY_MOVES}) m WHERE m.moves)"
+        ))?,
+        mismatched: count(&format!(
+            "SELECT count(*) FROM (
+                 SELECT h.*, m.seq AS found, m.asset_type_id AS entry_asset,
+                        m.created_at AS entry_at, m.moves,
+                        row_number() OVER w AS counted_n,
+                        lag(h.created_at) OVER w AS before_at,
+                        sum(m.treasury) OVER w AS r_treasury, sum(m.paid) OVER w AS r_paid,
+                        sum(m.topup) OVER w AS r_topup, sum(m.bonus) OVER w AS r_bonus,
+                        sum(m.spent) OVER w AS r_spent, sum(m.reversed) OVER w AS r_reversed
+                   FROM supply_history h LEFT JOIN ({SUPPLY_MOVES}) m ON m.seq = h.entry_seq
+                 WINDOW w AS (PARTITION BY h.asset_type_id, h.shard ORDER BY h.n)) s
+              WHERE found IS NULL OR NOT moves OR entry_asset <> asset_type_id
+                 OR created_at < entry_at OR created_at < before_at OR n <> counted_n
+                 OR (treasury, paid, topup, bonus, spent, reversed) IS DISTINCT FROM
+                    (r_treasury, r_paid, r_topup, r_bonus, r_spent, r_reversed)"
+        ))? + count("SELECT count(*) - count(DISTINCT entry_seq) FROM supply_history")?
+            // Each shard's newest row: its figures now.
+            + count(
+                "SELECT count(*) FROM asset_totals s
+                   LEFT JOIN LATERAL (
+                        SELECT * FROM supply_history h
+                         WHERE h.asset_type_id = s.asset_type_id AND h.shard = s.shard
+                         ORDER BY h.created_at DESC, h.n DESC LIMIT 1) h ON true
+                  WHERE s.history_rows <> coalesce(h.n, 0)
+                     OR s.history_at IS DISTINCT FROM h.created_at
+                     OR (s.treasury, s.paid, s.topup, s.bonus, s.spent, s.reversed)
+                        IS DISTINCT FROM
+                        (coalesce(h.treasury, 0), coalesce(h.paid, 0), coalesce(h.topup, 0),
+                         coalesce(h.bonus, 0), coalesce(h.spent, 0), coalesce(h.reversed, 0))",
+            )?
+            + count(
             "SELECT count(*) FROM (
                  SELECT w.total_high, w.total_low, w.kind, w.account_id, w.created_at,
                         e.kind AS entry_kind, e.created_at AS entry_created_at,
