@@ -498,7 +498,10 @@ fn a_version_5_ledger_is_split_into_paid_and_free_by_the_entries_that_made_it() 
         app.get("/assets/GOLD/supply?at=2026-11-22T23:59:59.999Z"),
         200,
     );
-    assert_eq!((&before["outstanding"], &before["asOf"]), (&json!(0), &json!(null)));
+    assert_eq!(
+        (&before["outstanding"], &before["asOf"]),
+        (&json!(0), &json!(null))
+    );
     // The hold set aside 20 paid: spending all that is available works,
     // and the next unit is refused.
     let spend = entry(&app, "spend", "ann", 30, "m-spend");
