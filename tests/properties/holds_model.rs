@@ -2,9 +2,12 @@
 //! test moves), the real store (driven through `Store` on a fresh database,
 //! a temporary SQLite file) and a plain model of API.md's holds rules agree after every step:
 //! on each answer (or refusal), every balance, held and available amount,
-//! every hold's status, and the audit `wallet verify` runs.
+//! every balance's paid and free parts (API.md: a hold sets its parts aside
+//! free first, a capture takes exactly those, a spend takes what no hold set
+//! aside), every hold's status, and the audit `wallet verify` runs (which
+//! checks each account's paid part held against its holds).
 //!
-//! Steps: top-ups, spends and transfers (checked against available), holds
+//! Steps: top-ups, bonuses, spends and transfers (checked against available), holds
 //! of 1-4 seconds, captures (whole or partial, of too much, to the Treasury,
 //! to another user or to the hold's own user), voids, moving the clock on
 //! by up to 2.5 s, and exact retries of the step before.
@@ -31,6 +34,7 @@ const NO_HOLD: u128 = 0x0190_f0a0_0000_7000_8000_0000_0000_0bad;
 #[derive(Debug, Clone)]
 enum Step {
     Topup(usize, u64),
+    Bonus(usize, u64),
     Spend(usize, u64),
     Transfer(usize, usize, u64),
     Hold(usize, u64, u32),
@@ -44,6 +48,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     let user = 0..USERS.len();
     let step = prop_oneof![
         3 => (user.clone(), 1..400_u64).prop_map(|(u, a)| Step::Topup(u, a)),
+        2 => (user.clone(), 1..200_u64).prop_map(|(u, a)| Step::Bonus(u, a)),
         2 => (user.clone(), 1..300_u64).prop_map(|(u, a)| Step::Spend(u, a)),
         2 => (user.clone(), 1..USERS.len(), 1..300_u64)
             .prop_map(|(u, offset, a)| Step::Transfer(u, (u + offset) % USERS.len(), a)),
@@ -67,6 +72,8 @@ struct ModelHold {
     status: HoldStatus,
     captured: i64,
     closed_at: Option<i64>,
+    /// The (paid, free) it set aside when it was made.
+    parts: (i64, i64),
 }
 
 impl ModelHold {
@@ -85,9 +92,44 @@ struct Model {
     balances: [i64; 3],
     wallets: [bool; 3],
     holds: Vec<ModelHold>,
+    /// Each user's (paid, free): they add up to the balance.
+    parts: [(i64, i64); 3],
+}
+
+/// Takes `amount` from (paid, free), free first: (paid taken, free taken).
+fn free_first(from: (i64, i64), amount: i64) -> (i64, i64) {
+    let free = from.1.min(amount);
+    (amount - free, free)
 }
 
 impl Model {
+    /// What the user's active holds set aside of (paid, free).
+    fn held_parts(&self, user: usize) -> (i64, i64) {
+        self.holds
+            .iter()
+            .filter(|hold| hold.user == user && hold.status_at(self.now) == HoldStatus::Held)
+            .fold((0, 0), |(paid, free), hold| {
+                (paid + hold.parts.0, free + hold.parts.1)
+            })
+    }
+
+    /// The user's (paid, free) that no hold sets aside.
+    fn available_parts(&self, user: usize) -> (i64, i64) {
+        let (paid, free) = self.parts[user];
+        let (held_paid, held_free) = self.held_parts(user);
+        (paid - held_paid, free - held_free)
+    }
+
+    /// Moves `taken` (paid, free) from `from` to `to` (None: the Treasury).
+    fn move_parts(&mut self, from: usize, to: Option<usize>, taken: (i64, i64)) {
+        self.parts[from].0 -= taken.0;
+        self.parts[from].1 -= taken.1;
+        if let Some(to) = to {
+            self.parts[to].0 += taken.0;
+            self.parts[to].1 += taken.1;
+        }
+    }
+
     fn held(&self, user: usize) -> i64 {
         self.holds
             .iter()
@@ -199,6 +241,14 @@ proptest! {
                     Ok(()),
                     *u,
                 ),
+                Step::Bonus(u, a) => (
+                    command(key, Route::Bonus, Operation::Credit {
+                        kind: CreditKind::Bonus, user: user(*u), asset: gold(),
+                        amount: amount(*a), details: EntryDetails::default(),
+                    }),
+                    Ok(()),
+                    *u,
+                ),
                 Step::Spend(u, a) => (
                     command(key, Route::Spend, Operation::Spend {
                         user: user(*u), asset: gold(), amount: amount(*a),
@@ -267,21 +317,34 @@ proptest! {
                     match (step, answer) {
                         (Step::Topup(u, a), _) => {
                             model.balances[*u] += *a as i64;
+                            model.parts[*u].0 += *a as i64;
                             model.wallets[*u] = true;
                         }
-                        (Step::Spend(u, a), _) => model.balances[*u] -= *a as i64,
+                        (Step::Bonus(u, a), _) => {
+                            model.balances[*u] += *a as i64;
+                            model.parts[*u].1 += *a as i64;
+                            model.wallets[*u] = true;
+                        }
+                        (Step::Spend(u, a), _) => {
+                            model.balances[*u] -= *a as i64;
+                            let taken = free_first(model.available_parts(*u), *a as i64);
+                            model.move_parts(*u, None, taken);
+                        }
                         (Step::Transfer(from, to, a), _) => {
                             model.balances[*from] -= *a as i64;
                             model.balances[*to] += *a as i64;
                             model.wallets[*to] = true;
+                            let taken = free_first(model.available_parts(*from), *a as i64);
+                            model.move_parts(*from, Some(*to), taken);
                         }
                         (Step::Hold(u, a, seconds), Answer::Hold { hold, .. }) => {
                             prop_assert_eq!(hold.created_at_ms, model.now);
                             prop_assert_eq!(hold.expires_at_ms, model.now + i64::from(*seconds) * 1000);
+                            let parts = free_first(model.available_parts(*u), *a as i64);
                             model.holds.push(ModelHold {
                                 id: hold.id.clone(), user: *u, amount: *a as i64,
                                 expires_at: hold.expires_at_ms, status: HoldStatus::Held,
-                                captured: 0, closed_at: None,
+                                captured: 0, closed_at: None, parts,
                             });
                         }
                         (Step::Capture(index, a, to), Answer::Capture { hold, transaction, .. }) => {
@@ -293,6 +356,10 @@ proptest! {
                                 model.balances[*to] += captured;
                                 model.wallets[*to] = true;
                             }
+                            // Exactly the parts the hold set aside, free
+                            // first among them.
+                            let taken = free_first(model.holds[i].parts, captured);
+                            model.move_parts(owner, *to, taken);
                             let now = model.now;
                             let held = &mut model.holds[i];
                             held.status = HoldStatus::Captured;
@@ -334,6 +401,9 @@ proptest! {
                     (model.balances[index], model.held(index), model.available(index)),
                     "{} after {:?}", name, step
                 );
+                let (paid, free) = model.parts[index];
+                prop_assert_eq!((gold.paid, gold.free), (paid, free), "{} after {:?}", name, step);
+                prop_assert!(paid >= 0 && free >= 0 && paid + free == model.balances[index]);
             }
             // Every hold's status, as it stands now.
             for hold in &model.holds {
