@@ -110,8 +110,9 @@ export class WalletClient {
   createAsset(body: Schemas["AssetRequest"]) {
     return this.call(() => this.raw.POST("/assets", { body }));
   }
-  supply(asset: string) {
-    return this.call(() => this.raw.GET("/assets/{asset}/supply", { params: { path: { asset } } }));
+  /** An asset's supply now, or as it stood at an instant (`at`, RFC 3339: without held and holders). */
+  supply(asset: string, query: { at?: string } = {}) {
+    return this.call(() => this.raw.GET("/assets/{asset}/supply", { params: { path: { asset }, query } }));
   }
 
   // Rules on value (admin to set; read to see a user's).

@@ -56,7 +56,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * An asset's supply: outstanding, held, holders, and totals ever
+         * An asset's supply: outstanding, paid, free, held, holders, and totals ever; now or at an instant
          * @description Needs an API key with the `read` scope (or `admin`) once any key exists.
          */
         get: operations["get_supply"];
@@ -1061,14 +1061,15 @@ export interface components {
             free: number;
             /**
              * Format: int64
-             * @description What active holds set aside.
+             * @description What active holds set aside; omitted from a supply `?at=` a time.
              */
-            held: number;
+            held?: number | null;
             /**
              * Format: int64
-             * @description User accounts with a non-zero balance.
+             * @description User accounts with a non-zero balance; omitted from a supply `?at=`
+             *     a time.
              */
-            holders: number;
+            holders?: number | null;
             /** @description Totals ever issued, by entry type. */
             issued: components["schemas"]["Issued"];
             /**
@@ -1584,7 +1585,10 @@ export interface operations {
     };
     get_supply: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description An RFC 3339 time (any offset), not in the future: the figures as they stood then, counting entries made at or before it (a report of unspent paid currency on a set date); `held` and `holders` are then omitted. */
+                at?: string;
+            };
             header?: never;
             path: {
                 /** @description The asset: its symbol (such as `GOLD`) or its id (a UUID). */
@@ -1594,7 +1598,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The asset's figures, read in O(log n). */
+            /** @description The asset's figures, read in O(log n); at an instant, without held and holders. */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -63,6 +63,9 @@ describe("every route, in open mode and then with the key it creates", () => {
     assert.equal(clash.error?.code, "ASSET_EXISTS");
     const supply = await client.supply("GOLD");
     assert.equal(supply.data?.outstanding, 1500);
+    assert.deepEqual([supply.data?.paid, supply.data?.free], [1500, 0]);
+    const before = await client.supply("GOLD", { at: "2000-01-01T00:00:00Z" });
+    assert.deepEqual([before.data?.outstanding, before.data?.asOf, before.data?.held], [0, null, undefined]);
     const byId = await client.supply(gems.data!.id);
     assert.equal(byId.data?.asset, "GEMS");
   });
