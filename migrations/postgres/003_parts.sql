@@ -24,6 +24,10 @@
 ALTER TABLE ledger_entries ADD COLUMN parts text
     CONSTRAINT ledger_entries_parts_are_a_list
     CHECK (parts IS NULL OR jsonb_typeof(parts::jsonb) = 'array');
+-- Of `amount`, the PAID part it moves: what the triggers move the paid
+-- figures by, without reading the parts' JSON on every write (`wallet
+-- verify` checks it against the parts).
+ALTER TABLE ledger_entries ADD COLUMN paid bigint;
 ALTER TABLE holds ADD COLUMN parts text
     CONSTRAINT holds_parts_are_a_list
     CHECK (parts IS NULL OR jsonb_typeof(parts::jsonb) = 'array');

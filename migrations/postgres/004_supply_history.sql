@@ -79,8 +79,8 @@ SELECT asset_type_id, 0, max(created_at) OVER running, row_number() OVER running
                CASE WHEN e.credit_account_id = t.id THEN e.amount::numeric
                     WHEN e.debit_account_id = t.id THEN -e.amount::numeric
                     ELSE 0 END AS treasury,
-               CASE WHEN e.credit_account_id = t.id THEN -wallet_parts_paid(e.parts)::numeric
-                    WHEN e.debit_account_id = t.id THEN wallet_parts_paid(e.parts)::numeric
+               CASE WHEN e.credit_account_id = t.id THEN -e.paid::numeric
+                    WHEN e.debit_account_id = t.id THEN e.paid::numeric
                     ELSE 0 END AS paid,
                CASE WHEN e.kind = 'TOPUP' THEN e.amount::numeric ELSE 0 END AS topup,
                CASE WHEN e.kind = 'BONUS' THEN e.amount::numeric ELSE 0 END AS bonus,
@@ -113,10 +113,10 @@ BEGIN
      WHERE asset_type_id = NEW.asset_type_id AND owner_type = 'SYSTEM';
     IF NEW.credit_account_id = treasury_id THEN
         treasury_delta := NEW.amount;
-        paid_delta := -wallet_parts_paid(NEW.parts);
+        paid_delta := -NEW.paid;
     ELSIF NEW.debit_account_id = treasury_id THEN
         treasury_delta := -NEW.amount;
-        paid_delta := wallet_parts_paid(NEW.parts);
+        paid_delta := NEW.paid;
     END IF;
     IF treasury_delta = 0 AND NEW.kind NOT IN ('TOPUP', 'BONUS', 'SPEND', 'REVERSAL') THEN
         UPDATE asset_totals SET last_entry_at = greatest(last_entry_at, NEW.created_at)
@@ -154,9 +154,9 @@ DECLARE
 BEGIN
     SELECT * INTO entry FROM ledger_entries WHERE seq = NEW.entry_seq;
     IF entry.debit_account_id = NEW.account_id AND NEW.delta = -entry.amount THEN
-        paid_delta := -wallet_parts_paid(entry.parts);
+        paid_delta := -entry.paid;
     ELSIF entry.credit_account_id = NEW.account_id AND NEW.delta = entry.amount THEN
-        paid_delta := wallet_parts_paid(entry.parts);
+        paid_delta := entry.paid;
     ELSE
         RAISE EXCEPTION 'a posting must be one leg of its entry' USING ERRCODE = 'check_violation';
     END IF;

@@ -43,6 +43,9 @@ pub struct AuditEntry {
     pub credit_posting: Option<AuditPosting>,
     /// Its parts as stored (`ledger::parts::encode`).
     pub parts: Option<String>,
+    /// The PAID part stored beside them, where a backend keeps one
+    /// (PostgreSQL's triggers move the paid figures by it).
+    pub stored_paid: Option<i64>,
 }
 
 /// A REVERSAL as stored, beside the entry it names.
@@ -364,6 +367,12 @@ impl Auditor {
                 parts::paid_of(parts)
             }
         };
+        if entry.stored_paid.is_some_and(|stored| stored != paid) {
+            self.problem(format!(
+                "entry {seq}: stores a paid part of {:?} but its parts move {paid}",
+                entry.stored_paid
+            ));
+        }
         self.replay_posting(
             seq,
             entry.debit_account,
@@ -863,6 +872,7 @@ mod tests {
                 paid_after: Some(credit.1),
             }),
             parts: Some(format!(r#"[{{"kind":"PAID","amount":{amount}}}]"#)),
+            stored_paid: None,
         }
     }
 

@@ -350,20 +350,30 @@ fn entry(n: i64, kind: &str, debit: i64, credit: i64, amount: i64) -> String {
         credit,
         amount,
         &format!("'[{{\"kind\":\"PAID\",\"amount\":{amount}}}]'"),
+        amount,
     )
 }
 
-/// As `entry`, with `parts` (an SQL expression) as its parts.
-fn entry_of_parts(n: i64, kind: &str, debit: i64, credit: i64, amount: i64, parts: &str) -> String {
+/// As `entry`, with `parts` (an SQL expression) as its parts and `paid` as
+/// the PAID part stored beside them.
+fn entry_of_parts(
+    n: i64,
+    kind: &str,
+    debit: i64,
+    credit: i64,
+    amount: i64,
+    parts: &str,
+    paid: i64,
+) -> String {
     let seq = n;
     format!(
         "INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
               VALUES (0, 'k{seq}', '{{}}', 1, {seq});
          INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
-                     credit_account_id, amount, request_id, created_at, parts)
+                     credit_account_id, amount, request_id, created_at, parts, paid)
               VALUES ('0190f0a0-0000-7000-8000-{seq:012}', '{kind}', '{GOLD}', {debit},
                       {credit}, {amount}, currval('idempotency_records_id_seq'), {seq},
-                      {parts});"
+                      {parts}, {paid});"
     )
 }
 
@@ -447,10 +457,10 @@ fn the_schema_refuses_what_must_never_be() {
                       VALUES (0, 'r', '{{}}', 1, 5);
                  INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
                              credit_account_id, amount, request_id, created_at, reverses_seq,
-                             reversed_after, parts)
+                             reversed_after, parts, paid)
                       VALUES (gen_random_uuid(), 'REVERSAL', '{GOLD}', 2, 1, 51,
                               currval('idempotency_records_id_seq'), 5, 1, 51,
-                              '[{{\"kind\":\"PAID\",\"amount\":51}}]');"
+                              '[{{\"kind\":\"PAID\",\"amount\":51}}]', 51);"
             ),
                 "undo what is left",
             ),
@@ -466,28 +476,30 @@ fn the_schema_refuses_what_must_never_be() {
             ),
                 "within its available balance",
             ),
-            // Parts: every entry names them, adding up to its amount; a user's
-            // paid part stays within its balance, and its postings carry it.
+            // Parts: every entry names them and its paid part, within its
+            // amount; a user's paid part stays within its balance, and its
+            // postings carry it. (That the parts add up, `wallet verify`
+            // checks: see the migration test.)
             (
                 &format!(
                 "{} INSERT INTO postings VALUES (2, {E}, -10, 40, 40), (1, {E}, 10, NULL, NULL);",
-                entry_of_parts(9, "SPEND", 2, 1, 10, "NULL"),
+                entry_of_parts(9, "SPEND", 2, 1, 10, "NULL", 10),
                 E = THIS_ENTRY
             ),
-                "must name the parts it moves",
+                "null value in column \"parts\"",
             ),
             (
                 &format!(
                 "{} INSERT INTO postings VALUES (2, {E}, -10, 40, 40), (1, {E}, 10, NULL, NULL);",
-                entry_of_parts(10, "SPEND", 2, 1, 10, "'[{\"kind\":\"PAID\",\"amount\":9}]'"),
+                entry_of_parts(10, "SPEND", 2, 1, 10, "'[{\"kind\":\"PAID\",\"amount\":10}]'", 11),
                 E = THIS_ENTRY
             ),
-                "adding up to its amount",
+                "parts_paid_within_the_amount",
             ),
             (
                 &format!(
                 "{} INSERT INTO postings VALUES (2, {E}, -10, 40, 50), (1, {E}, 10, NULL, NULL);",
-                entry_of_parts(11, "SPEND", 2, 1, 10, "'[{\"kind\":\"FREE\",\"amount\":10}]'"),
+                entry_of_parts(11, "SPEND", 2, 1, 10, "'[{\"kind\":\"FREE\",\"amount\":10}]'", 0),
                 E = THIS_ENTRY
             ),
                 "parts_within_the_balance",
@@ -1150,16 +1162,19 @@ fn version_3_entry(
         None => ("NULL".to_owned(), "NULL".to_owned()),
     };
     let at = n * 1000;
+    let paid = wallet::ledger::parts::paid_of(
+        &wallet::ledger::parts::decode(parts).expect("the fixture's parts are parts"),
+    );
     format!(
         "BEGIN;
          INSERT INTO idempotency_records (caller_id, key, request, entry_count, created_at)
               VALUES (0, 'k{n}', '{{}}', 1, {at});
          INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
                      credit_account_id, amount, request_id, created_at, reverses_seq,
-                     reversed_after, parts)
+                     reversed_after, parts, paid)
               VALUES ('0190f0a0-0000-7000-8000-{n:012}', '{kind}', '{GOLD}', {debit},
                       {credit}, {amount}, currval('idempotency_records_id_seq'), {at},
-                      {reverses_seq}, {reversed_after}, '{parts}');
+                      {reverses_seq}, {reversed_after}, '{parts}', {paid});
          INSERT INTO postings (account_id, entry_seq, delta, balance_after, paid_after)
               VALUES ({debit}, {E}, -{amount}, {}), ({credit}, {E}, {amount}, {});
          COMMIT;",

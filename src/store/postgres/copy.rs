@@ -317,12 +317,12 @@ pub fn write(
             "INSERT INTO ledger_entries (seq, id, kind, asset_type_id, debit_account_id,
                                          credit_account_id, amount, request_id, reference_id,
                                          note, metadata, reverses_seq, reversed_after, hold_seq,
-                                         created_at, parts)
+                                         created_at, parts, paid)
              OVERRIDING SYSTEM VALUE
              VALUES ($1, $2::text::uuid, $3, $4::text::uuid, $5, $6, $7, $8, $9, $10,
                      $11::text,
                      (SELECT r.seq FROM ledger_entries r WHERE r.id = $12::text::uuid),
-                     $13, $14, $15, $16)",
+                     $13, $14, $15, $16, $17)",
         )?,
         // With the running paid total, as a server's writer posts.
         posting: tx.prepare(super::parts::INSERT_POSTING)?,
@@ -366,6 +366,8 @@ struct Statements {
 
 impl Target<'_, '_> {
     fn entry(&mut self, entry: &EntryCopy) -> anyhow::Result<()> {
+        let parts = crate::ledger::parts::decode(&entry.parts)
+            .with_context(|| format!("entry {} has unreadable parts", entry.id))?;
         self.tx.execute(
             &self.statements.entry,
             &[
@@ -385,10 +387,9 @@ impl Target<'_, '_> {
                 &entry.hold_seq,
                 &entry.created_at,
                 &entry.parts,
+                &crate::ledger::parts::paid_of(&parts),
             ],
         )?;
-        let parts = crate::ledger::parts::decode(&entry.parts)
-            .with_context(|| format!("entry {} has unreadable parts", entry.id))?;
         for (account, delta, balance_after) in [
             (
                 entry.debit_account_id,

@@ -57,8 +57,8 @@ pub(super) fn backfill(tx: &mut Transaction<'_>) -> anyhow::Result<()> {
            FROM ledger_entries WHERE seq > $1 ORDER BY seq LIMIT $2",
     )?;
     let set_parts = tx.prepare(
-        "UPDATE ledger_entries e SET parts = v.parts
-           FROM unnest($1::bigint[], $2::text[]) AS v (seq, parts)
+        "UPDATE ledger_entries e SET parts = v.parts, paid = v.paid
+           FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS v (seq, parts, paid)
           WHERE e.seq = v.seq",
     )?;
     let set_paid = tx.prepare(
@@ -74,6 +74,7 @@ pub(super) fn backfill(tx: &mut Transaction<'_>) -> anyhow::Result<()> {
         after = last.get(0);
         let mut seqs = Vec::with_capacity(rows.len());
         let mut texts = Vec::with_capacity(rows.len());
+        let mut paids = Vec::with_capacity(rows.len());
         let (mut accounts, mut entry_seqs, mut paid_after) = (Vec::new(), Vec::new(), Vec::new());
         for row in &rows {
             let kind: String = row.get(1);
@@ -92,6 +93,7 @@ pub(super) fn backfill(tx: &mut Transaction<'_>) -> anyhow::Result<()> {
             let replayed = replay.entry(&entry, order).map_err(|why| anyhow!(why))?;
             seqs.push(entry.seq);
             texts.push(parts::encode(&replayed.parts));
+            paids.push(parts::paid_of(&replayed.parts));
             // A Treasury's posting keeps no running figure here.
             for (account, after) in [
                 (entry.debit, replayed.debit_paid_after),
@@ -104,7 +106,7 @@ pub(super) fn backfill(tx: &mut Transaction<'_>) -> anyhow::Result<()> {
                 }
             }
         }
-        tx.execute(&set_parts, &[&seqs, &texts])?;
+        tx.execute(&set_parts, &[&seqs, &texts, &paids])?;
         tx.execute(&set_paid, &[&accounts, &entry_seqs, &paid_after])?;
     }
     // Holds: HELD ones set aside their parts; closed ones keep none.

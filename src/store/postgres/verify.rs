@@ -33,8 +33,8 @@ const SUPPLY_MOVES: &str = "SELECT e.seq, e.asset_type_id, e.created_at, m.*,
            SELECT CASE WHEN e.credit_account_id = t.id THEN e.amount::numeric
                        WHEN e.debit_account_id = t.id THEN -e.amount::numeric
                        ELSE 0 END AS treasury,
-                  CASE WHEN e.credit_account_id = t.id THEN -wallet_parts_paid(e.parts)::numeric
-                       WHEN e.debit_account_id = t.id THEN wallet_parts_paid(e.parts)::numeric
+                  CASE WHEN e.credit_account_id = t.id THEN -e.paid::numeric
+                       WHEN e.debit_account_id = t.id THEN e.paid::numeric
                        ELSE 0 END AS paid,
                   CASE WHEN e.kind = 'TOPUP' THEN e.amount::numeric ELSE 0 END AS topup,
                   CASE WHEN e.kind = 'BONUS' THEN e.amount::numeric ELSE 0 END AS bonus,
@@ -77,7 +77,7 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
     let batch = tx.prepare(
         "SELECT e.seq, e.kind, e.asset_type_id::text, e.amount, e.debit_account_id,
                 e.credit_account_id, d.delta, d.balance_after, c.delta, c.balance_after,
-                e.parts, d.paid_after, c.paid_after
+                e.parts, d.paid_after, c.paid_after, e.paid
            FROM ledger_entries e
            LEFT JOIN postings d ON d.account_id = e.debit_account_id AND d.entry_seq = e.seq
            LEFT JOIN postings c ON c.account_id = e.credit_account_id AND c.entry_seq = e.seq
@@ -112,6 +112,7 @@ pub fn audit(url: &PostgresUrl, checked: &mut dyn FnMut(u64)) -> anyhow::Result<
                 debit_posting: posting(6, 11),
                 credit_posting: posting(8, 12),
                 parts: row.get(10),
+                stored_paid: Some(row.get(13)),
             });
         }
         entries_checked += rows.len() as u64;

@@ -796,9 +796,9 @@ fn write_plan(
         "INSERT INTO ledger_entries (id, kind, asset_type_id, debit_account_id,
                                      credit_account_id, amount, request_id, reference_id, note,
                                      metadata, reverses_seq, reversed_after, hold_seq, created_at,
-                                     parts)
+                                     parts, paid)
          VALUES ($1::text::uuid, $2, $3::text::uuid, $4, $5, $6, $7, $8, $9, $10::text, $11, $12,
-                 $13, $14, $15)
+                 $13, $14, $15, $16)
          RETURNING seq",
     )?;
     // A user's posting carries its running paid total (see the statement).
@@ -832,6 +832,7 @@ fn write_plan(
                     &entry.hold.as_ref().map(|(seq, _)| *seq),
                     &created_at_ms,
                     &crate::ledger::parts::encode(&entry.parts),
+                    &crate::ledger::parts::paid_of(&entry.parts),
                 ],
             )?
             .get(0);

@@ -75,6 +75,7 @@ pub fn audit_reporting(
                     debit_posting: posting(row.get(6)?, row.get(7)?, row.get(11)?),
                     credit_posting: posting(row.get(8)?, row.get(9)?, row.get(12)?),
                     parts: row.get(10)?,
+                    stored_paid: None,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
