@@ -151,7 +151,11 @@ def before_call(context, case, kwargs):
             body["limits"] = kept
     if path == "/wallets/{userId}/transfer" and body is not None and isinstance(body.get("to"), str):
         body["to"] = _other_user(body["to"], (case.path_parameters or {}).get("userId"))
-    if path == "/wallets/{userId}/balance" and case.query and isinstance(case.query.get("at"), str):
+    if (
+        path in ("/wallets/{userId}/balance", "/assets/{asset}/supply")
+        and case.query
+        and isinstance(case.query.get("at"), str)
+    ):
         past = _past(case.query["at"])
         if past is not None:
             case.query["at"] = past
