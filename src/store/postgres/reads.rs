@@ -590,10 +590,7 @@ pub fn user_holds(
 
 /// `GET /assets/{asset}/supply`: the sums of the asset's totals rows.
 pub fn supply(client: &mut impl GenericClient, asset: &AssetRef) -> Result<SupplyRow, LedgerError> {
-    let (by, key) = match asset {
-        AssetRef::Symbol(symbol) => ("t.symbol = $1", symbol.clone()),
-        AssetRef::Id(id) => ("t.id = $1::text::uuid", id.to_string()),
-    };
+    let (by, key) = asset_condition(asset);
     let row = client
         .query_opt(
             &format!(
@@ -627,6 +624,14 @@ pub fn supply(client: &mut impl GenericClient, asset: &AssetRef) -> Result<Suppl
     })
 }
 
+/// The condition naming `asset` on `asset_types t` (`$1`), and its value.
+fn asset_condition(asset: &AssetRef) -> (&'static str, String) {
+    match asset {
+        AssetRef::Symbol(symbol) => ("t.symbol = $1", symbol.clone()),
+        AssetRef::Id(id) => ("t.id = $1::text::uuid", id.to_string()),
+    }
+}
+
 /// `GET /assets/{asset}/supply?at=`: the supply as it stood at `at_ms`,
 /// counting the entries made at or before it. Each of the asset's shards
 /// gives its newest history row at or before then (one index descent
@@ -639,10 +644,7 @@ pub fn supply_as_of(
     asset: &AssetRef,
     at_ms: i64,
 ) -> Result<SupplyRow, LedgerError> {
-    let (by, key) = match asset {
-        AssetRef::Symbol(symbol) => ("t.symbol = $1", symbol.clone()),
-        AssetRef::Id(id) => ("t.id = $1::text::uuid", id.to_string()),
-    };
+    let (by, key) = asset_condition(asset);
     let row = client
         .query_opt(
             &format!(

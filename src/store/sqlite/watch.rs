@@ -176,10 +176,7 @@ pub(super) fn total(high: i64, low: i64) -> u128 {
 /// `GET /assets/{asset}/supply`: one row of totals and one descent of the
 /// Treasury's postings.
 pub fn supply(conn: &Connection, asset: &AssetRef) -> Result<SupplyRow, LedgerError> {
-    let (by, key) = match asset {
-        AssetRef::Symbol(symbol) => ("t.symbol = ?1", symbol.to_string()),
-        AssetRef::Id(id) => ("t.id = ?1", id.to_string()),
-    };
+    let (by, key) = asset_condition(asset);
     let row = conn
         .prepare_cached(&format!(
             "SELECT t.symbol, s.topup_high, s.topup_low, s.bonus_high, s.bonus_low,
@@ -221,6 +218,14 @@ pub fn supply(conn: &Connection, asset: &AssetRef) -> Result<SupplyRow, LedgerEr
     row.ok_or_else(|| Rejection::AssetNotFound.into())
 }
 
+/// The condition naming `asset` on `asset_types t` (`?1`), and its value.
+fn asset_condition(asset: &AssetRef) -> (&'static str, String) {
+    match asset {
+        AssetRef::Symbol(symbol) => ("t.symbol = ?1", symbol.to_string()),
+        AssetRef::Id(id) => ("t.id = ?1", id.to_string()),
+    }
+}
+
 /// `GET /assets/{asset}/supply?at=`: the figures as they stood at `at_ms`,
 /// counting the entries made at or before it. O(log n) of the ledger's
 /// length: the last entry by then is one descent of the entries' time
@@ -236,12 +241,11 @@ pub fn supply_as_of(
     at_ms: i64,
 ) -> Result<SupplyRow, LedgerError> {
     let tx = conn.transaction()?;
-    let (by, key) = match asset {
-        AssetRef::Symbol(symbol) => ("symbol = ?1", symbol.to_string()),
-        AssetRef::Id(id) => ("id = ?1", id.to_string()),
-    };
+    let (by, key) = asset_condition(asset);
     let found: Option<(String, String)> = tx
-        .prepare_cached(&format!("SELECT id, symbol FROM asset_types WHERE {by}"))?
+        .prepare_cached(&format!(
+            "SELECT t.id, t.symbol FROM asset_types t WHERE {by}"
+        ))?
         .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     let (asset_id, symbol) = found.ok_or(Rejection::AssetNotFound)?;
